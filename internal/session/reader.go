@@ -1,0 +1,161 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors a Reader returns, each wrapped with the file's path.
+var (
+	// ErrInUse: another process holds the file open for writing.
+	ErrInUse = errors.New("is in use by a running ssestress (its live view, --http, serves the same report)")
+	// ErrNotSession: the file is not a bbolt file, or not one ssestress wrote.
+	ErrNotSession = errors.New("is not an ssestress session file")
+	// ErrNewerSchema: written by a newer ssestress.
+	ErrNewerSchema = errors.New("was written by a newer ssestress (schema version too new)")
+)
+
+// Reader reads a session file. It opens it read-only and never writes.
+type Reader struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens path read-only. It waits at most about a second for a writer's
+// lock and then returns ErrInUse.
+func Open(path string) (*Reader, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s %w", path, ErrNotSession)
+	}
+	db, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: 800 * time.Millisecond})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	r := &Reader{db: db, path: path}
+	var version string
+	err = db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket([]byte(BucketMeta))
+		if m == nil {
+			return fmt.Errorf("%s %w (no meta bucket)", path, ErrNotSession)
+		}
+		version = string(m.Get([]byte(MetaSchema)))
+		return nil
+	})
+	if err == nil {
+		v, convErr := strconv.Atoi(version)
+		switch {
+		case convErr != nil:
+			err = fmt.Errorf("%s %w (bad schema version %q)", path, ErrNotSession, version)
+		case v > SchemaVersion:
+			err = fmt.Errorf("%s %w: version %d, this ssestress reads up to %d", path, ErrNewerSchema, v, SchemaVersion)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openError turns bbolt's open errors into the package's errors.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("%s %w", path, ErrInUse)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch),
+		errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrInvalidMapping):
+		return fmt.Errorf("%s %w (%v)", path, ErrNotSession, err)
+	}
+	// bbolt reports some damaged files with plain errors ("file size too small").
+	return fmt.Errorf("%s %w (%v)", path, ErrNotSession, err)
+}
+
+// Path is the file's path.
+func (r *Reader) Path() string { return r.path }
+
+// Close closes the file.
+func (r *Reader) Close() error { return r.db.Close() }
+
+// DB gives read access to the underlying database for consumers with needs
+// the helpers below do not cover.
+func (r *Reader) DB() *bolt.DB { return r.db }
+
+// Meta decodes the meta value under key into v. It returns false when the
+// key is absent.
+func (r *Reader) Meta(key string, v any) (bool, error) {
+	var found bool
+	err := r.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket([]byte(BucketMeta)).Get([]byte(key))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(raw, v)
+	})
+	return found, err
+}
+
+// Count is the number of records in bucket (0 when it does not exist).
+func (r *Reader) Count(bucket string) int {
+	n := 0
+	r.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(bucket)); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
+}
+
+// Each calls fn for every raw value of bucket, in key order.
+func (r *Reader) Each(bucket string, fn func(key, val []byte) error) error {
+	return r.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(fn)
+	})
+}
+
+// Check runs bbolt's consistency check and returns the first problem found.
+func (r *Reader) Check() error {
+	return r.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+}
+
+// Decode calls fn with every record of bucket decoded as T, in key order.
+func Decode[T any](r *Reader, bucket string, fn func(*T) error) error {
+	return r.Each(bucket, func(key, val []byte) error {
+		var v T
+		if err := json.Unmarshal(val, &v); err != nil {
+			return fmt.Errorf("%s: bucket %s key %q: %w", r.path, bucket, key, err)
+		}
+		return fn(&v)
+	})
+}
+
+// All returns every record of bucket decoded as T.
+func All[T any](r *Reader, bucket string) ([]T, error) {
+	var out []T
+	err := Decode(r, bucket, func(v *T) error {
+		out = append(out, *v)
+		return nil
+	})
+	return out, err
+}
