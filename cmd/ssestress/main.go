@@ -1,0 +1,91 @@
+// Command ssestress reproduces and explains ECONNRESET failures on
+// Server-Sent Events services. main only wires signals and exit codes; each
+// subcommand lives in its own file with an options struct and a function
+// that writes to injected writers, so tests call it directly.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands is the explicit table of subcommands.
+var commands = map[string]command{
+	"serve": {"run the embedded SSE quote feed", runServe},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err as one line and returns the process exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return 0
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintln(stderr, "ssestress: "+msg)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// run dispatches to a subcommand. A panic becomes one line, not a trace.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v (please report it)", p)
+		}
+	}()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return usageErrorf("no subcommand given")
+		}
+		return errHelp
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Fprintln(stdout, "ssestress", version)
+		return nil
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		return usageErrorf("unknown subcommand %q (run 'ssestress help' for the list)", args[0])
+	}
+	return cmd.run(ctx, args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "ssestress reproduces and explains ECONNRESET failures on Server-Sent Events services.")
+	fmt.Fprintln(w, "\nUsage: ssestress <subcommand> [flags]   (ssestress <subcommand> --help for its flags and examples)")
+	fmt.Fprintln(w, "\nSubcommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	}
+}
