@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ func Open(path string) (*Reader, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("%s %w", path, ErrNotSession)
 	}
+	if err := checkSize(path, st.Size()); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: 800 * time.Millisecond})
 	if err != nil {
 		return nil, openError(path, err)
@@ -66,6 +70,50 @@ func Open(path string) (*Reader, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// ErrTruncated: the file is shorter than its own header says.
+var ErrTruncated = errors.New("is truncated (shorter than its header says); it cannot be read safely")
+
+// checkSize refuses a bbolt file shorter than the high-water mark its meta
+// pages record. bbolt maps the file and would fault (SIGSEGV, not an error)
+// on the first page past the end, so this is checked before it opens.
+//
+// Layout read here (bbolt 1.x): pages 0 and 1 are meta pages; each starts
+// with a 16-byte page header followed by magic u32, version u32, pageSize
+// u32, flags u32, root bucket (16 bytes), freelist pgid u64, pgid u64 (the
+// high-water mark), txid u64, checksum u64 — little-endian on every
+// platform bbolt supports here.
+func checkSize(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const hdr, magic = 16, 0xED0CDAED
+	var page0 [hdr + 64]byte
+	if _, err := f.ReadAt(page0[:], 0); err != nil {
+		return fmt.Errorf("%s %w (too short to be a bbolt file)", path, ErrNotSession)
+	}
+	pageSize := int64(binary.LittleEndian.Uint32(page0[hdr+8:]))
+	if binary.LittleEndian.Uint32(page0[hdr:]) != magic || pageSize < 512 || pageSize > 1<<20 {
+		return nil // not a bbolt file at all: bbolt's own check says so
+	}
+	var highWater int64
+	for i := int64(0); i < 2; i++ {
+		var m [hdr + 64]byte
+		if _, err := f.ReadAt(m[:], i*pageSize); err != nil {
+			continue
+		}
+		if binary.LittleEndian.Uint32(m[hdr:]) != magic {
+			continue
+		}
+		highWater = max(highWater, int64(binary.LittleEndian.Uint64(m[hdr+40:])))
+	}
+	if highWater*pageSize > size {
+		return fmt.Errorf("%s %w: %d bytes, header says %d", path, ErrTruncated, size, highWater*pageSize)
+	}
+	return nil
 }
 
 // openError turns bbolt's open errors into the package's errors.

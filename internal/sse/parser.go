@@ -98,6 +98,8 @@ type Parser struct {
 	partial   []byte // a line begun in an earlier Feed
 	data      []byte // data buffer (each value followed by LF)
 	eventType string // event type buffer
+	lastType  string // the previous non-empty type, reused to avoid an allocation per event
+	frame     Frame  // reused for every emit: a Frame escapes through the callback
 	idBuf     string // last event ID buffer
 	lastID    string // the stream's last event ID string
 	err       error
@@ -113,10 +115,7 @@ func (p *Parser) SetLastEventID(id string) { p.lastID, p.idBuf = id, id }
 // Reset forgets any partial line and event, as a new connection must, but
 // keeps the last event ID.
 func (p *Parser) Reset() {
-	id := p.lastID
-	max := p.MaxLine
-	*p = Parser{MaxLine: max}
-	p.lastID, p.idBuf = id, id
+	*p = Parser{MaxLine: p.MaxLine, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
 }
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
@@ -206,7 +205,8 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 		if len(c) > 0 && c[0] == ' ' {
 			c = c[1:]
 		}
-		return emit(&Frame{Kind: KindComment, Comment: c})
+		p.frame = Frame{Kind: KindComment, Comment: c}
+		return emit(&p.frame)
 	}
 	field, value := line, []byte(nil)
 	if i := bytes.IndexByte(line, ':'); i >= 0 {
@@ -217,8 +217,11 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 	}
 	switch string(field) {
 	case "event":
-		if string(value) != p.eventType {
+		if string(value) == p.lastType {
+			p.eventType = p.lastType
+		} else {
 			p.eventType = string(value)
+			p.lastType = p.eventType
 		}
 	case "data":
 		p.data = append(p.data, value...)
@@ -235,7 +238,8 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 		if err != nil || ms > int64(1<<63-1)/int64(time.Millisecond) {
 			return nil // too large to represent: ignore, as an invalid value
 		}
-		return emit(&Frame{Kind: KindRetry, Retry: time.Duration(ms) * time.Millisecond})
+		p.frame = Frame{Kind: KindRetry, Retry: time.Duration(ms) * time.Millisecond}
+		return emit(&p.frame)
 	}
 	return nil
 }
@@ -261,7 +265,8 @@ func (p *Parser) dispatch(emit func(*Frame) error) error {
 	if typ == "" {
 		typ = "message"
 	}
-	err := emit(&Frame{Kind: KindEvent, ID: p.lastID, Type: typ, Data: data})
+	p.frame = Frame{Kind: KindEvent, ID: p.lastID, Type: typ, Data: data}
+	err := emit(&p.frame)
 	p.data = p.data[:0]
 	p.eventType = ""
 	return err

@@ -1,0 +1,270 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func newFile(t *testing.T, opts Options) (*Writer, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	w, err := Create(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, path
+}
+
+func openChecked(t *testing.T, path string) *Reader {
+	t.Helper()
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if err := r.Check(); err != nil {
+		t.Fatalf("consistency check: %v", err)
+	}
+	return r
+}
+
+func TestWriteReadRoundTrip(t *testing.T) {
+	w, path := newFile(t, Options{})
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	w.PutMeta(MetaRun, RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: start})
+	w.Put(Endpoint{Role: RoleServer, Addr: "127.0.0.1:3000"})
+	w.Put(ConnRecord{ConnID: "c0001", Attempt: 0, Start: start})
+	// The close rewrites the open record under the same key.
+	w.Put(ConnRecord{ConnID: "c0001", Attempt: 0, Start: start, End: start.Add(time.Second), Events: 5, EndClass: "ECONNRESET"})
+	w.Put(ConnRecord{ConnID: "c0001", Attempt: 1, Start: start.Add(2 * time.Second)})
+	for i := 0; i < 2500; i++ {
+		w.Put(ErrorRecord{Time: start, ConnID: fmt.Sprintf("c%04d", i), Class: "ECONNRESET", Age: time.Duration(i) * time.Millisecond})
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	r := openChecked(t, path)
+	var run RunInfo
+	if ok, err := r.Meta(MetaRun, &run); !ok || err != nil || run.Scenario != "flood" || !run.StartedAt.Equal(start) {
+		t.Fatalf("run meta %+v ok=%v err=%v", run, ok, err)
+	}
+	conns, err := All[ConnRecord](r, BucketConns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != 2 || conns[0].Events != 5 || conns[0].EndClass != "ECONNRESET" || conns[1].Attempt != 1 {
+		t.Fatalf("conns %+v", conns)
+	}
+	if n := r.Count(BucketErrors); n != 2500 {
+		t.Fatalf("errors = %d, want 2500", n)
+	}
+	errs, _ := All[ErrorRecord](r, BucketErrors)
+	for i, e := range errs { // sequence keys keep the order of Put
+		if e.Age != time.Duration(i)*time.Millisecond {
+			t.Fatalf("error %d out of order: %+v", i, e)
+		}
+	}
+	if r.Count(BucketTopology) != 1 || r.Count("no-such-bucket") != 0 {
+		t.Fatalf("topology count %d", r.Count(BucketTopology))
+	}
+}
+
+func TestConnKeyOrder(t *testing.T) {
+	if got := string(ConnKey("c0007", 12)); got != "c0007/00012" {
+		t.Fatalf("ConnKey = %q", got)
+	}
+	if string(ConnKey("c", 2)) >= string(ConnKey("c", 10)) {
+		t.Fatal("attempt keys do not sort numerically")
+	}
+}
+
+func TestCommitWithinFlushInterval(t *testing.T) {
+	w, path := newFile(t, Options{FlushInterval: 20 * time.Millisecond})
+	defer w.Close()
+	w.Put(Sample{Active: 3})
+	deadline := time.Now().Add(5 * time.Second)
+	for w.Committed() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("record not committed within 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = path
+}
+
+func TestPutNeverBlocksAndCountsDrops(t *testing.T) {
+	w, _ := newFile(t, Options{MaxPending: 10, FlushInterval: time.Hour, BatchSize: 1 << 30})
+	for i := 0; i < 25; i++ {
+		w.Put(Sample{})
+	}
+	if d := w.Dropped(); d != 15 {
+		t.Fatalf("dropped = %d, want 15", d)
+	}
+	w.Close()
+	w.Put(Sample{}) // after Close: dropped, no panic
+	if d := w.Dropped(); d != 16 {
+		t.Fatalf("dropped after close = %d", d)
+	}
+}
+
+func TestConcurrentProducers(t *testing.T) {
+	w, path := newFile(t, Options{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				w.Put(ErrorRecord{Class: "EOF"})
+			}
+		}()
+	}
+	wg.Wait()
+	w.Close()
+	if n := openChecked(t, path).Count(BucketErrors); n != 4000 {
+		t.Fatalf("errors = %d, want 4000", n)
+	}
+}
+
+func TestCreateRefusesExistingFile(t *testing.T) {
+	w, path := newFile(t, Options{})
+	w.Close()
+	if _, err := Create(path, Options{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("err = %v, want ErrExists", err)
+	}
+	w2, err := Create(path, Options{Append: true})
+	if err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	w2.Put(Sample{})
+	w2.Close()
+}
+
+func TestOpenRejectsBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	notBolt := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notBolt, []byte(strings.Repeat("not a database\n", 1000)), 0o644)
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o644)
+
+	// A bbolt file that is not ours (no meta bucket).
+	foreign := filepath.Join(dir, "foreign.db")
+	db, err := bolt.Open(foreign, 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err })
+	db.Close()
+
+	// A session file from a newer schema.
+	newer := filepath.Join(dir, "newer.db")
+	w, _ := Create(newer, Options{})
+	w.Close()
+	db, _ = bolt.Open(newer, 0o644, nil)
+	db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(BucketMeta)).Put([]byte(MetaSchema), []byte("99"))
+	})
+	db.Close()
+
+	// A truncated session file.
+	truncated := filepath.Join(dir, "truncated.db")
+	w, _ = Create(truncated, Options{})
+	for i := 0; i < 5000; i++ {
+		w.Put(ErrorRecord{Class: "EOF", Message: strings.Repeat("m", 100)})
+	}
+	w.Close()
+	st, _ := os.Stat(truncated)
+	os.Truncate(truncated, st.Size()/3)
+
+	for _, tc := range []struct {
+		path string
+		want error
+	}{
+		{notBolt, ErrNotSession}, {empty, ErrNotSession}, {foreign, ErrNotSession},
+		{newer, ErrNewerSchema}, {truncated, ErrTruncated},
+	} {
+		before, _ := os.ReadFile(tc.path)
+		_, err := Open(tc.path)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", filepath.Base(tc.path), err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: message is not one line: %q", filepath.Base(tc.path), err)
+		}
+		after, _ := os.ReadFile(tc.path)
+		if string(before) != string(after) {
+			t.Errorf("%s: Open changed the file", filepath.Base(tc.path))
+		}
+	}
+}
+
+func TestOpenWhileWriterHoldsIt(t *testing.T) {
+	w, path := newFile(t, Options{})
+	defer w.Close()
+	start := time.Now()
+	_, err := Open(path)
+	if !errors.Is(err, ErrInUse) {
+		t.Fatalf("err = %v, want ErrInUse", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Open took %s on a busy file", d)
+	}
+}
+
+func TestMaxSizeStopsRecordingNotTheRun(t *testing.T) {
+	var reported []error
+	var mu sync.Mutex
+	w, path := newFile(t, Options{MaxSize: 256 << 10, OnError: func(err error) {
+		mu.Lock()
+		reported = append(reported, err)
+		mu.Unlock()
+	}})
+	big := strings.Repeat("x", 4096)
+	for i := 0; i < 2000; i++ {
+		w.Put(ErrorRecord{Class: "EOF", Message: big})
+		if i%100 == 0 {
+			w.Flush()
+		}
+	}
+	w.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) == 0 || !strings.Contains(reported[0].Error(), "max-file-size") {
+		t.Fatalf("reported %v", reported)
+	}
+	if w.Dropped() == 0 {
+		t.Fatal("nothing dropped past MaxSize")
+	}
+	r := openChecked(t, path)
+	if n := r.Count(BucketErrors); n == 0 || n >= 2000 {
+		t.Fatalf("errors stored = %d", n)
+	}
+}
+
+func BenchmarkWriterPut(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "b.db")
+	w, err := Create(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := ErrorRecord{Time: time.Now(), ConnID: "c0001", Class: "ECONNRESET", Message: "read tcp 127.0.0.1:5000->127.0.0.1:3000: read: connection reset by peer", LocalAddr: "127.0.0.1:5000", RemoteAddr: "127.0.0.1:3000"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.Put(rec)
+	}
+	w.Close()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
