@@ -27,7 +27,10 @@ type command struct {
 
 // commands is the explicit table of subcommands.
 var commands = map[string]command{
-	"serve": {"run the embedded SSE quote feed", runServe},
+	"serve":   {"run the embedded SSE quote feed", runServe},
+	"run":     {"run a load scenario (flood, long-running, churn, mixed) and record a session file", runRun},
+	"tail":    {"print the events of one SSE stream as they arrive (like curl -N, but parsed)", runTail},
+	"inspect": {"print what a session file holds: run info, record counts, summary", runInspect},
 }
 
 func main() {

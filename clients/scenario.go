@@ -1,0 +1,257 @@
+package clients
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The scenarios.
+const (
+	Flood       = "flood"
+	LongRunning = "long-running"
+	Churn       = "churn"
+	Mixed       = "mixed"
+)
+
+// Scenarios lists the scenario names in the order the help shows them.
+var Scenarios = []string{Flood, LongRunning, Churn, Mixed}
+
+// Defaults are a scenario's parameters when nothing overrides them: the
+// seed test plan's values.
+type Defaults struct {
+	Connections     int           // steady (mixed), base (churn) or total connections
+	Duration        time.Duration // run length
+	Rate            Rate          // ramp: connections opened per second
+	ChurnRate       float64       // per minute: churn's replacements, mixed's variable-set changes
+	VariableMin     int           // mixed only
+	VariableMax     int           // mixed only
+	MessageRate     string        // the embedded server's messages per minute per symbol group
+	MonitorInterval time.Duration
+}
+
+// ScenarioDefaults holds each scenario's defaults.
+var ScenarioDefaults = map[string]Defaults{
+	Flood:       {Connections: 20, Duration: time.Hour, Rate: Rate{1, 5}, MessageRate: "600", MonitorInterval: 10 * time.Second},
+	LongRunning: {Connections: 20, Duration: 72 * time.Hour, Rate: Rate{1, 5}, MessageRate: "600", MonitorInterval: 5 * time.Minute},
+	Churn:       {Connections: 10, Duration: 24 * time.Hour, Rate: Rate{1, 5}, ChurnRate: 1, MessageRate: "600", MonitorInterval: 10 * time.Second},
+	Mixed: {Connections: 15, Duration: 48 * time.Hour, Rate: Rate{1, 5}, ChurnRate: 1, VariableMin: 5, VariableMax: 10,
+		MessageRate: "100-1000", MonitorInterval: 10 * time.Second},
+}
+
+// PlanFor builds the pacing of scenario. churnRate is per minute.
+func PlanFor(scenario string, connections int, ramp Rate, churnRate float64, variableMin, variableMax int, seed uint64) (Plan, error) {
+	p := Plan{Connections: connections, Ramp: ramp, Seed: seed}
+	period := time.Duration(0)
+	if churnRate > 0 {
+		period = time.Duration(float64(time.Minute) / churnRate)
+	}
+	switch scenario {
+	case Flood, LongRunning:
+	case Churn:
+		if period <= 0 {
+			return Plan{}, fmt.Errorf("churn needs a positive churn rate")
+		}
+		p.Churn = period
+	case Mixed:
+		if period <= 0 {
+			return Plan{}, fmt.Errorf("mixed needs a positive churn rate (how often the variable set changes)")
+		}
+		if variableMax <= 0 {
+			return Plan{}, fmt.Errorf("mixed needs a variable set whose maximum is at least 1, got %d-%d", variableMin, variableMax)
+		}
+		p.Churn, p.VariableMin, p.VariableMax = period, variableMin, variableMax
+	default:
+		return Plan{}, fmt.Errorf("unknown scenario %q (use %s)", scenario, strings.Join(Scenarios, ", "))
+	}
+	return p, p.Check()
+}
+
+// DefaultPath is the request path and query template; {symbols} becomes the
+// connection's symbol group.
+const DefaultPath = "/stream?symbols={symbols}"
+
+// DefaultGroups are the symbol groups assigned round-robin when none are
+// configured.
+var DefaultGroups = [][]string{
+	{"AAPL", "MSFT", "GOOG"},
+	{"AMZN", "META", "NFLX"},
+	{"NVDA", "AMD", "INTC"},
+	{"TSLA", "F", "GM"},
+	{"JPM", "BAC", "GS"},
+}
+
+// StreamURL is the URL a connection of group asks for. When target
+// contains "{symbols}" it is the template; when its path is empty or "/",
+// path (default DefaultPath) is appended; otherwise target is used as it is
+// for every connection.
+func StreamURL(target, path string, group []string) (*url.URL, error) {
+	syms := url.QueryEscape(strings.Join(group, ","))
+	syms = strings.ReplaceAll(syms, "%2C", ",")
+	raw := target
+	if !strings.Contains(target, "{symbols}") {
+		u, err := ParseTarget(target)
+		if err != nil {
+			return nil, err
+		}
+		if u.Path == "" || u.Path == "/" {
+			if path == "" {
+				path = DefaultPath
+			}
+			raw = strings.TrimSuffix(target, "/") + path
+		}
+	}
+	return ParseTarget(strings.ReplaceAll(raw, "{symbols}", syms))
+}
+
+// RunConfig is what Run needs. Options is shared by every stream; set its
+// Recorder and Counters to record and count.
+type RunConfig struct {
+	Plan     Plan
+	Duration time.Duration
+	Target   string     // base URL or template, see StreamURL
+	Path     string     // request template (default DefaultPath)
+	Groups   [][]string // symbol groups (default DefaultGroups)
+	Options  *Options
+}
+
+// Result says how a run ended.
+type Result struct {
+	// Start is the instant the schedule is measured from.
+	Start   time.Time
+	Elapsed time.Duration
+	// Interrupted: ctx ended before the duration.
+	Interrupted bool
+	// AllFailed: every connection failed for good (e.g. HTTP 404) and the
+	// plan opens no more, so the run ended early.
+	AllFailed bool
+}
+
+// ConnID names the n-th connection of a run.
+func ConnID(n int) string { return fmt.Sprintf("c%04d", n) }
+
+// Run executes the plan for cfg.Duration: it opens and closes streams when
+// the schedule says, measured from the start so delays do not accumulate.
+// When ctx ends or the duration is over, every stream is closed by the
+// client (not an error) and Run returns after they all finished writing
+// their records.
+func Run(ctx context.Context, cfg RunConfig) (Result, error) {
+	if err := cfg.Plan.Check(); err != nil {
+		return Result{}, err
+	}
+	groups := cfg.Groups
+	if len(groups) == 0 {
+		groups = DefaultGroups
+	}
+	urls := make([]urlGroup, len(groups))
+	for i, g := range groups {
+		u, err := StreamURL(cfg.Target, cfg.Path, g)
+		if err != nil {
+			return Result{}, err
+		}
+		urls[i] = urlGroup{u, strings.Join(g, ",")}
+	}
+	opts := cfg.Options
+	if opts == nil {
+		opts = &Options{}
+	}
+
+	start := time.Now()
+	streamsCtx, closeAll := context.WithCancel(context.Background())
+	defer closeAll()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		cancels = map[int]context.CancelFunc{}
+		changed = make(chan struct{}, 1)
+	)
+	open := func(n int) {
+		ug := urls[n%len(urls)]
+		sctx, cancel := context.WithCancel(streamsCtx)
+		s := NewStream(ConnID(n), ug.group, ug.url, opts)
+		mu.Lock()
+		cancels[n] = cancel
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Run(sctx)
+			mu.Lock()
+			delete(cancels, n)
+			mu.Unlock()
+			cancel()
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}()
+	}
+	shut := func(n int) {
+		mu.Lock()
+		cancel := cancels[n]
+		delete(cancels, n)
+		mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+	}
+
+	res := Result{Start: start}
+	sched := cfg.Plan.Schedule()
+	end := time.NewTimer(cfg.Duration)
+	defer end.Stop()
+	next := time.NewTimer(time.Hour)
+	defer next.Stop()
+loop:
+	for {
+		a, more := sched.Peek()
+		more = more && a.At < cfg.Duration
+		var due <-chan time.Time
+		if more {
+			next.Reset(time.Until(start.Add(a.At)))
+			due = next.C
+		} else {
+			mu.Lock()
+			live := len(cancels)
+			mu.Unlock()
+			if _, planned := sched.Peek(); !planned && live == 0 {
+				res.AllFailed = true
+				break loop
+			}
+		}
+		select {
+		case <-ctx.Done():
+			res.Interrupted = true
+			break loop
+		case <-end.C:
+			break loop
+		case <-changed:
+		case <-due:
+			elapsed := time.Since(start)
+			for {
+				a, ok := sched.Peek()
+				if !ok || a.At > elapsed || a.At >= cfg.Duration {
+					break
+				}
+				sched.Next()
+				if a.Open {
+					open(a.Conn)
+				} else {
+					shut(a.Conn)
+				}
+			}
+		}
+	}
+	closeAll()
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+type urlGroup struct {
+	url   *url.URL
+	group string
+}

@@ -1,0 +1,207 @@
+package clients
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Transport opens one event stream: it sends req and returns the response
+// with its headers read. Closing the response Body must close the
+// connection at once (never drain it: an event stream does not end), and
+// cancelling ctx must unblock a Read of the Body.
+//
+// Transport is the seam between the EventSource logic and the wire. HTTP1
+// (plain TCP, or TLS for https URLs) is the default; an HTTP/2 transport, or
+// one that dials through a fault proxy, implements the same method.
+type Transport interface {
+	Open(ctx context.Context, req *http.Request, info *ConnInfo) (*http.Response, error)
+}
+
+// ConnInfo is what a Transport tells about the socket a stream travels on.
+// It is filled as soon as it is known, so a failure after the TCP connect
+// still carries the 4-tuple.
+type ConnInfo struct {
+	LocalAddr  string    // client side of the TCP 4-tuple, "127.0.0.1:53122"
+	RemoteAddr string    // server (or proxy) side
+	Connected  time.Time // TCP connect completed
+}
+
+// HTTP1 is an HTTP/1.1 streaming transport on its own sockets: one TCP
+// connection per stream, the request written by hand and the response read
+// with http.ReadResponse over a small bufio.Reader, so each stream costs a
+// socket, one goroutine and a few KiB (net/http's Transport keeps two
+// goroutines and larger buffers per connection).
+type HTTP1 struct {
+	// Dialer dials TCP; its zero value is fine.
+	Dialer net.Dialer
+	// TLSConfig is used for https URLs (nil: defaults, ServerName from the URL).
+	TLSConfig *tls.Config
+	// ConnectTimeout bounds the TCP connect and TLS handshake (default 10 s).
+	ConnectTimeout time.Duration
+	// HeaderTimeout bounds the time from the request being written to the
+	// response headers (default 30 s).
+	HeaderTimeout time.Duration
+	// ReadBufferSize is the size of the bufio.Reader on the socket (default 4096).
+	ReadBufferSize int
+}
+
+// Defaults of HTTP1.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultHeaderTimeout  = 30 * time.Second
+	DefaultReadBufferSize = 4096
+)
+
+// errConnClosed is returned by a Read after the client closed the stream.
+var errConnClosed = errors.New("stream closed by the client")
+
+// Open dials, writes req and reads the response headers.
+func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*http.Response, error) {
+	connectTimeout := orDefault(t.ConnectTimeout, DefaultConnectTimeout)
+	headerTimeout := orDefault(t.HeaderTimeout, DefaultHeaderTimeout)
+	bufSize := t.ReadBufferSize
+	if bufSize <= 0 {
+		bufSize = DefaultReadBufferSize
+	}
+	u := req.URL
+	https := u.Scheme == "https"
+	addr := hostPort(u.Host, https)
+
+	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	raw, err := t.Dialer.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	info.LocalAddr = raw.LocalAddr().String()
+	info.RemoteAddr = raw.RemoteAddr().String()
+	info.Connected = time.Now()
+	conn := raw
+	if https {
+		cfg := t.TLSConfig.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				host = addr
+			}
+			cfg.ServerName = host
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+
+	// From here a cancelled ctx closes the connection, which unblocks any
+	// Write or Read on it.
+	closer := &connCloser{conn: conn}
+	closer.stop = context.AfterFunc(ctx, closer.close)
+	conn.SetDeadline(time.Now().Add(headerTimeout))
+	if err := req.Write(conn); err != nil {
+		closer.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, bufSize), req)
+	if err != nil {
+		closer.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	resp.Body = &streamBody{body: resp.Body, closer: closer}
+	return resp, nil
+}
+
+// connCloser closes a connection once, whether the client or ctx asks first.
+type connCloser struct {
+	conn net.Conn
+	stop func() bool
+	once sync.Once
+}
+
+func (c *connCloser) close() { c.once.Do(func() { c.conn.Close() }) }
+
+// Close stops watching ctx and closes the connection.
+func (c *connCloser) Close() error {
+	c.stop()
+	c.close()
+	return nil
+}
+
+// streamBody is a response body whose Close closes the connection instead
+// of draining the body as net/http's would.
+type streamBody struct {
+	body   io.ReadCloser
+	closer *connCloser
+}
+
+func (b *streamBody) Read(p []byte) (int, error) { return b.body.Read(p) }
+func (b *streamBody) Close() error               { return b.closer.Close() }
+
+// HostPort is the host:port a URL connects to (with the scheme's default
+// port when it names none).
+func HostPort(u *url.URL) string { return hostPort(u.Host, u.Scheme == "https") }
+
+// hostPort adds the scheme's default port when the URL has none.
+func hostPort(host string, https bool) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "80"
+	if https {
+		port = "443"
+	}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Probe checks that the target of rawURL accepts a connection (TCP, and TLS
+// for https) within timeout, and closes it at once. It is the pre-flight
+// check of a run: an unreachable target fails fast with one line instead of
+// filling a session file with connection errors.
+func Probe(ctx context.Context, u string, timeout time.Duration) error {
+	target, err := StreamURL(u, "", []string{"X"})
+	if err != nil {
+		return err
+	}
+	https := target.Scheme == "https"
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", hostPort(target.Host, https))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if https {
+		host, _, _ := net.SplitHostPort(hostPort(target.Host, true))
+		tc := tls.Client(conn, &tls.Config{ServerName: host})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("TLS handshake: %w", err)
+		}
+	}
+	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+const inspectExamples = `  ssestress inspect ssestress-flood-20250102-150405.db
+  ssestress inspect --json run.db`
+
+// inspectReport is what inspect prints (and, with --json, its JSON form).
+type inspectReport struct {
+	File    string           `json:"file"`
+	Run     *session.RunInfo `json:"run,omitempty"`
+	Counts  map[string]int   `json:"counts"` // bucket → records
+	Conns   connTotals       `json:"conns"`
+	Errors  map[string]int64 `json:"errors"` // class → count, from the errors bucket
+	Summary *session.Summary `json:"summary,omitempty"`
+	// MaxTimerLag is the largest monitor timer lag among the samples.
+	MaxTimerLag time.Duration `json:"max_timer_lag_ns"`
+	// Complete: the run recorded its end (a file left by kill -9 is not).
+	Complete bool `json:"complete"`
+}
+
+// connTotals adds up the conns bucket.
+type connTotals struct {
+	Connections int   `json:"connections"` // distinct conn ids
+	Attempts    int   `json:"attempts"`
+	Open        int   `json:"open"` // attempts without an end: still open when the file was last written
+	Events      int64 `json:"events"`
+}
+
+// runInspect is ssestress inspect FILE: run info, record counts by bucket
+// and the summary. It reads the file read-only, so it works on a file left
+// by a killed run and never changes one.
+func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("inspect")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	var files []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest, stdout, "inspect FILE [--json]", inspectExamples); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(files) != 1 {
+		return usageErrorf("inspect: give one session file (usage: ssestress inspect FILE [--json])")
+	}
+	rep, err := inspectFile(files[0])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	return printInspect(stdout, rep)
+}
+
+// inspectFile reads everything inspect shows.
+func inspectFile(path string) (*inspectReport, error) {
+	r, err := session.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	rep := &inspectReport{File: path, Counts: map[string]int{}, Errors: map[string]int64{}}
+	var info session.RunInfo
+	if ok, err := r.Meta(session.MetaRun, &info); err != nil {
+		return nil, fmt.Errorf("%s: run info: %w", path, err)
+	} else if ok {
+		rep.Run = &info
+		rep.Complete = !info.EndedAt.IsZero()
+	}
+	var sum session.Summary
+	if ok, err := r.Meta(session.MetaSummary, &sum); err != nil {
+		return nil, fmt.Errorf("%s: summary: %w", path, err)
+	} else if ok {
+		rep.Summary = &sum
+	}
+	for _, b := range session.Buckets {
+		if b != session.BucketMeta {
+			rep.Counts[b] = r.Count(b)
+		}
+	}
+	ids := map[string]bool{}
+	err = session.Decode(r, session.BucketConns, func(c *session.ConnRecord) error {
+		ids[c.ConnID] = true
+		rep.Conns.Attempts++
+		rep.Conns.Events += c.Events
+		if c.End.IsZero() {
+			rep.Conns.Open++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Conns.Connections = len(ids)
+	err = session.Decode(r, session.BucketSamples, func(s *session.Sample) error {
+		rep.MaxTimerLag = max(rep.MaxTimerLag, s.TimerLag)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = session.Decode(r, session.BucketErrors, func(e *session.ErrorRecord) error {
+		rep.Errors[e.Class]++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func printInspect(w io.Writer, rep *inspectReport) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "session file  %s\n", rep.File)
+	if run := rep.Run; run != nil {
+		fmt.Fprintf(&b, "written by    %s %s (pid %d on %s)\n", run.Tool, run.Command, run.PID, run.Host)
+		if len(run.Args) > 0 {
+			fmt.Fprintf(&b, "arguments     %s\n", strings.Join(run.Args, " "))
+		}
+		if run.Scenario != "" {
+			fmt.Fprintf(&b, "scenario      %s\n", run.Scenario)
+		}
+		if run.Target != "" {
+			fmt.Fprintf(&b, "target        %s\n", run.Target)
+		}
+		fmt.Fprintf(&b, "started       %s\n", run.StartedAt.Format(time.RFC3339))
+		if rep.Complete {
+			fmt.Fprintf(&b, "ended         %s (after %v)\n", run.EndedAt.Format(time.RFC3339), run.EndedAt.Sub(run.StartedAt).Round(time.Second))
+		} else {
+			fmt.Fprintf(&b, "ended         not recorded: the run was killed or is still running\n")
+		}
+	} else {
+		fmt.Fprintf(&b, "run info      none\n")
+	}
+	buckets := make([]string, 0, len(rep.Counts))
+	for k := range rep.Counts {
+		buckets = append(buckets, k)
+	}
+	sort.Slice(buckets, func(i, j int) bool { return inspectBucketOrder(buckets[i]) < inspectBucketOrder(buckets[j]) })
+	fmt.Fprintf(&b, "records\n")
+	for _, k := range buckets {
+		if n := rep.Counts[k]; n > 0 {
+			fmt.Fprintf(&b, "  %-12s %d\n", k, n)
+		}
+	}
+	if rep.Conns.Attempts > 0 {
+		fmt.Fprintf(&b, "connections   %d (%d attempts, %d open when last written), %d events\n",
+			rep.Conns.Connections, rep.Conns.Attempts, rep.Conns.Open, rep.Conns.Events)
+	}
+	if len(rep.Errors) > 0 {
+		fmt.Fprintf(&b, "errors        %s\n", clients.FormatErrors(rep.Errors))
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if rep.Summary == nil {
+		_, err := fmt.Fprintln(w, "summary       none (the run did not finish)")
+		return err
+	}
+	fmt.Fprintln(w, "summary")
+	return printRunSummary(w, *rep.Summary, rep.MaxTimerLag)
+}
+
+// inspectBucketOrder sorts buckets as the schema lists them.
+func inspectBucketOrder(name string) int {
+	for i, b := range session.Buckets {
+		if b == name {
+			return i
+		}
+	}
+	return len(session.Buckets)
+}

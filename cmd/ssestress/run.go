@@ -1,0 +1,435 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
+	"golang.org/x/sys/unix"
+
+	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// runOptions is a parsed ssestress run command line: the merged
+// configuration (config file, then flags, then the scenario's defaults)
+// and the options that are not part of the config file.
+type runOptions struct {
+	cfg              runConfig
+	configFile       string
+	out              string // session file; empty: ssestress-<scenario>-<timestamp>.db
+	json             bool
+	header           http.Header
+	backoff          time.Duration
+	retryOnHTTPError bool
+	args             []string
+	notes            []string // remarks about ignored settings, printed at the start
+}
+
+// probeTimeout bounds the pre-flight connection to a --target.
+const probeTimeout = 5 * time.Second
+
+const runSynopsis = "run [--scenario S] [--connections N] [--duration D] [--config FILE] [--target URL] [flags]"
+
+const runExamples = `  ssestress run --scenario=flood --connections=20 --duration=1h
+  ssestress run --scenario=long-running --connections=15 --duration=72h
+  ssestress run --scenario=churn --churn-rate=6 --duration=10m --target http://127.0.0.1:8090
+  ssestress run --config=custom-test.json --duration=30s
+  ssestress run --scenario=flood --duration=30s --json
+
+Scenarios and their defaults (the seed test plan):
+  flood         20 connections opened at 1-5 per second, 1h
+  long-running  20 steady connections, 72h, monitor every 5m
+  churn         10 base connections, one closed and a new one opened per minute, 24h
+  mixed         15 steady + 5-10 variable connections, server message rate 100-1000/min, 48h
+
+A config file holds the same settings as JSON, e.g.
+  {"scenario": "churn", "connections": 10, "duration": "24h", "churnRate": 1,
+   "symbolGroups": [["AAPL","MSFT"],["AMZN","META"]], "monitorInterval": "5m"}`
+
+// runRun is ssestress run.
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseRunArgs(args, stdout)
+	if err != nil {
+		return err
+	}
+	return o.execute(ctx, stdout, stderr)
+}
+
+// parseRunArgs parses and checks the command line, loading --config.
+func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
+	o := &runOptions{args: args}
+	fs := newFlags("run")
+	fs.StringVar(&o.configFile, "config", "", "JSON config file (the seed's TestConfig fields; flags override it)")
+	texts := map[string]string{}
+	for _, f := range configFields {
+		flag := f.flag
+		fs.Func(flag, f.usage, func(s string) error { texts[flag] = s; return nil })
+	}
+	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
+	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
+	var headers stringList
+	fs.Var(&headers, "header", "extra request header 'Name: value' (repeatable)")
+	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
+	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
+	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErrorf("run: unexpected argument %q (settings are flags, e.g. --duration=30s)", fs.Arg(0))
+	}
+	if o.backoff < 0 {
+		return nil, usageErrorf("run: --backoff must not be negative")
+	}
+	h, err := parseHeaderFlags(headers)
+	if err != nil {
+		return nil, usageErrorf("run: %v", err)
+	}
+	o.header = h
+
+	var cfg runConfig
+	if o.configFile != "" {
+		if cfg, err = loadRunConfig(o.configFile); err != nil {
+			return nil, usageErrorf("run: %v", err)
+		}
+	}
+	for _, f := range configFields {
+		if s, ok := texts[f.flag]; ok {
+			if err := f.fromText(&cfg, s); err != nil {
+				return nil, usageErrorf("run: --%s: %v", f.flag, err)
+			}
+		}
+	}
+	given := cfg // before defaults: what the user set
+	cfg = cfg.withDefaults()
+	if given.Variable != "" && cfg.Scenario != clients.Mixed {
+		return nil, usageErrorf("run: variable applies to the mixed scenario only (scenario is %s)", cfg.Scenario)
+	}
+	if given.ChurnRate > 0 && cfg.Scenario != clients.Churn && cfg.Scenario != clients.Mixed {
+		o.notes = append(o.notes, fmt.Sprintf("churnRate is used by the churn and mixed scenarios; ignored for %s", cfg.Scenario))
+	}
+	if given.MessageRate != "" && cfg.Target != "" {
+		o.notes = append(o.notes, "messageRate sets the embedded server's rate; ignored with a target")
+	}
+	if _, err := cfg.plan(); err != nil {
+		return nil, usageErrorf("run: %v", err)
+	}
+	o.cfg = cfg
+	return o, nil
+}
+
+// parseHeaderFlags reads "Name: value" lines.
+func parseHeaderFlags(lines []string) (http.Header, error) {
+	h := http.Header{}
+	for _, l := range lines {
+		name, value, ok := strings.Cut(l, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
+			return nil, fmt.Errorf("--header %q: use 'Name: value'", l)
+		}
+		h.Add(name, strings.TrimSpace(value))
+	}
+	return h, nil
+}
+
+// runTarget is the service a run measures.
+type runTarget struct {
+	url       string        // base URL or template of the service
+	embedded  *feed.Running // nil for a --target
+	endpoints []session.Endpoint
+}
+
+func (t *runTarget) stop() {
+	if t.embedded != nil {
+		t.embedded.Shutdown()
+	}
+}
+
+// startRunTarget returns the service to measure: the --target, or the embedded
+// server started on a free loopback port with the scenario's message rate.
+func startRunTarget(cfg runConfig) (*runTarget, error) {
+	if cfg.Target != "" {
+		u, err := clients.StreamURL(cfg.Target, cfg.Path, []string{"X"})
+		if err != nil {
+			return nil, err
+		}
+		return &runTarget{url: cfg.Target, endpoints: []session.Endpoint{
+			{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(u), URL: cfg.Target},
+		}}, nil
+	}
+	rate, err := feed.ParseRate(cfg.MessageRate)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: rate})
+	if err != nil {
+		return nil, err
+	}
+	return &runTarget{url: srv.URL, embedded: srv, endpoints: []session.Endpoint{
+		{Role: session.RoleServer, Name: "embedded", Addr: srv.Addr, URL: srv.URL},
+	}}, nil
+}
+
+// clientTarget is the URL the clients connect to, and the endpoints that
+// puts between them and the target. Today the clients connect to the
+// target itself; an in-process proxy (--via-proxy) or a capture starts
+// here, returns its own URL and adds its endpoints, and is stopped by the
+// returned function.
+func (o *runOptions) clientTarget(ctx context.Context, t *runTarget) (string, []session.Endpoint, func(), error) {
+	return t.url, nil, func() {}, nil
+}
+
+// execute runs the configured scenario and prints its summary.
+func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
+	cfg := o.cfg
+	plan, err := cfg.plan()
+	if err != nil {
+		return usageErrorf("run: %v", err)
+	}
+	if err := checkRunFDLimit(cfg, plan); err != nil {
+		return err
+	}
+	errOut := &lockedWriter{w: stderr}
+	for _, n := range o.notes {
+		fmt.Fprintln(errOut, "ssestress: note:", n)
+	}
+
+	tgt, err := startRunTarget(cfg)
+	if err != nil {
+		return err
+	}
+	defer tgt.stop()
+	clientURL, hops, stopHops, err := o.clientTarget(ctx, tgt)
+	if err != nil {
+		return err
+	}
+	defer stopHops()
+	if tgt.embedded == nil {
+		if err := clients.Probe(ctx, clientURL, probeTimeout); err != nil {
+			return fmt.Errorf("cannot reach target %s: %v (%s)", cfg.Target, err, errclass.Classify(err))
+		}
+	}
+
+	start := time.Now()
+	path := o.out
+	if path == "" {
+		path = defaultSessionPath(cfg.Scenario, start)
+	}
+	w, err := session.Create(path, session.Options{OnError: func(err error) {
+		fmt.Fprintln(errOut, "ssestress:", err)
+	}})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	cfgJSON, _ := json.Marshal(cfg)
+	host, _ := os.Hostname()
+	info := session.RunInfo{
+		Tool: "ssestress " + version, Command: "run", Args: o.args, Scenario: cfg.Scenario,
+		Target: tgt.url, Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
+	}
+	w.PutMeta(session.MetaRun, info)
+	for _, e := range append(tgt.endpoints, hops...) {
+		w.Put(e)
+	}
+	w.Flush() // the run's identity is on disk before the first connection
+
+	which := "embedded server, " + cfg.MessageRate + " msg/min per group"
+	if tgt.embedded == nil {
+		which = "target"
+	}
+	fmt.Fprintf(errOut, "ssestress run: %s, %s for %v against %s (%s); session file %s\n",
+		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, tgt.url, which, path)
+
+	counters := &clients.Counters{}
+	opts := &clients.Options{
+		Header: o.header, UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
+		RetryOnHTTPError: o.retryOnHTTPError, Recorder: w, Counters: counters,
+		// Open connections are rewritten with their progress as often as
+		// the monitor samples, but at most once a second each.
+		Checkpoint: max(time.Duration(cfg.MonitorInterval), time.Second),
+	}
+	if o.backoff > 0 {
+		opts.Backoff = clients.Backoff{Max: o.backoff, Jitter: 0.5}
+	}
+	mon := &clients.Monitor{
+		Interval: time.Duration(cfg.MonitorInterval), Counters: counters, Recorder: w,
+		Out: errOut, Terminal: writerIsTerminal(stderr), Start: start,
+	}
+	monCtx, stopMon := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(monCtx) }()
+
+	res, runErr := clients.Run(ctx, clients.RunConfig{
+		Plan: plan, Duration: time.Duration(cfg.Duration), Target: clientURL, Path: cfg.Path,
+		Groups: cfg.SymbolGroups, Options: opts,
+	})
+	stopMon()
+	<-monDone
+
+	sum := session.Summary{
+		Scenario:          cfg.Scenario,
+		DurationS:         res.Elapsed.Seconds(),
+		ConnectionsOpened: counters.Streams.Load(),
+		ActiveMax:         counters.ActiveMax.Load(),
+		Messages:          counters.Messages.Load(),
+		Reconnects:        counters.Reconnects.Load(),
+		Errors:            counters.Errors(),
+		MemoryPeakBytes:   mon.PeakMemory(),
+		SessionFile:       path,
+		Interrupted:       res.Interrupted,
+		RecordsDropped:    w.Dropped(),
+	}
+	if s := res.Elapsed.Seconds(); s > 0 {
+		sum.MessagesPerS = float64(sum.Messages) / s
+	}
+	info.EndedAt = time.Now()
+	w.PutMeta(session.MetaRun, info)
+	w.PutMeta(session.MetaSummary, sum)
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("session file %s: %w", path, err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+
+	if o.json {
+		if err := json.NewEncoder(stdout).Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		if err := printRunSummary(stdout, sum, mon.MaxLag()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
+	}
+	if res.AllFailed {
+		return fmt.Errorf("every connection failed for good (%s); nothing left to run", clients.FormatErrors(sum.Errors))
+	}
+	return nil
+}
+
+// describePlan says in words what the scenario will open.
+func describePlan(cfg runConfig, plan clients.Plan) string {
+	s := fmt.Sprintf("%d connections opened at %s/s", cfg.Connections, cfg.Rate)
+	switch cfg.Scenario {
+	case clients.Churn:
+		s += fmt.Sprintf(", one replaced every %v", plan.Churn.Round(time.Millisecond))
+	case clients.Mixed:
+		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %v)",
+			cfg.Connections, plan.VariableMin, plan.VariableMax, plan.Churn.Round(time.Millisecond))
+	}
+	return s
+}
+
+// defaultSessionPath is ssestress-<scenario>-<timestamp>.db in the working
+// directory, with a -2, -3 ... suffix if that file exists.
+func defaultSessionPath(scenario string, now time.Time) string {
+	base := "ssestress-" + scenario + "-" + now.Format("20060102-150405")
+	name := base + ".db"
+	for i := 2; i < 1000; i++ {
+		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		name = base + "-" + strconv.Itoa(i) + ".db"
+	}
+	return name
+}
+
+// printRunSummary renders the summary table: one column per scenario.
+func printRunSummary(w io.Writer, s session.Summary, maxLag time.Duration) error {
+	errs := "0"
+	if len(s.Errors) > 0 {
+		errs = clients.FormatErrors(s.Errors)
+	}
+	dur := (time.Duration(s.DurationS * float64(time.Second))).Round(time.Millisecond).String()
+	if s.Interrupted {
+		dur += " (interrupted)"
+	}
+	rows := [][]string{
+		{"duration", dur},
+		{"connections opened", strconv.FormatInt(s.ConnectionsOpened, 10)},
+		{"max active", strconv.FormatInt(s.ActiveMax, 10)},
+		{"messages", strconv.FormatInt(s.Messages, 10)},
+		{"messages/s", strconv.FormatFloat(s.MessagesPerS, 'f', 1, 64)},
+		{"reconnects", strconv.FormatInt(s.Reconnects, 10)},
+		{"errors", errs},
+		{"peak memory", clients.Bytes(s.MemoryPeakBytes)},
+	}
+	if maxLag > 0 {
+		rows = append(rows, []string{"max timer lag", maxLag.Round(10 * time.Microsecond).String()})
+	}
+	if s.RecordsDropped > 0 {
+		rows = append(rows, []string{"records dropped", strconv.FormatUint(s.RecordsDropped, 10)})
+	}
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
+	t.Header("", s.Scenario)
+	if err := t.Bulk(rows); err != nil {
+		return err
+	}
+	return t.Render()
+}
+
+// lockedWriter serialises writes from the monitor and the session writer's
+// error callback.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *lockedWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// writerIsTerminal reports whether w is a terminal (then the status line is
+// rewritten in place).
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// checkRunFDLimit raises the soft limit on open files to the hard limit and
+// refuses a run that cannot hold its connections: each takes a descriptor,
+// and with the embedded server in the same process, two.
+func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return nil // not knowable here: let the run find out
+	}
+	if lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
+			lim = raised
+		}
+	}
+	concurrent := uint64(plan.Connections + plan.VariableMax)
+	perConn := uint64(1)
+	if cfg.Target == "" {
+		perConn = 2
+	}
+	const reserve = 64 // session file, listener, stdio, DNS, ...
+	if need := concurrent*perConn + reserve; need > lim.Cur {
+		return fmt.Errorf("%d connections need about %d file descriptors, but the limit is %d (raise it with ulimit -n, or use fewer connections)",
+			concurrent, need, lim.Cur)
+	}
+	return nil
+}
