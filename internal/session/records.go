@@ -59,8 +59,9 @@ type Endpoint struct {
 func (Endpoint) Bucket() string { return BucketTopology }
 
 // ConnRecord is one connection attempt of a generated client. It is written
-// when the attempt starts and rewritten when it ends, so a killed run still
-// shows the connections that were open.
+// when the attempt starts, rewritten with its progress while it is open (at
+// the monitor interval, at most once a second) and rewritten when it ends,
+// so a killed run still shows the open connections and what they received.
 type ConnRecord struct {
 	ConnID     string    `json:"conn_id"` // stable across reconnects: "c0007"
 	Attempt    int       `json:"attempt"` // 0 for the first connect, then 1, 2, ...
