@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"run":     {"run a load scenario (flood, long-running, churn, mixed) and record a session file", runRun},
 	"tail":    {"print the events of one SSE stream as they arrive (like curl -N, but parsed)", runTail},
 	"inspect": {"print what a session file holds: run info, record counts, summary", runInspect},
+	"capture": {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
 }
 
 func main() {

@@ -20,17 +20,29 @@
 //	meta         "schema"              SchemaVersion as a decimal string
 //	             "run"                 RunInfo: tool, command, args, config, start/end
 //	             "summary"             Summary: the end-of-run totals
+//	             "capture"             CaptureInfo: interface, ports, packets, kernel drops
 //	topology     seq                   Endpoint: an address and its role (client, proxy, server)
 //	conns        "<conn id>/<attempt>" ConnRecord: one connection attempt of a generated
-//	                                   client; written at open and rewritten at close
+//	                                   client; written at open, checkpointed while open,
+//	                                   rewritten at close
 //	errors       seq                   ErrorRecord: one classified failure with its 4-tuple
 //	samples      seq                   Sample: the monitor's periodic metrics
 //	hop_conns    see HopConn            proxy: one proxied connection per hop (fault proxy)
 //	faults       seq                   FaultEvent: one fault that fired (fault proxy)
-//	flows        see capture            capture: per TCP flow summaries
-//	resets       seq                   capture: one attributed RST
-//	rec_streams  see recording          recorder: one recorded stream (request, response, ending)
-//	rec_events   see recording          recorder: the events of recorded streams
+//	flows        "<first µs, 17 digits> <client> <server>"
+//	                                   Flow: one TCP flow seen by the capture (SYN/SYN-ACK, FIN,
+//	                                   RST packets, seqs, last data and bytes each way); written
+//	                                   when the flow ends and at the end of the capture
+//	resets       "<time µs, 17 digits> <sender>><receiver>[#n]"
+//	                                   Reset: one attributed RST (hop, sender and receiver roles,
+//	                                   age, idle, injected/forged, the client error and chain it
+//	                                   explains); written by capture analysis at the end of a run
+//	rec_streams  "<proxy>/<conn id>"   RecStream: one stream recorded by a proxy (request with
+//	                                   credentials redacted, response, ending); written at begin,
+//	                                   rewritten at response and at end (Ended false while open)
+//	rec_events   "<proxy>/<conn id>/<seq, 10 digits>"
+//	                                   RecEvent: one frame (event, comment, retry) of a recorded
+//	                                   stream with its offset from the stream's start
 //
 // A newer tool adds buckets; it bumps SchemaVersion only when an existing
 // bucket changes meaning. A Reader refuses files with a newer version.
