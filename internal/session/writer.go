@@ -80,7 +80,17 @@ func Create(path string, opts Options) (*Writer, error) {
 		}
 		r.Close()
 	}
-	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: time.Second, MaxSize: opts.MaxSize})
+	db, err := bolt.Open(path, 0o644, &bolt.Options{
+		Timeout: time.Second,
+		MaxSize: opts.MaxSize,
+		// Sessions only grow and are written in large batches: a map
+		// freelist that is not synced on every commit (bbolt rebuilds it when
+		// the file is next opened for writing) and an initial mapping that
+		// spares the first remaps keep the cost per record low.
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 64 << 20,
+	})
 	if err != nil {
 		return nil, openError(path, err)
 	}
@@ -217,6 +227,9 @@ func (w *Writer) commit(batch []Record) {
 			if err != nil {
 				return err
 			}
+			// Keys mostly grow (sequences, times, per-stream counters):
+			// fuller pages mean fewer pages to write per commit.
+			b.FillPercent = 0.9
 			var key []byte
 			if k, ok := r.(Keyed); ok {
 				key = k.Key()
