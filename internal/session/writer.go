@@ -85,11 +85,10 @@ func Create(path string, opts Options) (*Writer, error) {
 		MaxSize: opts.MaxSize,
 		// Sessions only grow and are written in large batches: a map
 		// freelist that is not synced on every commit (bbolt rebuilds it when
-		// the file is next opened for writing) and an initial mapping that
-		// spares the first remaps keep the cost per record low.
-		NoFreelistSync:  true,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: 64 << 20,
+		// the file is next opened for writing) keeps the cost per record low.
+		// No InitialMmapSize: bbolt would grow every file to that size.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, openError(path, err)
