@@ -1,6 +1,9 @@
 package session
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // HopConn is one proxied connection seen on one hop of an ssestress proxy.
 // Both hops of one proxied stream share ConnID, which is how a client-side
@@ -10,6 +13,11 @@ type HopConn struct {
 	Proxy  string `json:"proxy"`   // the proxy's --name
 	ConnID string `json:"conn_id"` // "<proxy>-<n>", shared by both hops
 	Hop    string `json:"hop"`     // HopClient or HopUpstream
+	// Request is, on the upstream hop, the request's number on its client
+	// connection (1 for the first): a keep-alive client connection that
+	// carries several requests has one upstream HopConn per request. It is
+	// 0 on the client hop.
+	Request int `json:"request,omitempty"`
 	// LocalAddr and RemoteAddr are the proxy's socket on this hop: on the
 	// client hop local is the listener and remote the client; on the
 	// upstream hop local is the proxy's ephemeral port and remote the server.
@@ -38,8 +46,15 @@ type HopConn struct {
 
 func (HopConn) Bucket() string { return BucketHopConns }
 
-// Key is "<proxy>/<conn id>/<hop>".
-func (h HopConn) Key() []byte { return []byte(h.Proxy + "/" + h.ConnID + "/" + h.Hop) }
+// Key is "<proxy>/<conn id>/<hop>", and "<proxy>/<conn id>/<hop>/<request>"
+// for the upstream hops of the second and later requests of a connection.
+func (h HopConn) Key() []byte {
+	k := h.Proxy + "/" + h.ConnID + "/" + h.Hop
+	if h.Request > 1 {
+		k += "/" + strconv.Itoa(h.Request)
+	}
+	return []byte(k)
+}
 
 // FaultFiring is a fault applied to a connection, inside its HopConn.
 type FaultFiring struct {
@@ -56,6 +71,7 @@ type FaultEvent struct {
 	Time      time.Time `json:"time"`
 	Proxy     string    `json:"proxy"`
 	ConnID    string    `json:"conn_id"`
+	Request   int       `json:"request,omitempty"` // the request on the client connection, when known
 	Hop       string    `json:"hop"`
 	Fault     string    `json:"fault"`
 	Kind      string    `json:"kind"`

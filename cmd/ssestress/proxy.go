@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/proxy"
+)
+
+// proxyOptions are the flags of ssestress proxy. Each maps onto a
+// proxy.Config field and config-file key of the same name.
+type proxyOptions struct {
+	config          string
+	listen          string
+	upstream        string
+	name            string
+	allowHosts      stringList
+	faults          stringList
+	onUpstreamError string
+	timeScale       float64
+	api             string
+	apiToken        string
+	out             string
+	record          string
+	redact          stringList
+	noRedact        bool
+	quiet           bool
+}
+
+const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--api ADDR] [--out FILE | --record FILE]"
+
+const proxyExamples = `  ssestress proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8090
+  ssestress proxy --upstream http://127.0.0.1:8090 --fault reset:hop=upstream,after=5s,toxicity=0.5
+  ssestress proxy --upstream http://127.0.0.1:8090 --fault idle-timeout:idle=60s --fault latency:delay=50ms,jitter=10ms
+  ssestress proxy --upstream http://127.0.0.1:8090 --fault preset:aws-alb --time-scale 60
+  ssestress proxy --upstream http://127.0.0.1:8090 --api 127.0.0.1:8474 --record staging.db
+  ssestress proxy --listen 127.0.0.1:3128 --allow-host api.staging.example:443 --fault preset:aws-nat
+  curl -s 127.0.0.1:8474/conns; curl -s -X POST 127.0.0.1:8474/faults -d '"reset:after=1s"'
+
+Fault kinds (--fault KIND[:key=value,...]; common keys: hop=client|upstream,
+direction=down|up|both, toxicity=0..1, match=/path-prefix, after=DURATION, name=NAME):
+`
+
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o proxyOptions
+	fs := newFlags("proxy")
+	fs.StringVar(&o.config, "config", "", "JSON config file: keys named like these flags (flags given override it)")
+	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on (loopback by default)")
+	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// URL)")
+	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's name in records (give chained proxies distinct names)")
+	fs.Var(&o.allowHosts, "allow-host", "host or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
+	fs.Var(&o.faults, "fault", "fault to inject: KIND[:key=value,...] or preset:NAME (repeatable)")
+	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body)")
+	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
+	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default)")
+	fs.StringVar(&o.apiToken, "api-token", "", "token the control API requires (Authorization: Bearer TOKEN); needed off loopback")
+	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
+	fs.StringVar(&o.record, "record", "", "record every stream into this session file (same as --out, with recording on)")
+	fs.Var(&o.redact, "redact", "header whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
+	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header as it was, credentials included")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not print fault firings and upstream failures")
+	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("proxy: unexpected argument %q (see ssestress proxy --help)", fs.Arg(0))
+	}
+	cfg, err := o.proxyConfig(flagsSet(fs))
+	if err != nil {
+		return err
+	}
+	if cfg.Upstream == "" && len(cfg.AllowHosts) == 0 {
+		return usageErrorf("proxy: give --upstream URL (reverse mode) or --allow-host HOST (forward mode)")
+	}
+
+	path := o.out
+	if o.record != "" {
+		if o.out != "" && o.out != o.record {
+			return usageErrorf("proxy: --out %s and --record %s name two files: recordings go into the session file, give one", o.out, o.record)
+		}
+		path = o.record
+	}
+	if path == "" {
+		path = defaultSessionPath("proxy", time.Now())
+	}
+	var errMu sync.Mutex
+	logLine := func(format string, args ...any) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+	w, err := session.Create(path, session.Options{OnError: func(err error) { logLine("ssestress: %v", err) }})
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: args, Target: cfg.Upstream,
+		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now()}
+	info.Host, _ = os.Hostname()
+	w.PutMeta(session.MetaRun, info)
+	cfg.Session = w
+	if o.record != "" {
+		cfg.Recorder = recording.New(w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
+	}
+	if !o.quiet {
+		cfg.Logf = logLine
+	}
+	p, err := proxy.Start(ctx, cfg)
+	if err != nil {
+		w.Close()
+		os.Remove(path) // nothing was recorded
+		if errors.Is(err, proxy.ErrAPINotLoopback) || errors.Is(err, proxy.ErrBadConfig) || errors.Is(err, proxy.ErrBadFault) {
+			return usageErrorf("proxy: %v", err)
+		}
+		return fmt.Errorf("proxy: %w", err)
+	}
+	printProxyStart(stdout, p, cfg, path)
+	<-ctx.Done()
+	p.Close()
+	st := p.Stats()
+	info.EndedAt = time.Now()
+	w.PutMeta(session.MetaRun, info)
+	dropped := w.Dropped()
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("proxy: closing %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
+		st.Conns, st.Streams, st.FaultsFired, path)
+	if dropped > 0 {
+		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
+	}
+	return nil
+}
+
+// proxyConfig builds the Config: the config file, then the flags given.
+func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
+	var cfg proxy.Config
+	if o.config != "" {
+		c, err := proxy.LoadConfig(o.config)
+		if err != nil {
+			return cfg, usageErrorf("proxy: --config %v", err)
+		}
+		cfg = c
+	}
+	str := func(flag string, dst *string, v string) {
+		if set[flag] || *dst == "" {
+			*dst = v
+		}
+	}
+	str("listen", &cfg.Listen, o.listen)
+	str("upstream", &cfg.Upstream, o.upstream)
+	str("name", &cfg.Name, o.name)
+	str("on-upstream-error", &cfg.OnUpstreamError, o.onUpstreamError)
+	str("api", &cfg.API, o.api)
+	str("api-token", &cfg.APIToken, o.apiToken)
+	if set["time-scale"] || cfg.TimeScale == 0 {
+		cfg.TimeScale = o.timeScale
+	}
+	if cfg.TimeScale <= 0 {
+		return cfg, usageErrorf("proxy: --time-scale %v must be positive", cfg.TimeScale)
+	}
+	cfg.AllowHosts = append(cfg.AllowHosts, o.allowHosts...)
+	for _, text := range o.faults {
+		spec, err := proxy.ParseFault(text)
+		if err != nil {
+			return cfg, usageErrorf("proxy: --fault %v", err)
+		}
+		cfg.Faults = append(cfg.Faults, spec)
+	}
+	if cfg.Upstream != "" {
+		if _, err := proxy.ParseUpstream(cfg.Upstream); err != nil {
+			return cfg, usageErrorf("proxy: --upstream: %v", err)
+		}
+	}
+	return cfg, nil
+}
+
+// redactedConfig is the config as recorded in the session file, without
+// the API token.
+func redactedConfig(cfg proxy.Config) json.RawMessage {
+	if cfg.APIToken != "" {
+		cfg.APIToken = "[redacted]"
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func printProxyStart(w io.Writer, p *proxy.Proxy, cfg proxy.Config, path string) {
+	mode := "forward mode only (HTTP_PROXY clients)"
+	if cfg.Upstream != "" {
+		mode = "→ " + cfg.Upstream
+	}
+	fmt.Fprintf(w, "proxy %s listening on %s %s\n", p.Name(), p.URL(), mode)
+	if len(cfg.AllowHosts) > 0 {
+		fmt.Fprintf(w, "  forward mode to: %s\n", strings.Join(cfg.AllowHosts, ", "))
+	}
+	for _, f := range p.Faults() {
+		fmt.Fprintf(w, "  fault %s\n", f.Spec)
+	}
+	if cfg.TimeScale != 1 {
+		fmt.Fprintf(w, "  fault durations shrunk %vx (--time-scale)\n", cfg.TimeScale)
+	}
+	fmt.Fprintf(w, "  on upstream error: %s the client\n", orDefault(cfg.OnUpstreamError, proxy.UpstreamReset))
+	if a := p.APIAddr(); a != "" {
+		auth := ""
+		if cfg.APIToken != "" {
+			auth = " (token required)"
+		}
+		fmt.Fprintf(w, "  control API on http://%s%s: /faults /conns /events /stats\n", a, auth)
+	}
+	rec := ""
+	if cfg.Recorder != nil {
+		rec = ", recording streams"
+	}
+	fmt.Fprintf(w, "  session file %s%s; Ctrl-C stops\n", path, rec)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,316 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+)
+
+// Upstream error actions (--on-upstream-error): what the proxy does to the
+// client when the upstream hop fails mid-response.
+const (
+	UpstreamReset = "reset" // reset the client connection: the client sees ECONNRESET
+	UpstreamEOF   = "eof"   // end the response cleanly, as many proxies do: EOF
+	UpstreamAbort = "abort" // cut the chunked body: UNEXPECTED_EOF
+)
+
+// Copy buffers of a stream. An idle stream waits holding only the small
+// one (SSE events are small, and a proxy holds thousands of idle streams);
+// when a read fills it, more is probably waiting, and a pooled large one
+// drains the burst.
+const (
+	bodyBufSize  = 4 << 10
+	smallBufSize = 512
+)
+
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, bodyBufSize); return &b }}
+
+// maxUnit bounds the bytes held for one SSE unit while unit faults act;
+// a longer unit is forwarded in pieces as it arrives.
+const maxUnit = 64 << 10
+
+// streamBody replaces the upstream response body in OnResponse. goproxy
+// copies it to the client with io.Copy, which calls WriteTo: the copy loop
+// is ours. It counts SSE events each way, applies the SSE-aware faults
+// (drop, delay, stall, reset after events) at event boundaries, feeds the
+// recorder, and on an upstream failure applies --on-upstream-error instead
+// of letting the stream end as if the server had ended it.
+type streamBody struct {
+	st    *stream
+	body  io.ReadCloser
+	isSSE bool
+	split splitter // events read from the upstream
+}
+
+func (b *streamBody) Close() error { return b.body.Close() }
+
+// Read serves callers other than io.Copy: bytes pass unchanged, counted,
+// with the upstream error policy.
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		b.counted(p[:n], time.Now())
+	}
+	if err != nil {
+		return n, b.ended(err)
+	}
+	return n, nil
+}
+
+// counted notes forwarded bytes: events and the recording.
+func (b *streamBody) counted(p []byte, now time.Time) {
+	if b.isSSE {
+		if ev := b.split.countEvents(p); ev > 0 {
+			if up := b.st.upstream.Load(); up != nil {
+				up.eventsDown.Add(ev)
+			}
+			b.st.client.eventsDown.Add(ev)
+		}
+	}
+	b.st.rec.Write(p, now)
+}
+
+// WriteTo is the stream's copy loop.
+func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
+	flusher, _ := w.(http.Flusher) // goproxy's SSE writer flushes on its own
+	// Send the response head now: an SSE server may say nothing for a
+	// long time after it, and the client must not wait for its headers.
+	if flusher != nil {
+		flusher.Flush()
+	} else {
+		w.Write(nil) // goproxy's flushWriter flushes after every write
+	}
+	small := make([]byte, smallBufSize)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bodyBufs.Put(big)
+		}
+	}()
+	buf := small
+	var total int64
+	for {
+		if b.isSSE && b.st.unitFaults() {
+			n, err := b.writeUnits(w, flusher)
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return total + n, err
+		}
+		n, err := b.body.Read(buf)
+		if n > 0 {
+			wn, werr := w.Write(buf[:n])
+			total += int64(wn)
+			if flusher != nil {
+				flusher.Flush()
+			}
+			b.counted(buf[:wn], time.Now())
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err != nil {
+			if err = b.ended(err); errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return total, err
+		}
+		switch {
+		case n == len(buf) && big == nil:
+			big = bodyBufs.Get().(*[]byte)
+			buf = *big
+		case n < len(buf) && big != nil:
+			bodyBufs.Put(big)
+			big, buf = nil, small
+		}
+	}
+}
+
+// chunk is what the unit pump read from the upstream, stamped.
+type chunk struct {
+	data []byte
+	at   time.Time
+	err  error
+}
+
+// writeUnits is the copy loop while SSE-aware faults act: a pump reads the
+// upstream (so arrival times are true even while events are held back),
+// and each unit is decided by the faults, then forwarded.
+func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error) {
+	ctx, cancel := context.WithCancel(b.st.ctx)
+	defer cancel()
+	chunks := make(chan chunk, 64)
+	go func() {
+		buf := make([]byte, bodyBufSize)
+		for {
+			n, err := b.body.Read(buf)
+			c := chunk{at: time.Now(), err: err}
+			if n > 0 {
+				c.data = append([]byte(nil), buf[:n]...)
+			}
+			select {
+			case chunks <- c:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var total int64
+	var pending []byte // the unit begun in earlier chunks
+	for {
+		var c chunk
+		select {
+		case c = <-chunks:
+		case <-ctx.Done():
+			return total, ctx.Err()
+		}
+		data := c.data
+		for len(data) > 0 {
+			end, ev := b.split.next(data)
+			if end < 0 {
+				pending = append(pending, data...)
+				if len(pending) > maxUnit {
+					// Too long to hold: forward as it comes.
+					n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at})
+					total += n
+					pending = pending[:0]
+					if err != nil {
+						return total, err
+					}
+				}
+				break
+			}
+			u := &unit{event: ev, arrival: c.at, at: c.at}
+			if len(pending) > 0 {
+				u.data = append(pending, data[:end]...)
+				pending = nil
+			} else {
+				u.data = data[:end]
+			}
+			data = data[end:]
+			if ev {
+				if up := b.st.upstream.Load(); up != nil {
+					up.eventsDown.Add(1)
+				}
+			}
+			n, err := b.forward(ctx, w, flusher, u)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		if c.err != nil {
+			if len(pending) > 0 {
+				n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at})
+				total += n
+				if err != nil {
+					return total, err
+				}
+			}
+			return total, b.ended(c.err)
+		}
+	}
+}
+
+// forward passes one unit through the faults and to the client.
+func (b *streamBody) forward(ctx context.Context, w io.Writer, flusher http.Flusher, u *unit) (int64, error) {
+	atts := b.st.unitAttachments()
+	for _, a := range atts {
+		if uf, ok := a.effect.(unitFault); ok {
+			uf.unit(u)
+		}
+	}
+	if u.drop {
+		return 0, nil
+	}
+	if !b.st.waitUntil(ctx, u.at) {
+		return 0, ctx.Err()
+	}
+	var total int64
+	data := u.data
+	if u.stall {
+		half := max(len(data)/2, 1)
+		n, err := b.write(w, flusher, data[:half], false)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		data = data[half:]
+		if !b.st.waitStall(ctx, atts) {
+			return total, ctx.Err()
+		}
+	}
+	n, err := b.write(w, flusher, data, u.event)
+	total += n
+	if err != nil {
+		return total, err
+	}
+	for _, a := range b.st.unitAttachments() {
+		if uo, ok := a.effect.(unitObserver); ok {
+			uo.forwarded(u)
+		}
+	}
+	return total, nil
+}
+
+func (b *streamBody) write(w io.Writer, flusher http.Flusher, p []byte, event bool) (int64, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := w.Write(p)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	if n > 0 {
+		b.st.rec.Write(p[:n], time.Now())
+	}
+	if event && err == nil {
+		b.st.client.eventsDown.Add(1)
+	}
+	return int64(n), err
+}
+
+// ended decides what the end of the upstream body means for the client.
+// A clean end is passed on; a failure of the upstream hop is passed on as
+// --on-upstream-error says, and the action is recorded. When the client has
+// gone, nothing is passed on.
+func (b *streamBody) ended(err error) error {
+	st := b.st
+	if errors.Is(err, io.EOF) {
+		if up := st.upstream.Load(); up != nil {
+			up.observe(io.EOF) // the server ended the stream
+		}
+		return io.EOF
+	}
+	if st.ctx.Err() != nil {
+		return err // the client went away; the upstream was closed for it
+	}
+	action := st.p.onUpstreamError
+	st.client.setUpstreamErrorAction(action)
+	why := errclass.Classify(err)
+	if errors.Is(err, net.ErrClosed) {
+		why = "closed by the proxy"
+	}
+	st.p.logf("%s: upstream hop failed (%s: %v): %s the client", st.client.connID, why, err, action)
+	// upstreamClass is what the client sees, for the recording.
+	switch action {
+	case UpstreamEOF:
+		return io.EOF
+	case UpstreamAbort:
+		st.upstreamClass = errclass.UnexpectedEOF
+		panic(http.ErrAbortHandler)
+	default:
+		st.upstreamClass = errclass.ECONNRESET
+		st.client.reset()
+		return err
+	}
+}

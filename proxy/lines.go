@@ -1,0 +1,266 @@
+package proxy
+
+import (
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Delay lines carry the data of one side of a hop connection while a
+// shaping fault (latency, bandwidth, slicer) acts on it. Data is stamped
+// when it enters, so a delay longer than the gap between two events delays
+// each by the same amount instead of adding up: on the write side, Write
+// queues a copy and a writer goroutine writes each piece at its time; on
+// the read side, a pump goroutine reads the socket continuously and Read
+// hands pieces out at their time. A line, once started, stays for the life
+// of the connection; when the shaping fault is removed, pieces still held
+// pass at once.
+
+// lineDepth bounds the pieces a line holds before the producer waits.
+const lineDepth = 256
+
+// writeLine is the write side's delay line.
+type writeLine struct {
+	h   *hopConn
+	q   chan piece
+	mu  sync.Mutex
+	err error // the first write error: later writes return it
+}
+
+func (h *hopConn) startWriteLine() *writeLine {
+	h.lineMu.Lock()
+	defer h.lineMu.Unlock()
+	if wl := h.wline.Load(); wl != nil {
+		return wl
+	}
+	wl := &writeLine{h: h, q: make(chan piece, lineDepth)}
+	h.wline.Store(wl)
+	go wl.run()
+	return wl
+}
+
+func (wl *writeLine) stickyErr() error {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	return wl.err
+}
+
+func (wl *writeLine) write(b []byte) (int, error) {
+	if err := wl.stickyErr(); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	data := append([]byte(nil), b...)
+	for _, p := range wl.h.shape(wl.h.writeDir, now, []piece{{data: data, at: now}}) {
+		select {
+		case wl.q <- p:
+		case <-wl.h.dead:
+			return 0, net.ErrClosed
+		}
+	}
+	return len(b), nil
+}
+
+func (wl *writeLine) run() {
+	for {
+		select {
+		case p := <-wl.q:
+			if p.flush != nil {
+				close(p.flush)
+				continue
+			}
+			if wl.stickyErr() != nil {
+				continue
+			}
+			if !wl.h.waitUntil(p.at, wl.h.writeDir) {
+				return
+			}
+			if _, err := wl.h.writeNow(p.data); err != nil {
+				wl.mu.Lock()
+				wl.err = err
+				wl.mu.Unlock()
+			}
+		case <-wl.h.dead:
+			return
+		}
+	}
+}
+
+// drain waits, at most limit, until every piece queued so far is written.
+func (wl *writeLine) drain(limit time.Duration) {
+	done := make(chan struct{})
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case wl.q <- piece{flush: done}:
+	case <-wl.h.dead:
+		return
+	case <-t.C:
+		return
+	}
+	select {
+	case <-done:
+	case <-wl.h.dead:
+	case <-t.C:
+	}
+}
+
+// waitUntil sleeps until at, or until the side's shapers are removed (held
+// data then passes at once). It returns false when the connection died.
+func (h *hopConn) waitUntil(at time.Time, dir string) bool {
+	for {
+		d := time.Until(at)
+		if d <= 0 || !h.shaping(dir) {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return true
+		case <-h.dead:
+			t.Stop()
+			return false
+		case <-h.changes():
+			t.Stop()
+		}
+	}
+}
+
+// readLine is the read side's delay line.
+type readLine struct {
+	h      *hopConn
+	q      chan piece
+	cur    piece
+	hasCur bool
+	dlMu   sync.Mutex
+	dlCh   chan struct{} // closed when the read deadline changes
+}
+
+func (h *hopConn) startReadLine() *readLine {
+	h.lineMu.Lock()
+	defer h.lineMu.Unlock()
+	if rl := h.rline.Load(); rl != nil {
+		return rl
+	}
+	rl := &readLine{h: h, q: make(chan piece, lineDepth), dlCh: make(chan struct{})}
+	// The pump reads without a deadline; Read enforces the one asked for.
+	h.Conn.SetReadDeadline(time.Time{})
+	h.rline.Store(rl)
+	go rl.pump()
+	return rl
+}
+
+func (rl *readLine) pump() {
+	buf := make([]byte, 16<<10)
+	var last time.Time
+	for {
+		n, err := rl.h.readNow(buf)
+		now := time.Now()
+		if n > 0 {
+			data := append([]byte(nil), buf[:n]...)
+			for _, p := range rl.h.shape(rl.h.readDir, now, []piece{{data: data, at: now}}) {
+				if p.at.After(last) {
+					last = p.at
+				}
+				select {
+				case rl.q <- p:
+				case <-rl.h.dead:
+					return
+				}
+			}
+		}
+		if err != nil {
+			at := now
+			if last.After(at) {
+				at = last
+			}
+			select {
+			case rl.q <- piece{err: err, at: at}:
+			case <-rl.h.dead:
+			}
+			return
+		}
+	}
+}
+
+func (rl *readLine) deadlineChanged() {
+	rl.dlMu.Lock()
+	close(rl.dlCh)
+	rl.dlCh = make(chan struct{})
+	rl.dlMu.Unlock()
+}
+
+// deadline is the read deadline in force and a channel closed when it
+// changes.
+func (rl *readLine) deadline() (time.Time, <-chan struct{}) {
+	rl.h.lineMu.Lock()
+	dl := rl.h.readDline
+	rl.h.lineMu.Unlock()
+	rl.dlMu.Lock()
+	defer rl.dlMu.Unlock()
+	return dl, rl.dlCh
+}
+
+// read hands out the pump's pieces at their time, honouring the read
+// deadline the proxy's HTTP code sets.
+func (rl *readLine) read(b []byte) (int, error) {
+	for {
+		n, err, again := rl.readOnce(b)
+		if !again {
+			return n, err
+		}
+	}
+}
+
+// readOnce is one wait of read; again means the deadline or the faults
+// changed and the wait starts over.
+func (rl *readLine) readOnce(b []byte) (n int, err error, again bool) {
+	dl, dlChanged := rl.deadline()
+	var dlTimer <-chan time.Time
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			return 0, os.ErrDeadlineExceeded, false
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		dlTimer = t.C
+	}
+	if !rl.hasCur {
+		select {
+		case p := <-rl.q:
+			rl.cur, rl.hasCur = p, true
+		case <-rl.h.dead:
+			return 0, net.ErrClosed, false
+		case <-dlTimer:
+			return 0, os.ErrDeadlineExceeded, false
+		case <-dlChanged:
+			return 0, nil, true
+		}
+	}
+	if wait := time.Until(rl.cur.at); wait > 0 && rl.h.shaping(rl.h.readDir) {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-rl.h.dead:
+			return 0, net.ErrClosed, false
+		case <-dlTimer:
+			return 0, os.ErrDeadlineExceeded, false
+		case <-dlChanged:
+			return 0, nil, true
+		case <-rl.h.changes():
+			return 0, nil, true
+		}
+	}
+	if rl.cur.err != nil {
+		return 0, rl.cur.err, false
+	}
+	n = copy(b, rl.cur.data)
+	rl.cur.data = rl.cur.data[n:]
+	if len(rl.cur.data) == 0 {
+		rl.hasCur = false
+	}
+	return n, nil, false
+}

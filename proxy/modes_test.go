@@ -1,0 +1,333 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// TestForwardMode: a client with the proxy as HTTP_PROXY reaches an
+// allowed host; another host gets 403, and CONNECT to it is refused.
+func TestForwardMode(t *testing.T) {
+	allowed := startFeedT(t)
+	other := startFeedT(t)
+	au, _ := url.Parse(allowed)
+	p := startProxy(t, Config{AllowHosts: []string{au.Host}})
+	pu, _ := url.Parse(p.URL())
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+	resp, err := c.Get(allowed + "/ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, _ := br.ReadString('\n')
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(line, "event: tick") {
+		t.Fatalf("allowed host: %d %q", resp.StatusCode, line)
+	}
+
+	resp, err = c.Get(other + "/ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "not an --allow-host") {
+		t.Fatalf("other host: %d %q", resp.StatusCode, body)
+	}
+
+	// A relative request: this proxy has no upstream.
+	if g := readStream(t, p.URL()+"/ticks", 1, 5*time.Second); g.class != "HTTP_404" {
+		t.Fatalf("relative request without --upstream: %s", g.class)
+	}
+
+	// CONNECT to a host not allowed.
+	ou, _ := url.Parse(other)
+	conn, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", ou.Host, ou.Host)
+	cr, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.StatusCode != http.StatusForbidden {
+		t.Fatalf("CONNECT to a host not allowed: %d", cr.StatusCode)
+	}
+}
+
+func TestAPINeedsTokenOffLoopback(t *testing.T) {
+	_, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", API: "0.0.0.0:0"})
+	if !errors.Is(err, ErrAPINotLoopback) || !strings.Contains(err.Error(), "0.0.0.0:0 is not a loopback address: give --api-token") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, addr := range []string{":0", "[::]:0", "10.1.2.3:0"} {
+		if _, err := Start(context.Background(), Config{Listen: "127.0.0.1:0", API: addr}); !errors.Is(err, ErrAPINotLoopback) {
+			t.Errorf("API on %s without a token: %v", addr, err)
+		}
+	}
+}
+
+// api calls the control API and decodes the JSON answer.
+func api(t *testing.T, p *Proxy, token, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+p.APIAddr()+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	srv := startFeedT(t)
+	p := startProxy(t, Config{Upstream: srv, Name: "edge", API: "127.0.0.1:0", APIToken: "s3cret"})
+
+	if code, body := api(t, p, "", "GET", "/faults", ""); code != 401 || !strings.Contains(body, `"status": 401`) {
+		t.Fatalf("no token: %d %s", code, body)
+	}
+	if code, _ := api(t, p, "s3cre", "GET", "/faults", ""); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	if code, body := api(t, p, "s3cret", "GET", "/faults", ""); code != 200 || !strings.Contains(body, `"faults": []`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	if code, body := api(t, p, "s3cret", "GET", "/nope", ""); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("unknown endpoint: %d %s", code, body)
+	}
+	if code, body := api(t, p, "s3cret", "POST", "/faults", `"latency:dealy=5ms"`); code != 400 || !strings.Contains(body, `unknown key \"dealy\"`) {
+		t.Fatalf("bad fault: %d %s", code, body)
+	}
+
+	// A live stream, then a reset fault added at run time acts on it.
+	l := openLive(t, p.URL()+"/ticks")
+	if lf, ok := l.next(3 * time.Second); !ok || lf.err != nil {
+		t.Fatal("no first event")
+	}
+	code, body := api(t, p, "s3cret", "GET", "/conns", "")
+	if code != 200 || strings.Count(body, `"conn_id": "edge-1"`) != 2 || !strings.Contains(body, `"hop": "upstream"`) || !strings.Contains(body, `"idle_ns"`) {
+		t.Fatalf("conns: %d %s", code, body)
+	}
+	if code, _ := api(t, p, "", "GET", "/events", ""); code != 401 {
+		t.Fatalf("events without token: %d", code)
+	}
+	evReq, _ := http.NewRequest("GET", "http://"+p.APIAddr()+"/events", nil)
+	evReq.Header.Set("Authorization", "Bearer s3cret")
+	evResp, err := client().Do(evReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evResp.Body.Close()
+	if code, body := api(t, p, "s3cret", "POST", "/faults", `{"kind": "reset", "name": "kill", "hop": "upstream"}`); code != 201 || !strings.Contains(body, `"name": "kill"`) {
+		t.Fatalf("add: %d %s", code, body)
+	}
+	_, end := l.end(t, 5*time.Second)
+	if end.class != errclass.ECONNRESET {
+		t.Fatalf("live stream after the reset was added: %s", end.class)
+	}
+	// The event stream told of the fault and the closes.
+	var seen []string
+	sc := bufio.NewScanner(evResp.Body)
+	deadline := time.AfterFunc(5*time.Second, func() { evResp.Body.Close() })
+	defer deadline.Stop()
+	for sc.Scan() && len(seen) < 3 {
+		if typ, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			seen = append(seen, typ)
+		}
+	}
+	if len(seen) < 3 || seen[0] != "fault" {
+		t.Fatalf("connection events %v, want fault then closes", seen)
+	}
+
+	if code, body := api(t, p, "s3cret", "POST", "/faults", `"reset:name=kill"`); code != 409 {
+		t.Fatalf("duplicate: %d %s", code, body)
+	}
+	if code, body := api(t, p, "s3cret", "PUT", "/faults/kill", `"latency:delay=10ms"`); code != 200 || !strings.Contains(body, `"kind": "latency"`) || !strings.Contains(body, `"name": "kill"`) {
+		t.Fatalf("update: %d %s", code, body)
+	}
+	if code, _ := api(t, p, "s3cret", "DELETE", "/faults/kill", ""); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _ := api(t, p, "s3cret", "DELETE", "/faults/kill", ""); code != 404 {
+		t.Fatalf("delete again: %d", code)
+	}
+	if code, body := api(t, p, "s3cret", "POST", "/recording/start", ""); code != 409 || !strings.Contains(body, "--record") {
+		t.Fatalf("recording without recorder: %d %s", code, body)
+	}
+	if code, body := api(t, p, "s3cret", "GET", "/kinds", ""); code != 200 || !strings.Contains(body, "idle-timeout") || !strings.Contains(body, "aws-alb") {
+		t.Fatalf("kinds: %d %s", code, body)
+	}
+}
+
+// TestPresets runs each preset's behaviour with its durations shrunk.
+func TestPresets(t *testing.T) {
+	t.Run("aws-alb", func(t *testing.T) {
+		srv := script(t, heartbeats(0, time.Hour))
+		p := startProxy(t, Config{Upstream: srv.URL, TimeScale: 600, Faults: withFaults(t, "preset:aws-alb")}) // 60 s → 100 ms
+		g := readStream(t, p.URL()+"/quiet", 0, 5*time.Second)
+		if g.class != errclass.UnexpectedEOF {
+			t.Fatalf("client saw %s", g.class)
+		}
+		within(t, "idle close", g.endAt.Sub(g.start), 100*time.Millisecond, tolLoose)
+	})
+	t.Run("aws-nat", func(t *testing.T) {
+		srv := script(t, func(w http.ResponseWriter, r *http.Request, flush func()) {
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(w, "data: late\n\n")
+			flush()
+			<-r.Context().Done()
+		})
+		p := startProxy(t, Config{Upstream: srv.URL, TimeScale: 3500, Faults: withFaults(t, "preset:aws-nat")}) // 350 s → 100 ms
+		g := readStream(t, p.URL()+"/late", 0, 5*time.Second)
+		if g.class != errclass.ECONNRESET || len(g.events) != 0 {
+			t.Fatalf("client saw %d events then %s", len(g.events), g.class)
+		}
+	})
+	t.Run("nginx", func(t *testing.T) {
+		srv := script(t, heartbeats(0, time.Hour))
+		p := startProxy(t, Config{Upstream: srv.URL, TimeScale: 600, Faults: withFaults(t, "preset:nginx")})
+		g := readStream(t, p.URL()+"/quiet", 0, 5*time.Second)
+		if g.class != errclass.ECONNRESET { // the upstream hop closed: --on-upstream-error=reset
+			t.Fatalf("client saw %s", g.class)
+		}
+	})
+	t.Run("cloudflare", func(t *testing.T) {
+		slow := scriptHandler(t, func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(time.Second):
+			case <-r.Context().Done():
+			}
+		})
+		p := startProxy(t, Config{Upstream: slow, TimeScale: 1000, Faults: withFaults(t, "preset:cloudflare")})
+		if g := readStream(t, p.URL()+"/slow", 0, 5*time.Second); g.class != "HTTP_524" {
+			t.Fatalf("client saw %s", g.class)
+		}
+	})
+	t.Run("node-keepalive", func(t *testing.T) {
+		// A request that takes 400 ms (no byte flows meanwhile), then a
+		// keep-alive connection left idle.
+		srv := scriptHandler(t, func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(400 * time.Millisecond)
+			io.WriteString(w, "ok")
+		})
+		w, path := newSession(t)
+		p := startProxy(t, Config{Upstream: srv, Session: w, TimeScale: 25, Faults: withFaults(t, "preset:node-keepalive")}) // 5 s → 200 ms
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("the keep-alive timeout cut a request in flight: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		answered := time.Now()
+		if string(body) != "ok" {
+			t.Fatalf("body %q", body)
+		}
+		if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("idle keep-alive connection: read %d, %v; want EOF", n, err)
+		}
+		within(t, "keep-alive close after the response", time.Since(answered), 200*time.Millisecond, tolLoose)
+		_, faults := readSession(t, p, w, path)
+		if len(faults) != 1 || faults[0].Fault != "preset:node-keepalive/idle-timeout" || faults[0].Hop != session.HopClient {
+			t.Fatalf("faults %+v", faults)
+		}
+	})
+}
+
+// TestKeepAliveRequests: two requests on one client connection give one
+// client HopConn and two upstream HopConns, told apart by Request.
+func TestKeepAliveRequests(t *testing.T) {
+	srv := scriptHandler(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok "+r.URL.Path) })
+	w, path := newSession(t)
+	p := startProxy(t, Config{Upstream: srv, Session: w})
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	for _, pth := range []string{"/a", "/b"} {
+		resp, err := c.Get(p.URL() + pth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "ok "+pth {
+			t.Fatalf("%s: %q", pth, body)
+		}
+	}
+	c.CloseIdleConnections()
+	waitFor(t, 5*time.Second, "the proxy to see the client close", func() bool { return p.Stats().Live == 0 })
+	hops, _ := readSession(t, p, w, path)
+	var got []string
+	for _, h := range hops {
+		got = append(got, fmt.Sprintf("%s/%s/%d %s", h.ConnID, h.Hop, h.Request, h.Path))
+	}
+	want := "proxy-1/client/0 /b proxy-1/upstream/1 /a proxy-1/upstream/2 /b"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("hop conns %q, want %q", strings.Join(got, " "), want)
+	}
+	if hops[0].ClosedBy != "client" || hops[0].How != "FIN" {
+		t.Errorf("client hop closed by %q how %q, want client FIN", hops[0].ClosedBy, hops[0].How)
+	}
+}
+
+// TestRecording: with a recorder, the proxy's streams are in the session
+// file with their events.
+func TestRecording(t *testing.T) {
+	srv := script(t, ticker(5, 10*time.Millisecond, time.Second))
+	w, path := newSession(t)
+	rec := recording.New(w, "rec", recording.Options{})
+	p := startProxy(t, Config{Upstream: srv.URL, Name: "rec", Session: w, Recorder: rec, Faults: withFaults(t, "reset:events=5")})
+	g := readStream(t, p.URL()+"/ticks?symbols=A", 0, 5*time.Second)
+	if len(g.events) != 5 || g.class != errclass.ECONNRESET {
+		t.Fatalf("client: %d events, %s", len(g.events), g.class)
+	}
+	p.Close()
+	w.Close()
+	r, err := session.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	loaded, err := recording.Read(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.Streams) != 1 {
+		t.Fatalf("%d recorded streams", len(loaded.Streams))
+	}
+	s := loaded.Streams[0]
+	events := 0
+	for _, e := range s.Events {
+		if e.Kind == session.RecKindEvent {
+			events++
+		}
+	}
+	if events != 5 || s.Status != 200 || s.ConnID != "rec-1" || s.How != "RST" {
+		t.Fatalf("recorded stream %+v with %d events", s.RecStream, events)
+	}
+}

@@ -1,0 +1,924 @@
+// Package proxy is the ssestress fault-injecting proxy: it stands in for one
+// hop of a production SSE path (a load balancer, a reverse proxy, a NAT)
+// and misbehaves on purpose, one hop at a time, to reproduce a reset and to
+// prove which hop causes it.
+//
+// It is built on github.com/elazarl/goproxy, served by the package's own
+// http.Server on its own listener. Data enters on the client hop (client ↔
+// proxy), whose sockets are wrapped at Accept, and leaves on the upstream
+// hop (proxy ↔ server), whose sockets are wrapped at dial (one upstream
+// socket per request); both wrappers (hopConn) count bytes and activity,
+// see FIN and RST, and apply the TCP-level faults of their hop. The
+// response body is replaced in goproxy's OnResponse by a streamBody whose
+// copy loop applies the SSE-aware faults at event boundaries and the
+// --on-upstream-error policy. Records leave through the session Writer
+// given in Config (HopConn per hop at open and close, FaultEvent per
+// firing, the topology), and events through the control API.
+//
+// Reverse mode: relative requests go to Config.Upstream. Forward mode:
+// absolute-form requests (clients with HTTP_PROXY) go only to the hosts of
+// Config.AllowHosts; others get 403 and CONNECT to them is refused.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// DefaultListen is where the proxy listens when no address is given.
+const DefaultListen = "127.0.0.1:8080"
+
+// DefaultName names a proxy when Config.Name is empty.
+const DefaultName = "proxy"
+
+// Errors of Start.
+var (
+	// ErrAPINotLoopback: the control API would listen on a non-loopback
+	// address without a token.
+	ErrAPINotLoopback = errors.New("is not a loopback address: give --api-token (the API then requires it, compared in constant time) or bind the API to 127.0.0.1")
+	// ErrBadConfig wraps every other invalid setting.
+	ErrBadConfig = errors.New("bad proxy config")
+)
+
+// Config configures a proxy. Zero values mean the defaults; each field has
+// the flag and config-file key of the same name (--allow-host, "allow-host").
+type Config struct {
+	// Listen is the proxy's address (default DefaultListen, loopback;
+	// "127.0.0.1:0" picks a free port).
+	Listen string `json:"listen,omitempty"`
+	// Upstream is the server of reverse mode, an http or https URL (a path
+	// is prefixed to every request's). Empty: forward mode only.
+	Upstream string `json:"upstream,omitempty"`
+	// Name names the proxy in every record (default DefaultName); chained
+	// proxies need distinct names.
+	Name string `json:"name,omitempty"`
+	// AllowHosts are the hosts forward mode serves: "host" (any port) or
+	// "host:port". Others get 403; CONNECT is refused to them.
+	AllowHosts []string `json:"allow-host,omitempty"`
+	// Faults are installed at start.
+	Faults []FaultSpec `json:"fault,omitempty"`
+	// OnUpstreamError is UpstreamReset (default), UpstreamEOF or
+	// UpstreamAbort.
+	OnUpstreamError string `json:"on-upstream-error,omitempty"`
+	// TimeScale shrinks every fault duration by this factor (default 1):
+	// 60 makes a 60 s preset act in 1 s.
+	TimeScale float64 `json:"time-scale,omitempty"`
+	// API is the control API's address; empty: no API.
+	API string `json:"api,omitempty"`
+	// APIToken, when set, is required as "Authorization: Bearer TOKEN" on
+	// every API request. An API on a non-loopback address requires one.
+	APIToken string `json:"api-token,omitempty"`
+	// DialTimeout bounds the upstream dial (default 10 s).
+	DialTimeout time.Duration `json:"-"`
+	// TLSClientConfig is used toward an https upstream (e.g. RootCAs with
+	// a test server's certificate); nil verifies against the system roots.
+	// Both hops speak HTTP/1.1.
+	TLSClientConfig *tls.Config `json:"-"`
+	// Session receives the records; nil records nothing.
+	Session *session.Writer `json:"-"`
+	// Recorder records the streams (--record); nil records none.
+	Recorder *recording.Recorder `json:"-"`
+	// Logf receives one line per notable event; nil discards them.
+	Logf func(format string, args ...any) `json:"-"`
+}
+
+// Proxy is a running proxy. Create it with Start.
+type Proxy struct {
+	name            string
+	upstream        *url.URL
+	allow           []string
+	scale           float64
+	onUpstreamError string
+	session         *session.Writer
+	recorder        *recording.Recorder
+	logfn           func(string, ...any)
+	token           string
+
+	gp     *goproxy.ProxyHttpServer
+	tr     *http.Transport
+	dialer *net.Dialer
+	srv    *http.Server
+	ln     *listener
+	api    *apiServer
+	events *broadcaster
+
+	fmu    sync.RWMutex
+	faults []*Fault // replaced, never modified in place
+
+	lmu  sync.Mutex
+	live map[*hopConn]struct{}
+
+	hmu      sync.Mutex
+	closed   bool
+	handlers sync.WaitGroup
+
+	nextConn    atomic.Int64
+	streams     atomic.Int64
+	faultsFired atomic.Int64
+	closing     atomic.Bool
+	closeOnce   sync.Once
+	stopAfter   func() bool
+}
+
+type (
+	clientConnKey struct{}
+	streamKey     struct{}
+)
+
+// Start validates cfg, listens, and serves until Close or until ctx ends.
+func Start(ctx context.Context, cfg Config) (*Proxy, error) {
+	p := &Proxy{
+		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
+		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken,
+		live: map[*hopConn]struct{}{}, events: newBroadcaster(),
+	}
+	if p.name == "" {
+		p.name = DefaultName
+	}
+	if strings.ContainsAny(p.name, "/ ") {
+		return nil, fmt.Errorf("%w: name %q must not contain / or spaces", ErrBadConfig, p.name)
+	}
+	if p.scale == 0 {
+		p.scale = 1
+	}
+	if p.scale < 0 || p.scale != p.scale {
+		return nil, fmt.Errorf("%w: time scale %v must be positive", ErrBadConfig, cfg.TimeScale)
+	}
+	switch p.onUpstreamError {
+	case "":
+		p.onUpstreamError = UpstreamReset
+	case UpstreamReset, UpstreamEOF, UpstreamAbort:
+	default:
+		return nil, fmt.Errorf("%w: on-upstream-error %q must be reset, eof or abort", ErrBadConfig, cfg.OnUpstreamError)
+	}
+	if cfg.Upstream != "" {
+		u, err := ParseUpstream(cfg.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		p.upstream = u
+	}
+	for _, h := range cfg.AllowHosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" || strings.ContainsAny(h, "/*") {
+			return nil, fmt.Errorf("%w: allow-host %q must be a host or host:port", ErrBadConfig, h)
+		}
+		p.allow = append(p.allow, h)
+	}
+	if cfg.API != "" && cfg.APIToken == "" && !isLoopback(cfg.API) {
+		return nil, fmt.Errorf("control API address %s %w", cfg.API, ErrAPINotLoopback)
+	}
+	names := map[string]bool{}
+	for _, spec := range cfg.Faults {
+		if names[spec.Name] {
+			return nil, fmt.Errorf("%w %q: given twice (add name=... to tell them apart)", ErrBadFault, spec.Name)
+		}
+		names[spec.Name] = true
+		f, err := newFault(spec, p.scale)
+		if err != nil {
+			return nil, err
+		}
+		p.faults = append(p.faults, f)
+	}
+	dialTimeout := cfg.DialTimeout
+	if dialTimeout <= 0 {
+		dialTimeout = 10 * time.Second
+	}
+	p.dialer = &net.Dialer{Timeout: dialTimeout}
+	p.tr = &http.Transport{
+		Proxy:              nil,
+		DialContext:        p.dial,
+		DisableCompression: true,
+		DisableKeepAlives:  true,
+		TLSClientConfig:    cfg.TLSClientConfig,
+		WriteBufferSize:    1 << 10,
+		ReadBufferSize:     4 << 10,
+		// No response header timeout: gateway timeouts are faults
+		// (http-status:timeout=...), never the proxy's own doing.
+	}
+
+	listen := cfg.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("proxy listen: %w", err)
+	}
+	p.ln = newListener(p, ln)
+
+	gp := goproxy.NewProxyHttpServer()
+	gp.Tr = p.tr
+	gp.Logger = proxyLogger{p}
+	gp.ConnectDial = func(network, addr string) (net.Conn, error) { return p.dialer.Dial(network, addr) }
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "ssestress proxy: no upstream for this request", http.StatusNotFound)
+	})
+	gp.OnRequest().DoFunc(p.onRequest)
+	gp.OnResponse().DoFunc(p.onResponse)
+	p.gp = gp
+
+	p.srv = &http.Server{
+		Handler: p,
+		// A client that connects and sends no request is closed after
+		// this; long, so that the proxy never closes a connection a test
+		// counts on (idle keep-alive connections have no timeout at all).
+		ReadHeaderTimeout: 10 * time.Minute,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, clientConnKey{}, c)
+		},
+		ErrorLog: log.New(logWriter{p}, "", 0),
+	}
+	if cfg.API != "" {
+		api, err := startAPI(p, cfg.API)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		p.api = api
+	}
+	p.updateRefuse()
+	go p.srv.Serve(p.ln)
+
+	if p.session != nil {
+		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Side: session.HopClient, Addr: p.Addr(), URL: p.URL()})
+		if p.upstream != nil {
+			p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Side: session.HopUpstream,
+				Addr: hostPort(p.upstream), URL: p.upstream.String()})
+		}
+	}
+	p.stopAfter = context.AfterFunc(ctx, func() { p.Close() })
+	return p, nil
+}
+
+// ParseUpstream checks an upstream URL: http or https with a host.
+func ParseUpstream(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: upstream %q must be an http:// or https:// URL with a host", ErrBadConfig, s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: upstream %q must not have a query or fragment", ErrBadConfig, s)
+	}
+	return u, nil
+}
+
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+// isLoopback reports whether a listen address binds to loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Addr is the proxy's listen address (host:port).
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL is the proxy's base URL: clients of reverse mode use it in place of
+// the upstream's, clients of forward mode as their HTTP_PROXY.
+func (p *Proxy) URL() string { return "http://" + p.Addr() }
+
+// Name is the proxy's name.
+func (p *Proxy) Name() string { return p.name }
+
+// APIAddr is the control API's address, "" without an API.
+func (p *Proxy) APIAddr() string {
+	if p.api == nil {
+		return ""
+	}
+	return p.api.ln.Addr().String()
+}
+
+// Stats are a proxy's counters.
+type Stats struct {
+	Conns       int64 `json:"conns"`   // client connections accepted
+	Streams     int64 `json:"streams"` // requests proxied
+	Live        int   `json:"live"`    // hop connections open now
+	FaultsFired int64 `json:"faults_fired"`
+}
+
+// Stats returns the counters so far.
+func (p *Proxy) Stats() Stats {
+	p.lmu.Lock()
+	live := len(p.live)
+	p.lmu.Unlock()
+	return Stats{Conns: p.nextConn.Load(), Streams: p.streams.Load(), Live: live, FaultsFired: p.faultsFired.Load()}
+}
+
+// Close stops the proxy: the listener and the API close, every proxied
+// connection is closed (FIN) and recorded, and handlers are given a few
+// seconds to return. Closing twice is harmless.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		if p.stopAfter != nil {
+			p.stopAfter()
+		}
+		p.closing.Store(true)
+		p.hmu.Lock()
+		p.closed = true
+		p.hmu.Unlock()
+		if p.api != nil {
+			p.api.close()
+		}
+		p.ln.Close()
+		p.closeLive()
+		p.srv.Close()
+		done := make(chan struct{})
+		go func() { p.handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			p.logf("proxy %s: handlers still running after 5s; closing anyway", p.name)
+		}
+		p.closeLive() // upstream sockets dialed during the shutdown
+		p.tr.CloseIdleConnections()
+		p.events.close()
+	})
+	return nil
+}
+
+func (p *Proxy) closeLive() {
+	for _, h := range p.liveConns() {
+		h.closeWith(ActionFIN, "proxy")
+	}
+}
+
+// drainLimit bounds how long a close waits for a delay line to empty.
+func (p *Proxy) drainLimit() time.Duration {
+	if p.closing.Load() {
+		return 100 * time.Millisecond
+	}
+	return 30 * time.Second
+}
+
+func (p *Proxy) logf(format string, args ...any) {
+	if p.logfn != nil {
+		p.logfn(format, args...)
+	}
+}
+
+// proxyLogger sends goproxy's log lines to Logf.
+type proxyLogger struct{ p *Proxy }
+
+func (l proxyLogger) Printf(format string, v ...any) { l.p.logf(strings.TrimSpace(format), v...) }
+
+// logWriter sends net/http's log lines to Logf.
+type logWriter struct{ p *Proxy }
+
+func (l logWriter) Write(b []byte) (int, error) {
+	l.p.logf("%s", strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// register makes a new hop connection live and writes its open record.
+func (p *Proxy) register(h *hopConn) {
+	p.lmu.Lock()
+	p.live[h] = struct{}{}
+	p.lmu.Unlock()
+	h.put()
+	if p.events.has() {
+		p.events.publish(h.event("open"))
+	}
+}
+
+func (p *Proxy) forget(h *hopConn) {
+	p.lmu.Lock()
+	delete(p.live, h)
+	p.lmu.Unlock()
+}
+
+func (p *Proxy) liveConns() []*hopConn {
+	p.lmu.Lock()
+	defer p.lmu.Unlock()
+	out := make([]*hopConn, 0, len(p.live))
+	for h := range p.live {
+		out = append(out, h)
+	}
+	return out
+}
+
+// faultFired records a fault event and counts it.
+func (p *Proxy) faultFired(ev session.FaultEvent) {
+	p.faultsFired.Add(1)
+	if p.session != nil {
+		p.session.Put(ev)
+	}
+	if p.events.has() {
+		p.events.publish(ConnEvent{
+			Time: ev.Time, Type: "fault", Proxy: ev.Proxy, ConnID: ev.ConnID, Request: ev.Request, Hop: ev.Hop,
+			LocalAddr: ev.LocalAddr, RemoteAddr: ev.RemoteAddr,
+			Fault: ev.Fault, Kind: ev.Kind, Action: ev.Action, Detail: ev.Detail,
+		})
+	}
+	p.logf("%s %s: fault %s: %s %s", ev.ConnID, ev.Hop, ev.Fault, ev.Action, ev.Detail)
+}
+
+// accepted turns a new client socket into a client hopConn, unless a down
+// fault closes it at once (nil).
+func (p *Proxy) accepted(c net.Conn) *hopConn {
+	n := p.nextConn.Add(1)
+	h := newHopConn(p, c, session.HopClient, p.name+"-"+strconv.FormatInt(n, 10), 0)
+	p.register(h)
+	if p.closing.Load() {
+		h.closeWith(ActionFIN, "proxy")
+		return nil
+	}
+	if f, action := p.downFor(session.HopClient, ""); f != nil {
+		h.fire(f, "", action, "connection closed on accept ("+action+")")
+		h.closeWith(action, "proxy")
+		return nil
+	}
+	p.attachFaults(h, "", time.Now())
+	return h
+}
+
+// downFor draws the down faults of a hop that apply to a new connection.
+// Listener-wide refusal is not drawn here (see updateRefuse).
+func (p *Proxy) downFor(hop, path string) (*Fault, string) {
+	for _, f := range p.faultList() {
+		for _, leaf := range f.leaves() {
+			d, ok := leaf.b.(downer)
+			if !ok || leaf.Spec.Hop != hop || !leaf.Spec.matches(path) || (leaf.Spec.Match != "" && path == "") {
+				continue
+			}
+			action := d.downAction()
+			if hop == session.HopClient && action == ActionRefuse {
+				continue
+			}
+			if draw(leaf.Spec.Toxicity) {
+				return leaf, action
+			}
+		}
+	}
+	return nil, ""
+}
+
+// responderFor draws the http-status faults that apply to a request.
+func (p *Proxy) responderFor(path string) (*Fault, int, time.Duration) {
+	for _, f := range p.faultList() {
+		for _, leaf := range f.leaves() {
+			r, ok := leaf.b.(responder)
+			if !ok || !leaf.Spec.matches(path) {
+				continue
+			}
+			if draw(leaf.Spec.Toxicity) {
+				code, timeout := r.respond()
+				return leaf, code, timeout
+			}
+		}
+	}
+	return nil, 0, 0
+}
+
+// stream is one request through the proxy and its two hops.
+type stream struct {
+	p        *Proxy
+	ctx      context.Context
+	client   *hopConn
+	upstream atomic.Pointer[hopConn]
+	request  int
+	id       string // the recording's stream id
+	method   string
+	path     string
+	start    time.Time
+	rec      *recording.Stream
+
+	statusFault   *Fault // http-status with a timeout, drawn for this request
+	statusCode    int
+	statusTimeout time.Duration
+
+	// upstreamClass is the error class the client was given for an
+	// upstream failure (ECONNRESET, UNEXPECTED_EOF; "" for a clean end).
+	upstreamClass string
+}
+
+func streamFrom(ctx context.Context) *stream {
+	st, _ := ctx.Value(streamKey{}).(*stream)
+	return st
+}
+
+// ServeHTTP is the proxy's front: it refuses what is not allowed, records
+// the request on the client hop, answers http-status faults, rewrites
+// reverse-mode requests to the upstream, and hands the request to goproxy.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.hmu.Lock()
+	if p.closed {
+		p.hmu.Unlock()
+		http.Error(w, "ssestress proxy is closing", http.StatusServiceUnavailable)
+		return
+	}
+	p.handlers.Add(1)
+	p.hmu.Unlock()
+	defer p.handlers.Done()
+
+	client, _ := r.Context().Value(clientConnKey{}).(*hopConn)
+	if client == nil {
+		http.Error(w, "ssestress proxy: connection not tracked", http.StatusInternalServerError)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		if !p.allowed(r.Host) {
+			p.refuse(w, http.StatusForbidden, fmt.Sprintf("CONNECT to %s refused: not an --allow-host of this proxy", r.Host))
+			return
+		}
+		p.gp.ServeHTTP(w, r)
+		return
+	}
+	now := time.Now()
+	forward := r.URL.IsAbs()
+	if forward && !p.allowed(r.URL.Host) {
+		p.refuse(w, http.StatusForbidden, fmt.Sprintf("%s is not an --allow-host of this proxy (it is never an open proxy)", r.URL.Host))
+		return
+	}
+	if !forward && p.upstream == nil {
+		p.refuse(w, http.StatusNotFound, "this proxy has no --upstream: send absolute-form requests (HTTP_PROXY) to an --allow-host")
+		return
+	}
+	p.streams.Add(1)
+	n := int(client.requests.Add(1))
+	pq := pathQuery(r.URL)
+	st := &stream{p: p, client: client, request: n, id: client.connID, method: r.Method, path: pq, start: now}
+	if n > 1 {
+		st.id = client.connID + "#" + strconv.Itoa(n)
+	}
+	client.setRequest(r.Method, pq)
+	client.inflight.Add(1)
+	defer func() {
+		client.requestEnd.Store(time.Now().UnixNano())
+		client.inflight.Add(-1)
+	}()
+	p.attachFaults(client, pq, now)
+
+	st.rec = p.recorder.Begin(st.id, r, now)
+	defer st.finish()
+
+	if f, code, timeout := p.responderFor(pq); f != nil {
+		if timeout <= 0 {
+			client.fire(f, "", "status", fmt.Sprintf("answered %d instead of streaming", code))
+			writeStatus(w, code, f)
+			client.setStatus(code)
+			st.rec.Response(code, w.Header(), time.Now())
+			return
+		}
+		st.statusFault, st.statusCode, st.statusTimeout = f, code, timeout
+	}
+	if !forward {
+		p.rewrite(r)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), streamKey{}, st))
+	st.ctx = r.Context()
+	p.gp.ServeHTTP(w, r)
+}
+
+// rewrite points a reverse-mode request at the upstream.
+func (p *Proxy) rewrite(r *http.Request) {
+	u := p.upstream
+	r.URL.Scheme = u.Scheme
+	r.URL.Host = u.Host
+	if u.Path != "" && u.Path != "/" {
+		r.URL.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(r.URL.Path, "/")
+		if r.URL.RawPath != "" {
+			r.URL.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + "/" + strings.TrimPrefix(r.URL.RawPath, "/")
+		}
+	}
+	r.Host = u.Host
+}
+
+// allowed reports whether forward mode may serve host ("host:port").
+func (p *Proxy) allowed(host string) bool {
+	host = strings.ToLower(host)
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	for _, a := range p.allow {
+		if a == host || a == name || strings.Trim(a, "[]") == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) refuse(w http.ResponseWriter, code int, msg string) {
+	p.logf("refused: %s", msg)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(code)
+	io.WriteString(w, "ssestress proxy: "+msg+"\n")
+}
+
+// FaultHeader names the fault that produced a response the proxy made up.
+const FaultHeader = "X-Ssestress-Fault"
+
+func writeStatus(w http.ResponseWriter, code int, f *Fault) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set(FaultHeader, f.Spec.Name)
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s (ssestress fault %s)\n", code, http.StatusText(code), f.Spec.Name)
+}
+
+// statusResponse is a made-up response of an http-status fault.
+func statusResponse(req *http.Request, code int, f *Fault) *http.Response {
+	body := fmt.Sprintf("%d %s (ssestress fault %s)\n", code, http.StatusText(code), f.Spec.Name)
+	return &http.Response{
+		StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}, FaultHeader: {f.Spec.Name}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+// onRequest is goproxy's request handler: an http-status fault with a
+// timeout races the upstream's response headers.
+func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	st := streamFrom(r.Context())
+	if st != nil && st.statusFault != nil {
+		ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
+			return p.roundTripWithin(req, st)
+		})
+	}
+	return r, nil
+}
+
+// roundTripWithin sends req upstream but answers the http-status fault's
+// code if the response headers do not come within its timeout.
+func (p *Proxy) roundTripWithin(req *http.Request, st *stream) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(req.Context())
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := p.tr.RoundTrip(req.WithContext(ctx))
+		done <- result{resp, err}
+	}()
+	t := time.NewTimer(st.statusTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			cancel()
+			return nil, r.err
+		}
+		r.resp.Body = &cancelOnClose{ReadCloser: r.resp.Body, cancel: cancel}
+		return r.resp, nil
+	case <-t.C:
+		cancel()
+		go func() {
+			if r := <-done; r.resp != nil {
+				r.resp.Body.Close()
+			}
+		}()
+		f := st.statusFault
+		st.client.fire(f, "", "status", fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
+		return statusResponse(req, st.statusCode, f), nil
+	}
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// onResponse is goproxy's response handler: it answers 502 for an upstream
+// that failed before responding, records the status, and puts a
+// streamBody in place of the body.
+func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	st := streamFrom(ctx.Req.Context())
+	if st == nil {
+		return resp
+	}
+	now := time.Now()
+	if resp == nil {
+		err := ctx.Error
+		if err == nil {
+			err = errors.New("no response")
+		}
+		st.upstreamClass = errclass.HTTP(http.StatusBadGateway)
+		st.client.setStatus(http.StatusBadGateway)
+		p.logf("%s: upstream %s: %v: answered 502", st.client.connID, ctx.Req.URL.Host, err)
+		body := fmt.Sprintf("ssestress proxy %s: upstream failed (%s): %v\n", p.name, errclass.Classify(err), err)
+		r := &http.Response{
+			StatusCode: http.StatusBadGateway, Status: "502 Bad Gateway",
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+			Body:          io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)), Request: ctx.Req,
+		}
+		st.rec.Response(r.StatusCode, r.Header, now)
+		return r
+	}
+	st.client.setStatus(resp.StatusCode)
+	if up := st.upstream.Load(); up != nil {
+		up.setStatus(resp.StatusCode)
+	}
+	st.rec.Response(resp.StatusCode, resp.Header, now)
+	if resp.Header.Get(FaultHeader) != "" {
+		return resp // made up by an http-status fault
+	}
+	isSSE := strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "text/event-stream")
+	if resp.Body != nil && resp.Body != http.NoBody && (isSSE || resp.ContentLength < 0) {
+		resp.Body = &streamBody{st: st, body: resp.Body, isSSE: isSSE}
+	}
+	return resp
+}
+
+// dial is the upstream transport's DialContext: it opens the upstream hop
+// of the stream in ctx, wrapped and recorded, with its faults attached.
+func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	st := streamFrom(ctx)
+	if st == nil {
+		return p.dialer.DialContext(ctx, network, addr)
+	}
+	f, action := p.downFor(session.HopUpstream, st.path)
+	if f != nil && action == ActionRefuse {
+		st.client.fireAs(session.HopUpstream, f, ActionRefuse, "upstream connection to "+addr+" refused")
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	c, err := p.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	h := newHopConn(p, c, session.HopUpstream, st.client.connID, st.request)
+	h.setRequest(st.method, st.path)
+	st.upstream.Store(h)
+	p.register(h)
+	if f != nil {
+		h.fire(f, "", action, "upstream connection closed on open ("+action+")")
+		h.closeWith(action, "proxy")
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("closed by fault %s: %w", f.Spec.Name, syscall.ECONNRESET)}
+	}
+	p.attachFaults(h, st.path, time.Now())
+	return h, nil
+}
+
+// unitFaults reports whether SSE-aware faults act on either hop.
+func (st *stream) unitFaults() bool {
+	if f := st.client.faults.Load(); f != nil && len(f.units) > 0 {
+		return true
+	}
+	if up := st.upstream.Load(); up != nil {
+		if f := up.faults.Load(); f != nil && len(f.units) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// unitAttachments are the SSE-aware effects of both hops.
+func (st *stream) unitAttachments() []*attachment {
+	var out []*attachment
+	if f := st.client.faults.Load(); f != nil {
+		out = append(out, f.units...)
+	}
+	if up := st.upstream.Load(); up != nil {
+		if f := up.faults.Load(); f != nil {
+			out = append(out, f.units...)
+		}
+	}
+	return out
+}
+
+// waitUntil waits until at; it returns early when the SSE faults are all
+// removed (held events pass) and false when ctx ends.
+func (st *stream) waitUntil(ctx context.Context, at time.Time) bool {
+	for {
+		d := time.Until(at)
+		if d <= 0 || !st.unitFaults() {
+			return true
+		}
+		var upChanged <-chan struct{}
+		if up := st.upstream.Load(); up != nil {
+			upChanged = up.changes()
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-st.client.dead:
+			t.Stop()
+			return false
+		case <-st.client.changes():
+			t.Stop()
+		case <-upChanged:
+			t.Stop()
+		}
+	}
+}
+
+// staller is the stall effect's release.
+type staller interface{ stalled() <-chan struct{} }
+
+// waitStall holds the stream until the stall's fault is removed or the
+// stream ends.
+func (st *stream) waitStall(ctx context.Context, atts []*attachment) bool {
+	var release <-chan struct{}
+	for _, a := range atts {
+		if s, ok := a.effect.(staller); ok {
+			release = s.stalled()
+			break
+		}
+	}
+	var upDead <-chan struct{}
+	if up := st.upstream.Load(); up != nil {
+		upDead = up.dead
+	}
+	select {
+	case <-release:
+		return true
+	case <-upDead:
+		return true // nothing more can come: pass on what was held
+	case <-ctx.Done():
+		return false
+	case <-st.client.dead:
+		return false
+	}
+}
+
+// finish ends the stream's recording with how it ended.
+func (st *stream) finish() {
+	if st.rec == nil {
+		return
+	}
+	by, how, class := st.client.endState()
+	if by == "" {
+		if up := st.upstream.Load(); up != nil {
+			by, how, class = up.endState()
+		}
+	}
+	if st.upstreamClass != "" && class == "" {
+		class = st.upstreamClass
+	}
+	if by == "" {
+		by, how = "proxy", "FIN"
+	}
+	st.rec.End(by, how, class, time.Now())
+}
+
+// endState is who ended the hop so far, how, and the class seen.
+func (h *hopConn) endState() (by, how, class string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closedBy, h.how, h.class
+}
+
+// fireAs records a fault of another hop on this connection's stream (an
+// upstream refused before it had a socket).
+func (h *hopConn) fireAs(hop string, f *Fault, action, detail string) {
+	now := time.Now()
+	h.mu.Lock()
+	h.fired = append(h.fired, session.FaultFiring{Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Time: now})
+	h.mu.Unlock()
+	h.p.faultFired(session.FaultEvent{
+		Time: now, Proxy: h.p.name, ConnID: h.connID, Request: int(h.requests.Load()), Hop: hop,
+		Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Detail: detail,
+	})
+}
