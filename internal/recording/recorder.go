@@ -1,0 +1,367 @@
+// Package recording records SSE streams into the session file and reads them
+// back: the Recorder an ssestress proxy calls for every stream it forwards,
+// the Recording a replay loads, and the jsonl export/import codec.
+//
+// Data enters through the proxy: Recorder.Begin when a request arrives,
+// Stream.Response when its headers come back, Stream.Write with the body
+// bytes as they are forwarded to the client (in any pieces) and Stream.End
+// when it is over. Each piece is parsed with the shared SSE parser and every
+// frame (event, comment, retry) becomes a session.RecEvent carrying its
+// offset from the stream's start. Records leave through the shared
+// session.Writer, whose single goroutine encodes and commits them in
+// batches: recording never waits for the disk, never fsyncs per event and
+// holds no lock across I/O. The record types and their keys are documented
+// in internal/session (schema.go, recording.go).
+package recording
+
+import (
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/sse"
+)
+
+// RedactedValue replaces the value of every redacted header.
+const RedactedValue = "[redacted]"
+
+// DefaultRedact are the headers always redacted unless Options.NoRedact:
+// the credentials a client or a server sends.
+var DefaultRedact = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"}
+
+// Options configure a Recorder. The zero value records with the default
+// redaction.
+type Options struct {
+	// Redact names more headers (any case) whose values are replaced by
+	// RedactedValue, in the request and in the response (--redact).
+	Redact []string
+	// NoRedact records every header as it was, credentials included
+	// (--no-redact). Redact is ignored then.
+	NoRedact bool
+	// MaxLine bounds one SSE line; zero means sse.DefaultMaxLine. A stream
+	// with a longer line is recorded up to that line.
+	MaxLine int
+}
+
+// Recorder records the streams of one proxy into a session file. It is safe
+// for concurrent use; a nil *Recorder records nothing.
+type Recorder struct {
+	w      *session.Writer
+	proxy  string
+	opts   Options
+	redact map[string]bool // canonical header names
+
+	enabled atomic.Bool
+	seq     atomic.Uint64 // for Begin calls without a connection id
+	streams atomic.Int64
+	frames  atomic.Int64
+
+	mu   sync.Mutex
+	live map[*Stream]struct{}
+}
+
+// New returns an enabled Recorder writing through w, naming proxyName in
+// every record.
+func New(w *session.Writer, proxyName string, opts Options) *Recorder {
+	r := &Recorder{w: w, proxy: proxyName, opts: opts, redact: map[string]bool{}, live: map[*Stream]struct{}{}}
+	if !opts.NoRedact {
+		for _, h := range DefaultRedact {
+			r.redact[http.CanonicalHeaderKey(h)] = true
+		}
+		for _, h := range opts.Redact {
+			if h = strings.TrimSpace(h); h != "" {
+				r.redact[http.CanonicalHeaderKey(h)] = true
+			}
+		}
+	}
+	r.enabled.Store(true)
+	return r
+}
+
+// Enabled reports whether new streams are recorded.
+func (r *Recorder) Enabled() bool { return r != nil && r.enabled.Load() }
+
+// SetEnabled starts or stops recording (the control API's start/stop).
+// Stopping also finishes every stream being recorded: each is stored with
+// Stopped set and records nothing more, although the stream itself goes on.
+func (r *Recorder) SetEnabled(on bool) {
+	if r == nil {
+		return
+	}
+	r.enabled.Store(on)
+	if on {
+		return
+	}
+	r.mu.Lock()
+	live := make([]*Stream, 0, len(r.live))
+	for s := range r.live {
+		live = append(live, s)
+	}
+	r.mu.Unlock()
+	for _, s := range live {
+		s.stop()
+	}
+}
+
+// Counts is how many streams were begun and frames recorded so far.
+func (r *Recorder) Counts() (streams, frames int64) {
+	if r == nil {
+		return 0, 0
+	}
+	return r.streams.Load(), r.frames.Load()
+}
+
+// Stream is the recording of one stream. Its methods are safe for
+// concurrent use and do nothing on a nil *Stream, so the proxy can call
+// them unconditionally.
+type Stream struct {
+	r      *Recorder
+	mu     sync.Mutex
+	rec    session.RecStream
+	parser sse.Parser
+	done   bool // ended or stopped
+	notSSE bool // the response is not text/event-stream: bytes are counted, not parsed
+	emitAt time.Time
+}
+
+// Begin starts recording the stream of req, which reached the proxy at
+// start, on the proxy's connection connID (unique within the proxy; "" lets
+// the Recorder number it). It returns nil when recording is off.
+func (r *Recorder) Begin(connID string, req *http.Request, start time.Time) *Stream {
+	if !r.Enabled() {
+		return nil
+	}
+	if connID == "" {
+		connID = r.proxy + "-r" + itoa(r.seq.Add(1))
+	}
+	s := &Stream{r: r}
+	s.parser.MaxLine = r.opts.MaxLine
+	rec := &s.rec
+	rec.Proxy, rec.ConnID = r.proxy, connID
+	rec.Start = start
+	rec.ClientAddr = req.RemoteAddr
+	rec.Method = req.Method
+	rec.Host = req.Host
+	if req.URL != nil {
+		rec.Path = req.URL.Path
+		rec.Query = req.URL.RawQuery
+	}
+	rec.Group = Group(rec.Query)
+	rec.Header = r.clean(req.Header, &rec.Redacted)
+	r.mu.Lock()
+	r.live[s] = struct{}{}
+	r.mu.Unlock()
+	r.streams.Add(1)
+	r.w.Put(*rec)
+	return s
+}
+
+// clean copies h with the redacted headers' values replaced, and adds the
+// names it redacted to names.
+func (r *Recorder) clean(h http.Header, names *[]string) http.Header {
+	if h == nil {
+		return nil
+	}
+	out := h.Clone()
+	for k, vs := range out {
+		if !r.redact[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		for i := range vs {
+			vs[i] = RedactedValue
+		}
+		if !contains(*names, k) {
+			*names = append(*names, k)
+		}
+	}
+	sort.Strings(*names)
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Response records the response status and headers, received at at. The
+// body of a response that is not text/event-stream is counted but not
+// parsed into frames.
+func (s *Stream) Response(status int, h http.Header, at time.Time) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return
+	}
+	s.rec.Status = status
+	s.rec.RespHeader = s.r.clean(h, &s.rec.Redacted)
+	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "text/event-stream" {
+		s.notSSE = true
+	}
+	s.rec.RespAt = at.Sub(s.rec.Start)
+	s.r.w.Put(s.rec)
+}
+
+// Write records p, a piece of the response body as forwarded to the client
+// (after transfer decoding), which passed the proxy at at. Pieces may split
+// lines and events anywhere: every frame completed by p is recorded with
+// the offset of at. It never blocks on the session file.
+func (s *Stream) Write(p []byte, at time.Time) {
+	if s == nil || len(p) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return
+	}
+	s.rec.Bytes += int64(len(p))
+	if s.notSSE {
+		return
+	}
+	s.emitAt = at
+	if err := s.parser.Feed(p, s.emit); err != nil {
+		// A line over the bound: the parser refuses the rest of the stream,
+		// so nothing more can be recorded; the ending still will be.
+		s.rec.Class = errclass.Classify(err)
+	}
+}
+
+// emit turns one parsed frame into a RecEvent. Called with s.mu held.
+func (s *Stream) emit(f *sse.Frame) error {
+	e := session.RecEvent{
+		Proxy:  s.rec.Proxy,
+		ConnID: s.rec.ConnID,
+		Seq:    int(s.rec.Frames),
+		Offset: s.emitAt.Sub(s.rec.Start),
+	}
+	switch f.Kind {
+	case sse.KindEvent:
+		e.Kind = session.RecKindEvent
+		e.ID = validText(f.ID)
+		e.Type = validText(f.Type)
+		e.Data = textOf(f.Data)
+	case sse.KindComment:
+		e.Kind = session.RecKindComment
+		e.Comment = textOf(f.Comment)
+	case sse.KindRetry:
+		e.Kind = session.RecKindRetry
+		e.Retry = f.Retry
+	default:
+		return nil
+	}
+	s.rec.Frames++
+	s.r.frames.Add(1)
+	s.r.w.Put(e)
+	return nil
+}
+
+// textOf copies b as UTF-8 text.
+func textOf(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// End records how the stream ended, at at: closedBy is "client", "proxy" or
+// "server"; how is "FIN" or "RST"; class is the errclass of the failure, ""
+// for none. Only the first End counts.
+func (s *Stream) End(closedBy, how, class string, at time.Time) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return
+	}
+	s.done = true
+	s.rec.Ended = true
+	s.rec.End = at.Sub(s.rec.Start)
+	s.rec.ClosedBy, s.rec.How = closedBy, how
+	if class != "" || s.rec.Class == "" {
+		s.rec.Class = class
+	}
+	rec := s.rec
+	s.mu.Unlock()
+	s.r.w.Put(rec)
+	s.r.forget(s)
+}
+
+// stop finishes the recording of a stream that goes on (recording stopped).
+func (s *Stream) stop() {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return
+	}
+	s.done = true
+	s.rec.Stopped = true
+	rec := s.rec
+	s.mu.Unlock()
+	s.r.w.Put(rec)
+	s.r.forget(s)
+}
+
+func (r *Recorder) forget(s *Stream) {
+	r.mu.Lock()
+	delete(r.live, s)
+	r.mu.Unlock()
+}
+
+// Group is the symbol group named by a raw query: the symbols parameter's
+// entries trimmed, upper-cased, sorted and joined with commas ("" when the
+// query names none). The embedded server groups streams the same way.
+func Group(rawQuery string) string {
+	if rawQuery == "" {
+		return ""
+	}
+	q, _ := url.ParseQuery(rawQuery)
+	v := q.Get("symbols")
+	if v == "" {
+		return ""
+	}
+	var syms []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.ToUpper(strings.TrimSpace(f)); f != "" {
+			syms = append(syms, f)
+		}
+	}
+	sort.Strings(syms)
+	return strings.Join(syms, ",")
+}
+
+func itoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}

@@ -1,0 +1,571 @@
+// Package replay plays a recording (internal/recording) back, in both
+// directions: Server stands in for the recorded SSE server, sending each
+// recorded stream's headers and frames with the recorded gaps and ending;
+// Plan turns the recorded client population into a list of connection
+// specs (when to open, what to ask for, how long to hold) that the command
+// line drives with the load client engine at any scale.
+//
+// Data enters as a *recording.Recording loaded from a session file; the
+// Server writes only to its clients, and Plan returns plain values.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// DefaultListen is where replay serve listens when no address is given.
+const DefaultListen = "127.0.0.1:8091"
+
+// HeaderStream names, in every replayed response, the recorded stream it
+// replays ("<proxy>/<conn id>"), so a client can tell which one it got.
+const HeaderStream = "X-Ssestress-Replay"
+
+// ErrNoStreams is returned by NewServer for a recording with no stream that
+// got a response (nothing to replay).
+var ErrNoStreams = errors.New("no recorded stream with a response to replay")
+
+// Config configures a Server. The zero value replays at the recorded speed,
+// once, with the recorded endings.
+type Config struct {
+	// Speed divides every recorded gap (2 = twice as fast); zero means 1.
+	Speed float64
+	// Loop starts a stream over after its last frame instead of ending it,
+	// with event ids kept increasing (numeric ids are shifted by the
+	// recording's id span on each pass; other ids get "#<pass>"). A looped
+	// stream never reaches its recorded ending.
+	Loop bool
+	// NoEndings keeps every stream open after its last frame until the
+	// client leaves, instead of reproducing the recorded ending.
+	NoEndings bool
+}
+
+// Server replays a recording as an SSE server. It is an http.Handler.
+//
+// A request is matched to a recorded stream with the same path: those with
+// the same symbol group first, else those whose group shares the most
+// symbols with the request's; among equals, round-robin. The recorded
+// status and headers are sent after the recorded response delay, then every
+// frame at its recorded offset divided by Speed, scheduled against the
+// stream's start so that gaps never accumulate error. A Last-Event-ID
+// resumes after the recorded event that carried it. After the last frame
+// the recorded ending is reproduced: a clean end (the response ends), a
+// reset (SetLinger(0) and Close on the hijacked connection: the client sees
+// ECONNRESET) or a cut (the chunked body is aborted: UNEXPECTED_EOF). A
+// stream the client ended, or still open when the recording stopped, is
+// held open after its last frame until the client leaves.
+type Server struct {
+	cfg    Config
+	byPath map[string][]*track
+
+	mu sync.Mutex
+	rr map[string]int // round-robin position per (path, group) asked for
+
+	served atomic.Int64
+	active atomic.Int64
+	frames atomic.Int64
+}
+
+// NewServer prepares rec for replay.
+func NewServer(rec *recording.Recording, cfg Config) (*Server, error) {
+	if cfg.Speed <= 0 {
+		cfg.Speed = 1
+	}
+	s := &Server{cfg: cfg, byPath: map[string][]*track{}, rr: map[string]int{}}
+	for _, st := range rec.Streams {
+		if st.Status == 0 {
+			continue // no response recorded (the recording stopped first)
+		}
+		s.byPath[st.Path] = append(s.byPath[st.Path], newTrack(st))
+	}
+	if len(s.byPath) == 0 {
+		return nil, ErrNoStreams
+	}
+	return s, nil
+}
+
+// Stats are a Server's counters.
+type Stats struct{ Served, Active, Frames int64 }
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	return Stats{Served: s.served.Load(), Active: s.active.Load(), Frames: s.frames.Load()}
+}
+
+// track is one replayable stream with what replay needs precomputed.
+type track struct {
+	*recording.Stored
+	symbols map[string]bool
+	// numeric is set when every event id is a decimal number: ids of
+	// later passes are then shifted by span.
+	numeric      bool
+	minID, maxID uint64
+	span         uint64
+	period       time.Duration // one pass of a looped stream
+}
+
+func newTrack(st *recording.Stored) *track {
+	t := &track{Stored: st, symbols: map[string]bool{}}
+	for _, sym := range strings.Split(st.Group, ",") {
+		if sym != "" {
+			t.symbols[sym] = true
+		}
+	}
+	first := true
+	for _, e := range st.Events {
+		if e.Kind != session.RecKindEvent || e.ID == "" {
+			continue
+		}
+		v, err := strconv.ParseUint(e.ID, 10, 64)
+		if err != nil || strconv.FormatUint(v, 10) != e.ID {
+			t.numeric = false
+			first = false
+			break
+		}
+		if first {
+			t.numeric, t.minID, t.maxID, first = true, v, v, false
+		}
+		t.minID, t.maxID = min(t.minID, v), max(t.maxID, v)
+	}
+	if t.numeric {
+		t.span = t.maxID - t.minID + 1
+	}
+	if n := len(st.Events); n > 0 {
+		firstOff, lastOff := st.Events[0].Offset, st.Events[n-1].Offset
+		gap := time.Second
+		if n > 1 && lastOff > firstOff {
+			gap = (lastOff - firstOff) / time.Duration(n-1)
+		}
+		t.period = lastOff - firstOff + max(gap, time.Millisecond)
+	}
+	return t
+}
+
+// score is how well the track matches the symbols asked for: 2 for the
+// same group, else the share of symbols in common (Jaccard index, 0..1).
+func (t *track) score(group string, asked map[string]bool) float64 {
+	if t.Group == group {
+		return 2
+	}
+	common := 0
+	for sym := range asked {
+		if t.symbols[sym] {
+			common++
+		}
+	}
+	union := len(asked) + len(t.symbols) - common
+	if union == 0 {
+		return 1
+	}
+	return float64(common) / float64(union)
+}
+
+// pick chooses the recorded stream for a request, or nil.
+func (s *Server) pick(path, rawQuery string) *track {
+	candidates := s.byPath[path]
+	if len(candidates) == 0 {
+		return nil
+	}
+	group := recording.Group(rawQuery)
+	asked := map[string]bool{}
+	for _, sym := range strings.Split(group, ",") {
+		if sym != "" {
+			asked[sym] = true
+		}
+	}
+	best := -1.0
+	var ties []*track
+	for _, t := range candidates {
+		switch sc := t.score(group, asked); {
+		case sc > best:
+			best, ties = sc, append(ties[:0], t)
+		case sc == best:
+			ties = append(ties, t)
+		}
+	}
+	key := path + "?" + group
+	s.mu.Lock()
+	i := s.rr[key]
+	s.rr[key] = i + 1
+	s.mu.Unlock()
+	return ties[i%len(ties)]
+}
+
+// loopID is the id event id carries on pass k.
+func (t *track) loopID(id string, k int) string {
+	if k == 0 || id == "" {
+		return id
+	}
+	if t.numeric {
+		v, _ := strconv.ParseUint(id, 10, 64)
+		return strconv.FormatUint(v+uint64(k)*t.span, 10)
+	}
+	return id + "#" + strconv.Itoa(k)
+}
+
+// resume finds where a client that last saw lastID continues: the pass k
+// and the index of the next frame. ok is false when lastID is not from this
+// recording (the stream then starts from the beginning).
+func (t *track) resume(lastID string) (k, next int, ok bool) {
+	rid := lastID
+	if t.numeric {
+		v, err := strconv.ParseUint(lastID, 10, 64)
+		if err != nil || v < t.minID {
+			return 0, 0, false
+		}
+		k = int((v - t.minID) / t.span)
+		rv := v - uint64(k)*t.span
+		// The next frame is the one after the last event whose id is at
+		// most the one the client saw.
+		next = -1
+		for i, e := range t.Events {
+			if e.Kind != session.RecKindEvent || e.ID == "" {
+				continue
+			}
+			if id, _ := strconv.ParseUint(e.ID, 10, 64); id <= rv {
+				next = i + 1
+			}
+		}
+		if next < 0 {
+			return 0, 0, false
+		}
+		return k, next, true
+	}
+	if i := strings.LastIndexByte(lastID, '#'); i > 0 {
+		if n, err := strconv.Atoi(lastID[i+1:]); err == nil && n > 0 {
+			k, rid = n, lastID[:i]
+		}
+	}
+	for i := len(t.Events) - 1; i >= 0; i-- {
+		if e := t.Events[i]; e.Kind == session.RecKindEvent && e.ID == rid {
+			return k, i + 1, true
+		}
+	}
+	return 0, 0, false
+}
+
+// hopHeaders are not replayed: the server sets them itself.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Transfer-Encoding": true, "Content-Length": true,
+	"Trailer": true, "Upgrade": true, "Te": true, "Proxy-Connection": true, "Date": true,
+}
+
+// ServeHTTP replays the recorded stream matched to r.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t0 := time.Now()
+	t := s.pick(r.URL.Path, r.URL.RawQuery)
+	if t == nil {
+		http.Error(w, fmt.Sprintf("replay: no recorded stream for path %s", r.URL.Path), http.StatusNotFound)
+		return
+	}
+	s.served.Add(1)
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	p := player{srv: s, t: t, w: w, ctx: r.Context(), t0: t0, speed: s.cfg.Speed}
+	p.play(r.Header.Get("Last-Event-ID"))
+}
+
+// player sends one replayed stream.
+type player struct {
+	srv   *Server
+	t     *track
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	ctx   context.Context
+	t0    time.Time
+	speed float64
+	timer *time.Timer
+	buf   []byte
+	last  string // the last event id the client knows
+}
+
+// at is the wall time of recorded offset off (relative to base).
+func (p *player) at(off time.Duration) time.Time {
+	return p.t0.Add(time.Duration(float64(off) / p.speed))
+}
+
+// fineWindow is the last stretch before a frame is due that a stream
+// sleeps with fineSleep (nanosleep on Linux) instead of a runtime timer:
+// when the process is idle, the runtime's timers wait in epoll with
+// millisecond granularity and fire up to a millisecond late, which would be
+// most of the 2 ms gap budget. fineSlots bounds how many streams do so at
+// once, since each holds an OS thread meanwhile; beyond it a stream makes
+// do with the timer (a busy process checks its timers often anyway).
+const fineWindow = 1200 * time.Microsecond
+
+var fineSlots = make(chan struct{}, 4)
+
+// waitUntil sleeps until when; false when the client left first.
+func (p *player) waitUntil(when time.Time) bool {
+	d := time.Until(when)
+	if d <= 0 {
+		return p.ctx.Err() == nil
+	}
+	if d > fineWindow && !p.sleep(d-fineWindow) {
+		return false
+	}
+	if haveFineSleep {
+		select {
+		case fineSlots <- struct{}{}:
+			if d := time.Until(when); d > 0 {
+				fineSleep(d)
+			}
+			<-fineSlots
+			return p.ctx.Err() == nil
+		default:
+		}
+	}
+	if d := time.Until(when); d > 0 && !p.sleep(d) {
+		return false
+	}
+	return p.ctx.Err() == nil
+}
+
+// sleep waits d on the stream's timer; false when the client left first.
+func (p *player) sleep(d time.Duration) bool {
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d)
+	}
+	select {
+	case <-p.timer.C:
+		return true
+	case <-p.ctx.Done():
+		p.timer.Stop()
+		return false
+	}
+}
+
+func (p *player) play(lastID string) {
+	t := p.t
+	p.rc = http.NewResponseController(p.w)
+	k, next, resumed := 0, 0, false
+	if lastID != "" {
+		k, next, resumed = t.resume(lastID)
+	}
+	var base time.Duration // recorded offset that maps to t0
+	if resumed && k > 0 && !p.srv.cfg.Loop {
+		// An id from a later pass of a looped replay: without --loop the
+		// client has seen the whole recording.
+		k, next = 0, len(t.Events)
+	}
+	if resumed {
+		p.last = lastID
+		if next > 0 {
+			// The next frame comes its recorded gap after the one the
+			// client saw, in the pass it saw it in.
+			base = t.Events[next-1].Offset + time.Duration(k)*t.period
+		}
+	} else {
+		k, next = 0, 0
+		if !p.waitUntil(p.at(t.RespAt)) {
+			return
+		}
+	}
+	h := p.w.Header()
+	for name, vs := range t.RespHeader {
+		if hopHeaders[name] {
+			continue
+		}
+		for _, v := range vs {
+			if v != recording.RedactedValue {
+				h.Add(name, v)
+			}
+		}
+	}
+	h.Set(HeaderStream, t.Name())
+	p.w.WriteHeader(t.Status)
+	p.rc.Flush()
+	if t.Status != http.StatusOK {
+		return // only the status and headers of a failed response are recorded
+	}
+	if len(t.Events) == 0 {
+		p.ending(base)
+		return
+	}
+	for {
+		for ; next < len(t.Events); next++ {
+			e := &t.Events[next]
+			if !p.waitUntil(p.at(e.Offset + time.Duration(k)*t.period - base)) {
+				return
+			}
+			p.append(e, k)
+			// Send what is due together, then flush once.
+			if next+1 < len(t.Events) && !time.Now().Before(p.at(t.Events[next+1].Offset+time.Duration(k)*t.period-base)) {
+				continue
+			}
+			if _, err := p.w.Write(p.buf); err != nil {
+				return
+			}
+			p.buf = p.buf[:0]
+			if p.rc.Flush() != nil {
+				return
+			}
+		}
+		if len(p.buf) > 0 {
+			if _, err := p.w.Write(p.buf); err != nil {
+				return
+			}
+			p.buf = p.buf[:0]
+			p.rc.Flush()
+		}
+		if !p.srv.cfg.Loop {
+			break
+		}
+		k, next = k+1, 0
+	}
+	p.ending(base)
+}
+
+// append adds the wire form of e (pass k) to p.buf.
+func (p *player) append(e *session.RecEvent, k int) {
+	p.srv.frames.Add(1)
+	b := p.buf
+	switch e.Kind {
+	case session.RecKindEvent:
+		if id := p.t.loopID(e.ID, k); id != p.last {
+			if id == "" {
+				b = append(b, "id\n"...)
+			} else {
+				b = append(b, "id: "...)
+				b = appendLine(b, id)
+			}
+			p.last = id
+		}
+		if e.Type != "" && e.Type != "message" {
+			b = append(b, "event: "...)
+			b = appendLine(b, e.Type)
+		}
+		data := e.Data
+		for {
+			i := strings.IndexAny(data, "\r\n")
+			b = append(b, "data: "...)
+			if i < 0 {
+				b = append(b, data...)
+				b = append(b, '\n')
+				break
+			}
+			b = append(b, data[:i]...)
+			b = append(b, '\n')
+			if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+				i++
+			}
+			data = data[i+1:]
+		}
+		b = append(b, '\n')
+	case session.RecKindComment:
+		b = append(b, ": "...)
+		b = appendLine(b, e.Comment)
+		b = append(b, '\n')
+	case session.RecKindRetry:
+		b = append(b, "retry: "...)
+		b = strconv.AppendInt(b, e.Retry.Milliseconds(), 10)
+		b = append(b, "\n\n"...)
+	}
+	p.buf = b
+}
+
+// appendLine appends s with CR and LF replaced by spaces (they would end
+// the line), then LF.
+func appendLine(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return append(b, '\n')
+}
+
+// ending reproduces how the recorded stream ended, after its last frame.
+func (p *player) ending(base time.Duration) {
+	t := p.t
+	if p.srv.cfg.NoEndings || !t.Ended || t.Stopped || t.ClosedBy == "client" || t.ClosedBy == "" {
+		<-p.ctx.Done()
+		return
+	}
+	if !p.waitUntil(p.at(t.End - base)) {
+		return
+	}
+	switch {
+	case t.How == "RST" || t.Class == errclass.ECONNRESET:
+		p.reset()
+	case t.Class == "" || t.Class == errclass.EOF:
+		// A clean end: returning finishes the chunked body.
+	default:
+		p.rc.Flush()
+		panic(http.ErrAbortHandler) // the chunked body is cut: UNEXPECTED_EOF
+	}
+}
+
+// reset closes the client's connection with a TCP RST.
+func (p *player) reset() {
+	p.rc.Flush()
+	conn, _, err := p.rc.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler) // cannot reach the socket: cut instead
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		tcp.SetLinger(0)
+	}
+	conn.Close()
+}
+
+// Running is a Server listening on a real socket.
+type Running struct {
+	*Server
+	URL    string // http://host:port
+	Addr   string
+	http   *http.Server
+	cancel context.CancelFunc
+}
+
+// Start listens on addr (DefaultListen when empty; "127.0.0.1:0" picks a
+// free port) and serves rec until Shutdown.
+func Start(addr string, rec *recording.Recording, cfg Config) (*Running, error) {
+	s, err := NewServer(rec, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if addr == "" {
+		addr = DefaultListen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("replay server: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Streams held open end when the server shuts down.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go hs.Serve(ln)
+	return &Running{Server: s, URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), http: hs, cancel: cancel}, nil
+}
+
+// Shutdown ends every stream, closes the listener and waits (at most a few
+// seconds) for the handlers.
+func (r *Running) Shutdown() {
+	r.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if r.http.Shutdown(ctx) != nil {
+		r.http.Close()
+	}
+}
