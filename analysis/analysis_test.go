@@ -1,0 +1,484 @@
+package analysis
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./analysis -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < max(len(gl), len(wl)); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Fatalf("%s differs at line %d:\n got: %q\nwant: %q\n(run with -update if the change is intended)", path, i+1, g, w)
+			}
+		}
+	}
+}
+
+// stable removes what differs between test runs (the temp dir).
+func stable(rep *Report) *Report {
+	for i := range rep.Files {
+		rep.Files[i].Path = rep.Files[i].Name
+	}
+	return rep
+}
+
+func loadIdle(t *testing.T) *Report {
+	t.Helper()
+	rep, err := LoadFiles(idleTimeoutSession(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stable(rep)
+}
+
+func loadCapture(t *testing.T) *Report {
+	t.Helper()
+	rep, err := LoadFiles(captureSession(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stable(rep)
+}
+
+func loadShards(t *testing.T) *Report {
+	t.Helper()
+	dir := t.TempDir()
+	a := middleboxSession(t, dir, "shard1.db", "1/2", 0)
+	b := middleboxSession(t, dir, "shard2.db", "2/2", 100)
+	rep, err := LoadFiles(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stable(rep)
+}
+
+// formatExt maps each format to its golden file extension.
+var formatExt = map[string]string{"table": "txt", "markdown": "md", "csv": "csv", "json": "json", "html": "html"}
+
+// tablePresent reports whether table tb shows up in out of format.
+func tablePresent(format string, tb Table, out string) bool {
+	switch format {
+	case "table":
+		return strings.Contains(out, "== "+tb.Title+" ==")
+	case "markdown":
+		return strings.Contains(out, "## "+tb.Title+"\n")
+	case "csv":
+		return strings.Contains(out, "\n"+tb.ID+",") || strings.HasPrefix(out, tb.ID+",")
+	case "html":
+		return strings.Contains(out, `<h2 id="`+tb.ID+`">`)
+	}
+	return true
+}
+
+func TestGolden(t *testing.T) {
+	fixtures := map[string]func(*testing.T) *Report{"idle": loadIdle, "shards": loadShards, "capture": loadCapture}
+	for name, load := range fixtures {
+		rep := load(t)
+		for format, ext := range formatExt {
+			t.Run(name+"/"+format, func(t *testing.T) {
+				var buf bytes.Buffer
+				if err := Render(&buf, rep, format); err != nil {
+					t.Fatal(err)
+				}
+				for _, tb := range Tables(rep) {
+					if !tablePresent(format, tb, buf.String()) {
+						t.Errorf("table %s missing from the %s output", tb.ID, format)
+					}
+				}
+				golden(t, name+"."+ext, buf.Bytes())
+			})
+		}
+	}
+}
+
+func TestRenderUnknownFormat(t *testing.T) {
+	err := Render(&bytes.Buffer{}, loadIdle(t), "yaml")
+	if err == nil || !strings.Contains(err.Error(), "unknown report format \"yaml\"") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestIdleTimeoutFingerprintAndVerdict is the issue's acceptance test:
+// resets injected at 1.0 s idle on the client hop of proxy p1 (time-scaled
+// preset), natural closes elsewhere.
+func TestIdleTimeoutFingerprintAndVerdict(t *testing.T) {
+	rep := loadIdle(t)
+	var idle *Cluster
+	for i, c := range rep.Fingerprints {
+		if c.Class == errclass.ECONNRESET && c.Dimension == "idle" {
+			idle = &rep.Fingerprints[i]
+		}
+	}
+	if idle == nil {
+		t.Fatalf("no ECONNRESET idle cluster in %+v", rep.Fingerprints)
+	}
+	if idle.Count != 48 || idle.CenterS < 1.0 || idle.CenterS > 1.05 || idle.MatchKind != "injected" {
+		t.Errorf("idle cluster = %+v, want 48 resets at 1.0–1.05 s, injected", idle)
+	}
+	for _, want := range []string{"cluster at 1.0 s idle", "matches injected idle-timeout on proxy p1 client hop", "nginx idle timeout (60 s at time scale 60 = 1.0 s)"} {
+		if !strings.Contains(idle.Match, want) {
+			t.Errorf("fingerprint %q does not say %q", idle.Match, want)
+		}
+	}
+	// The idle table's 1–2 s row carries the fingerprint; the buckets where
+	// only natural closes fell say "no match".
+	var sawMatch, sawNoMatch bool
+	for _, b := range rep.IdleBuckets {
+		if b.LoS == 1 && strings.Contains(b.Fingerprint, "injected idle-timeout") {
+			sawMatch = true
+		}
+		if b.LoS == 0.1 && b.Fingerprint == "no match" {
+			sawNoMatch = true
+		}
+	}
+	if !sawMatch || !sawNoMatch {
+		t.Errorf("idle buckets: match %v, no match %v: %+v", sawMatch, sawNoMatch, rep.IdleBuckets)
+	}
+	v := rep.Verdict
+	if v.Origin != "proxy p1" || v.Hop != "p1/client" || v.Fault != "idle-timeout" || v.Confidence != ConfidenceHigh {
+		t.Errorf("verdict = %+v", v)
+	}
+	if !strings.Contains(v.Statement, "idle-timeout fault on proxy p1 client hop — 48 of 51 resets") {
+		t.Errorf("statement %q", v.Statement)
+	}
+	// Natural closes are put on the server, refused connects stay unknown.
+	want := map[string]ErrorPattern{
+		errclass.EOF:           {Hop: "p1/upstream", Origin: OriginServer, Confidence: ConfidenceMedium, Count: 8},
+		errclass.UnexpectedEOF: {Hop: "p1/upstream", Origin: OriginServer, Confidence: ConfidenceMedium, Count: 3},
+		errclass.ECONNREFUSED:  {Hop: HopUnknown, Origin: OriginUnknown, Confidence: ConfidenceNone, Count: 3},
+		errclass.ECONNRESET:    {Hop: "p1/client", Origin: "proxy p1", Confidence: ConfidenceHigh, Fault: "idle-timeout", Count: 48},
+	}
+	if len(rep.Patterns) != len(want) {
+		t.Fatalf("patterns %+v", rep.Patterns)
+	}
+	for _, p := range rep.Patterns {
+		w := want[p.Class]
+		if p.Hop != w.Hop || p.Origin != w.Origin || p.Confidence != w.Confidence || p.Fault != w.Fault || p.Count != w.Count {
+			t.Errorf("pattern %+v, want %+v", p, w)
+		}
+	}
+	if len(rep.Heartbeat.Warnings) == 0 || !strings.Contains(rep.Heartbeat.Warnings[0], "idle timeout of proxy p1 client hop") {
+		t.Errorf("heartbeat warnings %q", rep.Heartbeat.Warnings)
+	}
+}
+
+// TestNotEnoughEvidence: resets at 60 s idle on a direct path, no proxy,
+// no capture. The verdict must not claim an origin beyond a low-confidence
+// guess, and must say what to enable.
+func TestNotEnoughEvidence(t *testing.T) {
+	rep := loadShards(t)
+	v := rep.Verdict
+	if !strings.HasPrefix(v.Statement, "Not enough evidence to name the sender of 50 of 50 resets.") {
+		t.Errorf("statement %q", v.Statement)
+	}
+	if v.Confidence != ConfidenceLow || v.Origin != OriginMiddlebox || !strings.Contains(v.Statement, "load balancer / nginx idle timeout (60 s)") {
+		t.Errorf("verdict %+v", v)
+	}
+	if len(v.Enable) != 2 || !strings.HasPrefix(v.Enable[0], "--capture") || !strings.HasPrefix(v.Enable[1], "--via-proxy") {
+		t.Errorf("enable %q", v.Enable)
+	}
+}
+
+// TestCapturedResets: RSTs the capture attributed (forged by a NAT gateway
+// after 350 s idle, a few sent by the server) decide the origin.
+func TestCapturedResets(t *testing.T) {
+	rep := loadCapture(t)
+	v := rep.Verdict
+	if v.Origin != "middlebox nat" || v.Hop != session.HopDirect || v.Confidence != ConfidenceHigh {
+		t.Errorf("verdict %+v", v)
+	}
+	if !strings.Contains(v.Statement, "middlebox nat on the direct client–server path — 12 of 16 resets") ||
+		!strings.Contains(v.Statement, "NAT gateway idle timeout (350 s)") {
+		t.Errorf("statement %q", v.Statement)
+	}
+	if len(rep.ResetChains) != 2 || rep.ResetChains[0].Count != 12 || !rep.ResetChains[0].Forged || rep.ResetChains[1].Sender != OriginServer {
+		t.Errorf("chains %+v", rep.ResetChains)
+	}
+	for _, p := range rep.Patterns {
+		if p.Evidence != EvidenceCapture || p.Confidence != ConfidenceHigh {
+			t.Errorf("pattern %+v not from the capture", p)
+		}
+	}
+	if len(v.Enable) != 0 {
+		t.Errorf("enable %q with every reset explained", v.Enable)
+	}
+}
+
+// TestMergeShards: two shards add up; the duration of shards that ran side
+// by side counts once.
+func TestMergeShards(t *testing.T) {
+	dir := t.TempDir()
+	one, err := LoadFiles(middleboxSession(t, dir, "one.db", "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := loadShards(t)
+	if len(both.Scenarios) != 1 || len(one.Scenarios) != 1 {
+		t.Fatalf("scenarios %+v / %+v", both.Scenarios, one.Scenarios)
+	}
+	s1, s2 := one.Scenarios[0], both.Scenarios[0]
+	if s2.Opened != 2*s1.Opened || s2.Errors != 2*s1.Errors || s2.Messages != 2*s1.Messages || s2.Files != 2 {
+		t.Errorf("merged %+v, single %+v", s2, s1)
+	}
+	if s2.DurationS != s1.DurationS || s2.DurationS != 600 {
+		t.Errorf("duration merged %v, single %v, want 600", s2.DurationS, s1.DurationS)
+	}
+	for class, n := range s1.ErrorsBy {
+		if s2.ErrorsBy[class] != 2*n {
+			t.Errorf("%s: merged %d, single %d", class, s2.ErrorsBy[class], n)
+		}
+	}
+}
+
+// TestProxyFileSeparate: the proxy's records in a file of their own (proxy
+// --record) still explain the client's errors in the run's file.
+func TestProxyFileSeparate(t *testing.T) {
+	dir := t.TempDir()
+	src, err := session.Open(idleTimeoutSession(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clientRecs, proxyRecs []session.Record
+	var run session.RunInfo
+	src.Meta(session.MetaRun, &run)
+	conns, _ := session.All[session.ConnRecord](src, session.BucketConns)
+	errs, _ := session.All[session.ErrorRecord](src, session.BucketErrors)
+	hops, _ := session.All[session.HopConn](src, session.BucketHopConns)
+	faults, _ := session.All[session.FaultEvent](src, session.BucketFaults)
+	src.Close()
+	for _, c := range conns {
+		clientRecs = append(clientRecs, c)
+	}
+	for _, e := range errs {
+		clientRecs = append(clientRecs, e)
+	}
+	for _, h := range hops {
+		proxyRecs = append(proxyRecs, h)
+	}
+	for _, f := range faults {
+		proxyRecs = append(proxyRecs, f)
+	}
+	a := writeSession(t, filepath.Join(dir, "client.db"), run, nil, clientRecs)
+	run.Command = "proxy"
+	b := writeSession(t, filepath.Join(dir, "proxy.db"), run, nil, proxyRecs)
+	rep, err := LoadFiles(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict.Hop != "p1/client" || rep.Verdict.Fault != "idle-timeout" {
+		t.Errorf("verdict %+v", rep.Verdict)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	if _, err := Load(); err != ErrNoFiles {
+		t.Errorf("Load() = %v", err)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "notes.txt")
+	os.WriteFile(bad, []byte("not a session file, just text that is long enough"), 0o644)
+	_, err := LoadFiles(bad)
+	if err == nil || !strings.Contains(err.Error(), "is not an ssestress session file") {
+		t.Errorf("LoadFiles(text) = %v", err)
+	}
+	_, err = LoadFiles(filepath.Join(dir, "missing.db"))
+	if err == nil || !os.IsNotExist(err) {
+		t.Errorf("LoadFiles(missing) = %v", err)
+	}
+}
+
+// TestEmptySession: a file with nothing but run info renders in every
+// format with the "none" notes and no panic.
+func TestEmptySession(t *testing.T) {
+	dir := t.TempDir()
+	p := writeSession(t, filepath.Join(dir, "empty.db"), session.RunInfo{Command: "run", StartedAt: t0}, nil, nil)
+	rep, err := LoadFiles(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict.Statement != "No errors were recorded: nothing to explain." {
+		t.Errorf("verdict %q", rep.Verdict.Statement)
+	}
+	for format := range formatExt {
+		var buf bytes.Buffer
+		if err := Render(&buf, rep, format); err != nil {
+			t.Errorf("%s: %v", format, err)
+		}
+	}
+}
+
+func TestCSVIsParseable(t *testing.T) {
+	rep := loadIdle(t)
+	var buf bytes.Buffer
+	if err := RenderCSV(&buf, rep.Doc()); err != nil {
+		t.Fatal(err)
+	}
+	r := csv.NewReader(&buf)
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, row := range rows {
+		seen[row[0]]++
+	}
+	for _, tb := range Tables(rep) {
+		if seen[tb.ID] != len(tb.Rows)+1 {
+			t.Errorf("table %s: %d csv rows, want %d", tb.ID, seen[tb.ID], len(tb.Rows)+1)
+		}
+	}
+}
+
+func TestWriteGraphs(t *testing.T) {
+	rep := loadIdle(t)
+	dir := t.TempDir()
+	paths, err := WriteGraphs(dir, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"active-connections", "messages-per-second", "memory", "file-descriptors", "errors-by-class", "resets-by-hop"}
+	if len(paths) != len(want) {
+		t.Fatalf("wrote %v", paths)
+	}
+	for i, id := range want {
+		if filepath.Base(paths[i]) != id+".svg" {
+			t.Errorf("graph %d = %s, want %s.svg", i, paths[i], id)
+		}
+		b, _ := os.ReadFile(paths[i])
+		if !bytes.HasPrefix(b, []byte(`<svg xmlns="http://www.w3.org/2000/svg"`)) || !bytes.Contains(b, []byte("<polyline")) {
+			t.Errorf("%s is not an SVG line chart: %.200s", paths[i], b)
+		}
+	}
+	golden(t, "idle.errors-by-class.svg", mustRead(t, filepath.Join(dir, "errors-by-class.svg")))
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// consoleLine is how headless Chromium logs a console message on stderr.
+var consoleLine = regexp.MustCompile(`:CONSOLE[:(]\d+`)
+
+// chromiumLoad opens an HTML file in headless Chromium and returns the DOM
+// it ended with and the console messages it logged.
+func chromiumLoad(t *testing.T, bin, htmlPath string) (dom string, console []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+htmlPath)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if consoleLine.MatchString(line) {
+			console = append(console, line)
+		}
+	}
+	return stdout.String(), console
+}
+
+// TestHTMLInChromium opens the HTML report in headless Chromium: no console
+// errors, every graph present. A page with a script error is opened too, to
+// show the check sees console errors.
+func TestHTMLInChromium(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed (apt-get install -y chromium): the HTML report was not opened in a browser")
+	}
+	rep := loadIdle(t)
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	var buf bytes.Buffer
+	if err := RenderHTML(&buf, rep.Doc()); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(page, buf.Bytes(), 0o644)
+	dom, console := chromiumLoad(t, bin, page)
+	if len(console) > 0 {
+		t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
+	}
+	for _, g := range rep.Graphs {
+		if !strings.Contains(dom, `id="graph-`+g.ID+`"`) {
+			t.Errorf("graph %s not in the rendered page", g.ID)
+		}
+	}
+	if n := strings.Count(dom, "<polyline"); n < len(rep.Graphs) {
+		t.Errorf("%d polylines for %d graphs", n, len(rep.Graphs))
+	}
+
+	bad := filepath.Join(dir, "bad.html")
+	os.WriteFile(bad, []byte(`<!DOCTYPE html><html><body><script>notDefined();</script></body></html>`), 0o644)
+	if _, console := chromiumLoad(t, bin, bad); len(console) == 0 {
+		t.Error("a page with a script error logged no console message: the check cannot see errors")
+	}
+}
+
+// TestConnViewMatchesSchema: every field connView decodes exists in
+// session.ConnRecord under the same JSON name and type.
+func TestConnViewMatchesSchema(t *testing.T) {
+	rec := reflect.TypeFor[session.ConnRecord]()
+	byName := map[string]reflect.StructField{}
+	for i := range rec.NumField() {
+		f := rec.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		byName[name] = f
+	}
+	view := reflect.TypeFor[connView]()
+	for i := range view.NumField() {
+		f := view.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		rf, ok := byName[name]
+		if !ok || rf.Type != f.Type {
+			t.Errorf("connView.%s (json %q, %s) is not in session.ConnRecord with that name and type", f.Name, name, f.Type)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Comparison is a report before a fix and after it, side by side, with the
+// change in error rate by class and by origin (report --baseline).
+type Comparison struct {
+	Before *Report `json:"before"`
+	After  *Report `json:"after"`
+	// RateUnit is what rates are per: "connection-hour" when both sides
+	// recorded client connections, else "hour" of run time.
+	RateUnit string         `json:"rate_unit"`
+	Metrics  []MetricChange `json:"metrics"`
+	ByClass  []RateChange   `json:"by_class"`
+	ByOrigin []RateChange   `json:"by_origin"`
+	// Judgement says in one sentence whether resets became rarer.
+	Judgement string `json:"judgement"`
+}
+
+// MetricChange is one line of the side-by-side summary.
+type MetricChange struct {
+	Metric string `json:"metric"`
+	Before string `json:"before"`
+	After  string `json:"after"`
+	Change string `json:"change"`
+}
+
+// RateChange is the change of one error class's (or origin's) rate.
+type RateChange struct {
+	Key         string  `json:"key"` // class, or "origin on hop"
+	BeforeCount int64   `json:"before_count"`
+	BeforeRate  float64 `json:"before_rate"`
+	AfterCount  int64   `json:"after_count"`
+	AfterRate   float64 `json:"after_rate"`
+	// ChangePct is the relative change of the rate in percent (NaN when
+	// there was none before).
+	ChangePct float64 `json:"change_pct"`
+	// Significant: a rate difference this large is unlikely (< 5 %) if the
+	// true rate did not change (conditional binomial test on the counts).
+	Significant bool `json:"significant"`
+}
+
+// exposure is what an error rate is divided by.
+func exposure(rep *Report, unit string) float64 {
+	if unit == "connection-hour" {
+		return rep.Connections.ConnHours
+	}
+	var s float64
+	for _, sc := range rep.Scenarios {
+		s += sc.DurationS
+	}
+	if s == 0 {
+		for _, f := range rep.Files {
+			s = max(s, f.DurationS)
+		}
+	}
+	return s / 3600
+}
+
+// Compare sets two reports side by side.
+func Compare(before, after *Report) *Comparison {
+	c := &Comparison{Before: before, After: after, RateUnit: "connection-hour"}
+	if before.Connections.ConnHours <= 0 || after.Connections.ConnHours <= 0 {
+		c.RateUnit = "hour"
+	}
+	eb, ea := exposure(before, c.RateUnit), exposure(after, c.RateUnit)
+
+	classes := map[string][2]int64{}
+	origins := map[string][2]int64{}
+	var resets [2]int64
+	for side, rep := range []*Report{before, after} {
+		for _, p := range rep.Patterns {
+			v := classes[p.Class]
+			v[side] += p.Count
+			classes[p.Class] = v
+			if !resetClasses[p.Class] {
+				continue
+			}
+			resets[side] += p.Count
+			key := originLabel(p)
+			v = origins[key]
+			v[side] += p.Count
+			origins[key] = v
+		}
+	}
+	c.ByClass = rateChanges(classes, eb, ea)
+	c.ByOrigin = rateChanges(origins, eb, ea)
+
+	sum := func(rep *Report, f func(ScenarioSummary) float64) float64 {
+		var s float64
+		for _, sc := range rep.Scenarios {
+			s += f(sc)
+		}
+		return s
+	}
+	var errsB, errsA int64
+	for _, n := range classes {
+		errsB += n[0]
+		errsA += n[1]
+	}
+	addMetric := func(name string, b, a float64, format func(float64) string) {
+		c.Metrics = append(c.Metrics, MetricChange{Metric: name, Before: format(b), After: format(a), Change: changeText(b, a)})
+	}
+	integer := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+	addMetric("duration", sum(before, func(s ScenarioSummary) float64 { return s.DurationS }),
+		sum(after, func(s ScenarioSummary) float64 { return s.DurationS }), fmtSeconds)
+	addMetric("connection attempts", float64(before.Connections.Attempts), float64(after.Connections.Attempts), integer)
+	addMetric("connection-hours", before.Connections.ConnHours, after.Connections.ConnHours, func(v float64) string { return fmt.Sprintf("%.2f", v) })
+	addMetric("messages", sum(before, func(s ScenarioSummary) float64 { return float64(s.Messages) }),
+		sum(after, func(s ScenarioSummary) float64 { return float64(s.Messages) }), integer)
+	addMetric("messages/s", sum(before, func(s ScenarioSummary) float64 { return s.MessagesPerS }),
+		sum(after, func(s ScenarioSummary) float64 { return s.MessagesPerS }), rate)
+	addMetric("errors", float64(errsB), float64(errsA), integer)
+	addMetric("errors per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
+	addMetric("resets", float64(resets[0]), float64(resets[1]), integer)
+	addMetric("resets per "+c.RateUnit, perUnit(resets[0], eb), perUnit(resets[1], ea), rate)
+	addMetric("median connection lifetime", before.Connections.LifetimeS.P50, after.Connections.LifetimeS.P50, fmtSeconds)
+	c.Metrics = append(c.Metrics, MetricChange{Metric: "verdict", Before: verdictShort(before.Verdict), After: verdictShort(after.Verdict)})
+
+	rb, ra := perUnit(resets[0], eb), perUnit(resets[1], ea)
+	switch {
+	case resets[0] == 0 && resets[1] == 0:
+		c.Judgement = "No resets before or after: nothing to compare."
+	case resets[0] == 0:
+		c.Judgement = fmt.Sprintf("Resets appeared: none before, %d after (%s per %s).", resets[1], rate(ra), c.RateUnit)
+	case !significant(resets[0], resets[1], eb, ea):
+		c.Judgement = fmt.Sprintf("No significant change in the reset rate: %s → %s per %s (%s); %d and %d resets are too few to tell apart.",
+			rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), resets[0], resets[1])
+	case ra < rb:
+		c.Judgement = fmt.Sprintf("Fewer resets: the rate fell from %s to %s per %s (%s, significant at 5 %%).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra))
+	default:
+		c.Judgement = fmt.Sprintf("More resets: the rate rose from %s to %s per %s (%s, significant at 5 %%).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra))
+	}
+	return c
+}
+
+// originLabel names an origin on its hop: "proxy p1 (idle-timeout) on p1/client".
+func originLabel(p ErrorPattern) string {
+	o := p.Origin
+	if p.Fault != "" {
+		o += " (" + p.Fault + ")"
+	}
+	return o + " on " + p.Hop
+}
+
+func verdictShort(v Verdict) string {
+	if v.Origin == "" {
+		if v.Resets == 0 {
+			return "no resets"
+		}
+		return "not enough evidence"
+	}
+	s := v.Origin
+	if v.Fault != "" {
+		s += " (" + v.Fault + ")"
+	}
+	if v.Hop != "" {
+		s += " on " + v.Hop
+	}
+	return s + ", " + v.Confidence
+}
+
+func perUnit(n int64, exposure float64) float64 {
+	if exposure <= 0 {
+		return 0
+	}
+	return float64(n) / exposure
+}
+
+func rateChanges(counts map[string][2]int64, eb, ea float64) []RateChange {
+	var out []RateChange
+	for _, k := range sortedKeys(counts) {
+		n := counts[k]
+		rc := RateChange{Key: k, BeforeCount: n[0], AfterCount: n[1], BeforeRate: perUnit(n[0], eb), AfterRate: perUnit(n[1], ea),
+			ChangePct: math.NaN(), Significant: significant(n[0], n[1], eb, ea)}
+		if rc.BeforeRate > 0 {
+			rc.ChangePct = 100 * (rc.AfterRate - rc.BeforeRate) / rc.BeforeRate
+		}
+		out = append(out, rc)
+	}
+	slices.SortStableFunc(out, func(x, y RateChange) int {
+		nx, ny := x.BeforeCount+x.AfterCount, y.BeforeCount+y.AfterCount
+		switch {
+		case nx > ny:
+			return -1
+		case nx < ny:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// significant tests whether counts b (before, exposure eb) and a (after,
+// exposure ea) come from different Poisson rates: given n = a+b, a is
+// binomial(n, ea/(ea+eb)) when the rate did not change. Normal
+// approximation, two-sided, 5 %; with fewer than 10 events in all it says
+// no.
+func significant(b, a int64, eb, ea float64) bool {
+	n := float64(a + b)
+	if n < 10 || eb <= 0 || ea <= 0 {
+		return false
+	}
+	p := ea / (ea + eb)
+	z := (float64(a) - n*p) / math.Sqrt(n*p*(1-p))
+	return math.Abs(z) > 1.96
+}
+
+// changeText writes a relative change: "−95%", "+12%", "new", "gone", "=".
+func changeText(before, after float64) string {
+	switch {
+	case before == after:
+		return "="
+	case before == 0:
+		return "new"
+	case after == 0:
+		return "gone (−100%)"
+	}
+	c := 100 * (after - before) / before
+	if c < 0 {
+		return fmt.Sprintf("−%.0f%%", -c)
+	}
+	return fmt.Sprintf("+%.0f%%", c)
+}
+
+// Doc lays the comparison out: the judgement first, then the summary side
+// by side, the rate changes, and both reports' fingerprints and verdicts.
+func (c *Comparison) Doc() *Document {
+	d := &Document{Title: "ssestress report: before and after", Lead: c.Judgement, Value: c}
+	for _, f := range c.Before.Files {
+		d.Files = append(d.Files, "before: "+f.Name)
+	}
+	for _, f := range c.After.Files {
+		d.Files = append(d.Files, "after: "+f.Name)
+	}
+	d.Conclusive = strings.HasPrefix(c.Judgement, "Fewer") || strings.HasPrefix(c.Judgement, "More") || strings.HasPrefix(c.Judgement, "Resets appeared")
+
+	j := newTable("judgement", "Judgement", "item", "detail")
+	j.add("judgement", c.Judgement)
+	j.add("rates per", c.RateUnit)
+	d.Tables = append(d.Tables, j)
+	m := newTable("comparison", "Before and after", "measure", "before#", "after#", "change#")
+	for _, x := range c.Metrics {
+		m.add(x.Metric, x.Before, x.After, dashIfEmpty(x.Change))
+	}
+	d.Tables = append(d.Tables, m,
+		rateTable("rate_by_class", "Error rate by class (per "+c.RateUnit+")", "class", c.ByClass),
+		rateTable("rate_by_origin", "Reset rate by origin (per "+c.RateUnit+")", "origin on hop", c.ByOrigin))
+
+	fp := newTable("fingerprints_compared", "Fingerprints before and after", "side", "class", "dimension", "centre#", "count#", "fingerprint")
+	fp.Empty = "no cluster on either side"
+	for _, side := range []struct {
+		name string
+		rep  *Report
+	}{{"before", c.Before}, {"after", c.After}} {
+		for _, cl := range side.rep.Fingerprints {
+			fp.add(side.name, cl.Class, cl.Dimension, fmtPrecise(cl.CenterS), count(cl.Count), cl.Match)
+		}
+	}
+	vt := newTable("verdicts", "Verdicts", "side", "verdict")
+	vt.add("before", c.Before.Verdict.Statement)
+	vt.add("after", c.After.Verdict.Statement)
+	d.Tables = append(d.Tables, fp, vt)
+	return d
+}
+
+func rateTable(id, title, keyName string, rows []RateChange) Table {
+	t := newTable(id, title, keyName, "before#", "before rate#", "after#", "after rate#", "change#", "significant")
+	t.Empty = "none on either side"
+	for _, r := range rows {
+		sig := "no"
+		if r.Significant {
+			sig = "yes"
+		}
+		t.add(r.Key, count(r.BeforeCount), rate(r.BeforeRate), count(r.AfterCount), rate(r.AfterRate), changeText(r.BeforeRate, r.AfterRate), sig)
+	}
+	return t
+}

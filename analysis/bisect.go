@@ -1,0 +1,138 @@
+package analysis
+
+import (
+	"fmt"
+	"strings"
+)
+
+// BisectEntry is one entry point of a multi-hop path and the session file
+// of the run against it. Entries go from the outermost (the load balancer)
+// to the innermost (the application).
+type BisectEntry struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	File string `json:"file"`
+}
+
+// BisectPoint is what the run against one entry point saw.
+type BisectPoint struct {
+	BisectEntry
+	Attempts int64 `json:"attempts"`
+	Resets   int64 `json:"resets"`
+	Errors   int64 `json:"errors"`
+	// ResetRate is resets per connection attempt.
+	ResetRate   float64      `json:"reset_rate"`
+	Fingerprint *Fingerprint `json:"fingerprint,omitempty"`
+	Verdict     string       `json:"verdict"`
+}
+
+// BisectResult names the hop the resets enter at.
+type BisectResult struct {
+	Points []BisectPoint `json:"points"`
+	// From and To are the entry points around the hop at fault: the last
+	// that shows resets and the first after it that does not. To is ""
+	// when the innermost entry point shows resets too (the fault is there
+	// or beyond it); both are "" when no entry point shows resets.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// Monotone is false when an entry point without resets lies outside
+	// one with resets: the resets are intermittent or the runs too short.
+	Monotone  bool   `json:"monotone"`
+	Statement string `json:"statement"`
+}
+
+// Bisect reads the session files of runs against each entry point and
+// names the hop between the last entry point that shows resets and the
+// first that does not.
+func Bisect(entries []BisectEntry) (*BisectResult, error) {
+	if len(entries) == 0 {
+		return nil, ErrNoFiles
+	}
+	res := &BisectResult{Monotone: true}
+	last := -1
+	for i, e := range entries {
+		rep, err := LoadFiles(e.File)
+		if err != nil {
+			return nil, err
+		}
+		pt := BisectPoint{BisectEntry: e, Attempts: rep.Connections.Attempts, Resets: rep.Verdict.Resets, Verdict: rep.Verdict.Statement}
+		for _, p := range rep.Patterns {
+			pt.Errors += p.Count
+		}
+		if pt.Attempts > 0 {
+			pt.ResetRate = float64(pt.Resets) / float64(pt.Attempts)
+		}
+		if pt.Resets > 0 {
+			pt.Fingerprint = resetFingerprint(rep).Fingerprint
+			last = i
+		}
+		res.Points = append(res.Points, pt)
+	}
+	for i := 0; i < last; i++ {
+		if res.Points[i].Resets == 0 {
+			res.Monotone = false
+		}
+	}
+	counts := func(p BisectPoint) string {
+		return fmt.Sprintf("%s: %d %s in %d connections", p.Name, p.Resets, plural(p.Resets, "reset"), p.Attempts)
+	}
+	switch {
+	case last < 0:
+		res.Statement = fmt.Sprintf("No resets at any of the %d entry points: nothing to bisect (run longer, or with more connections).", len(entries))
+	case last == len(entries)-1:
+		res.From = entries[last].Name
+		res.Statement = fmt.Sprintf("Even the innermost entry point shows resets (%s): they come from %s itself or beyond it.",
+			counts(res.Points[last]), entries[last].Name)
+	default:
+		res.From, res.To = entries[last].Name, entries[last+1].Name
+		res.Statement = fmt.Sprintf("The resets enter on the hop %s → %s: %s; %s.", res.From, res.To,
+			counts(res.Points[last]), counts(res.Points[last+1]))
+	}
+	if !res.Monotone {
+		var quiet []string
+		for i := 0; i < last; i++ {
+			if res.Points[i].Resets == 0 {
+				quiet = append(quiet, res.Points[i].Name)
+			}
+		}
+		res.Statement += fmt.Sprintf(" Not conclusive: %s, outside it, showed none; the resets are intermittent or the runs too short.", strings.Join(quiet, ", "))
+	}
+	return res, nil
+}
+
+// resetFingerprint is the fingerprint of a report's reset-like errors.
+func resetFingerprint(rep *Report) RunResult {
+	best := RunResult{FirstS: -1}
+	for class := range resetClasses {
+		r := reproductionRun(rep, class)
+		if r.Reproduced && (best.Fingerprint == nil || r.Matching > best.Matching ||
+			r.Matching == best.Matching && r.Fingerprint.Class < best.Fingerprint.Class) {
+			best = r
+		}
+	}
+	return best
+}
+
+// Doc lays the bisection out.
+func (res *BisectResult) Doc() *Document {
+	d := &Document{Title: "ssestress bisect", Lead: res.Statement, Value: res, Conclusive: res.To != "" && res.Monotone}
+	j := newTable("bisect", "Hop at fault", "item", "detail")
+	j.add("statement", res.Statement)
+	if res.From != "" {
+		j.add("last entry point with resets", res.From)
+	}
+	if res.To != "" {
+		j.add("first entry point without", res.To)
+	}
+	t := newTable("entry_points", "Entry points, outermost first", "entry point", "URL", "connections#", "resets#", "resets/connection#", "errors#", "fingerprint")
+	for _, p := range res.Points {
+		d.Files = append(d.Files, p.Name+": "+p.File)
+		fp := "-"
+		if p.Fingerprint != nil {
+			fp = p.Fingerprint.String()
+		}
+		t.add(p.Name, p.URL, count(p.Attempts), count(p.Resets), rate(p.ResetRate), count(p.Errors), fp)
+	}
+	d.Tables = []Table{j, t}
+	return d
+}

@@ -1,0 +1,333 @@
+// Package analysis turns session files into an answer: what failed, when,
+// on which hop, sent by whom, and whether the pattern matches a known
+// middlebox timeout or a fault that was injected on purpose.
+//
+// Data enters only through session files (internal/session): Load streams
+// the records of one or more files (shards of one run, or a run and the
+// proxies it went through) into a Report, a tree of plain structs. Nothing
+// else in the package reads a session file. Renderers (table, markdown,
+// csv, json, html and the SVG graphs) take a Report and write it; they
+// share nothing but the Report and the Tables built from it. Compare
+// (--baseline), CompareProduction (--production) and Reproduction (--repeat)
+// build their own plain structs the same way.
+package analysis
+
+import "time"
+
+// Report is everything the report says about one or more session files.
+// Durations are float seconds in fields whose JSON name ends in _s.
+type Report struct {
+	Files     []FileInfo        `json:"files"`
+	Scenarios []ScenarioSummary `json:"scenarios"`
+	// Classes lists the error classes seen, most frequent first: the column
+	// order of the tables that break counts down by class.
+	Classes []string `json:"classes"`
+	// TimeScale is the proxies' --time-scale: fault durations were divided
+	// by it (60 makes a 60 s preset act in 1 s); 1 when none was set. It is
+	// found in the files' run info.
+	TimeScale float64 `json:"time_scale"`
+
+	Patterns     []ErrorPattern   `json:"error_patterns"`
+	AgeBuckets   []DurationBucket `json:"age_buckets"`
+	IdleBuckets  []DurationBucket `json:"idle_buckets"`
+	Fingerprints []Cluster        `json:"fingerprints"`
+	Timeline     Timeline         `json:"errors_over_time"`
+	Groups       []GroupStats     `json:"groups"`
+	Messages     []MessageCount   `json:"messages"`
+	// MessagesOmitted counts distinct messages beyond the ones listed.
+	MessagesOmitted int `json:"messages_omitted,omitempty"`
+	// ResetChains are the capture's attributed resets, grouped by chain.
+	ResetChains []ResetChain `json:"reset_chains"`
+	// Hops summarises the proxies' hop connections: how each hop ended.
+	Hops        []HopStats   `json:"hops"`
+	Connections ConnStats    `json:"connections"`
+	Heartbeat   Heartbeat    `json:"heartbeat"`
+	Resources   []Resources  `json:"resources"`
+	Overhead    []Overhead   `json:"overhead"`
+	Graphs      []Graph      `json:"graphs"`
+	Verdict     Verdict      `json:"verdict"`
+	Evidence    EvidenceSeen `json:"evidence"`
+
+	// raw keeps each error's class, age, idle and time for the comparisons
+	// that need whole distributions (--production, --repeat).
+	raw *rawErrors
+}
+
+// rawErrors are the errors as Load kept them.
+type rawErrors struct {
+	classes    []string
+	attrs      []attribution
+	points     []errPoint
+	fileStarts []int64 // unix ns, per file
+}
+
+// FileInfo describes one session file that went into the report.
+type FileInfo struct {
+	Name      string    `json:"name"` // base name of the file
+	Path      string    `json:"path"`
+	Command   string    `json:"command,omitempty"`
+	Scenario  string    `json:"scenario,omitempty"`
+	Shard     string    `json:"shard,omitempty"`
+	Host      string    `json:"host,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	DurationS float64   `json:"duration_s"`
+	// Records counts the records read per bucket.
+	Records     map[string]int64 `json:"records"`
+	Interrupted bool             `json:"interrupted,omitempty"`
+	// Dropped is what the writer could not store (queue or file full).
+	Dropped uint64 `json:"records_dropped,omitempty"`
+}
+
+// EvidenceSeen says which kinds of evidence the files hold, so the verdict
+// can say what to enable.
+type EvidenceSeen struct {
+	ClientRecords bool `json:"client_records"` // conns or errors of generated clients
+	ProxyRecords  bool `json:"proxy_records"`  // hop_conns
+	FaultEvents   bool `json:"fault_events"`
+	Capture       bool `json:"capture"` // a capture ran (or captured resets are present)
+	ServerSamples bool `json:"server_samples"`
+	// CaptureDisabled says why a requested capture did not run.
+	CaptureDisabled string `json:"capture_disabled,omitempty"`
+	CapturePackets  uint64 `json:"capture_packets,omitempty"`
+	CaptureDrops    uint64 `json:"capture_kernel_drops,omitempty"`
+}
+
+// ScenarioSummary is the run summary of one scenario, merged over files.
+type ScenarioSummary struct {
+	Scenario  string  `json:"scenario"`
+	Files     int     `json:"files"`
+	DurationS float64 `json:"duration_s"`
+	// Opened counts connection attempts; Active those still open at the end.
+	Opened int64 `json:"connections_opened"`
+	Active int64 `json:"connections_active"`
+	// ActiveMax is the most connections open at once (summed over files
+	// that ran side by side, an upper bound for shards).
+	ActiveMax    int64            `json:"active_max"`
+	Messages     int64            `json:"messages"`
+	MessagesPerS float64          `json:"messages_per_s"`
+	Reconnects   int64            `json:"reconnects"`
+	FirstEventS  Dist             `json:"time_to_first_event_s"`
+	Errors       int64            `json:"errors"`
+	ErrorsBy     map[string]int64 `json:"errors_by_class"`
+	Interrupted  bool             `json:"interrupted,omitempty"`
+}
+
+// ErrorPattern is one cell of errors by class × hop × origin.
+type ErrorPattern struct {
+	Class  string `json:"class"`
+	Hop    string `json:"hop"`    // "p1/client", "p1/upstream", "direct", "?"
+	Origin string `json:"origin"` // sender role: server, proxy p1, middlebox, client, unknown
+	// Confidence in the origin: high (a fault event or a captured RST on
+	// this connection), medium (a proxy's record of how the hop ended),
+	// low (timing only), none.
+	Confidence string  `json:"confidence"`
+	Fault      string  `json:"fault,omitempty"` // kind of the injected fault, "" when natural
+	Evidence   string  `json:"evidence"`        // fault event, capture, proxy hop, none
+	Count      int64   `json:"count"`
+	Share      float64 `json:"share"` // of all errors
+}
+
+// DurationBucket counts errors whose connection age (or idle time) fell in
+// [Lo, Hi).
+type DurationBucket struct {
+	Label   string           `json:"label"`
+	LoS     float64          `json:"lo_s"`
+	HiS     float64          `json:"hi_s"` // 0 for the open last bucket
+	Count   int64            `json:"count"`
+	ByClass map[string]int64 `json:"by_class"`
+	// Fingerprint names the clusters whose centre lies in this bucket.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// Cluster is a group of errors of one class at nearly the same connection
+// age or idle time: the fingerprint of a timeout somewhere on the path.
+type Cluster struct {
+	Dimension string  `json:"dimension"` // "idle" or "age"
+	Class     string  `json:"class"`
+	CenterS   float64 `json:"center_s"` // median of the cluster
+	LoS       float64 `json:"lo_s"`
+	HiS       float64 `json:"hi_s"`
+	Count     int64   `json:"count"`
+	Share     float64 `json:"share"` // of the class's errors
+	// MatchKind is "injected" (the members' connections carry a fault event
+	// of that idle), "configured" (a fault's configured timeout equals the
+	// centre), "known" (a known middlebox default, possibly time-scaled) or
+	// "none".
+	MatchKind string `json:"match_kind"`
+	Match     string `json:"match"` // the fingerprint in words
+	Hop       string `json:"hop,omitempty"`
+	Origin    string `json:"origin,omitempty"`
+}
+
+// Timeline is errors over time since the start of each file, by class and
+// by hop.
+type Timeline struct {
+	BinS float64   `json:"bin_s"`
+	Bins []TimeBin `json:"bins"`
+}
+
+// TimeBin is one bin of the Timeline.
+type TimeBin struct {
+	StartS  float64          `json:"start_s"`
+	Count   int64            `json:"count"`
+	ByClass map[string]int64 `json:"by_class"`
+	// ResetsByHop counts reset-like errors (ECONNRESET, UNEXPECTED_EOF,
+	// EPIPE) by hop.
+	ResetsByHop map[string]int64 `json:"resets_by_hop,omitempty"`
+}
+
+// GroupStats is one symbol group.
+type GroupStats struct {
+	Group         string           `json:"group"`
+	Connections   int64            `json:"connections"`
+	Events        int64            `json:"events"`
+	Errors        int64            `json:"errors"`
+	ErrorsPerConn float64          `json:"errors_per_connection"`
+	ByClass       map[string]int64 `json:"by_class"`
+}
+
+// MessageCount is one distinct error message (ports replaced by '*').
+type MessageCount struct {
+	Message string  `json:"message"`
+	Class   string  `json:"class"`
+	Count   int64   `json:"count"`
+	FirstS  float64 `json:"first_s"` // since the start of its file
+	LastS   float64 `json:"last_s"`
+}
+
+// ResetChain is a group of root resets of the capture analysis (bucket
+// resets) with the same chain and attribution.
+type ResetChain struct {
+	Chain      string `json:"chain"`
+	Sender     string `json:"sender"` // server, proxy p1, middlebox lb, unknown
+	Hop        string `json:"hop"`
+	Confidence string `json:"confidence"`
+	Injected   bool   `json:"injected"`
+	Fault      string `json:"fault,omitempty"`
+	Forged     bool   `json:"forged,omitempty"`
+	Count      int64  `json:"count"`
+}
+
+// HopStats is how the connections of one proxy hop ended.
+type HopStats struct {
+	Proxy       string `json:"proxy"`
+	Hop         string `json:"hop"`
+	Connections int64  `json:"connections"`
+	Open        int64  `json:"open"` // not closed when the file was written
+	// Ended counts closes by "<closed by> <how>", e.g. "server RST".
+	Ended map[string]int64 `json:"ended"`
+	// Faults counts fault events by kind.
+	Faults map[string]int64 `json:"faults"`
+}
+
+// ConnStats describes the connection attempts of the generated clients.
+type ConnStats struct {
+	Attempts   int64 `json:"attempts"`
+	Reconnects int64 `json:"reconnects"`
+	// ConnHours is the summed lifetime of all attempts, the denominator of
+	// error rates.
+	ConnHours float64          `json:"connection_hours"`
+	LifetimeS Dist             `json:"lifetime_s"`
+	Lifetimes []DurationBucket `json:"lifetime_buckets"`
+	Events    Dist             `json:"events_per_connection"`
+	MaxGapS   Dist             `json:"max_gap_s"`
+	// EndedBy counts attempts by how they ended: their end class, "closed
+	// by client" or "open".
+	EndedBy map[string]int64 `json:"ended_by"`
+}
+
+// Heartbeat compares the heartbeat interval the clients saw with the idle
+// timeouts of the hops.
+type Heartbeat struct {
+	// IntervalS is the median over connections with at least two comments
+	// of lifetime / comments; 0 when no heartbeats were seen.
+	IntervalS   float64      `json:"interval_s"`
+	Connections int64        `json:"connections_with_heartbeats"`
+	MaxGapP99S  float64      `json:"max_gap_p99_s"`
+	Timeouts    []HopTimeout `json:"hop_timeouts"`
+	Warnings    []string     `json:"warnings"`
+}
+
+// HopTimeout is an idle timeout of a hop, and where it came from.
+type HopTimeout struct {
+	Where    string  `json:"where"` // "proxy p1 client hop", "path (fingerprint)"
+	TimeoutS float64 `json:"timeout_s"`
+	Source   string  `json:"source"` // fault event, fingerprint
+}
+
+// Resources is one process's resource usage over the run, from the
+// monitor's samples.
+type Resources struct {
+	Process string `json:"process"` // "client (run.db)", "server pid 123 (run.db)"
+	Role    string `json:"role"`    // client, proxy, server
+	Samples int    `json:"samples"`
+	// First, Peak and Last are the readings at the first sample, the
+	// highest reading and at the last sample (drift shows leaks).
+	First ResourceReading `json:"first"`
+	Peak  ResourceReading `json:"peak"`
+	Last  ResourceReading `json:"last"`
+	// Rows is the series thinned to at most a dozen rows for the tables.
+	Rows []ResourceRow `json:"rows"`
+}
+
+// ResourceReading is one set of readings; fields that were not sampled are 0.
+type ResourceReading struct {
+	RSS        uint64           `json:"rss_bytes"`
+	Heap       uint64           `json:"heap_bytes,omitempty"`
+	Goroutines int              `json:"goroutines,omitempty"`
+	Threads    int              `json:"threads,omitempty"`
+	FDs        int              `json:"fds"`
+	TCP        map[string]int64 `json:"tcp,omitempty"` // sockets by state
+}
+
+// ResourceRow is one thinned sample.
+type ResourceRow struct {
+	AtS          float64 `json:"at_s"`
+	Active       int64   `json:"active"`
+	MessagesPerS float64 `json:"messages_per_s"`
+	ResourceReading
+	TimerLagS float64 `json:"timer_lag_s"`
+}
+
+// Overhead is the tool's own cost: the evidence that the load generator or
+// the proxy was not the bottleneck.
+type Overhead struct {
+	Process string `json:"process"`
+	Samples int    `json:"samples"`
+	// CPUPercent is the process's CPU over the run (100 = one core); -1
+	// when the file does not record it.
+	CPUPercent float64 `json:"cpu_percent"`
+	TimerLagS  Dist    `json:"timer_lag_s"`
+	Note       string  `json:"note"`
+}
+
+// Graph is one time series chart; the HTML report and --graphs draw it.
+type Graph struct {
+	ID     string   `json:"id"` // file name stem: active-connections
+	Title  string   `json:"title"`
+	YLabel string   `json:"y_label"`
+	Series []Series `json:"series"`
+}
+
+// Series is one line of a Graph: X is seconds since start.
+type Series struct {
+	Name string    `json:"name"`
+	X    []float64 `json:"x"`
+	Y    []float64 `json:"y"`
+}
+
+// Verdict is the report's conclusion on where the resets come from.
+type Verdict struct {
+	// Resets counts reset-like errors (ECONNRESET, UNEXPECTED_EOF, EPIPE).
+	Resets     int64  `json:"resets"`
+	Origin     string `json:"origin"` // "" when not enough evidence
+	Hop        string `json:"hop,omitempty"`
+	Fault      string `json:"fault,omitempty"`
+	Confidence string `json:"confidence"`
+	// Statement is the one-paragraph answer.
+	Statement string `json:"statement"`
+	// Evidence lists the counts behind the statement.
+	Evidence []string `json:"evidence"`
+	// Enable lists what to turn on to get better evidence.
+	Enable []string `json:"enable,omitempty"`
+}

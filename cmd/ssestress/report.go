@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ssestress/ssestress/analysis"
+)
+
+// reportOptions are the flags of ssestress report.
+type reportOptions struct {
+	format   string
+	out      string
+	graphs   string
+	baseline stringList
+	// production and its column mapping.
+	production string
+	prodCols   analysis.ProductionColumns
+	prodUnit   string
+	// reproduction treats the files as repeated runs (run --repeat).
+	reproduction bool
+	expect       string
+}
+
+const reportSynopsis = "report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [--out FILE] [--graphs DIR]\n" +
+	"       ssestress report --baseline BEFORE.db AFTER.db\n" +
+	"       ssestress report SESSION.db --production errors.csv [--production-time COL ...]\n" +
+	"       ssestress report --reproduction [--expect CLASS] run-1.db run-2.db ..."
+
+const reportExamples = `  ssestress report run.db
+  ssestress report shard-*.db --format markdown --out report.md
+  ssestress report run.db proxy.db --format html --out report.html --graphs graphs/
+  ssestress report --baseline before.db after.db
+  ssestress report run.db --production prod-errors.csv --production-class errno --production-age conn_age_ms --production-unit ms
+  ssestress report --reproduction --expect ECONNRESET runs/run-*.db`
+
+func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o reportOptions
+	fs := newFlags("report")
+	fs.StringVar(&o.format, "format", "table", "output format: "+strings.Join(analysis.Formats(), ", "))
+	fs.StringVar(&o.out, "out", "", "write the report to FILE instead of standard output")
+	fs.StringVar(&o.graphs, "graphs", "", "also write each graph as DIR/<name>.svg")
+	fs.Var(&o.baseline, "baseline", "session file of the run before a fix (repeatable for shards): the report compares it with the files given")
+	fs.StringVar(&o.production, "production", "", "CSV or JSON-lines file of production errors to compare the reproduction with")
+	fs.StringVar(&o.prodCols.Time, "production-time", "", "column of the production file holding the time (default: time, timestamp, ts, ...)")
+	fs.StringVar(&o.prodCols.Class, "production-class", "", "column holding the error class (default: class, error_class, code, ...)")
+	fs.StringVar(&o.prodCols.Message, "production-message", "", "column holding the error message, classified when there is no class (default: message, msg, error)")
+	fs.StringVar(&o.prodCols.Age, "production-age", "", "column holding the connection age at the error (optional)")
+	fs.StringVar(&o.prodCols.Idle, "production-idle", "", "column holding the idle time before the error (optional)")
+	fs.StringVar(&o.prodCols.Client, "production-client", "", "column holding the client address (optional)")
+	fs.StringVar(&o.prodCols.Server, "production-server", "", "column holding the server address (optional)")
+	fs.StringVar(&o.prodUnit, "production-unit", "s", "unit of plain numbers in the age and idle columns: ns, us, ms, s, m, h")
+	fs.BoolVar(&o.reproduction, "reproduction", false, "the files are repeated runs of one scenario: report the reproduction rate")
+	fs.StringVar(&o.expect, "expect", "", "with --reproduction: the error class that counts (default: any error)")
+	files, err := parseInterspersed(fs, args, stdout, reportSynopsis, reportExamples)
+	if err != nil {
+		return err
+	}
+	if _, ok := analysis.Renderers[o.format]; !ok {
+		return usageErrorf("report: --format %q: use %s", o.format, strings.Join(analysis.Formats(), ", "))
+	}
+	if len(files) == 0 {
+		return usageErrorf("report: no session file given (see ssestress report --help)")
+	}
+	modes := 0
+	for _, on := range []bool{len(o.baseline) > 0, o.production != "", o.reproduction} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return usageErrorf("report: --baseline, --production and --reproduction do not combine: choose one")
+	}
+	if o.expect != "" && !o.reproduction {
+		return usageErrorf("report: --expect goes with --reproduction")
+	}
+	if o.prodCols != (analysis.ProductionColumns{}) && o.production == "" {
+		return usageErrorf("report: the --production-* column flags go with --production FILE")
+	}
+	unit, err := parseUnit(o.prodUnit)
+	if err != nil {
+		return usageErrorf("report: --production-unit: %v", err)
+	}
+	o.prodCols.Unit = unit
+
+	doc, rep, err := buildReport(&o, files)
+	if err != nil {
+		return err
+	}
+	if o.graphs != "" {
+		if rep == nil {
+			return usageErrorf("report: --graphs needs a plain report (not --baseline, --production or --reproduction)")
+		}
+		paths, err := analysis.WriteGraphs(o.graphs, rep)
+		if err != nil {
+			return fmt.Errorf("report: --graphs: %w", err)
+		}
+		fmt.Fprintf(stderr, "wrote %d graphs to %s\n", len(paths), o.graphs)
+	}
+	var buf bytes.Buffer
+	if err := analysis.RenderDoc(&buf, doc, o.format); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if o.out == "" {
+		_, err := stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("report: --out: %w", err)
+	}
+	fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.out)
+	return nil
+}
+
+// buildReport loads the files and lays out the document the options ask
+// for; rep is the plain report when that is what was asked for.
+func buildReport(o *reportOptions, files []string) (*analysis.Document, *analysis.Report, error) {
+	switch {
+	case o.reproduction:
+		res, err := analysis.Reproduction(files, o.expect)
+		if err != nil {
+			return nil, nil, fmt.Errorf("report: %w", err)
+		}
+		return res.Doc(), nil, nil
+	case len(o.baseline) > 0:
+		before, err := analysis.LoadFiles(o.baseline...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("report: --baseline: %w", err)
+		}
+		after, err := analysis.LoadFiles(files...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("report: %w", err)
+		}
+		return analysis.Compare(before, after).Doc(), nil, nil
+	}
+	rep, err := analysis.LoadFiles(files...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: %w", err)
+	}
+	if o.production == "" {
+		return rep.Doc(), rep, nil
+	}
+	f, err := os.Open(o.production)
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: --production: %w", err)
+	}
+	defer f.Close()
+	prod, err := analysis.ReadProduction(f, filepath.Base(o.production), o.prodCols)
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: %w", err)
+	}
+	return analysis.CompareProduction(rep, prod).Doc(rep, filepath.Base(o.production)), nil, nil
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments (report SESSION.db --format html), which the
+// flag package alone stops at. "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer, synopsis, examples string) ([]string, error) {
+	var positional []string
+	for {
+		if err := parseFlags(fs, args, stdout, synopsis, examples); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		// fs.Parse consumed a "--" itself when it was next: everything
+		// left is positional then.
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// parseUnit reads a unit name: ns, us, ms, s, m, h.
+func parseUnit(s string) (time.Duration, error) {
+	units := map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "µs": time.Microsecond,
+		"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour}
+	u, ok := units[s]
+	if !ok {
+		return 0, errors.New("unknown unit " + fmt.Sprintf("%q", s) + " (use ns, us, ms, s, m or h)")
+	}
+	return u, nil
+}
