@@ -90,6 +90,10 @@ type Options struct {
 	ReadSize int
 	// Scenario is copied into the records.
 	Scenario string
+	// Redact, when set, is applied to every error message before it is
+	// recorded or passed to OnError, so that a credential echoed by a
+	// server or a library never reaches the session file.
+	Redact func(string) string
 	// Checkpoint rewrites an open attempt's ConnRecord at most this often
 	// while bytes arrive, so a killed run still shows how far each
 	// connection got (0: written only at open and close).
@@ -227,7 +231,7 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 	a := &attempt{s: s}
 	a.rec = session.ConnRecord{
 		ConnID: s.ID, Attempt: s.attempt, Scenario: o.Scenario, Group: s.Group,
-		URL: s.url.String(), Start: time.Now(),
+		URL: s.url.Redacted(), Start: time.Now(),
 	}
 	s.put(a.rec)
 	if c := o.Counters; c != nil {
@@ -385,8 +389,12 @@ func (a *attempt) end(ctx context.Context, err error) error {
 		s.failures++
 	}
 	class := errclass.Classify(err)
+	msg := err.Error()
+	if o.Redact != nil {
+		msg = o.Redact(msg)
+	}
 	a.rec.EndClass = class
-	a.rec.EndMessage = err.Error()
+	a.rec.EndMessage = msg
 	a.rec.ClosedBy = "server"
 	var lte *sse.LineTooLongError
 	if errors.As(err, &lte) {
@@ -401,7 +409,7 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	}
 	er := session.ErrorRecord{
 		Time: now, Source: "client", ConnID: s.ID, Attempt: s.attempt,
-		Scenario: o.Scenario, Group: s.Group, Class: class, Message: err.Error(),
+		Scenario: o.Scenario, Group: s.Group, Class: class, Message: msg,
 		LocalAddr: a.rec.LocalAddr, RemoteAddr: a.rec.RemoteAddr,
 		Age: now.Sub(a.rec.Start), SinceLast: now.Sub(since),
 		Events: a.rec.Events, LastEventID: a.rec.LastEventID,

@@ -27,6 +27,9 @@ type Monitor struct {
 	Out      io.Writer // nil: no status lines
 	Terminal bool      // Out is a terminal: rewrite one line in place
 	Start    time.Time // the run's start (uptime is measured from it)
+	// ServerPID, when set, is a server process whose memory and open fds
+	// are read into every sample (ssestress run --server-pid).
+	ServerPID int
 
 	mu        sync.Mutex
 	peakRSS   uint64
@@ -111,6 +114,11 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 		s.Reconnects = c.Reconnects.Load()
 		if errs := c.Errors(); len(errs) > 0 {
 			s.Errors = errs
+		}
+	}
+	if m.ServerPID > 0 {
+		if ps, err := procstat.Read(m.ServerPID); err == nil {
+			s.ServerPID, s.ServerRSS, s.ServerFDs = m.ServerPID, ps.RSS, ps.FDs
 		}
 	}
 	peak := ms.Sys
@@ -202,6 +210,9 @@ func StatusLine(s session.Sample, rate float64) string {
 	}
 	fmt.Fprintf(&b, "  rss %s  heap %s  goroutines %d  fds %d  lag %s",
 		Bytes(s.RSS), Bytes(s.HeapAlloc), s.Goroutines, s.FDs, s.TimerLag.Round(10*time.Microsecond))
+	if s.ServerPID > 0 {
+		fmt.Fprintf(&b, "  server rss %s  fds %d", Bytes(s.ServerRSS), s.ServerFDs)
+	}
 	return b.String()
 }
 

@@ -115,7 +115,10 @@ type RunConfig struct {
 	Target   string     // base URL or template, see StreamURL
 	Path     string     // request template (default DefaultPath)
 	Groups   [][]string // symbol groups (default DefaultGroups)
-	Options  *Options
+	// GroupPaths[i], when set, is the request template of Groups[i]
+	// instead of Path (a service that serves groups under different paths).
+	GroupPaths []string
+	Options    *Options
 }
 
 // Result says how a run ended.
@@ -148,7 +151,11 @@ func Run(ctx context.Context, cfg RunConfig) (Result, error) {
 	}
 	urls := make([]urlGroup, len(groups))
 	for i, g := range groups {
-		u, err := StreamURL(cfg.Target, cfg.Path, g)
+		path := cfg.Path
+		if i < len(cfg.GroupPaths) && cfg.GroupPaths[i] != "" && len(cfg.Groups) > 0 {
+			path = cfg.GroupPaths[i]
+		}
+		u, err := StreamURL(cfg.Target, path, g)
 		if err != nil {
 			return Result{}, err
 		}

@@ -15,13 +15,15 @@ import (
 )
 
 // Transport opens one event stream: it sends req and returns the response
-// with its headers read. Closing the response Body must close the
-// connection at once (never drain it: an event stream does not end), and
-// cancelling ctx must unblock a Read of the Body.
+// with its headers read. Closing the response Body must end the stream at
+// once (never drain it: an event stream does not end): HTTP1 closes the
+// connection, HTTP2 resets the stream. Cancelling ctx must unblock a Read
+// of the Body.
 //
 // Transport is the seam between the EventSource logic and the wire. HTTP1
-// (plain TCP, or TLS for https URLs) is the default; an HTTP/2 transport, or
-// one that dials through a fault proxy, implements the same method.
+// (plain TCP, or TLS for https URLs) is the default; HTTP2 multiplexes the
+// streams on shared connections; one that dials through a fault proxy
+// implements the same method.
 type Transport interface {
 	Open(ctx context.Context, req *http.Request, info *ConnInfo) (*http.Response, error)
 }
@@ -176,6 +178,21 @@ func hostPort(host string, https bool) string {
 // check of a run: an unreachable target fails fast with one line instead of
 // filling a session file with connection errors.
 func Probe(ctx context.Context, u string, timeout time.Duration) error {
+	return ProbeWith(ctx, u, timeout, ProbeOptions{})
+}
+
+// ProbeOptions make the pre-flight check use the run's TLS settings.
+type ProbeOptions struct {
+	// TLSConfig is the clients' (nil: defaults).
+	TLSConfig *tls.Config
+	// HTTP2 requires an https server to choose h2 with ALPN.
+	HTTP2 bool
+}
+
+// ProbeWith is Probe with the clients' TLS configuration: a certificate the
+// clients would refuse, or a server without h2 when HTTP2 is asked for,
+// fails here with its class (TLS).
+func ProbeWith(ctx context.Context, u string, timeout time.Duration, o ProbeOptions) error {
 	target, err := StreamURL(u, "", []string{"X"})
 	if err != nil {
 		return err
@@ -190,10 +207,23 @@ func Probe(ctx context.Context, u string, timeout time.Duration) error {
 	}
 	defer conn.Close()
 	if https {
-		host, _, _ := net.SplitHostPort(hostPort(target.Host, true))
-		tc := tls.Client(conn, &tls.Config{ServerName: host})
+		cfg := o.TLSConfig.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(hostPort(target.Host, true))
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		if o.HTTP2 {
+			cfg.NextProtos = []string{"h2", "http/1.1"} // see HTTP2.dial
+		}
+		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fmt.Errorf("TLS handshake: %w", err)
+		}
+		if p := tc.ConnectionState().NegotiatedProtocol; o.HTTP2 && p != "h2" {
+			return &noHTTP2Error{proto: p}
 		}
 	}
 	return nil

@@ -27,11 +27,17 @@ type command struct {
 
 // commands is the explicit table of subcommands.
 var commands = map[string]command{
-	"serve":   {"run the embedded SSE quote feed", runServe},
-	"run":     {"run a load scenario (flood, long-running, churn, mixed) and record a session file", runRun},
-	"tail":    {"print the events of one SSE stream as they arrive (like curl -N, but parsed)", runTail},
-	"inspect": {"print what a session file holds: run info, record counts, summary", runInspect},
-	"capture": {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
+	"serve":      {"run the embedded SSE quote feed", runServe},
+	"run":        {"run a load scenario (flood, long-running, churn, mixed) and record a session file", runRun},
+	"tail":       {"print the events of one SSE stream as they arrive (like curl -N, but parsed)", runTail},
+	"inspect":    {"print what a session file holds: run info, record counts, summary", runInspect},
+	"report":     {"explain a run: error patterns, fingerprints, origin verdict, graphs; compare runs", runReport},
+	"bisect":     {"run one scenario against each hop of a path and name the hop where resets enter", runBisect},
+	"recordings": {"list, show, export (jsonl) and import the streams a proxy recorded (--record)", runRecordings},
+	"replay":     {"replay a recording: serve it as the SSE server, or re-drive its clients at --scale", runReplay},
+	"capture":    {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
+	"proxy":      {"run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API", runProxy},
+	"completion": {"print a shell completion script: bash, zsh or fish", runCompletion},
 }
 
 func main() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,10 +18,13 @@ import (
 	"github.com/olekukonko/tablewriter/tw"
 	"golang.org/x/sys/unix"
 
+	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/clients"
-	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/metrics"
+	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
 // runOptions is a parsed ssestress run command line: the merged
@@ -31,11 +35,19 @@ type runOptions struct {
 	configFile       string
 	out              string // session file; empty: ssestress-<scenario>-<timestamp>.db
 	json             bool
-	header           http.Header
+	req              requestFlags
+	setup            *requestSetup // headers, TLS, transport made from req
 	backoff          time.Duration
 	retryOnHTTPError bool
+	httpAddr         string // --http: live view address; empty: none
+	serverPID        int    // --server-pid: sampled into the samples and /metrics
 	args             []string
 	notes            []string // remarks about ignored settings, printed at the start
+
+	// afterRun, when set (tests), is called once the session file is
+	// closed and before the live view stops, with the live view (nil
+	// without --http).
+	afterRun func(lv *liveView)
 }
 
 // probeTimeout bounds the pre-flight connection to a --target.
@@ -48,6 +60,10 @@ const runExamples = `  ssestress run --scenario=flood --connections=20 --duratio
   ssestress run --scenario=churn --churn-rate=6 --duration=10m --target http://127.0.0.1:8090
   ssestress run --config=custom-test.json --duration=30s
   ssestress run --scenario=flood --duration=30s --json
+  ssestress run --target https://feed.example/ --token-env FEED_TOKEN --header 'X-Client: ssestress' --http2
+  ssestress run --target https://127.0.0.1:8443 --ca feed-cert.pem --duration=10m
+  ssestress run --scenario=long-running --duration=72h --http 127.0.0.1:9090 --server-pid 4242
+    (then: curl 127.0.0.1:9090/metrics, curl '127.0.0.1:9090/report?format=markdown')
 
 Scenarios and their defaults (the seed test plan):
   flood         20 connections opened at 1-5 per second, 1h
@@ -57,7 +73,9 @@ Scenarios and their defaults (the seed test plan):
 
 A config file holds the same settings as JSON, e.g.
   {"scenario": "churn", "connections": 10, "duration": "24h", "churnRate": 1,
-   "symbolGroups": [["AAPL","MSFT"],["AMZN","META"]], "monitorInterval": "5m"}`
+   "symbolGroups": [["AAPL","MSFT"],["AMZN","META"]], "monitorInterval": "5m"}
+A group may be served under its own path:
+  "symbolGroups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
 
 // runRun is ssestress run.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,8 +98,9 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	}
 	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
-	var headers stringList
-	fs.Var(&headers, "header", "extra request header 'Name: value' (repeatable)")
+	o.req.register(fs)
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "`PID` of the server process: its memory and open fds are sampled beside the run's")
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
@@ -93,11 +112,24 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	if o.backoff < 0 {
 		return nil, usageErrorf("run: --backoff must not be negative")
 	}
-	h, err := parseHeaderFlags(headers)
+	setup, err := o.req.build()
 	if err != nil {
 		return nil, usageErrorf("run: %v", err)
 	}
-	o.header = h
+	o.setup = setup
+	if o.httpAddr != "" {
+		if _, err := liveListenAddr(o.httpAddr); err != nil {
+			return nil, usageErrorf("run: %v", err)
+		}
+	}
+	if o.serverPID < 0 {
+		return nil, usageErrorf("run: --server-pid must be a process id")
+	}
+	if o.serverPID > 0 {
+		if _, err := procstat.Read(o.serverPID); err != nil && !errors.Is(err, procstat.ErrUnsupported) {
+			return nil, usageErrorf("run: --server-pid %d: no such process readable here", o.serverPID)
+		}
+	}
 
 	var cfg runConfig
 	if o.configFile != "" {
@@ -130,14 +162,15 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	return o, nil
 }
 
-// parseHeaderFlags reads "Name: value" lines.
+// parseHeaderFlags reads "Name: value" lines. A bad line is not quoted in
+// the error: it may hold a credential.
 func parseHeaderFlags(lines []string) (http.Header, error) {
 	h := http.Header{}
-	for _, l := range lines {
+	for i, l := range lines {
 		name, value, ok := strings.Cut(l, ":")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
-			return nil, fmt.Errorf("--header %q: use 'Name: value'", l)
+			return nil, fmt.Errorf("--header number %d is not 'Name: value' (not shown: it may hold a credential)", i+1)
 		}
 		h.Add(name, strings.TrimSpace(value))
 	}
@@ -148,6 +181,7 @@ func parseHeaderFlags(lines []string) (http.Header, error) {
 type runTarget struct {
 	url       string        // base URL or template of the service
 	embedded  *feed.Running // nil for a --target
+	certPEM   []byte        // the embedded server's generated certificate (https)
 	endpoints []session.Endpoint
 }
 
@@ -159,25 +193,37 @@ func (t *runTarget) stop() {
 
 // startRunTarget returns the service to measure: the --target, or the embedded
 // server started on a free loopback port with the scenario's message rate.
-func startRunTarget(cfg runConfig) (*runTarget, error) {
+// With useTLS the embedded server listens with TLS and HTTP/2 on a
+// certificate generated for the run (run --http2 then measures what
+// browsers do against production: h2 over TLS).
+func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 	if cfg.Target != "" {
 		u, err := clients.StreamURL(cfg.Target, cfg.Path, []string{"X"})
 		if err != nil {
 			return nil, err
 		}
 		return &runTarget{url: cfg.Target, endpoints: []session.Endpoint{
-			{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(u), URL: cfg.Target},
+			{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(u), URL: redactURL(cfg.Target)},
 		}}, nil
 	}
 	rate, err := feed.ParseRate(cfg.MessageRate)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: rate})
+	var (
+		tlsConfig *tls.Config
+		certPEM   []byte
+	)
+	if useTLS {
+		if tlsConfig, certPEM, err = tlsutil.ServerConfig(tlsutil.ServerOptions{SelfSigned: true}); err != nil {
+			return nil, fmt.Errorf("embedded server: %w", err)
+		}
+	}
+	srv, err := feed.StartTLS("127.0.0.1:0", feed.Config{Rate: rate}, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
-	return &runTarget{url: srv.URL, embedded: srv, endpoints: []session.Endpoint{
+	return &runTarget{url: srv.URL, embedded: srv, certPEM: certPEM, endpoints: []session.Endpoint{
 		{Role: session.RoleServer, Name: "embedded", Addr: srv.Addr, URL: srv.URL},
 	}}, nil
 }
@@ -205,20 +251,30 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	for _, n := range o.notes {
 		fmt.Fprintln(errOut, "ssestress: note:", n)
 	}
+	setup := o.setup
+	if setup == nil {
+		setup = &requestSetup{}
+	}
 
-	tgt, err := startRunTarget(cfg)
+	tgt, err := startRunTarget(cfg, setup.http2)
 	if err != nil {
 		return err
 	}
 	defer tgt.stop()
+	if tgt.certPEM != nil {
+		if err := setup.trust(tgt.certPEM); err != nil {
+			return err
+		}
+	}
+	defer setup.close()
 	clientURL, hops, stopHops, err := o.clientTarget(ctx, tgt)
 	if err != nil {
 		return err
 	}
 	defer stopHops()
 	if tgt.embedded == nil {
-		if err := clients.Probe(ctx, clientURL, probeTimeout); err != nil {
-			return fmt.Errorf("cannot reach target %s: %v (%s)", cfg.Target, err, errclass.Classify(err))
+		if err := setup.probe(ctx, "target ", clientURL); err != nil {
+			return err
 		}
 	}
 
@@ -234,11 +290,13 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer w.Close()
-	cfgJSON, _ := json.Marshal(cfg)
+	stored := cfg
+	stored.Target = redactURL(cfg.Target)
+	cfgJSON, _ := json.Marshal(stored)
 	host, _ := os.Hostname()
 	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "run", Args: o.args, Scenario: cfg.Scenario,
-		Target: tgt.url, Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
+		Tool: "ssestress " + version, Command: "run", Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario,
+		Target: redactURL(tgt.url), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
 	}
 	w.PutMeta(session.MetaRun, info)
 	for _, e := range append(tgt.endpoints, hops...) {
@@ -250,12 +308,16 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if tgt.embedded == nil {
 		which = "target"
 	}
+	if setup.http2 {
+		which += ", HTTP/2"
+	}
 	fmt.Fprintf(errOut, "ssestress run: %s, %s for %v against %s (%s); session file %s\n",
-		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, tgt.url, which, path)
+		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, redactURL(tgt.url), which, path)
 
 	counters := &clients.Counters{}
 	opts := &clients.Options{
-		Header: o.header, UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
+		Transport: setup.transport, Header: setup.header, Redact: setup.redact,
+		UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
 		RetryOnHTTPError: o.retryOnHTTPError, Recorder: w, Counters: counters,
 		// Open connections are rewritten with their progress as often as
 		// the monitor samples, but at most once a second each.
@@ -266,18 +328,57 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	}
 	mon := &clients.Monitor{
 		Interval: time.Duration(cfg.MonitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(stderr), Start: start,
+		Out: errOut, Terminal: writerIsTerminal(stderr), Start: start, ServerPID: o.serverPID,
 	}
+
+	// fileMu keeps the live /report off the file while the writer closes
+	// it; afterwards the report reads the closed file.
+	var (
+		fileMu     sync.RWMutex
+		fileClosed bool
+		live       *liveView
+	)
+	if o.httpAddr != "" {
+		live, err = startLiveView(liveConfig{
+			addr:    o.httpAddr,
+			collect: runMetrics(cfg.Scenario, start, counters, w, setup, o.serverPID),
+			report: func(out io.Writer, format string) error {
+				fileMu.RLock()
+				defer fileMu.RUnlock()
+				var (
+					rep *analysis.Report
+					err error
+				)
+				if fileClosed {
+					rep, err = analysis.LoadFiles(path)
+				} else {
+					rep, err = analysis.Load(w.Reader())
+				}
+				if err != nil {
+					return err
+				}
+				return analysis.Render(out, rep, format)
+			},
+			session: path,
+		})
+		if err != nil {
+			return err
+		}
+		defer live.close()
+		fmt.Fprintf(errOut, "ssestress run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
+	}
+
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.Run(monCtx) }()
 
 	res, runErr := clients.Run(ctx, clients.RunConfig{
 		Plan: plan, Duration: time.Duration(cfg.Duration), Target: clientURL, Path: cfg.Path,
-		Groups: cfg.SymbolGroups, Options: opts,
+		Groups: cfg.SymbolGroups, GroupPaths: cfg.GroupPaths, Options: opts,
 	})
 	stopMon()
 	<-monDone
+	setup.close()
 
 	sum := session.Summary{
 		Scenario:          cfg.Scenario,
@@ -298,9 +399,17 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
 	w.PutMeta(session.MetaSummary, sum)
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("session file %s: %w", path, err)
+	fileMu.Lock()
+	fileClosed = true
+	closeErr := w.Close()
+	fileMu.Unlock()
+	if closeErr != nil {
+		return fmt.Errorf("session file %s: %w", path, closeErr)
 	}
+	if o.afterRun != nil {
+		o.afterRun(live)
+	}
+	live.close()
 	if runErr != nil {
 		return runErr
 	}
@@ -432,4 +541,38 @@ func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
 			concurrent, need, lim.Cur)
 	}
 	return nil
+}
+
+// runMetrics returns the /metrics families of a run, read from the same
+// counters the summary and the samples are made of, so that at the end of
+// a run they agree with the session file.
+func runMetrics(scenario string, start time.Time, c *clients.Counters, w *session.Writer, setup *requestSetup, serverPID int) func() []metrics.Family {
+	procs := []metrics.Process{metrics.Self()}
+	if serverPID > 0 {
+		procs = append(procs, metrics.Process{Role: "server", PID: serverPID})
+	}
+	return func() []metrics.Family {
+		errs := metrics.Family{Name: "ssestress_errors_total", Kind: metrics.Counter,
+			Help: "Classified failures of the generated clients by error class and hop (client: between the clients and the first hop)."}
+		errs.Samples = metrics.CountsByLabel(c.Errors(), "class", metrics.Label{Name: "hop", Value: session.HopClient})
+		fams := []metrics.Family{
+			{Name: "ssestress_info", Kind: metrics.Gauge, Help: "The command and scenario of this process (always 1).",
+				Samples: []metrics.Sample{{Labels: metrics.L("command", "run", "scenario", scenario, "version", version), Value: 1}}},
+			metrics.One("ssestress_uptime_seconds", "Seconds since the run started.", metrics.Gauge, time.Since(start).Seconds()),
+			metrics.One("ssestress_streams_active", "Streams with an open event-stream response now.", metrics.Gauge, float64(c.Active.Load())),
+			metrics.One("ssestress_streams_active_max", "Most streams open at once so far.", metrics.Gauge, float64(c.ActiveMax.Load())),
+			metrics.One("ssestress_connections_opened_total", "Logical client connections (EventSources) started.", metrics.Counter, float64(c.Streams.Load())),
+			metrics.One("ssestress_connection_attempts_total", "Connection attempts: first connects and reconnects.", metrics.Counter, float64(c.Attempts.Load())),
+			metrics.One("ssestress_reconnects_total", "Reconnects after a failure.", metrics.Counter, float64(c.Reconnects.Load())),
+			metrics.One("ssestress_messages_total", "SSE events dispatched to the clients.", metrics.Counter, float64(c.Messages.Load())),
+			metrics.One("ssestress_comments_total", "SSE comments (heartbeats) received.", metrics.Counter, float64(c.Comments.Load())),
+			errs,
+			metrics.One("ssestress_session_records_committed_total", "Records written to the session file.", metrics.Counter, float64(w.Committed())),
+			metrics.One("ssestress_session_records_dropped_total", "Records not written (queue or file full).", metrics.Counter, float64(w.Dropped())),
+		}
+		if setup != nil && setup.h2 != nil {
+			fams = append(fams, metrics.One("ssestress_http2_connections", "TCP connections the HTTP/2 streams share.", metrics.Gauge, float64(setup.h2.Connections())))
+		}
+		return append(fams, metrics.ProcessFamilies(procs...)...)
+	}
 }

@@ -117,7 +117,7 @@ func TestRunBadInput(t *testing.T) {
 		{"monitor interval too short", []string{"run", "--monitor-interval=10ms"},
 			"run: --monitor-interval: must be at least 100ms, got 10ms", 2},
 		{"bad header", []string{"run", "--header=NoColon"},
-			`run: --header "NoColon": use 'Name: value'`, 2},
+			"run: --header number 1 is not 'Name: value' (not shown: it may hold a credential)", 2},
 		{"variable on flood", []string{"run", "--variable=5-10"},
 			"run: variable applies to the mixed scenario only (scenario is flood)", 2},
 		{"positional argument", []string{"run", "flood"},

@@ -38,6 +38,33 @@ type runConfig struct {
 	Variable        string       `json:"variable,omitempty"` // mixed: size range of the variable set
 	Path            string       `json:"path"`               // request template, {symbols} = the group
 	Seed            uint64       `json:"seed"`               // pacing and variable-set draws
+	// GroupPaths[i], when not empty, is the request template of
+	// SymbolGroups[i] instead of Path. In the file a group with its own
+	// path is an object: {"symbols": ["AAPL"], "path": "/v2/stream?s={symbols}"}.
+	GroupPaths []string `json:"-"`
+}
+
+// MarshalJSON writes the config as the config file reads it: a group with
+// its own path as an object, the others as arrays.
+func (c runConfig) MarshalJSON() ([]byte, error) {
+	type plain runConfig
+	groups := make([]any, len(c.SymbolGroups))
+	for i, g := range c.SymbolGroups {
+		groups[i] = g
+		if i < len(c.GroupPaths) && c.GroupPaths[i] != "" {
+			groups[i] = groupObject{Symbols: g, Path: c.GroupPaths[i]}
+		}
+	}
+	return json.Marshal(struct {
+		plain
+		SymbolGroups []any `json:"symbolGroups"`
+	}{plain(c), groups})
+}
+
+// groupObject is a symbol group with its own request path.
+type groupObject struct {
+	Symbols []string `json:"symbols"`
+	Path    string   `json:"path"`
 }
 
 // configField is one key of the config file and its flag.
@@ -84,26 +111,13 @@ var configFields = []configField{
 		func(c *runConfig, raw json.RawMessage) error { return c.setDuration(&c.Duration, raw, 0) },
 		func(c *runConfig, s string) error { return c.setDurationText(&c.Duration, s, 0) }},
 	{"symbolGroups", "symbol-groups", "symbol `groups` assigned round-robin: 'AAPL,MSFT;AMZN,META' (groups separated by ;)",
-		func(c *runConfig, raw json.RawMessage) error {
-			var nested [][]string
-			if err := json.Unmarshal(raw, &nested); err == nil {
-				return c.setGroups(nested)
-			}
-			var flat []string
-			if err := json.Unmarshal(raw, &flat); err != nil {
-				return errors.New(`must be an array of groups, e.g. [["AAPL","MSFT"],["AMZN"]] or ["AAPL,MSFT","AMZN"]`)
-			}
-			groups := make([][]string, len(flat))
-			for i, g := range flat {
-				groups[i] = strings.Split(g, ",")
-			}
-			return c.setGroups(groups)
-		},
+		(*runConfig).groupsFromJSON,
 		func(c *runConfig, s string) error {
 			var groups [][]string
 			for _, g := range strings.Split(s, ";") {
 				groups = append(groups, strings.Split(g, ","))
 			}
+			c.GroupPaths = nil // the flag replaces the file's groups, paths included
 			return c.setGroups(groups)
 		}},
 	{"churnRate", "churn-rate", "`N` per minute: connections replaced (churn), changes of the variable set (mixed)",
@@ -234,6 +248,81 @@ func (c *runConfig) setGroups(groups [][]string) error {
 	}
 	c.SymbolGroups = out
 	return nil
+}
+
+// groupsFromJSON reads symbolGroups: an array whose elements are arrays of
+// symbols, "A,B" strings, or {"symbols": ..., "path": ...} objects.
+func (c *runConfig) groupsFromJSON(raw json.RawMessage) error {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return errors.New(`must be an array of groups, e.g. [["AAPL","MSFT"],["AMZN"]] or ["AAPL,MSFT","AMZN"]`)
+	}
+	groups := make([][]string, len(elems))
+	paths := make([]string, len(elems))
+	anyPath := false
+	for i, e := range elems {
+		var err error
+		groups[i], paths[i], err = groupFromJSON(e)
+		if err != nil {
+			return fmt.Errorf("group %d: %v", i+1, err)
+		}
+		anyPath = anyPath || paths[i] != ""
+	}
+	if err := c.setGroups(groups); err != nil {
+		return err
+	}
+	c.GroupPaths = nil
+	if anyPath {
+		c.GroupPaths = paths
+	}
+	return nil
+}
+
+// groupFromJSON reads one element of symbolGroups.
+func groupFromJSON(raw json.RawMessage) ([]string, string, error) {
+	symbols := func(raw json.RawMessage) ([]string, error) {
+		var list []string
+		if err := json.Unmarshal(raw, &list); err == nil {
+			return list, nil
+		}
+		var joined string
+		if err := json.Unmarshal(raw, &joined); err == nil {
+			return strings.Split(joined, ","), nil
+		}
+		return nil, fmt.Errorf(`symbols must be an array of strings or "A,B", got %s`, raw)
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		syms, err := symbols(raw)
+		return syms, "", err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, "", fmt.Errorf("invalid object: %v", err)
+	}
+	for k := range obj {
+		if k != "symbols" && k != "path" {
+			return nil, "", fmt.Errorf(`unknown field %q (a group object has "symbols" and "path")`, k)
+		}
+	}
+	rawSyms, ok := obj["symbols"]
+	if !ok {
+		return nil, "", errors.New(`a group object needs "symbols"`)
+	}
+	syms, err := symbols(rawSyms)
+	if err != nil {
+		return nil, "", err
+	}
+	path := ""
+	if rawPath, ok := obj["path"]; ok {
+		if err := json.Unmarshal(rawPath, &path); err != nil {
+			return nil, "", fmt.Errorf("path must be a string, got %s", rawPath)
+		}
+		if !strings.HasPrefix(path, "/") {
+			return nil, "", fmt.Errorf("path must start with /, got %q", path)
+		}
+	}
+	return syms, path, nil
 }
 
 func (c *runConfig) setChurnRate(v float64) error {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
 // serveOptions are the flags of ssestress serve.
@@ -16,6 +18,7 @@ type serveOptions struct {
 	heartbeat time.Duration
 	retry     time.Duration
 	history   int
+	tls       tlsutil.ServerOptions
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -26,12 +29,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "interval of comment heartbeats (0 disables)")
 	fs.DurationVar(&o.retry, "retry", 3*time.Second, "reconnection time advertised with retry: (0 sends none)")
 	fs.IntVar(&o.history, "history", 10000, "events kept per symbol group for Last-Event-ID resumption")
-	err := parseFlags(fs, args, stdout, "serve [--listen ADDR] [--message-rate N|MIN-MAX] [--heartbeat D]",
+	fs.StringVar(&o.tls.CertFile, "tls-cert", "", "serve https with this PEM certificate `file` (with --tls-key); HTTP/2 is offered too")
+	fs.StringVar(&o.tls.KeyFile, "tls-key", "", "PEM private key `file` of --tls-cert")
+	fs.BoolVar(&o.tls.SelfSigned, "tls-self-signed", false, "serve https with a certificate generated at start for 127.0.0.1, ::1 and localhost")
+	fs.StringVar(&o.tls.CertOut, "tls-cert-out", "", "write the generated certificate to `file`, for clients' --ca")
+	err := parseFlags(fs, args, stdout, "serve [--listen ADDR] [--message-rate N|MIN-MAX] [--heartbeat D] [--tls-self-signed [--tls-cert-out FILE] | --tls-cert FILE --tls-key FILE]",
 		`  ssestress serve --listen 127.0.0.1:8090
   ssestress serve --message-rate 100-1000 --heartbeat 5s
-  curl -N 'http://127.0.0.1:8090/stream?symbols=AAPL,MSFT'`)
+  curl -N 'http://127.0.0.1:8090/stream?symbols=AAPL,MSFT'
+  ssestress serve --listen 127.0.0.1:8443 --tls-self-signed --tls-cert-out feed-cert.pem
+  ssestress tail --ca feed-cert.pem --http2 'https://127.0.0.1:8443/stream?symbols=AAPL'
+  ssestress serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem`)
 	if err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if o.tls.CertOut != "" && !o.tls.SelfSigned {
+		return usageErrorf("serve: --tls-cert-out writes the certificate --tls-self-signed generates")
+	}
+	var tlsConfig *tls.Config
+	if o.tls.Enabled() {
+		tlsConfig, _, err = tlsutil.ServerConfig(o.tls)
+		if err != nil {
+			return usageErrorf("serve: %v", err)
+		}
 	}
 	rate, err := feed.ParseRate(o.rate)
 	if err != nil {
@@ -41,12 +64,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("serve: --history must be positive")
 	}
 	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history}
-	srv, err := feed.Start(o.listen, cfg)
+	srv, err := feed.StartTLS(o.listen, cfg, tlsConfig)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "serving SSE quote feed on %s/stream?symbols=AAPL,MSFT (%s msg/min per group, heartbeat %s)\n",
 		srv.URL, rate, o.heartbeat)
+	if o.tls.CertOut != "" {
+		fmt.Fprintf(stdout, "certificate written to %s (clients: --ca %s)\n", o.tls.CertOut, o.tls.CertOut)
+	}
 	<-ctx.Done()
 	srv.Shutdown()
 	st := srv.Stats()

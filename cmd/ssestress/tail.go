@@ -20,16 +20,18 @@ type tailOptions struct {
 	url              string
 	json             bool
 	count            int
-	headers          stringList
+	req              requestFlags
 	retryOnHTTPError bool
 	lastEventID      string
 }
 
-const tailSynopsis = "tail URL [--json] [--count N] [--header 'Name: value']"
+const tailSynopsis = "tail URL [--json] [--count N] [--header 'Name: value'] [--token-env VAR] [--ca FILE | --insecure] [--http2]"
 
 const tailExamples = `  ssestress tail 'http://127.0.0.1:8090/stream?symbols=AAPL,MSFT'
   ssestress tail --json --count 5 'http://127.0.0.1:8090/stream?symbols=AAPL'
   ssestress tail --header 'Authorization: Bearer xyz' https://feed.example/stream
+  ssestress tail --token-file ~/.feed-token --cookie 'region=eu' --http2 'https://feed.example/stream?symbols=AAPL'
+  ssestress tail --ca feed-cert.pem 'https://127.0.0.1:8443/stream?symbols=AAPL'
 
 With --json, one object per line:
   {"type":"event","id":"41","event":"quote","data":"{...}","time":"2025-01-02T15:04:05.123456789Z"}
@@ -70,7 +72,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlags("tail")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per line")
 	fs.IntVar(&o.count, "count", 0, "exit after N events (0: until interrupted)")
-	fs.Var(&o.headers, "header", "extra request header 'Name: value' (repeatable)")
+	o.req.register(fs)
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-ID on the first request too (resume a stream)")
 	// Flags may come before or after the URL.
@@ -98,12 +100,13 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return usageErrorf("tail: %v", err)
 	}
-	header, err := parseHeaderFlags(o.headers)
+	setup, err := o.req.build()
 	if err != nil {
 		return usageErrorf("tail: %v", err)
 	}
-	if err := clients.Probe(ctx, o.url, probeTimeout); err != nil {
-		return fmt.Errorf("cannot reach %s: %v (%s)", o.url, err, errclass.Classify(err))
+	defer setup.close()
+	if err := setup.probe(ctx, "", o.url); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -111,7 +114,8 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	p := &tailPrinter{w: stdout, json: o.json}
 	events := 0
 	opts := &clients.Options{
-		Header: header, UserAgent: "ssestress/" + version, RetryOnHTTPError: o.retryOnHTTPError,
+		Transport: setup.transport, Header: setup.header, Redact: setup.redact,
+		UserAgent: "ssestress/" + version, RetryOnHTTPError: o.retryOnHTTPError,
 		OnFrame: func(_ *clients.Stream, f *sse.Frame, at time.Time) {
 			if o.count > 0 && events >= o.count {
 				return
@@ -141,7 +145,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		s.SetLastEventID(o.lastEventID)
 	}
 	if err := s.Run(ctx); err != nil {
-		return fmt.Errorf("stream failed: %w (%s)", err, errclass.Classify(err))
+		return fmt.Errorf("stream failed: %s (%s)", setup.redact(err.Error()), errclass.Classify(err))
 	}
 	return p.err
 }

@@ -17,7 +17,9 @@ import (
 	"syscall"
 )
 
-// The classes. HTTP statuses are "HTTP_<code>" (see HTTP).
+// The classes. HTTP statuses are "HTTP_<code>" (see HTTP); HTTP/2 stream
+// resets and GOAWAYs are "H2_RST_STREAM:<code>" and "H2_GOAWAY:<code>"
+// (see H2RSTStream, H2GoAway).
 const (
 	ECONNRESET     = "ECONNRESET"     // the peer (or something on the path) sent a TCP RST
 	EPIPE          = "EPIPE"          // write after the peer closed
@@ -63,6 +65,9 @@ func Classify(err error) string {
 	if errors.As(err, &c) {
 		return c.ErrClass()
 	}
+	if class := classifyH2(err); class != "" {
+		return class
+	}
 	switch {
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED):
 		return ECONNRESET
@@ -106,6 +111,13 @@ func isTLS(err error) bool {
 		ci   x509.CertificateInvalidError
 		echr *tls.ECHRejectionError
 	)
-	return errors.As(err, &rh) || errors.As(err, &alt) || errors.As(err, &cv) ||
-		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &echr)
+	if errors.As(err, &rh) || errors.As(err, &alt) || errors.As(err, &cv) ||
+		errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &echr) {
+		return true
+	}
+	// An alert from the peer ("remote error: tls: bad certificate") is an
+	// OpError whose Op crypto/tls sets to "remote error"; its alert type
+	// is unexported.
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"syscall"
 	"testing"
@@ -71,13 +74,14 @@ func TestClassifyRealSockets(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 	}()
+	// The RST may already have arrived when connect(2) reports back: the
+	// dial itself then fails with ECONNRESET, which is the same class.
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Read(make([]byte, 1))
-	c.Close()
 	if got := Classify(err); got != ECONNRESET {
 		t.Errorf("read after RST: %v → %q, want ECONNRESET", err, got)
 	}
@@ -85,5 +89,29 @@ func TestClassifyRealSockets(t *testing.T) {
 	_, err = net.DialTimeout("tcp", addr, 5*time.Second)
 	if got := Classify(err); got != ECONNREFUSED {
 		t.Errorf("dial closed port: %v → %q, want ECONNREFUSED", err, got)
+	}
+}
+
+// TestClassifyRemoteTLSAlert: an alert sent by the peer (here: no common
+// ALPN protocol) is TLS, though crypto/tls reports it as a plain OpError.
+func TestClassifyRemoteTLSAlert(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the point
+	srv.StartTLS()                                   // offers http/1.1 only
+	defer srv.Close()
+	c, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	err = tc.Handshake()
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" {
+		t.Fatalf("handshake: %v, want a remote alert", err)
+	}
+	if got := Classify(err); got != TLS {
+		t.Fatalf("%v → %q, want TLS", err, got)
 	}
 }

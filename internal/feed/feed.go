@@ -11,6 +11,7 @@ package feed
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -156,8 +157,16 @@ type Running struct {
 }
 
 // Start listens on addr (DefaultListen when empty; "127.0.0.1:0" picks a
-// free port) and serves until Shutdown.
+// free port) and serves until Shutdown. It speaks HTTP/1.1 and, for
+// clients that start with the HTTP/2 preface, h2c (HTTP/2 without TLS).
 func Start(addr string, cfg Config) (*Running, error) {
+	return StartTLS(addr, cfg, nil)
+}
+
+// StartTLS is Start with TLS when tlsConfig is not nil: the URL is https
+// and HTTP/2 is offered with ALPN beside HTTP/1.1, as production SSE
+// services behind a CDN are reached.
+func StartTLS(addr string, cfg Config, tlsConfig *tls.Config) (*Running, error) {
 	if addr == "" {
 		addr = DefaultListen
 	}
@@ -167,8 +176,23 @@ func Start(addr string, cfg Config) (*Running, error) {
 	}
 	s := New(cfg)
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	return &Running{Server: s, URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), http: hs}, nil
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetHTTP2(true)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		tc := tlsConfig.Clone()
+		if len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"h2", "http/1.1"}
+		}
+		hs.TLSConfig = tc
+		go hs.ServeTLS(ln, "", "")
+	} else {
+		hs.Protocols.SetUnencryptedHTTP2(true)
+		go hs.Serve(ln)
+	}
+	return &Running{Server: s, URL: scheme + "://" + ln.Addr().String(), Addr: ln.Addr().String(), http: hs}, nil
 }
 
 // Shutdown ends the streams, closes the listener and waits for handlers.

@@ -25,8 +25,9 @@ var (
 
 // Reader reads a session file. It opens it read-only and never writes.
 type Reader struct {
-	db   *bolt.DB
-	path string
+	db       *bolt.DB
+	path     string
+	borrowed bool // the Writer's database (Writer.Reader): Close leaves it open
 }
 
 // Open opens path read-only. It waits at most about a second for a writer's
@@ -120,7 +121,7 @@ func checkSize(path string, size int64) error {
 func openError(path string, err error) error {
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return fmt.Errorf("%s %w", path, ErrInUse)
+		return inUseError(path)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch),
 		errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrInvalidMapping):
 		return fmt.Errorf("%s %w (%v)", path, ErrNotSession, err)
@@ -132,8 +133,13 @@ func openError(path string, err error) error {
 // Path is the file's path.
 func (r *Reader) Path() string { return r.path }
 
-// Close closes the file.
-func (r *Reader) Close() error { return r.db.Close() }
+// Close closes the file (a Writer's Reader leaves it to the Writer).
+func (r *Reader) Close() error {
+	if r.borrowed {
+		return nil
+	}
+	return r.db.Close()
+}
 
 // DB gives read access to the underlying database for consumers with needs
 // the helpers below do not cover.

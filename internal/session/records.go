@@ -158,6 +158,12 @@ type Sample struct {
 	// TimerLag is how late the monitor's tick fired: the tool's own
 	// scheduling delay.
 	TimerLag time.Duration `json:"timer_lag_ns"`
+	// ServerPID, ServerRSS and ServerFDs describe the server process named
+	// with run --server-pid (absent without it, or once it has exited), so
+	// a server's leak shows beside the errors it causes.
+	ServerPID int    `json:"server_pid,omitempty"`
+	ServerRSS uint64 `json:"server_rss_bytes,omitempty"`
+	ServerFDs int    `json:"server_fds,omitempty"`
 }
 
 func (Sample) Bucket() string { return BucketSamples }

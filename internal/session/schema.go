@@ -46,6 +46,10 @@
 //
 // A newer tool adds buckets; it bumps SchemaVersion only when an existing
 // bucket changes meaning. A Reader refuses files with a newer version.
+//
+// Beside the file, "<file>.live" holds the URL of the live view (--http) of
+// the process writing it, while it runs (see WriteLiveURL): a Reader refused
+// by the lock names it in the ErrInUse message.
 package session
 
 // SchemaVersion is the version of the layout described in the package doc.

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssestress/ssestress/analysis"
+	"github.com/ssestress/ssestress/internal/metrics"
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// liveConfig configures the live view of a long-lived command (run today;
+// proxy and replay can use the same): --http ADDR.
+type liveConfig struct {
+	// addr is the --http value: "127.0.0.1:9090", ":9090" or "9090"
+	// (a missing host means loopback), "127.0.0.1:0" for any free port.
+	addr string
+	// collect builds the /metrics families at each scrape.
+	collect func() []metrics.Family
+	// report writes the current report in format (one of analysis.Formats);
+	// nil leaves /report out.
+	report func(w io.Writer, format string) error
+	// session is the file being written: a hint beside it names the live
+	// view, so that report on the file in use points here.
+	session string
+}
+
+// liveView is a running live view.
+type liveView struct {
+	URL        string // http://127.0.0.1:9090
+	srv        *http.Server
+	done       chan struct{}
+	removeHint func()
+}
+
+// liveListenAddr reads an --http value; a missing host is loopback, so a
+// live view is never exposed to the network by accident.
+func liveListenAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("--http: empty address")
+	}
+	if !strings.Contains(s, ":") {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("--http %q: use HOST:PORT, e.g. 127.0.0.1:9090", s)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// reportContentTypes are the media types of the report formats.
+var reportContentTypes = map[string]string{
+	"json": "application/json",
+	"html": "text/html; charset=utf-8",
+	"csv":  "text/csv; charset=utf-8",
+}
+
+// startLiveView listens and serves /metrics, /report and an index at /.
+func startLiveView(cfg liveConfig) (*liveView, error) {
+	addr, err := liveListenAddr(cfg.addr)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	lv := &liveView{URL: "http://" + ln.Addr().String(), done: make(chan struct{}), removeHint: func() {}}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(cfg.collect))
+	if cfg.report != nil {
+		var one sync.Mutex // a report reads the whole file: one at a time
+		mux.HandleFunc("GET /report", func(w http.ResponseWriter, r *http.Request) {
+			format := r.URL.Query().Get("format")
+			if format == "" {
+				format = "table"
+			}
+			if !slices.Contains(analysis.Formats(), format) {
+				http.Error(w, fmt.Sprintf("unknown format %q (use %s)", format, strings.Join(analysis.Formats(), ", ")), http.StatusBadRequest)
+				return
+			}
+			one.Lock()
+			var buf bytes.Buffer
+			err := cfg.report(&buf, format)
+			one.Unlock()
+			if err != nil {
+				http.Error(w, "report: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			ct, ok := reportContentTypes[format]
+			if !ok {
+				ct = "text/plain; charset=utf-8"
+			}
+			w.Header().Set("Content-Type", ct)
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(buf.Bytes())
+		})
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ssestress live view")
+		fmt.Fprintln(w, "  /metrics   Prometheus text format")
+		if cfg.report != nil {
+			fmt.Fprintf(w, "  /report    the current report (?format=%s)\n", strings.Join(analysis.Formats(), "|"))
+		}
+	})
+	lv.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(lv.done)
+		lv.srv.Serve(ln)
+	}()
+	if cfg.session != "" {
+		remove, err := session.WriteLiveURL(cfg.session, lv.URL)
+		if err == nil {
+			lv.removeHint = remove
+		}
+	}
+	return lv, nil
+}
+
+// close removes the hint and stops the server, letting a scrape in
+// progress finish (at most two seconds).
+func (l *liveView) close() {
+	if l == nil {
+		return
+	}
+	l.removeHint()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if l.srv.Shutdown(ctx) != nil {
+		l.srv.Close()
+	}
+	<-l.done
+}

@@ -1,0 +1,215 @@
+// Package tlsutil builds the TLS configurations of ssestress: the client
+// side of run, tail (and later replay run and bisect) from --ca and
+// --insecure, and the server side of serve (and the proxy's listener) from
+// --tls-cert/--tls-key or a certificate generated at start
+// (--tls-self-signed), whose PEM can be written out for clients to trust.
+//
+// Certificates enter as PEM files or are generated here; they leave as
+// *tls.Config values and, for a generated one, as PEM bytes.
+package tlsutil
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"time"
+)
+
+// Errors of the package, each wrapped with the file it concerns.
+var (
+	// ErrNoCertificates: a --ca file holds no PEM certificate.
+	ErrNoCertificates = errors.New("holds no PEM certificate")
+	// ErrNoServerCert: a TLS listener was asked for without a certificate.
+	ErrNoServerCert = errors.New("TLS needs --tls-cert and --tls-key, or --tls-self-signed")
+	// ErrConflict: options that exclude each other were given together.
+	ErrConflict = errors.New("conflicting TLS options")
+)
+
+// DefaultValidity is how long a generated certificate is valid: longer
+// than the longest run (72 h), short enough not to be mistaken for a real
+// one.
+const DefaultValidity = 30 * 24 * time.Hour
+
+// DefaultHosts are the names a generated certificate is valid for when no
+// others are given: every way a loopback client may address the server.
+var DefaultHosts = []string{"127.0.0.1", "::1", "localhost"}
+
+// SelfSigned generates an ECDSA P-256 certificate that is its own CA, valid
+// for hosts (IP addresses or DNS names; DefaultHosts when empty) for
+// validFor (DefaultValidity when zero or negative). It returns the
+// certificate ready for a tls.Config and its PEM encoding, which clients
+// load with --ca.
+func SelfSigned(hosts []string, validFor time.Duration) (tls.Certificate, []byte, error) {
+	if len(hosts) == 0 {
+		hosts = DefaultHosts
+	}
+	if validFor <= 0 {
+		validFor = DefaultValidity
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("generate serial: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"ssestress"}, CommonName: "ssestress self-signed"},
+		NotBefore:             now.Add(-time.Hour), // tolerate clocks a little behind
+		NotAfter:              now.Add(validFor),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("create certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certPEM, nil
+}
+
+// ServerOptions say where a TLS listener's certificate comes from. Exactly
+// one source is used: CertFile and KeyFile, or SelfSigned.
+type ServerOptions struct {
+	CertFile, KeyFile string
+	// SelfSigned generates a certificate at start for Hosts.
+	SelfSigned bool
+	// Hosts are the names a generated certificate is valid for
+	// (DefaultHosts when empty).
+	Hosts []string
+	// CertOut, when set, receives the generated certificate's PEM so that
+	// clients can trust it (ssestress tail --ca CertOut). It is written
+	// with mode 0644 and replaced if it exists: it holds no secret.
+	CertOut string
+}
+
+// Enabled reports whether the options ask for TLS at all.
+func (o ServerOptions) Enabled() bool {
+	return o.SelfSigned || o.CertFile != "" || o.KeyFile != ""
+}
+
+// ServerConfig returns the tls.Config of a listener that speaks HTTP/2 and
+// HTTP/1.1 (ALPN "h2", "http/1.1"), and the certificate's PEM when it was
+// generated (nil otherwise).
+func ServerConfig(o ServerOptions) (*tls.Config, []byte, error) {
+	var (
+		cert    tls.Certificate
+		certPEM []byte
+		err     error
+	)
+	switch {
+	case o.SelfSigned && (o.CertFile != "" || o.KeyFile != ""):
+		return nil, nil, fmt.Errorf("%w: --tls-self-signed generates the certificate, --tls-cert/--tls-key load one: give one or the other", ErrConflict)
+	case o.SelfSigned:
+		cert, certPEM, err = SelfSigned(o.Hosts, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.CertOut != "" {
+			if err := os.WriteFile(o.CertOut, certPEM, 0o644); err != nil {
+				return nil, nil, fmt.Errorf("write certificate: %w", err)
+			}
+		}
+	case o.CertFile == "" || o.KeyFile == "":
+		return nil, nil, ErrNoServerCert
+	default:
+		if o.CertOut != "" {
+			return nil, nil, fmt.Errorf("%w: --tls-cert-out writes a generated certificate; with --tls-cert the clients already have %s", ErrConflict, o.CertFile)
+		}
+		cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load certificate %s / key %s: %w", o.CertFile, o.KeyFile, err)
+		}
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	}, certPEM, nil
+}
+
+// ClientOptions are the client side's TLS flags.
+type ClientOptions struct {
+	// CAFile holds PEM certificates trusted besides the system roots
+	// (--ca): a self-signed server's certificate, or a private CA.
+	CAFile string
+	// Insecure skips verification of the server's certificate (--insecure).
+	Insecure bool
+	// ServerName overrides the name checked against the certificate
+	// (default: the URL's host).
+	ServerName string
+}
+
+// ClientConfig returns the tls.Config for https targets: the system roots
+// (so public HTTPS services work out of the box), plus CAFile's
+// certificates, or no verification at all with Insecure. It returns nil
+// (Go's defaults) when no option is set.
+func ClientConfig(o ClientOptions) (*tls.Config, error) {
+	if o.CAFile != "" && o.Insecure {
+		return nil, fmt.Errorf("%w: --ca trusts a certificate, --insecure trusts any: give one or the other", ErrConflict)
+	}
+	if o.CAFile == "" && !o.Insecure && o.ServerName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: o.ServerName, InsecureSkipVerify: o.Insecure}
+	if o.CAFile != "" {
+		pool, err := CertPool(o.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// CertPool returns the system roots plus the PEM certificates of path.
+func CertPool(path string) (*x509.CertPool, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(raw) {
+		return nil, fmt.Errorf("--ca %s %w", path, ErrNoCertificates)
+	}
+	return pool, nil
+}
+
+// PoolOf returns a pool holding the PEM certificates certPEM (no system
+// roots): how an in-process client trusts a server generated in the same
+// process.
+func PoolOf(certPEM []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(certPEM) {
+		return nil, ErrNoCertificates
+	}
+	return pool, nil
+}
