@@ -39,8 +39,10 @@ type runOptions struct {
 	setup            *requestSetup // headers, TLS, transport made from req
 	backoff          time.Duration
 	retryOnHTTPError bool
-	httpAddr         string // --http: live view address; empty: none
-	serverPID        int    // --server-pid: sampled into the samples and /metrics
+	httpAddr         string   // --http: live view address; empty: none
+	serverPID        int      // --server-pid: sampled into the samples and /metrics
+	hop              hopFlags // --via-proxy, --fault, --capture
+	maxFileSize      int64    // --max-file-size: bbolt MaxSize of the session file
 	args             []string
 	notes            []string // remarks about ignored settings, printed at the start
 
@@ -62,6 +64,8 @@ const runExamples = `  ssestress run --scenario=flood --connections=20 --duratio
   ssestress run --scenario=flood --duration=30s --json
   ssestress run --target https://feed.example/ --token-env FEED_TOKEN --header 'X-Client: ssestress' --http2
   ssestress run --target https://127.0.0.1:8443 --ca feed-cert.pem --duration=10m
+  ssestress run --scenario=flood --connections=20 --duration=20s --via-proxy --fault reset:hop=upstream,after=5s,toxicity=0.5
+  ssestress run --scenario=long-running --duration=10m --fault preset:aws-alb --time-scale 60 --capture
   ssestress run --scenario=long-running --duration=72h --http 127.0.0.1:9090 --server-pid 4242
     (then: curl 127.0.0.1:9090/metrics, curl '127.0.0.1:9090/report?format=markdown')
 
@@ -103,6 +107,12 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	fs.IntVar(&o.serverPID, "server-pid", 0, "`PID` of the server process: its memory and open fds are sampled beside the run's")
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
+	o.hop.register(fs)
+	fs.Func("max-file-size", "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(s string) error {
+		n, err := parseSize(s)
+		o.maxFileSize = n
+		return err
+	})
 	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
 		return nil, err
 	}
@@ -117,6 +127,11 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 		return nil, usageErrorf("run: %v", err)
 	}
 	o.setup = setup
+	notes, err := o.hop.check("run", setup.http2)
+	if err != nil {
+		return nil, err
+	}
+	o.notes = append(o.notes, notes...)
 	if o.httpAddr != "" {
 		if _, err := liveListenAddr(o.httpAddr); err != nil {
 			return nil, usageErrorf("run: %v", err)
@@ -228,15 +243,6 @@ func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 	}}, nil
 }
 
-// clientTarget is the URL the clients connect to, and the endpoints that
-// puts between them and the target. Today the clients connect to the
-// target itself; an in-process proxy (--via-proxy) or a capture starts
-// here, returns its own URL and adds its endpoints, and is stopped by the
-// returned function.
-func (o *runOptions) clientTarget(ctx context.Context, t *runTarget) (string, []session.Endpoint, func(), error) {
-	return t.url, nil, func() {}, nil
-}
-
 // execute runs the configured scenario and prints its summary.
 func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg := o.cfg
@@ -267,13 +273,8 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 		}
 	}
 	defer setup.close()
-	clientURL, hops, stopHops, err := o.clientTarget(ctx, tgt)
-	if err != nil {
-		return err
-	}
-	defer stopHops()
 	if tgt.embedded == nil {
-		if err := setup.probe(ctx, "target ", clientURL); err != nil {
+		if err := setup.probe(ctx, "target ", tgt.url); err != nil {
 			return err
 		}
 	}
@@ -283,7 +284,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if path == "" {
 		path = defaultSessionPath(cfg.Scenario, start)
 	}
-	w, err := session.Create(path, session.Options{OnError: func(err error) {
+	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) {
 		fmt.Fprintln(errOut, "ssestress:", err)
 	}})
 	if err != nil {
@@ -299,10 +300,19 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 		Target: redactURL(tgt.url), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
 	}
 	w.PutMeta(session.MetaRun, info)
-	for _, e := range append(tgt.endpoints, hops...) {
+	var targetAddrs []string
+	for _, e := range tgt.endpoints {
 		w.Put(e)
+		targetAddrs = append(targetAddrs, e.Addr)
 	}
 	w.Flush() // the run's identity is on disk before the first connection
+	// The proxy and the capture go between the clients and the target; the
+	// proxy records its own endpoints.
+	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, w, path, errOut)
+	if err != nil {
+		return err
+	}
+	defer hops.stop()
 
 	which := "embedded server, " + cfg.MessageRate + " msg/min per group"
 	if tgt.embedded == nil {
@@ -379,6 +389,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	stopMon()
 	<-monDone
 	setup.close()
+	hops.stop()
 
 	sum := session.Summary{
 		Scenario:          cfg.Scenario,
@@ -406,6 +417,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if closeErr != nil {
 		return fmt.Errorf("session file %s: %w", path, closeErr)
 	}
+	o.hop.attribute(ctx, path, errOut)
 	if o.afterRun != nil {
 		o.afterRun(live)
 	}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/ssestress/ssestress/capture"
+	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/proxy"
+)
+
+// hopFlags are the run flags that put something between the clients and
+// the target: an in-process fault proxy (--via-proxy, --fault) and a packet
+// capture (--capture). The same flags serve replay run.
+type hopFlags struct {
+	viaProxy        bool
+	faults          stringList
+	onUpstreamError string
+	timeScale       float64
+	capture         bool
+	iface           string
+	pcap            string
+
+	specs []proxy.FaultSpec // parsed --fault
+}
+
+func (h *hopFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&h.viaProxy, "via-proxy", false, "start the fault proxy in-process between the clients and the target (implied by --fault)")
+	fs.Var(&h.faults, "fault", "fault the in-process proxy injects: `KIND[:key=value,...]` or preset:NAME (repeatable; see ssestress proxy --help)")
+	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: reset, eof or abort")
+	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
+	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
+	fs.StringVar(&h.iface, "iface", "", "with --capture: interface (default: the route to the target, lo for loopback)")
+	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
+}
+
+// check parses the faults and checks the combinations; it returns notes
+// for the user.
+func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
+	var notes []string
+	for _, f := range h.faults {
+		spec, err := proxy.ParseFault(f)
+		if err != nil {
+			return nil, usageErrorf("%s: --fault %v", cmd, err)
+		}
+		h.specs = append(h.specs, spec)
+	}
+	if len(h.specs) > 0 && !h.viaProxy {
+		h.viaProxy = true
+		notes = append(notes, "--fault starts the in-process proxy (--via-proxy)")
+	}
+	switch h.onUpstreamError {
+	case proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort:
+	default:
+		return nil, usageErrorf("%s: --on-upstream-error must be reset, eof or abort, not %q", cmd, h.onUpstreamError)
+	}
+	if h.timeScale <= 0 {
+		return nil, usageErrorf("%s: --time-scale must be positive", cmd)
+	}
+	if h.viaProxy && http2 {
+		return nil, usageErrorf("%s: --http2 with --via-proxy: the in-process proxy's listener speaks HTTP/1.1; run ssestress proxy with TLS and point --target at it", cmd)
+	}
+	if !h.capture && (h.iface != "" || h.pcap != "") {
+		return nil, usageErrorf("%s: --iface and --pcap need --capture", cmd)
+	}
+	return notes, nil
+}
+
+// hops is what runs between the clients and the target.
+type hops struct {
+	proxy   *proxy.Proxy
+	capture *capture.Capture
+}
+
+// start starts the proxy and the capture, records them in the session
+// file, and returns the URL the clients use instead of target.
+func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Config, targetAddrs []string, w *session.Writer, sessionPath string, errOut io.Writer) (string, *hops, error) {
+	hp := &hops{}
+	clientURL := target
+	if h.viaProxy {
+		origin, rest, err := splitOrigin(target)
+		if err != nil {
+			return "", nil, err
+		}
+		p, err := proxy.Start(ctx, proxy.Config{
+			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
+			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale,
+			TLSClientConfig: targetTLS, Session: w,
+			// No log line per firing: a run may fire thousands; the
+			// session file and the report hold every one.
+		})
+		if err != nil {
+			return "", nil, fmt.Errorf("in-process proxy: %w", err)
+		}
+		hp.proxy = p
+		clientURL = p.URL() + rest
+		fault := "no fault"
+		if len(h.faults) > 0 {
+			fault = strings.Join(h.faults, " ")
+		}
+		fmt.Fprintf(errOut, "ssestress run: via in-process proxy %s → %s (%s)\n", p.URL(), origin, fault)
+	}
+	if h.capture {
+		var ports []int
+		for _, a := range targetAddrs {
+			if _, p, err := net.SplitHostPort(a); err == nil {
+				if n, err := strconv.Atoi(p); err == nil {
+					ports = append(ports, n)
+				}
+			}
+		}
+		if hp.proxy != nil {
+			if _, p, err := net.SplitHostPort(hp.proxy.Addr()); err == nil {
+				n, _ := strconv.Atoi(p)
+				ports = append(ports, n)
+			}
+		}
+		out := h.pcap
+		if out == "" {
+			out = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
+		}
+		c, err := capture.Start(ctx, capture.Config{Iface: h.iface, Target: target, Ports: ports, Out: out, Session: w})
+		switch {
+		case errors.Is(err, capture.ErrNotPermitted), errors.Is(err, capture.ErrUnsupported):
+			fmt.Fprintf(errOut, "ssestress: note: %v; going on without capture: resets are attributed from socket evidence only (lower confidence)\n", err)
+		case err != nil:
+			hp.stop()
+			return "", nil, err
+		default:
+			hp.capture = c
+			fmt.Fprintf(errOut, "ssestress run: capturing TCP ports %v into %s\n", ports, out)
+		}
+	}
+	return clientURL, hp, nil
+}
+
+// stop closes the proxy (its records are queued when Close returns) and
+// then the capture (which needs the last packets). Safe to call twice.
+func (hp *hops) stop() {
+	if hp == nil {
+		return
+	}
+	if hp.proxy != nil {
+		hp.proxy.Close()
+		hp.proxy = nil
+	}
+	if hp.capture != nil {
+		hp.capture.Stop()
+		hp.capture = nil
+	}
+}
+
+// attribute runs reset attribution on the closed session file when there
+// is evidence beyond the clients' own errors, and says in one line what it
+// found.
+func (h *hopFlags) attribute(ctx context.Context, path string, errOut io.Writer) {
+	if !h.viaProxy && !h.capture {
+		return
+	}
+	res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{})
+	if err != nil {
+		fmt.Fprintf(errOut, "ssestress: reset attribution: %v\n", err)
+		return
+	}
+	if n := len(res.Resets); n > 0 {
+		fmt.Fprintf(errOut, "ssestress run: %d resets attributed to their sender and hop (ssestress report %s)\n", n, path)
+	}
+}
+
+// splitOrigin splits a target URL (which may hold a {symbols} template)
+// into its origin, "http://host:port", and the rest, "/path?query".
+func splitOrigin(target string) (origin, rest string, err error) {
+	scheme, after, ok := strings.Cut(target, "://")
+	if !ok || (scheme != "http" && scheme != "https") {
+		return "", "", fmt.Errorf("target %s is not an http:// or https:// URL", redactURL(target))
+	}
+	end := strings.IndexAny(after, "/?#")
+	if end < 0 {
+		end = len(after)
+	}
+	return scheme + "://" + after[:end], after[end:], nil
+}
