@@ -154,6 +154,9 @@ type sampleRow struct {
 	heap, rss        uint64
 	goroutines, fds  int
 	lag              time.Duration
+	uptime           time.Duration
+	cpu              time.Duration // user + system CPU of the process since it started; 0: not recorded
+	cpuUser, cpuSys  time.Duration
 	server           *ResourceReading // nil when the server was not sampled
 	serverPID        int
 }
@@ -353,6 +356,7 @@ func (a *accumulator) readCounted(fileNo int, r *session.Reader) error {
 		f.samples = append(f.samples, sampleRow{
 			at: s.Time, active: s.Active, messages: s.Messages, heap: s.HeapAlloc, rss: s.RSS,
 			goroutines: s.Goroutines, fds: s.FDs, lag: s.TimerLag, server: serverReading(s), serverPID: s.ServerPID,
+			uptime: s.Uptime, cpu: s.CPUUser + s.CPUSystem, cpuUser: s.CPUUser, cpuSys: s.CPUSystem,
 		})
 	})
 }
@@ -1230,6 +1234,7 @@ func (a *accumulator) finishResources(rep *Report) {
 			rep.Resources = append(rep.Resources, srv)
 		}
 		o := Overhead{Process: process, Samples: len(f.samples), CPUPercent: -1, TimerLagS: distOf(lags)}
+		cpuShare(&o, f.samples)
 		switch {
 		case o.TimerLagS.P99 >= 0.1:
 			o.Note = fmt.Sprintf("timers fired up to %s late (p99): %s was short of CPU and may have been the bottleneck", fmtSeconds(o.TimerLagS.P99), role)
@@ -1238,7 +1243,42 @@ func (a *accumulator) finishResources(rep *Report) {
 		default:
 			o.Note = "timer lag low: the tool kept up"
 		}
+		if o.CPUPercent >= 0 {
+			o.Note += fmt.Sprintf("; CPU used: user %s, system %s", fmtSeconds(o.CPUUserS), fmtSeconds(o.CPUSystemS))
+		}
 		rep.Overhead = append(rep.Overhead, o)
+	}
+}
+
+// minCPUSpan is the shortest stretch between two samples that the CPU share
+// is measured over; below it the share is taken since the process started.
+const minCPUSpan = time.Second
+
+// cpuShare sets the process's CPU share from the CPU times in its samples
+// (sorted by time): the CPU used between the first and the last sample that
+// carry it, over the time between them, so the process's start-up does not
+// count; with a single sample or a short span, the CPU since the start over
+// the uptime. Files written before samples carried CPU times leave it at -1
+// ("not recorded").
+func cpuShare(o *Overhead, samples []sampleRow) {
+	first, last := -1, -1
+	for i, s := range samples {
+		if s.cpu > 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return
+	}
+	a, b := samples[first], samples[last]
+	o.CPUUserS, o.CPUSystemS = b.cpuUser.Seconds(), b.cpuSys.Seconds()
+	if span := b.at.Sub(a.at); span >= minCPUSpan && b.cpu >= a.cpu {
+		o.CPUPercent = 100 * (b.cpu - a.cpu).Seconds() / span.Seconds()
+	} else if b.uptime > 0 {
+		o.CPUPercent = 100 * b.cpu.Seconds() / b.uptime.Seconds()
 	}
 }
 

@@ -297,6 +297,11 @@ type Overhead struct {
 	// CPUPercent is the process's CPU over the run (100 = one core); -1
 	// when the file does not record it.
 	CPUPercent float64 `json:"cpu_percent"`
+	// CPUUserS and CPUSystemS are the CPU seconds the process had used, in
+	// user mode and in the kernel, at its last sample (absent when not
+	// recorded).
+	CPUUserS   float64 `json:"cpu_user_s,omitempty"`
+	CPUSystemS float64 `json:"cpu_system_s,omitempty"`
 	TimerLagS  Dist    `json:"timer_lag_s"`
 	Note       string  `json:"note"`
 }

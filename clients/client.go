@@ -134,7 +134,11 @@ type Stream struct {
 	retry    time.Duration // the server's last valid retry field
 	retrySet bool          // a retry field was received (retry: 0 is valid)
 	failures int           // consecutive failed attempts
-	attempt  int
+	// localFailures counts consecutive attempts that failed for want of a
+	// local resource (EMFILE, EADDRNOTAVAIL): they back off (see
+	// localBackoff) whatever retry the server asked for.
+	localFailures int
+	attempt       int
 }
 
 // NewStream returns a stream for rawURL with opts (shared, not copied).
@@ -169,6 +173,9 @@ func (s *Stream) Run(ctx context.Context) error {
 				return ErrGaveUp
 			}
 			delay := s.opts.Backoff.delay(s.retryDelay(), s.failures, rand.Float64)
+			if s.localFailures > 0 {
+				delay = max(delay, localBackoff.delay(minLocalBackoff, s.localFailures, rand.Float64))
+			}
 			if !sleep(ctx, delay) {
 				return nil
 			}
@@ -182,6 +189,11 @@ func (s *Stream) Run(ctx context.Context) error {
 		permanent, err := s.connect(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if isLocalExhaustion(err) {
+			s.localFailures++
+		} else {
+			s.localFailures = 0
 		}
 		if permanent {
 			return err
@@ -396,8 +408,7 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	a.rec.EndClass = class
 	a.rec.EndMessage = msg
 	a.rec.ClosedBy = "server"
-	var lte *sse.LineTooLongError
-	if errors.As(err, &lte) {
+	if errors.Is(err, sse.ErrLineTooLong) || errors.Is(err, sse.ErrEventTooLong) {
 		a.rec.ClosedBy = "client"
 	}
 	s.put(a.rec)

@@ -37,6 +37,9 @@ import (
 type HTTP2 struct {
 	// Dialer dials TCP; its zero value is fine.
 	Dialer net.Dialer
+	// Source, when set, gives each shared connection the next of its local
+	// addresses (Dialer.LocalAddr is then ignored).
+	Source *SourceAddrs
 	// TLSConfig is used for https URLs (nil: defaults, ServerName from the
 	// URL); "h2" is offered with ALPN whatever its NextProtos say.
 	TLSConfig *tls.Config
@@ -125,7 +128,7 @@ func (t *HTTP2) init() {
 func (t *HTTP2) dial(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), orDefault(t.ConnectTimeout, DefaultConnectTimeout))
 	defer cancel()
-	raw, err := t.Dialer.DialContext(dctx, "tcp", addr)
+	raw, err := t.Source.dialer(&t.Dialer).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

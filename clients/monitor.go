@@ -16,10 +16,10 @@ import (
 
 // Monitor samples a run's metrics (the seed's TestMetrics: active
 // connections, errors by class, messages, memory, uptime; plus goroutines,
-// open fds, RSS and the lag of its own timer) every Interval, hands each
-// Sample to the Recorder and prints a status line: on a terminal one line
-// rewritten in place (refreshed every second at most), otherwise one plain
-// line per Interval.
+// open fds, RSS, the process's CPU time and the lag of its own timer)
+// every Interval, hands each Sample to the Recorder and prints a status
+// line: on a terminal one line rewritten in place (refreshed every second at
+// most), otherwise one plain line per Interval.
 type Monitor struct {
 	Interval time.Duration // between stored samples (default DefaultMonitorInterval)
 	Counters *Counters
@@ -120,6 +120,9 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 		if ps, err := procstat.Read(m.ServerPID); err == nil {
 			s.ServerPID, s.ServerRSS, s.ServerFDs = m.ServerPID, ps.RSS, ps.FDs
 		}
+	}
+	if cpu, err := procstat.SelfCPU(); err == nil {
+		s.CPUUser, s.CPUSystem = cpu.User, cpu.System
 	}
 	peak := ms.Sys
 	if ps, err := procstat.Self(); err == nil {

@@ -90,3 +90,27 @@ func TestBytesAndErrorsFormat(t *testing.T) {
 		t.Errorf("FormatErrors = %q", got)
 	}
 }
+
+// TestMonitorSampleCPU: every sample carries the process's CPU time, which
+// only grows, so the report can state the tool's own CPU.
+func TestMonitorSampleCPU(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("CPU times are read on Linux")
+	}
+	m := &Monitor{Counters: &Counters{}}
+	first := m.Sample(0)
+	deadline := time.Now().Add(10 * time.Second)
+	x := uint64(1)
+	for time.Now().Before(deadline) {
+		for range 100_000 {
+			x = x*6364136223846793005 + 1
+		}
+		if s := m.Sample(0); s.CPUUser+s.CPUSystem >= first.CPUUser+first.CPUSystem+20*time.Millisecond {
+			if s.CPUUser < first.CPUUser || s.CPUSystem < first.CPUSystem {
+				t.Fatalf("CPU times went back: %v/%v then %v/%v", first.CPUUser, first.CPUSystem, s.CPUUser, s.CPUSystem)
+			}
+			return
+		}
+	}
+	t.Fatalf("CPU time did not grow by 20 ms in 10 s of spinning (first sample %v user, %v system; %d)", first.CPUUser, first.CPUSystem, x)
+}

@@ -94,12 +94,63 @@ func unit(seed, n uint64) float64 {
 //     when it shrinks, its oldest connections are closed.
 //
 // The schedule never ends when Churn > 0; otherwise it ends with the ramp.
+//
+// With a Shard, the plan keeps only the actions on the connections the
+// shard owns, at the times the whole plan has them: n shards of a plan
+// together open and close exactly what the whole plan does, with the same
+// connection numbers (hence the same ids and symbol groups), each at 1/n
+// of the rate.
 type Plan struct {
 	Connections              int
 	Ramp                     Rate
 	Churn                    time.Duration
 	VariableMin, VariableMax int
 	Seed                     uint64
+	Shard                    Shard
+}
+
+// Shard is one of Count parts of a plan, numbered from 1: it owns the
+// connections n with n mod Count = Index-1, so the connections are dealt
+// round-robin and every shard opens its share at its share of the rate.
+// The zero Shard is the whole plan.
+type Shard struct{ Index, Count int }
+
+// ParseShard reads "i/n" (1 ≤ i ≤ n).
+func ParseShard(s string) (Shard, error) {
+	is, ns, ok := strings.Cut(strings.TrimSpace(s), "/")
+	i, err1 := strconv.Atoi(strings.TrimSpace(is))
+	n, err2 := strconv.Atoi(strings.TrimSpace(ns))
+	switch {
+	case !ok || err1 != nil || err2 != nil || n < 1:
+		return Shard{}, fmt.Errorf("invalid shard %q (use i/n, e.g. 2/3 for the second of three parts)", s)
+	case i == 0:
+		return Shard{}, fmt.Errorf("invalid shard %q: shards are numbered from 1 (a Kubernetes completion index is the shard minus one)", s)
+	case i < 0 || i > n:
+		return Shard{}, fmt.Errorf("invalid shard %q: i must be between 1 and %d", s, n)
+	}
+	return Shard{Index: i, Count: n}, nil
+}
+
+// String writes the shard as ParseShard reads it; "" for the whole plan.
+func (s Shard) String() string {
+	if s.Count == 0 {
+		return ""
+	}
+	return strconv.Itoa(s.Index) + "/" + strconv.Itoa(s.Count)
+}
+
+// Owns reports whether connection n belongs to the shard.
+func (s Shard) Owns(n int) bool { return s.Count <= 1 || n%s.Count == s.Index-1 }
+
+// Concurrent is the most connections the plan holds open at once: the
+// steady ones and the largest variable set, the shard's part of them
+// (rounded up).
+func (p Plan) Concurrent() int {
+	n := p.Connections + p.VariableMax
+	if c := p.Shard.Count; c > 1 {
+		n = (p.Connections+c-1)/c + (p.VariableMax+c-1)/c
+	}
+	return n
 }
 
 // Check reports a plan that cannot run.
@@ -115,6 +166,11 @@ func (p Plan) Check() error {
 		return fmt.Errorf("connections must be positive")
 	case p.Churn > 0 && p.VariableMax == 0 && p.Connections == 0:
 		return fmt.Errorf("churn needs base connections")
+	case p.Shard != Shard{} && (p.Shard.Count < 1 || p.Shard.Index < 1 || p.Shard.Index > p.Shard.Count):
+		return fmt.Errorf("shard %d/%d is not one of the parts", p.Shard.Index, p.Shard.Count)
+	case p.Shard.Count > p.Connections:
+		return fmt.Errorf("%d shards need at least %d connections, got %d (shard %s would open none)",
+			p.Shard.Count, p.Shard.Count, p.Connections, Shard{p.Shard.Count, p.Shard.Count})
 	}
 	return nil
 }
@@ -128,6 +184,12 @@ type Action struct {
 
 // Schedule iterates a Plan's actions in time order. It is deterministic: the
 // same Plan always yields the same actions.
+//
+// A periodic step may hold no action (the variable set kept its size, or
+// a shard owns none of the step's connections). Peek and Next look at most
+// maxEmptySteps steps ahead and then report no more actions: a variable
+// set of fixed size never changes again, and a shard that owns nothing in
+// that many periods (days at the default rate) owns nothing in a run.
 type Schedule struct {
 	p       Plan
 	k       int           // ramp opens emitted
@@ -152,24 +214,31 @@ func (p Plan) RampEnd() time.Duration {
 
 // Next returns the next action, or false when the plan has no more.
 func (s *Schedule) Next() (Action, bool) {
-	for len(s.queue) == 0 {
-		if !s.fill() {
-			return Action{}, false
-		}
+	a, ok := s.Peek()
+	if ok {
+		s.queue = s.queue[1:]
 	}
-	a := s.queue[0]
-	s.queue = s.queue[1:]
-	return a, true
+	return a, ok
 }
+
+// maxEmptySteps bounds how far Peek looks for the next action.
+const maxEmptySteps = 1 << 16
 
 // Peek returns the next action without consuming it.
 func (s *Schedule) Peek() (Action, bool) {
-	for len(s.queue) == 0 {
-		if !s.fill() {
+	for empty := 0; len(s.queue) == 0; empty++ {
+		if empty >= maxEmptySteps || !s.fill() {
 			return Action{}, false
 		}
 	}
 	return s.queue[0], true
+}
+
+// push queues a if the plan's shard owns its connection.
+func (s *Schedule) push(a Action) {
+	if s.p.Shard.Owns(a.Conn) {
+		s.queue = append(s.queue, a)
+	}
 }
 
 // fill queues the next step's actions; false when there are none.
@@ -179,7 +248,7 @@ func (s *Schedule) fill() bool {
 		if s.k > 0 {
 			s.t += p.Ramp.gap(p.Seed, s.k)
 		}
-		s.queue = append(s.queue, Action{At: s.t, Open: true, Conn: s.k})
+		s.push(Action{At: s.t, Open: true, Conn: s.k})
 		s.k++
 		return true
 	}
@@ -193,21 +262,23 @@ func (s *Schedule) fill() bool {
 		if j == 0 {
 			return true // churn starts one period after the ramp
 		}
-		s.queue = append(s.queue,
-			Action{At: at, Open: false, Conn: j - 1},
-			Action{At: at, Open: true, Conn: p.Connections + j - 1})
+		s.push(Action{At: at, Open: false, Conn: j - 1})
+		s.push(Action{At: at, Open: true, Conn: p.Connections + j - 1})
 		return true
 	}
 	want := p.VariableMin
-	if span := p.VariableMax - p.VariableMin; span > 0 {
+	span := p.VariableMax - p.VariableMin
+	if span > 0 {
 		want += int(unit(p.Seed^0xA5A5, uint64(j)) * float64(span+1))
+	} else if j > 0 {
+		return false // a variable set of fixed size was opened in period 0
 	}
 	for s.varOpen-s.varShut < want {
-		s.queue = append(s.queue, Action{At: at, Open: true, Conn: p.Connections + s.varOpen})
+		s.push(Action{At: at, Open: true, Conn: p.Connections + s.varOpen})
 		s.varOpen++
 	}
 	for s.varOpen-s.varShut > want {
-		s.queue = append(s.queue, Action{At: at, Open: false, Conn: p.Connections + s.varShut})
+		s.push(Action{At: at, Open: false, Conn: p.Connections + s.varShut})
 		s.varShut++
 	}
 	return true

@@ -45,6 +45,9 @@ type ConnInfo struct {
 type HTTP1 struct {
 	// Dialer dials TCP; its zero value is fine.
 	Dialer net.Dialer
+	// Source, when set, gives each connection the next of its local
+	// addresses (Dialer.LocalAddr is then ignored).
+	Source *SourceAddrs
 	// TLSConfig is used for https URLs (nil: defaults, ServerName from the URL).
 	TLSConfig *tls.Config
 	// ConnectTimeout bounds the TCP connect and TLS handshake (default 10 s).
@@ -54,6 +57,10 @@ type HTTP1 struct {
 	HeaderTimeout time.Duration
 	// ReadBufferSize is the size of the bufio.Reader on the socket (default 4096).
 	ReadBufferSize int
+	// MaxHeaderBytes bounds the response's status line and headers
+	// (default DefaultMaxHeaderBytes); past it the attempt fails with
+	// HEADER_TOO_LONG.
+	MaxHeaderBytes int
 }
 
 // Defaults of HTTP1.
@@ -80,7 +87,7 @@ func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	raw, err := t.Dialer.DialContext(dctx, "tcp", addr)
+	raw, err := t.Source.dialer(&t.Dialer).DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +125,13 @@ func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 		closer.Close()
 		return nil, err
 	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, bufSize), req)
+	limit := newHeaderLimit(conn, t.MaxHeaderBytes, bufSize)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(limit, bufSize), req)
 	if err != nil {
 		closer.Close()
-		return nil, err
+		return nil, badResponse(err)
 	}
+	limit.off()
 	conn.SetDeadline(time.Time{})
 	resp.Body = &streamBody{body: resp.Body, closer: closer}
 	return resp, nil
@@ -151,8 +160,13 @@ type streamBody struct {
 	closer *connCloser
 }
 
-func (b *streamBody) Read(p []byte) (int, error) { return b.body.Read(p) }
-func (b *streamBody) Close() error               { return b.closer.Close() }
+// Read passes on the body's bytes; a broken chunk framing is BAD_RESPONSE.
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	return n, badResponse(err)
+}
+
+func (b *streamBody) Close() error { return b.closer.Close() }
 
 // HostPort is the host:port a URL connects to (with the scheme's default
 // port when it names none).

@@ -31,11 +31,14 @@ const bisectSynopsis = "bisect --hop NAME=URL --hop NAME=URL [...] [--sequential
 
 const bisectExamples = `  ssestress bisect --hop lb=http://lb --hop nginx=http://nginx:8080 --hop app=http://app:3000 --duration 10m --connections 30
   ssestress bisect --hop p1=http://127.0.0.1:9001 --hop server=http://127.0.0.1:8090 --sequential --duration 2m
+  ssestress bisect --hop cdn=https://feed.example --hop origin=https://origin.internal:8443 --token-env FEED_TOKEN --ca internal-ca.pem --http2
 
 Entry points go from the outermost to the innermost. The same scenario runs against each,
 each with its share of --connections (all at once, or one after another with --sequential),
 into DIR/<name>.db; the report names the hop between the last entry point that shows resets
-and the first that does not. A URL without a path gets run's default stream path.`
+and the first that does not. A URL without a path gets run's default stream path.
+The request flags of run (--header, --cookie, --token-file, --token-env, --insecure, --ca,
+--http2) apply to every entry point; the session files keep them redacted.`
 
 // bisectFlags are the flags bisect keeps; the value says whether it takes
 // an argument.
@@ -163,9 +166,15 @@ func parseBisectArgs(args []string, stdout io.Writer) (*bisectOptions, error) {
 		o.hops = append(o.hops, analysis.BisectEntry{Name: name, URL: raw})
 	}
 	for _, a := range o.runArgs {
-		n := strings.TrimLeft(a, "-")
-		if strings.HasPrefix(a, "-") && (n == "target" || strings.HasPrefix(n, "target=")) {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "target":
 			return nil, usageErrorf("bisect: --target is set per entry point (use --hop NAME=URL)")
+		case "repeat", "expect", "shard":
+			return nil, usageErrorf("bisect: --%s does not apply: bisect runs once against each entry point", name)
 		}
 	}
 	if o.dir == "" {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
-	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/replay"
@@ -23,10 +23,10 @@ import (
 
 const replaySynopsis = "replay serve|run --recording FILE [flags]"
 
-const replayServeSynopsis = "replay serve --recording FILE [--listen ADDR] [--speed F] [--loop] [--no-endings]"
+const replayServeSynopsis = "replay serve --recording FILE [--listen ADDR] [--speed F] [--loop] [--no-endings] [--http ADDR]"
 
 const replayServeExamples = `  ssestress replay serve --recording session.db --listen 127.0.0.1:8091
-  ssestress replay serve --recording session.db --speed 10 --loop
+  ssestress replay serve --recording session.db --speed 10 --loop --http 127.0.0.1:9091
   ssestress tail 'http://127.0.0.1:8091/stream?symbols=AAPL,MSFT'`
 
 const replayRunSynopsis = "replay run --recording FILE --target URL [--scale N] [--scenario S] [--duration D] [--out FILE] [flags]"
@@ -34,12 +34,17 @@ const replayRunSynopsis = "replay run --recording FILE --target URL [--scale N] 
 const replayRunExamples = `  ssestress replay run --recording session.db --target http://127.0.0.1:8090 --scale 20
   ssestress replay run --recording session.db --target http://staging:8080 --scenario churn --duration 10m
   ssestress replay run --recording session.db --target http://127.0.0.1:8091 --scale 10 --out replay.db --json
+  ssestress replay run --recording session.db --target https://staging.example --token-env FEED_TOKEN --ca staging.pem
+  ssestress replay run --recording session.db --target http://127.0.0.1:8090 --fault preset:aws-alb --time-scale 60 --http 127.0.0.1:9090
+  ssestress replay run --recording session.db --target http://127.0.0.1:8090 --fault reset:hop=upstream,after=2s,toxicity=0.3 --repeat 10 --expect ECONNRESET
 
 Without --scenario the recorded client population is replayed: each recorded stream becomes
 --scale connections opened at the recorded offsets (spread until the next recorded start) with
-the recorded path, query and headers (redacted ones left out; --header adds or replaces), each
-held as long as it was recorded. --scenario keeps that mix of requests but opens and closes the
-connections as the scenario does (see ssestress run --help).`
+the recorded path, query and headers (redacted ones left out; --header, --cookie and the
+--token-* flags add or replace), each held as long as it was recorded. --scenario keeps that mix
+of requests but opens and closes the connections as the scenario does (see ssestress run --help).
+--via-proxy, --fault and --capture put the in-process fault proxy and the packet capture between
+the clients and the target, as in run.`
 
 // runReplay is ssestress replay: serve a recording as a server, or re-drive
 // its clients against a target.
@@ -67,6 +72,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 type replayServeOptions struct {
 	recording string
 	listen    string
+	httpAddr  string // --http: live view address; empty: none
 	cfg       replay.Config
 }
 
@@ -78,6 +84,7 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
 	fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
 	fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus)")
 	if err := parseFlags(fs, args, stdout, replayServeSynopsis, replayServeExamples); err != nil {
 		return err
 	}
@@ -90,6 +97,11 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !(o.cfg.Speed > 0) || o.cfg.Speed > 1e6 {
 		return usageErrorf("replay serve: --speed must be a positive number (got %v)", o.cfg.Speed)
 	}
+	if o.httpAddr != "" {
+		if _, err := liveListenAddr(o.httpAddr); err != nil {
+			return usageErrorf("replay serve: %v", err)
+		}
+	}
 	rec, err := recording.Load(o.recording)
 	if err != nil {
 		return err
@@ -100,11 +112,37 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "replaying %d recorded streams (%d frames) from %s on %s (speed %v%s)\n",
 		len(rec.Streams), rec.Frames(), o.recording, srv.URL, o.cfg.Speed, serveModes(o.cfg))
+	if o.httpAddr != "" {
+		live, err := startLiveView(liveConfig{addr: o.httpAddr, collect: replayServeMetrics(srv.Server, time.Now())})
+		if err != nil {
+			srv.Shutdown()
+			return err
+		}
+		defer live.close()
+		fmt.Fprintf(stdout, "live view on %s/metrics\n", live.URL)
+	}
 	<-ctx.Done()
 	srv.Shutdown()
 	st := srv.Stats()
 	fmt.Fprintf(stdout, "stopped: %d streams served, %d frames sent\n", st.Served, st.Frames)
 	return nil
+}
+
+// replayServeMetrics returns the /metrics families of replay serve, read
+// from the server's own counters.
+func replayServeMetrics(srv *replay.Server, start time.Time) func() []metrics.Family {
+	return func() []metrics.Family {
+		st := srv.Stats()
+		fams := []metrics.Family{
+			{Name: "ssestress_info", Kind: metrics.Gauge, Help: "The command of this process (always 1).",
+				Samples: []metrics.Sample{{Labels: metrics.L("command", "replay serve", "version", version), Value: 1}}},
+			metrics.One("ssestress_uptime_seconds", "Seconds since the replay server started.", metrics.Gauge, time.Since(start).Seconds()),
+			metrics.One("ssestress_replay_streams_served_total", "Requests answered with a recorded stream.", metrics.Counter, float64(st.Served)),
+			metrics.One("ssestress_replay_streams_active", "Recorded streams being sent now.", metrics.Gauge, float64(st.Active)),
+			metrics.One("ssestress_replay_frames_total", "Recorded frames (events, comments, retry) sent.", metrics.Counter, float64(st.Frames)),
+		}
+		return append(fams, metrics.ProcessFamilies(metrics.Self())...)
+	}
 }
 
 func serveModes(c replay.Config) string {
@@ -127,9 +165,15 @@ type replayRunOptions struct {
 	duration        dur.Duration
 	monitorInterval dur.Duration
 	out             string
-	header          http.Header
+	req             requestFlags
+	setup           *requestSetup // headers (added to the recorded ones), TLS, transport
+	hop             hopFlags      // --via-proxy, --fault, --capture
+	httpAddr        string        // --http: live view address; empty: none
+	repeat          int           // --repeat: runs of the series (0: one run)
+	expect          string        // --expect: the error class a series counts
 	json            bool
 	args            []string
+	notes           []string
 }
 
 // replayRunConfig is stored as the run's config in the session file.
@@ -140,7 +184,9 @@ type replayRunConfig struct {
 	Scenario        string       `json:"scenario,omitempty"`
 	Duration        dur.Duration `json:"duration"`
 	MonitorInterval dur.Duration `json:"monitorInterval"`
-	Header          http.Header  `json:"header,omitempty"`
+	// Header holds the headers added to the recorded ones, credentials
+	// redacted.
+	Header http.Header `json:"header,omitempty"`
 }
 
 func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -154,8 +200,11 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.monitorInterval = dur.Duration(time.Second)
 	fs.Var(&o.monitorInterval, "monitor-interval", "interval of the stored metric samples")
 	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-replay-<timestamp>.db; never overwritten)")
-	var headers stringList
-	fs.Var(&headers, "header", "request header 'Name: value' added to (or replacing) the recorded ones (repeatable)")
+	o.req.register(fs)
+	o.hop.register(fs)
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
+	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
+	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
 	if err := parseFlags(fs, args, stdout, replayRunSynopsis, replayRunExamples); err != nil {
 		return err
@@ -181,11 +230,26 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := clients.ParseTarget(o.target); err != nil {
 		return usageErrorf("replay run: --target: %v", err)
 	}
-	h, err := parseHeaderFlags(headers)
+	notes, err := checkRepeatFlags("replay run", o.repeat, &o.expect)
+	if err != nil {
+		return err
+	}
+	o.notes = append(o.notes, notes...)
+	setup, err := o.req.build()
 	if err != nil {
 		return usageErrorf("replay run: %v", err)
 	}
-	o.header = h
+	o.setup = setup
+	notes, err = o.hop.check("replay run", setup.http2)
+	if err != nil {
+		return err
+	}
+	o.notes = append(o.notes, notes...)
+	if o.httpAddr != "" {
+		if _, err := liveListenAddr(o.httpAddr); err != nil {
+			return usageErrorf("replay run: %v", err)
+		}
+	}
 	rec, err := recording.Load(o.recording)
 	if err != nil {
 		return err
@@ -249,96 +313,183 @@ func recordingLength(rec *recording.Recording) time.Duration {
 	return end
 }
 
+// replayPattern is the connection pattern of one replay run: a fresh
+// schedule (schedules are consumed), the spec of each connection, and how
+// long and how many at once.
+type replayPattern struct {
+	sched    replaySchedule
+	spec     func(n int) replay.ConnSpec
+	duration time.Duration
+	scenario string
+	concur   int
+}
+
+// pattern builds the run's connection pattern. Without --scenario it is
+// the recorded one; with it, the scenario's over the recorded mix.
+func (o *replayRunOptions) pattern(rec *recording.Recording) (*replayPattern, error) {
+	p := &replayPattern{duration: time.Duration(o.duration), scenario: "replay"}
+	if o.scenario == "" {
+		specs := replay.Plan(rec, replay.PlanOptions{Scale: o.scale})
+		p.sched = newRecordedSchedule(specs)
+		p.spec = func(n int) replay.ConnSpec { return specs[n] }
+		if p.duration == 0 {
+			p.duration = max(recordingLength(rec)+100*time.Millisecond, time.Second)
+		}
+		p.concur = len(specs)
+		return p, nil
+	}
+	// The scenario's pattern over the recorded mix: connection n asks
+	// what the (n mod streams)-th recorded stream asked.
+	p.scenario = o.scenario
+	specs := replay.Plan(rec, replay.PlanOptions{Scale: 1})
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("replay run: %s holds no recorded stream", o.recording)
+	}
+	def := clients.ScenarioDefaults[o.scenario]
+	plan, err := clients.PlanFor(o.scenario, len(specs)*o.scale, def.Rate, def.ChurnRate,
+		def.VariableMin*o.scale, def.VariableMax*o.scale, uint64(time.Now().UnixNano()))
+	if err != nil {
+		return nil, usageErrorf("replay run: %v", err)
+	}
+	p.sched = plan.Schedule()
+	p.spec = func(n int) replay.ConnSpec { return specs[n%len(specs)] }
+	if p.duration == 0 {
+		p.duration = def.Duration
+	}
+	p.concur = plan.Concurrent()
+	return p, nil
+}
+
 func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording, stdout, stderr io.Writer) error {
 	errOut := &lockedWriter{w: stderr}
-	var (
-		specs    []replay.ConnSpec
-		sched    replaySchedule
-		spec     func(n int) replay.ConnSpec
-		duration = time.Duration(o.duration)
-		scenario = "replay"
-		concur   int
-	)
-	if o.scenario == "" {
-		specs = replay.Plan(rec, replay.PlanOptions{Scale: o.scale})
-		sched = newRecordedSchedule(specs)
-		spec = func(n int) replay.ConnSpec { return specs[n] }
-		if duration == 0 {
-			duration = max(recordingLength(rec)+100*time.Millisecond, time.Second)
-		}
-		concur = len(specs)
-	} else {
-		// The scenario's pattern over the recorded mix: connection n asks
-		// what the (n mod streams)-th recorded stream asked.
-		scenario = o.scenario
-		specs = replay.Plan(rec, replay.PlanOptions{Scale: 1})
-		def := clients.ScenarioDefaults[o.scenario]
-		plan, err := clients.PlanFor(o.scenario, len(specs)*o.scale, def.Rate, def.ChurnRate,
-			def.VariableMin*o.scale, def.VariableMax*o.scale, uint64(time.Now().UnixNano()))
-		if err != nil {
-			return usageErrorf("replay run: %v", err)
-		}
-		sched = plan.Schedule()
-		spec = func(n int) replay.ConnSpec { return specs[n%len(specs)] }
-		if duration == 0 {
-			duration = def.Duration
-		}
-		concur = plan.Connections + plan.VariableMax
+	for _, n := range o.notes {
+		fmt.Fprintln(errOut, "ssestress: note:", n)
 	}
-	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: concur}); err != nil {
-		return err
+	if o.setup == nil {
+		o.setup = &requestSetup{}
 	}
-	if err := clients.Probe(ctx, o.target, probeTimeout); err != nil {
-		return fmt.Errorf("cannot reach target %s: %v (%s)", o.target, err, errclass.Classify(err))
-	}
-	base, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
-
-	start := time.Now()
-	path := o.out
-	if path == "" {
-		path = defaultSessionPath("replay", start)
-	}
-	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", err) }})
+	defer o.setup.close()
+	first, err := o.pattern(rec)
 	if err != nil {
 		return err
 	}
+	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: first.concur}); err != nil {
+		return err
+	}
+	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
+		return err
+	}
+	if o.repeat > 0 {
+		return runSeries(ctx, seriesConfig{
+			command: "replay run", args: redactArgs(o.args, o.setup.secrets), runs: o.repeat, expect: o.expect,
+			out: o.out, name: "replay", json: o.json,
+		}, func(ctx context.Context, path string) (session.Summary, error) {
+			p, err := o.pattern(rec)
+			if err != nil {
+				return session.Summary{}, err
+			}
+			res, err := o.runOnce(ctx, rec, p, path, errOut)
+			if err != nil {
+				return session.Summary{}, err
+			}
+			return res.sum, nil
+		}, stdout, errOut)
+	}
+
+	path := o.out
+	if path == "" {
+		path = defaultSessionPath("replay", time.Now())
+	}
+	res, err := o.runOnce(ctx, rec, first, path, errOut)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return json.NewEncoder(stdout).Encode(res.sum)
+	}
+	if err := printRunSummary(stdout, res.sum, res.maxLag); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
+	return nil
+}
+
+// runOnce replays the population once into the session file at path,
+// through the proxy and capture of --via-proxy/--fault/--capture, with the
+// live view of --http.
+func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replayPattern, path string, errOut *lockedWriter) (*runResult, error) {
+	setup := o.setup
+	start := time.Now()
+	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", err) }})
+	if err != nil {
+		return nil, err
+	}
 	defer w.Close()
 	cfgJSON, _ := json.Marshal(replayRunConfig{
-		Recording: o.recording, Target: o.target, Scale: o.scale, Scenario: o.scenario,
-		Duration: dur.Duration(duration), MonitorInterval: o.monitorInterval, Header: o.header,
+		Recording: o.recording, Target: redactURL(o.target), Scale: o.scale, Scenario: o.scenario,
+		Duration: dur.Duration(p.duration), MonitorInterval: o.monitorInterval, Header: redactHeader(setup.header),
 	})
 	host, _ := os.Hostname()
 	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "replay run", Args: o.args, Scenario: scenario,
-		Target: o.target, Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
+		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.scenario,
+		Target: redactURL(o.target), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
 	}
 	w.PutMeta(session.MetaRun, info)
-	w.Put(session.Endpoint{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(base), URL: o.target})
+	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
+	targetAddr := clients.HostPort(targetURL)
+	w.Put(session.Endpoint{Role: session.RoleServer, Name: "target", Addr: targetAddr, URL: redactURL(o.target)})
 	w.Flush()
+	// The proxy and the capture go between the clients and the target, as
+	// in run.
+	clientURL, hops, err := o.hop.start(ctx, strings.TrimSuffix(o.target, "/"), setup.tlsConfig, []string{targetAddr}, w, path, errOut)
+	if err != nil {
+		return nil, err
+	}
+	defer hops.stop()
+	base, err := url.Parse(clientURL)
+	if err != nil {
+		return nil, err
+	}
 
 	pattern := "the recorded pattern"
 	if o.scenario != "" {
 		pattern = "the " + o.scenario + " pattern"
 	}
 	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %v against %s; session file %s\n",
-		len(rec.Streams), o.scale, pattern, duration, o.target, path)
+		len(rec.Streams), o.scale, pattern, p.duration, redactURL(o.target), path)
 
 	counters := &clients.Counters{}
 	baseOpts := clients.Options{
-		UserAgent: "ssestress/" + version, Scenario: scenario, Recorder: w, Counters: counters,
+		Transport: setup.transport, Redact: setup.redact,
+		UserAgent: "ssestress/" + version, Scenario: p.scenario, Recorder: w, Counters: counters,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
-	optsFor := optionsByHeader(&baseOpts, o.header)
+	optsFor := optionsByHeader(&baseOpts, setup.header)
 	mon := &clients.Monitor{
 		Interval: time.Duration(o.monitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(stderr), Start: start,
+		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: start,
+	}
+	var live *liveView
+	file := &liveFile{path: path, w: w}
+	if o.httpAddr != "" {
+		live, err = startLiveView(liveConfig{
+			addr:    o.httpAddr,
+			collect: runMetrics("replay run", p.scenario, start, counters, w, setup, 0),
+			report:  file.report,
+			session: path,
+		})
+		if err != nil {
+			return nil, err
+		}
+		defer live.close()
+		fmt.Fprintf(errOut, "ssestress replay run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
 	}
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.Run(monCtx) }()
 
-	interrupted := driveReplay(ctx, start, duration, sched, func(n int) (*clients.Stream, error) {
-		c := spec(n)
+	interrupted := driveReplay(ctx, start, p.duration, p.sched, func(n int) (*clients.Stream, error) {
+		c := p.spec(n)
 		u, err := base.Parse(base.Path + c.RequestURI)
 		if err != nil {
 			return nil, err
@@ -352,9 +503,11 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	elapsed := time.Since(start)
 	stopMon()
 	<-monDone
+	setup.close()
+	hops.stop()
 
 	sum := session.Summary{
-		Scenario:          scenario,
+		Scenario:          p.scenario,
 		DurationS:         elapsed.Seconds(),
 		ConnectionsOpened: counters.Streams.Load(),
 		ActiveMax:         counters.ActiveMax.Load(),
@@ -372,17 +525,29 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
 	w.PutMeta(session.MetaSummary, sum)
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("session file %s: %w", path, err)
+	if err := file.close(); err != nil {
+		return nil, fmt.Errorf("session file %s: %w", path, err)
 	}
-	if o.json {
-		return json.NewEncoder(stdout).Encode(sum)
+	o.hop.attribute(ctx, path, errOut)
+	live.close()
+	return &runResult{sum: sum, maxLag: mon.MaxLag()}, nil
+}
+
+// redactHeader returns h with the values of credential headers replaced,
+// for the stored config.
+func redactHeader(h http.Header) http.Header {
+	if len(h) == 0 {
+		return nil
 	}
-	if err := printRunSummary(stdout, sum, mon.MaxLag()); err != nil {
-		return err
+	out := h.Clone()
+	for name, values := range out {
+		if sensitiveHeader(name) {
+			for i := range values {
+				values[i] = redactedValue
+			}
+		}
 	}
-	fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
-	return nil
+	return out
 }
 
 // optionsByHeader returns, for a recorded header set, client Options that

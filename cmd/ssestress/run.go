@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/procstat"
@@ -43,6 +47,10 @@ type runOptions struct {
 	serverPID        int      // --server-pid: sampled into the samples and /metrics
 	hop              hopFlags // --via-proxy, --fault, --capture
 	maxFileSize      int64    // --max-file-size: bbolt MaxSize of the session file
+	repeat           int      // --repeat: runs of the series (0: one run, no series)
+	expect           string   // --expect: the error class a series counts ("": any)
+	shard            clients.Shard
+	source           *clients.SourceAddrs // --source-addr; nil: the system chooses
 	args             []string
 	notes            []string // remarks about ignored settings, printed at the start
 
@@ -68,6 +76,11 @@ const runExamples = `  ssestress run --scenario=flood --connections=20 --duratio
   ssestress run --scenario=long-running --duration=10m --fault preset:aws-alb --time-scale 60 --capture
   ssestress run --scenario=long-running --duration=72h --http 127.0.0.1:9090 --server-pid 4242
     (then: curl 127.0.0.1:9090/metrics, curl '127.0.0.1:9090/report?format=markdown')
+  ssestress run --duration=2m --fault reset:hop=upstream,after=30s,toxicity=0.5 --repeat 10 --expect ECONNRESET --out runs/reset.db
+    (runs/reset-1.db ... runs/reset-10.db, and runs/reset-repeat.json with the reproduction rate)
+  ssestress run --scenario=flood --connections=30000 --target http://10.0.0.7:8090 --shard 2/3 --out shard-2.db
+    (one of three processes or machines; then: ssestress report shard-*.db)
+  ssestress run --connections=40000 --target http://127.0.0.1:8090 --source-addr 127.0.0.2-127.0.0.9
 
 Scenarios and their defaults (the seed test plan):
   flood         20 connections opened at 1-5 per second, 1h
@@ -113,12 +126,37 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 		o.maxFileSize = n
 		return err
 	})
+	fs.IntVar(&o.repeat, "repeat", 0, "run the scenario `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
+	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
+	var shardText, sourceText string
+	fs.StringVar(&shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
+	fs.StringVar(&sourceText, "source-addr", "", "spread the connections round-robin over these local `ADDRS` (127.0.0.2-127.0.0.9, or a comma list): an ephemeral port range each")
 	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("run: unexpected argument %q (settings are flags, e.g. --duration=30s)", fs.Arg(0))
 	}
+	if shardText != "" {
+		sh, err := clients.ParseShard(shardText)
+		if err != nil {
+			return nil, usageErrorf("run: --shard: %v", err)
+		}
+		o.shard = sh
+	}
+	var sourceAddrs []netip.Addr
+	if sourceText != "" {
+		a, err := clients.ParseSourceAddrs(sourceText)
+		if err != nil {
+			return nil, usageErrorf("run: --source-addr: %v", err)
+		}
+		sourceAddrs = a
+	}
+	repeatNotes, err := checkRepeatFlags("run", o.repeat, &o.expect)
+	if err != nil {
+		return nil, err
+	}
+	o.notes = append(o.notes, repeatNotes...)
 	if o.backoff < 0 {
 		return nil, usageErrorf("run: --backoff must not be negative")
 	}
@@ -170,11 +208,117 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	if given.MessageRate != "" && cfg.Target != "" {
 		o.notes = append(o.notes, "messageRate sets the embedded server's rate; ignored with a target")
 	}
-	if _, err := cfg.plan(); err != nil {
+	plan, err := cfg.plan()
+	if err != nil {
 		return nil, usageErrorf("run: %v", err)
+	}
+	if o.shard.Count > 0 {
+		plan.Shard = o.shard
+		if err := plan.Check(); err != nil {
+			return nil, usageErrorf("run: --shard: %v", err)
+		}
+		if cfg.Target == "" {
+			o.notes = append(o.notes, "--shard without --target: this shard measures its own embedded server, not one shared with the other shards")
+		}
+	}
+	if sourceAddrs != nil {
+		dialed := cfg.Target
+		if dialed == "" || o.hop.viaProxy {
+			dialed = "http://127.0.0.1/" // the embedded server or the in-process proxy
+		}
+		if err := checkSourceAddrs(sourceAddrs, dialed); err != nil {
+			return nil, err
+		}
+		if o.hop.viaProxy {
+			o.notes = append(o.notes, "--source-addr spreads the clients' connections to the in-process proxy; the proxy dials the target from the system's choice")
+		}
+		o.source = clients.NewSourceAddrs(sourceAddrs)
 	}
 	o.cfg = cfg
 	return o, nil
+}
+
+// checkSourceAddrs refuses source addresses this host does not have, and
+// those that cannot reach the target when its host is an address: another
+// family, or loopback sources toward a remote address.
+func checkSourceAddrs(addrs []netip.Addr, target string) error {
+	if err := clients.CheckSourceAddrs(addrs); err != nil {
+		return fmt.Errorf("run: --source-addr: %w", err)
+	}
+	u, err := clients.StreamURL(target, "", []string{"X"})
+	if err != nil {
+		return nil // the target's own check reports it
+	}
+	dst, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil // a name: its addresses are known only when dialing
+	}
+	for _, a := range addrs {
+		if a.Is4() != dst.Unmap().Is4() {
+			return usageErrorf("run: --source-addr: %s cannot reach %s (IPv4 and IPv6 do not mix)", a, dst)
+		}
+		if a.IsLoopback() && !dst.IsLoopback() {
+			return usageErrorf("run: --source-addr: the loopback address %s cannot reach %s (give addresses of an interface that routes there)", a, dst)
+		}
+	}
+	return nil
+}
+
+// checkRepeatFlags checks --repeat and --expect, and writes the class in
+// its canonical (upper) case. A class it does not know is a note, not an
+// error: newer error classes may exist than this list.
+func checkRepeatFlags(cmd string, repeat int, expect *string) (notes []string, err error) {
+	if repeat < 0 || repeat > maxRepeat {
+		return nil, usageErrorf("%s: --repeat must be between 1 and %d, got %d", cmd, maxRepeat, repeat)
+	}
+	if *expect == "" {
+		return nil, nil
+	}
+	if repeat == 0 {
+		return nil, usageErrorf("%s: --expect goes with --repeat N", cmd)
+	}
+	class := strings.ToUpper(strings.TrimSpace(*expect))
+	if !errorClassSyntax.MatchString(class) {
+		return nil, usageErrorf("%s: --expect %q is not an error class (e.g. ECONNRESET, HTTP_502, %sCANCEL)", cmd, *expect, errclass.H2RSTStreamPrefix)
+	}
+	*expect = class
+	if !knownErrorClass(class) {
+		notes = append(notes, fmt.Sprintf("--expect %s is not one of the error classes known here (%s, HTTP_<status>, %s<code>, %s<code>); runs count it only if it appears",
+			class, strings.Join(errorClasses, ", "), errclass.H2RSTStreamPrefix, errclass.H2GoAwayPrefix))
+	}
+	return notes, nil
+}
+
+// maxRepeat bounds --repeat: beyond it a typo rather than a plan.
+const maxRepeat = 10000
+
+// errorClasses are the fixed names errclass.Classify returns.
+var errorClasses = []string{
+	errclass.ECONNRESET, errclass.EPIPE, errclass.ECONNREFUSED, errclass.ETIMEDOUT, errclass.EOF,
+	errclass.UnexpectedEOF, errclass.BadContentType, errclass.LineTooLong, errclass.TLS, errclass.DNS,
+	errclass.EMFILE, errclass.EADDRNOTAVAIL, errclass.Other,
+}
+
+// errorClassSyntax is what any class looks like: ECONNRESET, HTTP_502,
+// H2_RST_STREAM:CANCEL.
+var errorClassSyntax = regexp.MustCompile(`^[A-Z][A-Z0-9_]*(:[A-Z0-9_]+)?$`)
+
+// knownErrorClass reports whether class is one errclass.Classify returns:
+// a fixed name, HTTP_<status> or an HTTP/2 reset or GOAWAY.
+func knownErrorClass(class string) bool {
+	if slices.Contains(errorClasses, class) {
+		return true
+	}
+	if code, ok := strings.CutPrefix(class, "HTTP_"); ok {
+		n, err := strconv.Atoi(code)
+		return err == nil && n >= 100 && n <= 999
+	}
+	for _, p := range []string{errclass.H2RSTStreamPrefix, errclass.H2GoAwayPrefix} {
+		if rest, ok := strings.CutPrefix(class, p); ok && rest != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // parseHeaderFlags reads "Name: value" lines. A bad line is not quoted in
@@ -243,52 +387,118 @@ func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 	}}, nil
 }
 
-// execute runs the configured scenario and prints its summary.
+// execute runs the configured scenario (N times with --repeat) and prints
+// its summary.
 func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
-	cfg := o.cfg
-	plan, err := cfg.plan()
+	plan, err := o.plan()
 	if err != nil {
-		return usageErrorf("run: %v", err)
+		return err
 	}
-	if err := checkRunFDLimit(cfg, plan); err != nil {
+	if err := checkRunFDLimit(o.cfg, plan); err != nil {
 		return err
 	}
 	errOut := &lockedWriter{w: stderr}
 	for _, n := range o.notes {
 		fmt.Fprintln(errOut, "ssestress: note:", n)
 	}
-	setup := o.setup
-	if setup == nil {
-		setup = &requestSetup{}
+	if o.setup == nil {
+		o.setup = &requestSetup{}
+	}
+	defer o.setup.close()
+	if o.repeat > 0 {
+		name := o.cfg.Scenario + o.shardSuffix()
+		return runSeries(ctx, seriesConfig{
+			command: "run", args: redactArgs(o.args, o.setup.secrets), runs: o.repeat, expect: o.expect,
+			out: o.out, name: name, json: o.json,
+		}, func(ctx context.Context, path string) (session.Summary, error) {
+			res, err := o.runOnce(ctx, plan, path, errOut)
+			if err != nil {
+				return session.Summary{}, err
+			}
+			return res.sum, nil
+		}, stdout, errOut)
 	}
 
-	tgt, err := startRunTarget(cfg, setup.http2)
+	path := o.out
+	if path == "" {
+		path = defaultSessionPath(o.cfg.Scenario+o.shardSuffix(), time.Now())
+	}
+	res, err := o.runOnce(ctx, plan, path, errOut)
 	if err != nil {
 		return err
+	}
+	if o.json {
+		if err := json.NewEncoder(stdout).Encode(res.sum); err != nil {
+			return err
+		}
+	} else {
+		if err := printRunSummary(stdout, res.sum, res.maxLag); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
+	}
+	if res.allFailed {
+		return fmt.Errorf("every connection failed for good (%s); nothing left to run", clients.FormatErrors(res.sum.Errors))
+	}
+	return nil
+}
+
+// plan is the configured scenario's pacing, this process's shard of it.
+func (o *runOptions) plan() (clients.Plan, error) {
+	plan, err := o.cfg.plan()
+	if err != nil {
+		return plan, usageErrorf("run: %v", err)
+	}
+	plan.Shard = o.shard
+	return plan, nil
+}
+
+// shardSuffix names the shard in a default session file name.
+func (o *runOptions) shardSuffix() string {
+	if o.shard.Count == 0 {
+		return ""
+	}
+	return fmt.Sprintf("-shard%dof%d", o.shard.Index, o.shard.Count)
+}
+
+// runResult is how one run ended.
+type runResult struct {
+	sum       session.Summary
+	maxLag    time.Duration
+	allFailed bool // every connection failed for good
+}
+
+// runOnce runs the scenario once into the session file at path: the
+// target (the embedded server is started for the run), the proxy and
+// capture of --via-proxy/--capture, the live view, the monitor and the
+// clients. Errors before the file is complete are returned; how the run
+// went is in the result.
+func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string, errOut io.Writer) (*runResult, error) {
+	cfg, setup := o.cfg, o.setup
+	tgt, err := startRunTarget(cfg, setup.http2)
+	if err != nil {
+		return nil, err
 	}
 	defer tgt.stop()
 	if tgt.certPEM != nil {
 		if err := setup.trust(tgt.certPEM); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	setup.useSource(o.source)
 	defer setup.close()
 	if tgt.embedded == nil {
 		if err := setup.probe(ctx, "target ", tgt.url); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	start := time.Now()
-	path := o.out
-	if path == "" {
-		path = defaultSessionPath(cfg.Scenario, start)
-	}
 	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) {
 		fmt.Fprintln(errOut, "ssestress:", err)
 	}})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.Close()
 	stored := cfg
@@ -297,7 +507,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	host, _ := os.Hostname()
 	info := session.RunInfo{
 		Tool: "ssestress " + version, Command: "run", Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario,
-		Target: redactURL(tgt.url), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
+		Target: redactURL(tgt.url), Config: cfgJSON, Shard: o.shard.String(), Host: host, PID: os.Getpid(), StartedAt: start,
 	}
 	w.PutMeta(session.MetaRun, info)
 	var targetAddrs []string
@@ -310,7 +520,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	// proxy records its own endpoints.
 	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, w, path, errOut)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer hops.stop()
 
@@ -320,6 +530,9 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	}
 	if setup.http2 {
 		which += ", HTTP/2"
+	}
+	if o.source != nil {
+		which += fmt.Sprintf(", from %d source addresses", len(o.source.Addrs()))
 	}
 	fmt.Fprintf(errOut, "ssestress run: %s, %s for %v against %s (%s); session file %s\n",
 		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, redactURL(tgt.url), which, path)
@@ -338,41 +551,21 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	}
 	mon := &clients.Monitor{
 		Interval: time.Duration(cfg.MonitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(stderr), Start: start, ServerPID: o.serverPID,
+		Out: errOut, Terminal: writerIsTerminal(o.stderrFile(errOut)), Start: start, ServerPID: o.serverPID,
 	}
 
-	// fileMu keeps the live /report off the file while the writer closes
-	// it; afterwards the report reads the closed file.
-	var (
-		fileMu     sync.RWMutex
-		fileClosed bool
-		live       *liveView
-	)
+	// The live view's /report reads the file in use, then the closed file.
+	var live *liveView
+	file := &liveFile{path: path, w: w}
 	if o.httpAddr != "" {
 		live, err = startLiveView(liveConfig{
 			addr:    o.httpAddr,
-			collect: runMetrics(cfg.Scenario, start, counters, w, setup, o.serverPID),
-			report: func(out io.Writer, format string) error {
-				fileMu.RLock()
-				defer fileMu.RUnlock()
-				var (
-					rep *analysis.Report
-					err error
-				)
-				if fileClosed {
-					rep, err = analysis.LoadFiles(path)
-				} else {
-					rep, err = analysis.Load(w.Reader())
-				}
-				if err != nil {
-					return err
-				}
-				return analysis.Render(out, rep, format)
-			},
+			collect: runMetrics("run", cfg.Scenario, start, counters, w, setup, o.serverPID),
+			report:  file.report,
 			session: path,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer live.close()
 		fmt.Fprintf(errOut, "ssestress run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
@@ -410,12 +603,8 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
 	w.PutMeta(session.MetaSummary, sum)
-	fileMu.Lock()
-	fileClosed = true
-	closeErr := w.Close()
-	fileMu.Unlock()
-	if closeErr != nil {
-		return fmt.Errorf("session file %s: %w", path, closeErr)
+	if err := file.close(); err != nil {
+		return nil, fmt.Errorf("session file %s: %w", path, err)
 	}
 	o.hop.attribute(ctx, path, errOut)
 	if o.afterRun != nil {
@@ -423,21 +612,221 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	}
 	live.close()
 	if runErr != nil {
+		return nil, runErr
+	}
+	return &runResult{sum: sum, maxLag: mon.MaxLag(), allFailed: res.AllFailed}, nil
+}
+
+// stderrFile returns the writer the status line goes to, unwrapped, so
+// that writerIsTerminal sees the *os.File behind the lock.
+func (o *runOptions) stderrFile(w io.Writer) io.Writer {
+	if lw, ok := w.(*lockedWriter); ok {
+		return lw.w
+	}
+	return w
+}
+
+// liveFile is a session file as the live view's /report reads it: through
+// the writer while the run holds it, then from the closed file. Its lock
+// keeps a report off the file while the writer closes it.
+type liveFile struct {
+	path   string
+	w      *session.Writer
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (f *liveFile) report(out io.Writer, format string) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var (
+		rep *analysis.Report
+		err error
+	)
+	if f.closed {
+		rep, err = analysis.LoadFiles(f.path)
+	} else {
+		rep, err = analysis.Load(f.w.Reader())
+	}
+	if err != nil {
+		return err
+	}
+	return analysis.Render(out, rep, format)
+}
+
+// close closes the writer with no report reading it.
+func (f *liveFile) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return f.w.Close()
+}
+
+// useSource makes the transport dial from the source addresses (nil:
+// leave the system's choice). It goes after trust, which rebuilds the
+// transport.
+func (s *requestSetup) useSource(src *clients.SourceAddrs) {
+	if src == nil {
+		return
+	}
+	if s.h2 != nil {
+		s.h2.Source = src
+		return
+	}
+	s.transport = &clients.HTTP1{TLSConfig: s.tlsConfig, Source: src}
+}
+
+// seriesConfig is a --repeat series.
+type seriesConfig struct {
+	command string   // run, replay run
+	args    []string // redacted, for the summary file
+	runs    int
+	expect  string // "": any error
+	out     string // --out: the stem of the files ("" for the default)
+	name    string // the default stem's scenario part
+	json    bool
+}
+
+// seriesSummary is the summary file of a --repeat series,
+// <stem>-repeat.json, and what --json prints.
+type seriesSummary struct {
+	Command string      `json:"command"`
+	Args    []string    `json:"args,omitempty"`
+	Repeat  int         `json:"repeat"` // runs asked for
+	Expect  string      `json:"expect,omitempty"`
+	Runs    []seriesRun `json:"runs"`
+	// Completed counts the runs that ran their whole duration; the
+	// reproduction rate is over them.
+	Completed   int  `json:"completed"`
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Reproduction is analysis.Reproduction over the completed runs' files
+	// (absent when none completed).
+	Reproduction *analysis.ReproductionResult `json:"reproduction,omitempty"`
+}
+
+// seriesRun is one run of a series.
+type seriesRun struct {
+	Run         int             `json:"run"`
+	SessionFile string          `json:"session_file"`
+	Summary     session.Summary `json:"summary"`
+}
+
+// seriesStem returns the stem of a series' files: --out without .db, or
+// ssestress-<name>-<time> (with -2, -3 ... until no file of the series
+// exists). A file of the series that exists already is refused: session
+// files are never overwritten.
+func seriesStem(cfg seriesConfig, now time.Time) (string, error) {
+	files := func(stem string) []string {
+		f := []string{stem + "-repeat.json"}
+		for i := 1; i <= cfg.runs; i++ {
+			f = append(f, fmt.Sprintf("%s-%d.db", stem, i))
+		}
+		return f
+	}
+	exists := func(stem string) string {
+		for _, f := range files(stem) {
+			if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+				return f
+			}
+		}
+		return ""
+	}
+	if cfg.out != "" {
+		stem := strings.TrimSuffix(cfg.out, ".db")
+		if f := exists(stem); f != "" {
+			return "", fmt.Errorf("%s: %s already exists (choose another --out, or remove it)", cfg.command, f)
+		}
+		return stem, nil
+	}
+	base := "ssestress-" + cfg.name + "-" + now.Format("20060102-150405")
+	stem := base
+	for i := 2; exists(stem) != ""; i++ {
+		if i > 1000 {
+			return "", fmt.Errorf("%s: no free file name for %s-*.db (give --out)", cfg.command, base)
+		}
+		stem = base + "-" + strconv.Itoa(i)
+	}
+	return stem, nil
+}
+
+// runSeries runs once cfg.runs times, each into <stem>-<i>.db, stopping
+// early when ctx ends (the run in progress ends as an interrupted run
+// does). It then measures the reproduction over the completed runs, writes
+// <stem>-repeat.json and prints the rate.
+func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Context, path string) (session.Summary, error), stdout, errOut io.Writer) error {
+	stem, err := seriesStem(cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	summaryPath := stem + "-repeat.json"
+	fmt.Fprintf(errOut, "ssestress %s: %d runs into %s-1.db ... %s-%d.db; summary %s\n", cfg.command, cfg.runs, stem, stem, cfg.runs, summaryPath)
+	ss := seriesSummary{Command: cfg.command, Args: cfg.args, Repeat: cfg.runs, Expect: cfg.expect, Runs: []seriesRun{}}
+	var (
+		completed []string
+		runErr    error
+	)
+	for i := 1; i <= cfg.runs; i++ {
+		if ctx.Err() != nil {
+			ss.Interrupted = true
+			break
+		}
+		path := fmt.Sprintf("%s-%d.db", stem, i)
+		sum, err := once(ctx, path)
+		if err != nil {
+			runErr = fmt.Errorf("run %d of %d: %w", i, cfg.runs, err)
+			break
+		}
+		ss.Runs = append(ss.Runs, seriesRun{Run: i, SessionFile: path, Summary: sum})
+		errs := "no errors"
+		if len(sum.Errors) > 0 {
+			errs = "errors " + clients.FormatErrors(sum.Errors)
+		}
+		state := "ended"
+		if sum.Interrupted {
+			state = "interrupted"
+			ss.Interrupted = true
+		} else {
+			completed = append(completed, path)
+		}
+		fmt.Fprintf(errOut, "ssestress %s: run %d of %d %s: %d connections, %s; %s\n", cfg.command, i, cfg.runs, state, sum.ConnectionsOpened, errs, path)
+		if sum.Interrupted {
+			break
+		}
+	}
+	ss.Completed = len(completed)
+	if len(completed) > 0 {
+		if ss.Reproduction, err = analysis.Reproduction(completed, cfg.expect); err != nil {
+			return fmt.Errorf("%s: reproduction: %w", cfg.command, err)
+		}
+	}
+	if len(ss.Runs) > 0 {
+		raw, err := json.MarshalIndent(ss, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(summaryPath, append(raw, '\n'), 0o644); err != nil {
+			return fmt.Errorf("%s: summary file: %w", cfg.command, err)
+		}
+	}
+	if runErr != nil {
+		if len(ss.Runs) > 0 {
+			fmt.Fprintf(errOut, "ssestress %s: the %d runs before the failure are in %s\n", cfg.command, len(ss.Runs), summaryPath)
+		}
 		return runErr
 	}
-
-	if o.json {
-		if err := json.NewEncoder(stdout).Encode(sum); err != nil {
-			return err
-		}
-	} else {
-		if err := printRunSummary(stdout, sum, mon.MaxLag()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
+	if cfg.json {
+		return json.NewEncoder(stdout).Encode(ss)
 	}
-	if res.AllFailed {
-		return fmt.Errorf("every connection failed for good (%s); nothing left to run", clients.FormatErrors(sum.Errors))
+	if ss.Interrupted {
+		fmt.Fprintf(stdout, "interrupted: %d of %d runs completed; the rate below is over those\n", ss.Completed, cfg.runs)
+	}
+	if ss.Reproduction == nil {
+		fmt.Fprintln(stdout, "no run completed: no reproduction rate")
+	} else if err := analysis.RenderDoc(stdout, ss.Reproduction.Doc(), "table"); err != nil {
+		return err
+	}
+	if len(ss.Runs) > 0 {
+		fmt.Fprintf(stdout, "summary file: %s (ssestress report --reproduction %s-*.db)\n", summaryPath, stem)
 	}
 	return nil
 }
@@ -452,7 +841,29 @@ func describePlan(cfg runConfig, plan clients.Plan) string {
 		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %v)",
 			cfg.Connections, plan.VariableMin, plan.VariableMax, plan.Churn.Round(time.Millisecond))
 	}
+	switch sh := plan.Shard; {
+	case sh.Count == 1:
+		s = "shard 1/1 (all connections) of " + s
+	case sh.Count > 1:
+		s = fmt.Sprintf("shard %s (connections c%04d, c%04d, ...: every %d%s) of %s", sh, sh.Index-1, sh.Index-1+sh.Count, sh.Count, ordinalSuffix(sh.Count), s)
+	}
 	return s
+}
+
+// ordinalSuffix is "st", "nd", "rd" or "th" for n.
+func ordinalSuffix(n int) string {
+	if n%100 >= 11 && n%100 <= 13 {
+		return "th"
+	}
+	switch n % 10 {
+	case 1:
+		return "st"
+	case 2:
+		return "nd"
+	case 3:
+		return "rd"
+	}
+	return "th"
 }
 
 // defaultSessionPath is ssestress-<scenario>-<timestamp>.db in the working
@@ -542,7 +953,7 @@ func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
 			lim = raised
 		}
 	}
-	concurrent := uint64(plan.Connections + plan.VariableMax)
+	concurrent := uint64(plan.Concurrent())
 	perConn := uint64(1)
 	if cfg.Target == "" {
 		perConn = 2
@@ -558,7 +969,7 @@ func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
 // runMetrics returns the /metrics families of a run, read from the same
 // counters the summary and the samples are made of, so that at the end of
 // a run they agree with the session file.
-func runMetrics(scenario string, start time.Time, c *clients.Counters, w *session.Writer, setup *requestSetup, serverPID int) func() []metrics.Family {
+func runMetrics(command, scenario string, start time.Time, c *clients.Counters, w *session.Writer, setup *requestSetup, serverPID int) func() []metrics.Family {
 	procs := []metrics.Process{metrics.Self()}
 	if serverPID > 0 {
 		procs = append(procs, metrics.Process{Role: "server", PID: serverPID})
@@ -569,7 +980,7 @@ func runMetrics(scenario string, start time.Time, c *clients.Counters, w *sessio
 		errs.Samples = metrics.CountsByLabel(c.Errors(), "class", metrics.Label{Name: "hop", Value: session.HopClient})
 		fams := []metrics.Family{
 			{Name: "ssestress_info", Kind: metrics.Gauge, Help: "The command and scenario of this process (always 1).",
-				Samples: []metrics.Sample{{Labels: metrics.L("command", "run", "scenario", scenario, "version", version), Value: 1}}},
+				Samples: []metrics.Sample{{Labels: metrics.L("command", command, "scenario", scenario, "version", version), Value: 1}}},
 			metrics.One("ssestress_uptime_seconds", "Seconds since the run started.", metrics.Gauge, time.Since(start).Seconds()),
 			metrics.One("ssestress_streams_active", "Streams with an open event-stream response now.", metrics.Gauge, float64(c.Active.Load())),
 			metrics.One("ssestress_streams_active_max", "Most streams open at once so far.", metrics.Gauge, float64(c.ActiveMax.Load())),

@@ -29,6 +29,7 @@ type hopFlags struct {
 	pcap            string
 
 	specs []proxy.FaultSpec // parsed --fault
+	cmd   string            // the subcommand, for messages: run, replay run
 }
 
 func (h *hopFlags) register(fs *flag.FlagSet) {
@@ -44,6 +45,7 @@ func (h *hopFlags) register(fs *flag.FlagSet) {
 // check parses the faults and checks the combinations; it returns notes
 // for the user.
 func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
+	h.cmd = cmd
 	var notes []string
 	for _, f := range h.faults {
 		spec, err := proxy.ParseFault(f)
@@ -71,6 +73,14 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 		return nil, usageErrorf("%s: --iface and --pcap need --capture", cmd)
 	}
 	return notes, nil
+}
+
+// command is the subcommand for messages (run when check was not called).
+func (h *hopFlags) command() string {
+	if h.cmd == "" {
+		return "run"
+	}
+	return h.cmd
 }
 
 // hops is what runs between the clients and the target.
@@ -105,7 +115,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		if len(h.faults) > 0 {
 			fault = strings.Join(h.faults, " ")
 		}
-		fmt.Fprintf(errOut, "ssestress run: via in-process proxy %s → %s (%s)\n", p.URL(), origin, fault)
+		fmt.Fprintf(errOut, "ssestress %s: via in-process proxy %s → %s (%s)\n", h.command(), p.URL(), origin, fault)
 	}
 	if h.capture {
 		var ports []int
@@ -135,7 +145,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			return "", nil, err
 		default:
 			hp.capture = c
-			fmt.Fprintf(errOut, "ssestress run: capturing TCP ports %v into %s\n", ports, out)
+			fmt.Fprintf(errOut, "ssestress %s: capturing TCP ports %v into %s\n", h.command(), ports, out)
 		}
 	}
 	return clientURL, hp, nil
@@ -170,7 +180,7 @@ func (h *hopFlags) attribute(ctx context.Context, path string, errOut io.Writer)
 		return
 	}
 	if n := len(res.Resets); n > 0 {
-		fmt.Fprintf(errOut, "ssestress run: %d resets attributed to their sender and hop (ssestress report %s)\n", n, path)
+		fmt.Fprintf(errOut, "ssestress %s: %d resets attributed to their sender and hop (ssestress report %s)\n", h.command(), n, path)
 	}
 }
 

@@ -66,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history}
 	srv, err := feed.StartTLS(o.listen, cfg, tlsConfig)
 	if err != nil {
-		return err
+		return fmt.Errorf("serve: --listen %s: %w", o.listen, err)
 	}
 	fmt.Fprintf(stdout, "serving SSE quote feed on %s/stream?symbols=AAPL,MSFT (%s msg/min per group, heartbeat %s)\n",
 		srv.URL, rate, o.heartbeat)

@@ -29,6 +29,9 @@ const (
 	UnexpectedEOF  = "UNEXPECTED_EOF" // stream cut in the middle of a chunk or response
 	BadContentType = "BAD_CONTENT_TYPE"
 	LineTooLong    = "LINE_TOO_LONG"
+	EventTooLong   = "EVENT_TOO_LONG"  // one event's data past the client's bound (sse.DefaultMaxEvent)
+	HeaderTooLong  = "HEADER_TOO_LONG" // response headers past the client's bound, or never ending
+	BadResponse    = "BAD_RESPONSE"    // not HTTP: a malformed status line, header or chunk framing
 	TLS            = "TLS"
 	DNS            = "DNS"
 	EMFILE         = "EMFILE" // out of file descriptors (EMFILE or ENFILE)

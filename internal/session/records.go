@@ -158,6 +158,12 @@ type Sample struct {
 	// TimerLag is how late the monitor's tick fired: the tool's own
 	// scheduling delay.
 	TimerLag time.Duration `json:"timer_lag_ns"`
+	// CPUUser and CPUSystem are the CPU time the writing process (the load
+	// generator, the proxy) has used since it started, in user and kernel
+	// mode; absent where the platform does not tell. With TimerLag they show
+	// when the tool itself, not the system under test, was the bottleneck.
+	CPUUser   time.Duration `json:"cpu_user_ns,omitempty"`
+	CPUSystem time.Duration `json:"cpu_system_ns,omitempty"`
 	// ServerPID, ServerRSS and ServerFDs describe the server process named
 	// with run --server-pid (absent without it, or once it has exited), so
 	// a server's leak shows beside the errors it causes.

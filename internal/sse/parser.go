@@ -22,6 +22,32 @@ import (
 // accepts when Parser.MaxLine is zero.
 const DefaultMaxLine = 1 << 20
 
+// DefaultMaxEvent is the most data one event may carry (its data lines
+// joined, in bytes) when Parser.MaxEvent is zero. Without a bound a server
+// sending an endless event of short data lines would make the parser hold
+// all of it.
+const DefaultMaxEvent = 16 << 20
+
+// ErrEventTooLong is returned (wrapped in an *EventTooLongError) when an
+// event's data exceeds the parser's bound. Like a line over its bound, it
+// ends the stream: the connection must be ended.
+var ErrEventTooLong = errors.New("sse: event too long")
+
+// EventTooLongError says how large the bound was. It matches
+// ErrEventTooLong with errors.Is and carries the error class used in the
+// session file.
+type EventTooLongError struct{ Max int }
+
+func (e *EventTooLongError) Error() string {
+	return fmt.Sprintf("sse: event data longer than %d bytes", e.Max)
+}
+
+// Is makes errors.Is(err, ErrEventTooLong) true.
+func (e *EventTooLongError) Is(target error) bool { return target == ErrEventTooLong }
+
+// ErrClass names the error in the ssestress error taxonomy.
+func (e *EventTooLongError) ErrClass() string { return "EVENT_TOO_LONG" }
+
 // ErrLineTooLong is returned (wrapped in a *LineTooLongError) when a line
 // exceeds the parser's bound. The stream cannot be resynchronised after it:
 // the connection must be ended.
@@ -91,6 +117,9 @@ type Frame struct {
 type Parser struct {
 	// MaxLine bounds the length of one line; zero means DefaultMaxLine.
 	MaxLine int
+	// MaxEvent bounds the data of one event (its data lines joined);
+	// zero means DefaultMaxEvent.
+	MaxEvent int
 
 	started   bool   // BOM check done
 	bomSeen   []byte // BOM prefix bytes held back while undecided
@@ -115,14 +144,15 @@ func (p *Parser) SetLastEventID(id string) { p.lastID, p.idBuf = id, id }
 // Reset forgets any partial line and event, as a new connection must, but
 // keeps the last event ID.
 func (p *Parser) Reset() {
-	*p = Parser{MaxLine: p.MaxLine, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
+	*p = Parser{MaxLine: p.MaxLine, MaxEvent: p.MaxEvent, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
 }
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
 
 // Feed parses b, calling emit for every Frame completed by it. An error from
 // emit stops parsing and is returned; a line over the bound returns a
-// *LineTooLongError, after which the parser refuses further input.
+// *LineTooLongError and an event over its bound an *EventTooLongError,
+// after which the parser refuses further input.
 func (p *Parser) Feed(b []byte, emit func(*Frame) error) error {
 	if p.err != nil {
 		return p.err
@@ -224,6 +254,14 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 			p.lastType = p.eventType
 		}
 	case "data":
+		maxEvent := p.MaxEvent
+		if maxEvent <= 0 {
+			maxEvent = DefaultMaxEvent
+		}
+		if len(p.data)+len(value) > maxEvent {
+			p.err = &EventTooLongError{Max: maxEvent}
+			return p.err
+		}
 		p.data = append(p.data, value...)
 		p.data = append(p.data, '\n')
 	case "id":
