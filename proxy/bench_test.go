@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -106,19 +108,36 @@ func relay(b *testing.B, upstream string) string {
 	return "http://" + ln.Addr().String()
 }
 
-// benchTargets are the paths under comparison.
-func benchTargets(b *testing.B) []struct{ name, url string } {
+// benchTarget is a path under comparison and the client that takes it.
+type benchTarget struct {
+	name, url string
+	client    *http.Client
+}
+
+// benchTargets are the paths under comparison: direct, a minimal relay,
+// the proxy plain and with a latency fault of 0, and the proxy's TLS
+// listener with HTTP/1.1 (one connection per stream), with h2 (streams
+// share connections) and h2c.
+func benchTargets(b *testing.B) []benchTarget {
 	server := benchServer(b)
+	plain := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	p := startProxy(b, Config{Upstream: server})
 	pl := startProxy(b, Config{Upstream: server, Faults: withFaults(b, "latency:delay=0s")})
-	return []struct{ name, url string }{
-		{"direct", server}, {"relay", relay(b, server)}, {"proxy", p.URL()}, {"proxy-latency0", pl.URL()},
+	pt := startProxy(b, Config{Upstream: server, TLSSelfSigned: true})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pt.CertPEM())
+	tlsH1 := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool},
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	return []benchTarget{
+		{"direct", server, plain}, {"relay", relay(b, server), plain}, {"proxy", p.URL(), plain},
+		{"proxy-latency0", pl.URL(), plain}, {"proxy-tls", pt.URL(), tlsH1}, {"proxy-h2", pt.URL(), h2Client(pool)},
+		{"proxy-h2c", p.URL(), h2cClient()},
 	}
 }
 
 // streamEvents reads events from url, calling on for each one's data.
-func streamEvents(url string, on func(data []byte) bool) error {
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}).Get(url)
+func streamEvents(c *http.Client, url string, on func(data []byte) bool) error {
+	resp, err := c.Get(url)
 	if err != nil {
 		return err
 	}
@@ -162,7 +181,7 @@ func BenchmarkThroughput(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					n := 0
-					if err := streamEvents(tg.url+"/?n="+strconv.Itoa(per), func([]byte) bool { n++; return true }); err != nil || n != per {
+					if err := streamEvents(tg.client, tg.url+"/?n="+strconv.Itoa(per), func([]byte) bool { n++; return true }); err != nil || n != per {
 						b.Errorf("stream got %d of %d events: %v", n, per, err)
 					}
 				}()
@@ -205,7 +224,7 @@ func BenchmarkLatency(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					local := make([]time.Duration, 0, rate*4)
-					err := streamEvents(tg.url+"/?rate="+strconv.Itoa(rate), func(data []byte) bool {
+					err := streamEvents(tg.client, tg.url+"/?rate="+strconv.Itoa(rate), func(data []byte) bool {
 						now := time.Now()
 						if now.After(measureAt) {
 							ns, _ := strconv.ParseInt(string(data), 10, 64)

@@ -3,11 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/ssestress/ssestress/internal/errclass"
 )
@@ -70,10 +73,27 @@ func (b *streamBody) counted(p []byte, now time.Time) {
 			if up := b.st.upstream.Load(); up != nil {
 				up.eventsDown.Add(ev)
 			}
-			b.st.client.eventsDown.Add(ev)
+			b.st.addEvents(ev)
 		}
 	}
 	b.st.rec.Write(p, now)
+}
+
+// errEventTooLong ends a stream whose event grew past Config.MaxEventSize.
+type errEventTooLong struct{ limit int64 }
+
+func (e *errEventTooLong) Error() string {
+	return fmt.Sprintf("an SSE event from the upstream grew past %d bytes (--max-event-size)", e.limit)
+}
+func (e *errEventTooLong) ErrClass() string { return errclass.LineTooLong }
+
+// tooLong reports an event (or line) past the size limit, once the bytes
+// scanned so far are counted.
+func (b *streamBody) tooLong() error {
+	if limit := b.st.p.maxEventSize; limit > 0 && b.isSSE && b.split.unitLen > limit {
+		return &errEventTooLong{limit}
+	}
+	return nil
 }
 
 // WriteTo is the stream's copy loop.
@@ -107,12 +127,16 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 		if n > 0 {
 			wn, werr := w.Write(buf[:n])
 			total += int64(wn)
+			b.st.written.Add(int64(wn))
 			if flusher != nil {
 				flusher.Flush()
 			}
 			b.counted(buf[:wn], time.Now())
 			if werr != nil {
 				return total, werr
+			}
+			if err := b.tooLong(); err != nil {
+				return total, b.ended(err)
 			}
 		}
 		if err != nil {
@@ -177,10 +201,13 @@ func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error
 		for len(data) > 0 {
 			end, ev := b.split.next(data)
 			if end < 0 {
+				if err := b.tooLong(); err != nil {
+					return total, b.ended(err)
+				}
 				pending = append(pending, data...)
 				if len(pending) > maxUnit {
 					// Too long to hold: forward as it comes.
-					n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at})
+					n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at, st: b.st})
 					total += n
 					pending = pending[:0]
 					if err != nil {
@@ -189,7 +216,7 @@ func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error
 				}
 				break
 			}
-			u := &unit{event: ev, arrival: c.at, at: c.at}
+			u := &unit{event: ev, arrival: c.at, at: c.at, st: b.st}
 			if len(pending) > 0 {
 				u.data = append(pending, data[:end]...)
 				pending = nil
@@ -210,7 +237,7 @@ func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error
 		}
 		if c.err != nil {
 			if len(pending) > 0 {
-				n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at})
+				n, err := b.forward(ctx, w, flusher, &unit{data: pending, arrival: c.at, at: c.at, st: b.st})
 				total += n
 				if err != nil {
 					return total, err
@@ -270,11 +297,12 @@ func (b *streamBody) write(w io.Writer, flusher http.Flusher, p []byte, event bo
 	if flusher != nil {
 		flusher.Flush()
 	}
+	b.st.written.Add(int64(n))
 	if n > 0 {
 		b.st.rec.Write(p[:n], time.Now())
 	}
 	if event && err == nil {
-		b.st.client.eventsDown.Add(1)
+		b.st.addEvents(1)
 	}
 	return int64(n), err
 }
@@ -283,8 +311,13 @@ func (b *streamBody) write(w io.Writer, flusher http.Flusher, p []byte, event bo
 // A clean end is passed on; a failure of the upstream hop is passed on as
 // --on-upstream-error says, and the action is recorded. When the client has
 // gone, nothing is passed on.
+//
+// On HTTP/2 the client connection carries other streams: reset and abort
+// both reset the one stream (RST_STREAM INTERNAL_ERROR, net/http's
+// handler abort), never the shared connection.
 func (b *streamBody) ended(err error) error {
 	st := b.st
+	st.abortIfAsked()
 	if errors.Is(err, io.EOF) {
 		if up := st.upstream.Load(); up != nil {
 			up.observe(io.EOF) // the server ended the stream
@@ -292,7 +325,17 @@ func (b *streamBody) ended(err error) error {
 		return io.EOF
 	}
 	if st.ctx.Err() != nil {
-		return err // the client went away; the upstream was closed for it
+		return err // the client went away, or a fault cut the stream; the upstream was closed for it
+	}
+	if up := st.upstream.Load(); up != nil && !errors.Is(err, net.ErrClosed) {
+		// A cut body (UNEXPECTED_EOF) says more than the FIN the socket
+		// saw; a reset is known already; the proxy's own close (a fault)
+		// is no failure of the upstream.
+		up.setClass(errclass.Classify(err))
+		var tooLong *errEventTooLong
+		if errors.As(err, &tooLong) {
+			up.closeWith(ActionFIN, "proxy")
+		}
 	}
 	action := st.p.onUpstreamError
 	st.client.setUpstreamErrorAction(action)
@@ -300,16 +343,23 @@ func (b *streamBody) ended(err error) error {
 	if errors.Is(err, net.ErrClosed) {
 		why = "closed by the proxy"
 	}
-	st.p.logf("%s: upstream hop failed (%s: %v): %s the client", st.client.connID, why, err, action)
-	// upstreamClass is what the client sees, for the recording.
-	switch action {
-	case UpstreamEOF:
+	target := "the client"
+	if st.h2 && action != UpstreamEOF {
+		target = "the client's HTTP/2 stream"
+	}
+	st.p.logf("%s: upstream hop failed (%s: %v): %s %s", st.client.connID, why, err, action, target)
+	// clientClass is what the client sees, for the recording.
+	switch {
+	case action == UpstreamEOF:
 		return io.EOF
-	case UpstreamAbort:
-		st.upstreamClass = errclass.UnexpectedEOF
+	case st.h2:
+		st.setClientClass(errclass.H2RSTStream(uint32(http2.ErrCodeInternal)))
+		panic(http.ErrAbortHandler)
+	case action == UpstreamAbort:
+		st.setClientClass(errclass.UnexpectedEOF)
 		panic(http.ErrAbortHandler)
 	default:
-		st.upstreamClass = errclass.ECONNRESET
+		st.setClientClass(errclass.ECONNRESET)
 		st.client.reset()
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/ssestress/ssestress/internal/dur"
 )
 
 // MaxConfigSize bounds a config file.
@@ -25,12 +27,24 @@ type fileConfig struct {
 	TimeScale       float64           `json:"time-scale"`
 	API             string            `json:"api"`
 	APIToken        string            `json:"api-token"`
+
+	TLSCert               string          `json:"tls-cert"`
+	TLSKey                string          `json:"tls-key"`
+	TLSSelfSigned         bool            `json:"tls-self-signed"`
+	TLSCertOut            string          `json:"tls-cert-out"`
+	UpstreamCA            string          `json:"upstream-ca"`
+	UpstreamInsecure      bool            `json:"upstream-insecure"`
+	UpstreamHeaderTimeout string          `json:"upstream-header-timeout"` // a duration; "0" = no limit
+	MaxEventSize          json.RawMessage `json:"max-event-size"`          // bytes, or a string such as "1MB"
 }
 
+// configKeys lists the config file's keys for messages.
+const configKeys = "listen, upstream, name, allow-host, fault, on-upstream-error, time-scale, api, api-token, " +
+	"tls-cert, tls-key, tls-self-signed, tls-cert-out, upstream-ca, upstream-insecure, upstream-header-timeout, max-event-size"
+
 // LoadConfig reads a proxy config file: one JSON object whose keys are the
-// flags' names (listen, upstream, name, allow-host, fault, on-upstream-
-// error, time-scale, api, api-token), each fault a string in the --fault
-// syntax or an object of the same keys. Decoding is strict: an unknown key,
+// flags' names (see configKeys), each fault a string in the --fault syntax
+// or an object of the same keys. Decoding is strict: an unknown key,
 // a bad value or trailing data is an error naming the file and the line.
 func LoadConfig(path string) (Config, error) {
 	f, err := os.Open(path)
@@ -62,6 +76,26 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	cfg := Config{
 		Listen: fc.Listen, Upstream: fc.Upstream, Name: fc.Name, AllowHosts: fc.AllowHosts,
 		OnUpstreamError: fc.OnUpstreamError, TimeScale: fc.TimeScale, API: fc.API, APIToken: fc.APIToken,
+		TLSCert: fc.TLSCert, TLSKey: fc.TLSKey, TLSSelfSigned: fc.TLSSelfSigned, TLSCertOut: fc.TLSCertOut,
+		UpstreamCA: fc.UpstreamCA, UpstreamInsecure: fc.UpstreamInsecure,
+	}
+	keyLine := func(key string) int { return lineAt(data, bytes.Index(data, []byte(`"`+key+`"`))) }
+	if v := fc.UpstreamHeaderTimeout; v != "" {
+		d, err := dur.Parse(v)
+		if err != nil || d < 0 {
+			return Config{}, fmt.Errorf("%s:%d: %w: upstream-header-timeout %q is not a duration (e.g. \"30s\"; \"0\" for no limit)", name, keyLine("upstream-header-timeout"), ErrBadConfig, v)
+		}
+		cfg.UpstreamHeaderTimeout = d
+		if d == 0 {
+			cfg.UpstreamHeaderTimeout = -1
+		}
+	}
+	if raw := bytes.TrimSpace(fc.MaxEventSize); len(raw) > 0 && string(raw) != "null" {
+		n, err := sizeValue(raw)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s:%d: %w: max-event-size: %v", name, keyLine("max-event-size"), ErrBadConfig, err)
+		}
+		cfg.MaxEventSize = n
 	}
 	for i, raw := range fc.Faults {
 		var spec FaultSpec
@@ -90,8 +124,8 @@ func configError(name string, data []byte, dec *json.Decoder, err error) error {
 	}
 	msg := err.Error()
 	if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return fmt.Errorf("%s:%d: %w: unknown key %s (keys: listen, upstream, name, allow-host, fault, on-upstream-error, time-scale, api, api-token)",
-			name, lineAt(data, bytes.Index(data, []byte(k))), ErrBadConfig, k)
+		return fmt.Errorf("%s:%d: %w: unknown key %s (keys: %s)",
+			name, lineAt(data, bytes.Index(data, []byte(k))), ErrBadConfig, k, configKeys)
 	}
 	return fmt.Errorf("%s:%d: %w: %v", name, lineAt(data, int(dec.InputOffset())), ErrBadConfig, err)
 }
@@ -103,4 +137,21 @@ func lineAt(data []byte, off int) int {
 	}
 	off = min(off, len(data))
 	return bytes.Count(data[:off], []byte("\n")) + 1
+}
+
+// sizeValue reads a byte count given as a JSON number or a string such as
+// "64KB" (1 KB = 1024 bytes, as in the faults' keys).
+func sizeValue(raw json.RawMessage) (int64, error) {
+	var n int64
+	if err := json.Unmarshal(raw, &n); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("%d is negative", n)
+		}
+		return n, nil
+	}
+	var text string
+	if err := json.Unmarshal(raw, &text); err != nil {
+		return 0, fmt.Errorf("%s is not a byte count (a number, or a string such as \"1MB\")", raw)
+	}
+	return parseBytes(text)
 }

@@ -57,6 +57,10 @@ type hopConn struct {
 	shut     atomic.Bool
 	requests atomic.Int32 // requests seen so far (client hop)
 
+	// wire is what the HTTP server reads and writes on the client hop
+	// (TLS, HTTP/2 framing); nil on the upstream hop.
+	wire *clientWire
+
 	faults atomic.Pointer[connFaults] // nil: no fault attached (fast path)
 	dead   chan struct{}              // closed when the socket is closed
 	closed chan struct{}              // closed when the close is recorded
@@ -83,6 +87,9 @@ type hopConn struct {
 	endAt     time.Time
 	closing   bool // the proxy began to close it (or a slow close is pending)
 	finalized bool
+	// streams are the requests in progress on a client connection: one at
+	// a time on HTTP/1.1, many on HTTP/2.
+	streams map[*stream]struct{}
 }
 
 // Peers of each hop, as recorded in ClosedBy.
@@ -338,10 +345,17 @@ func (h *hopConn) observe(err error) {
 	}
 	h.mu.Lock()
 	first := h.closedBy == "" && !h.closing
+	class := errclass.Classify(err)
 	if first {
-		h.closedBy, h.how, h.class, h.endAt = peerOf(h.hop), how, errclass.Classify(err), time.Now()
+		h.closedBy, h.how, h.endAt = peerOf(h.hop), how, time.Now()
+		if h.class == "" {
+			h.class = class
+		}
 	}
 	h.mu.Unlock()
+	if first && how == "RST" {
+		h.p.countError(h.hop, class)
+	}
 	if first && h.p.events.has() {
 		h.p.events.publish(h.event("peer-close"))
 	}
@@ -552,14 +566,28 @@ func (h *hopConn) put() {
 // fire records a fault that acted on this connection: in the HopConn, as a
 // FaultEvent of its own, and on the control API's event stream.
 func (h *hopConn) fire(f *Fault, dir, action, detail string) {
+	h.fireRequest(f, dir, action, detail, 0)
+}
+
+// fireRequest is fire for one request of the connection (0: the current
+// one), as the HTTP/2 faults need: many streams share a client connection.
+func (h *hopConn) fireRequest(f *Fault, dir, action, detail string, request int) {
 	now := time.Now()
 	h.mu.Lock()
 	h.fired = append(h.fired, session.FaultFiring{Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Time: now})
-	request := h.request
-	if h.hop == session.HopClient {
-		request = int(h.requests.Load())
+	if request == 0 {
+		request = h.request
+		if h.hop == session.HopClient {
+			request = int(h.requests.Load())
+		}
 	}
+	closed := h.finalized
 	h.mu.Unlock()
+	if closed {
+		// The close was recorded already (a fault that acted just as the
+		// connection ended): the record is rewritten with the firing.
+		h.put()
+	}
 	h.p.faultFired(session.FaultEvent{
 		Time: now, Proxy: h.p.name, ConnID: h.connID, Request: request, Hop: h.hop,
 		Fault: f.Spec.Name, Kind: f.Spec.Kind, Direction: dir, Action: action, Detail: detail,
@@ -577,4 +605,66 @@ func (h *hopConn) event(typ string) ConnEvent {
 		ClosedBy: h.closedBy, How: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
 	}
+}
+
+// setClass records why the proxy gave up on this hop (no response headers
+// in time, an event over the size limit, a response that is not HTTP, a
+// failed TLS handshake), unless an error class is already known; a hop already
+// closed has its record rewritten. It counts the error once.
+func (h *hopConn) setClass(class string) {
+	if class == "" {
+		return
+	}
+	h.mu.Lock()
+	if h.class != "" && h.class != errclass.EOF { // a clean FIN says less than the failure
+		h.mu.Unlock()
+		return
+	}
+	h.class = class
+	final := h.finalized
+	h.mu.Unlock()
+	h.p.countError(h.hop, class)
+	if final {
+		h.put()
+	}
+}
+
+// addStream and removeStream keep the requests in progress on a client
+// connection.
+func (h *hopConn) addStream(st *stream) {
+	h.mu.Lock()
+	if h.streams == nil {
+		h.streams = map[*stream]struct{}{}
+	}
+	h.streams[st] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *hopConn) removeStream(st *stream) {
+	h.mu.Lock()
+	delete(h.streams, st)
+	h.mu.Unlock()
+}
+
+func (h *hopConn) liveStreams() []*stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*stream, 0, len(h.streams))
+	for st := range h.streams {
+		out = append(out, st)
+	}
+	return out
+}
+
+// streamWatchers are the attached effects told of each new stream.
+func (h *hopConn) streamWatchers() []streamWatcher {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []streamWatcher
+	for _, a := range h.attached {
+		if w, ok := a.effect.(streamWatcher); ok {
+			out = append(out, w)
+		}
+	}
+	return out
 }

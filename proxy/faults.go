@@ -102,6 +102,7 @@ type unit struct {
 	at      time.Time // when it may be forwarded
 	drop    bool
 	stall   bool
+	st      *stream // the stream it belongs to (nil in the shapers' unit tests)
 }
 
 // newFault builds the Fault of a spec at a time scale.
@@ -355,6 +356,20 @@ var kinds = map[string]*kind{
 		keys: []keyDoc{{"code", "the status, 400-599 (default 502)"},
 			{"timeout", "answer only if the upstream sends no response headers within timeout (0 = at once)"}},
 		build: buildHTTPStatus,
+	},
+	"h2-rst-stream": {
+		summary: "reset an HTTP/2 stream (RST_STREAM) after a time or a number of SSE events (HTTP/2 clients only)",
+		hops:    []string{session.HopClient},
+		keys: []keyDoc{{"code", "the error code, a name (CANCEL, INTERNAL_ERROR, REFUSED_STREAM, ...) or a number (default INTERNAL_ERROR)"},
+			{"events", "reset once this many SSE events were forwarded on the stream (without it: after the key after, from the stream's start)"}},
+		build: buildH2RSTStream,
+	},
+	"h2-goaway": {
+		summary: "send GOAWAY on an HTTP/2 connection, then close it (HTTP/2 clients only)",
+		hops:    []string{session.HopClient},
+		keys: []keyDoc{{"code", "the error code, a name (NO_ERROR, PROTOCOL_ERROR, ENHANCE_YOUR_CALM, ...) or a number (default NO_ERROR)"},
+			{"grace", "time between the GOAWAY and the close, the streams going on meanwhile (default 0)"}},
+		build: buildH2GoAway,
 	},
 }
 

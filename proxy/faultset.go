@@ -6,8 +6,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -172,6 +174,8 @@ func newListener(p *Proxy, ln net.Listener) *listener {
 func (l *listener) Addr() net.Addr { return l.addr }
 
 func (l *listener) Accept() (net.Conn, error) {
+	var backoff time.Duration // while descriptors run out
+	var failed int64          // accepts failed in this episode
 	for {
 		l.mu.Lock()
 		ln, resumed, closed := l.ln, l.resumed, l.closed
@@ -194,12 +198,56 @@ func (l *listener) Accept() (net.Conn, error) {
 			if refused {
 				continue
 			}
-			return nil, err
+			if !outOfDescriptors(err) {
+				return nil, err
+			}
+			// The pending connection stays queued and the listener stays
+			// readable: retrying at once would spin a CPU.
+			backoff = nextBackoff(backoff)
+			failed++
+			l.p.acceptErrors.Add(1)
+			l.p.countError(session.HopClient, errclass.Classify(err))
+			if failed == 1 {
+				l.p.logf("proxy %s: accept: %v: new connections wait (backing off %s, up to %s) until descriptors are free", l.p.name, err, backoff, maxAcceptBackoff)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.closedCh:
+				t.Stop()
+				return nil, net.ErrClosed
+			}
+			continue
+		}
+		if failed > 0 {
+			l.p.logf("proxy %s: accept works again after %d failed attempts", l.p.name, failed)
+			backoff, failed = 0, 0
 		}
 		if h := l.p.accepted(c); h != nil {
 			return h, nil
 		}
 	}
+}
+
+// Accept backoff at the descriptor limit: doubling from the first to the
+// cap, as net/http's Serve does for temporary errors.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return minAcceptBackoff
+	}
+	return min(2*d, maxAcceptBackoff)
+}
+
+// outOfDescriptors reports an error of the file descriptor limit (the
+// process's or the system's), or of kernel memory for sockets.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func (l *listener) Close() error {

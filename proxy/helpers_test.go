@@ -110,24 +110,31 @@ type got struct {
 	err      error // what ended it (nil: stopped by the test)
 	class    string
 	endAt    time.Time
+	proto    int // the response's major HTTP version
 }
 
 // readStream GETs url and reads events until the stream ends, max events
 // (0: no limit) are read, or the deadline passes.
 func readStream(t testing.TB, url string, max int, deadline time.Duration) got {
 	t.Helper()
+	return readStreamWith(t, client(), url, max, deadline)
+}
+
+// readStreamWith is readStream with a client of the test's choice.
+func readStreamWith(t testing.TB, c *http.Client, url string, max int, deadline time.Duration) got {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	g := got{start: time.Now()}
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := client().Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		g.err, g.class, g.endAt = err, errclass.Classify(err), time.Now()
 		return g
 	}
 	defer resp.Body.Close()
-	g.status = resp.StatusCode
+	g.status, g.proto = resp.StatusCode, resp.ProtoMajor
 	if resp.StatusCode != 200 {
 		io.Copy(io.Discard, resp.Body)
 		g.err = &errclass.StatusError{Code: resp.StatusCode}
@@ -363,8 +370,13 @@ func rawGet(t testing.TB, addr, path string, d time.Duration) rawResult {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(d))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr)
 	var r rawResult
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr); err != nil {
+		// A reset that came before the request is reported by the write
+		// (the read after it would see a plain EOF).
+		r.end, r.err, r.class = time.Now(), err, errclass.Classify(err)
+		return r
+	}
 	buf := make([]byte, 4096)
 	for {
 		n, err := c.Read(buf)

@@ -18,6 +18,20 @@
 // Reverse mode: relative requests go to Config.Upstream. Forward mode:
 // absolute-form requests (clients with HTTP_PROXY) go only to the hosts of
 // Config.AllowHosts; others get 403 and CONNECT to them is refused.
+//
+// The listener may terminate TLS (Config.TLSCert/TLSKey, TLSSelfSigned);
+// it then offers h2 and http/1.1 with ALPN, and a plain listener accepts
+// h2c (HTTP/2 with prior knowledge). TLS sits above the client hopConn, so
+// TCP faults still act on the real socket; between TLS and the HTTP server
+// a clientWire follows the HTTP/2 framing so that the h2-rst-stream and
+// h2-goaway faults can send their frames. The upstream hop speaks HTTP/1.1,
+// in TLS to an https upstream.
+//
+// Listen addresses without a host bind loopback only (":8080" is
+// 127.0.0.1:8080); another interface must be named (0.0.0.0:8080). At
+// the file descriptor limit, accept and dial failures (EMFILE, ENFILE)
+// are counted (Stats, Summary) and accept backs off, 5 ms doubling to 1 s,
+// rather than spin.
 package proxy
 
 import (
@@ -43,6 +57,7 @@ import (
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
 // DefaultListen is where the proxy listens when no address is given.
@@ -50,6 +65,10 @@ const DefaultListen = "127.0.0.1:8080"
 
 // DefaultName names a proxy when Config.Name is empty.
 const DefaultName = "proxy"
+
+// DefaultUpstreamHeaderTimeout is how long the proxy waits for an
+// upstream's response headers when Config.UpstreamHeaderTimeout is zero.
+const DefaultUpstreamHeaderTimeout = 30 * time.Second
 
 // Errors of Start.
 var (
@@ -64,7 +83,8 @@ var (
 // the flag and config-file key of the same name (--allow-host, "allow-host").
 type Config struct {
 	// Listen is the proxy's address (default DefaultListen, loopback;
-	// "127.0.0.1:0" picks a free port).
+	// "127.0.0.1:0" picks a free port). Without a host (":8080", "8080")
+	// it binds loopback; another interface must be named.
 	Listen string `json:"listen,omitempty"`
 	// Upstream is the server of reverse mode, an http or https URL (a path
 	// is prefixed to every request's). Empty: forward mode only.
@@ -78,7 +98,9 @@ type Config struct {
 	// Faults are installed at start.
 	Faults []FaultSpec `json:"fault,omitempty"`
 	// OnUpstreamError is UpstreamReset (default), UpstreamEOF or
-	// UpstreamAbort.
+	// UpstreamAbort. On an HTTP/2 client, reset and abort reset the one
+	// stream (RST_STREAM INTERNAL_ERROR), not the connection its other
+	// streams share.
 	OnUpstreamError string `json:"on-upstream-error,omitempty"`
 	// TimeScale shrinks every fault duration by this factor (default 1):
 	// 60 makes a 60 s preset act in 1 s.
@@ -88,11 +110,40 @@ type Config struct {
 	// APIToken, when set, is required as "Authorization: Bearer TOKEN" on
 	// every API request. An API on a non-loopback address requires one.
 	APIToken string `json:"api-token,omitempty"`
+	// TLSCert and TLSKey are the PEM files of the listener's certificate;
+	// TLSSelfSigned generates one at start instead, valid for loopback and
+	// the listen host, and TLSCertOut writes it for clients (--ca). With
+	// any of them the listener speaks TLS and offers h2 and http/1.1.
+	TLSCert       string `json:"tls-cert,omitempty"`
+	TLSKey        string `json:"tls-key,omitempty"`
+	TLSSelfSigned bool   `json:"tls-self-signed,omitempty"`
+	TLSCertOut    string `json:"tls-cert-out,omitempty"`
+	// TLS, when set, is the listener's TLS configuration as is (for
+	// in-process callers); it replaces the four fields above.
+	TLS *tls.Config `json:"-"`
+	// UpstreamCA adds PEM certificates to the system roots for an https
+	// upstream; UpstreamInsecure skips verification. Both are ignored when
+	// TLSClientConfig is set.
+	UpstreamCA       string `json:"upstream-ca,omitempty"`
+	UpstreamInsecure bool   `json:"upstream-insecure,omitempty"`
+	// UpstreamHeaderTimeout bounds the wait for the upstream's response
+	// headers, counted from the start of the request (so it also ends a
+	// request an upstream never reads): the client gets 504 and the
+	// upstream hop records ETIMEDOUT. Zero: DefaultUpstreamHeaderTimeout;
+	// negative: no limit. An http-status fault with a timeout replaces it
+	// for the requests it applies to.
+	UpstreamHeaderTimeout time.Duration `json:"-"`
+	// MaxEventSize, when positive, ends a stream whose SSE event (or one
+	// line without its end) grows past it: the upstream hop records
+	// LINE_TOO_LONG and the client gets --on-upstream-error. Zero: no
+	// limit, as a real middlebox; events of any size are streamed, never
+	// held.
+	MaxEventSize int64 `json:"max-event-size,omitempty"`
 	// DialTimeout bounds the upstream dial (default 10 s).
 	DialTimeout time.Duration `json:"-"`
 	// TLSClientConfig is used toward an https upstream (e.g. RootCAs with
-	// a test server's certificate); nil verifies against the system roots.
-	// Both hops speak HTTP/1.1.
+	// a test server's certificate); nil: UpstreamCA/UpstreamInsecure, or
+	// the system roots. The upstream hop speaks HTTP/1.1.
 	TLSClientConfig *tls.Config `json:"-"`
 	// Session receives the records; nil records nothing.
 	Session *session.Writer `json:"-"`
@@ -113,6 +164,12 @@ type Proxy struct {
 	recorder        *recording.Recorder
 	logfn           func(string, ...any)
 	token           string
+
+	tlsConfig     *tls.Config // the listener's; nil: plain
+	certPEM       []byte      // the generated certificate
+	headerTimeout time.Duration
+	maxEventSize  int64
+	started       time.Time
 
 	gp     *goproxy.ProxyHttpServer
 	tr     *http.Transport
@@ -135,9 +192,18 @@ type Proxy struct {
 	nextConn    atomic.Int64
 	streams     atomic.Int64
 	faultsFired atomic.Int64
-	closing     atomic.Bool
-	closeOnce   sync.Once
-	stopAfter   func() bool
+	eventsDown  atomic.Int64 // SSE events forwarded to clients
+	activeConns atomic.Int64 // client connections open now
+	activeMax   atomic.Int64
+	// acceptErrors and dialErrors count failed accepts (EMFILE, ENFILE:
+	// backed off) and failed upstream dials (any cause).
+	acceptErrors atomic.Int64
+	dialErrors   atomic.Int64
+	errMu        sync.Mutex
+	errs         map[string]int64 // "<hop>:<class>" → count
+	closing      atomic.Bool
+	closeOnce    sync.Once
+	stopAfter    func() bool
 }
 
 type (
@@ -150,7 +216,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
 		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken,
-		live: map[*hopConn]struct{}{}, events: newBroadcaster(),
+		live: map[*hopConn]struct{}{}, events: newBroadcaster(), errs: map[string]int64{},
+		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(),
 	}
 	if p.name == "" {
 		p.name = DefaultName
@@ -185,8 +252,28 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		}
 		p.allow = append(p.allow, h)
 	}
-	if cfg.API != "" && cfg.APIToken == "" && !isLoopback(cfg.API) {
+	listen := LoopbackDefault(cfg.Listen, DefaultListen)
+	apiAddr := LoopbackDefault(cfg.API, "")
+	if apiAddr != "" && cfg.APIToken == "" && !isLoopback(apiAddr) {
 		return nil, fmt.Errorf("control API address %s %w", cfg.API, ErrAPINotLoopback)
+	}
+	switch {
+	case cfg.UpstreamHeaderTimeout == 0:
+		p.headerTimeout = DefaultUpstreamHeaderTimeout
+	case cfg.UpstreamHeaderTimeout > 0:
+		p.headerTimeout = cfg.UpstreamHeaderTimeout
+	}
+	if err := p.setupTLS(cfg, listen); err != nil {
+		return nil, err
+	}
+	upstreamTLS := cfg.TLSClientConfig
+	if upstreamTLS == nil {
+		c, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: cfg.UpstreamCA, Insecure: cfg.UpstreamInsecure})
+		if err != nil {
+			// tlsutil names the clients' flag, --ca.
+			return nil, fmt.Errorf("%w: --upstream-ca%s", ErrBadConfig, strings.TrimPrefix(err.Error(), "--ca"))
+		}
+		upstreamTLS = c
 	}
 	names := map[string]bool{}
 	for _, spec := range cfg.Faults {
@@ -210,17 +297,14 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		DialContext:        p.dial,
 		DisableCompression: true,
 		DisableKeepAlives:  true,
-		TLSClientConfig:    cfg.TLSClientConfig,
+		TLSClientConfig:    upstreamTLS,
 		WriteBufferSize:    1 << 10,
 		ReadBufferSize:     4 << 10,
-		// No response header timeout: gateway timeouts are faults
-		// (http-status:timeout=...), never the proxy's own doing.
+		// The response header timeout is the proxy's own (roundTrip):
+		// it counts from the start of the request, and an http-status
+		// fault with a timeout replaces it.
 	}
 
-	listen := cfg.Listen
-	if listen == "" {
-		listen = DefaultListen
-	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
@@ -245,12 +329,21 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		// counts on (idle keep-alive connections have no timeout at all).
 		ReadHeaderTimeout: 10 * time.Minute,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, clientConnKey{}, c)
+			if w, ok := c.(*clientWire); ok {
+				return context.WithValue(ctx, clientConnKey{}, w.hop)
+			}
+			return ctx
 		},
 		ErrorLog: log.New(logWriter{p}, "", 0),
 	}
-	if cfg.API != "" {
-		api, err := startAPI(p, cfg.API)
+	// HTTP/1.1, and HTTP/2 on connections that start with its preface:
+	// h2 chosen with ALPN on the TLS listener (the clientWire ends TLS, so
+	// net/http sees plaintext), or h2c with prior knowledge.
+	p.srv.Protocols = new(http.Protocols)
+	p.srv.Protocols.SetHTTP1(true)
+	p.srv.Protocols.SetUnencryptedHTTP2(true)
+	if apiAddr != "" {
+		api, err := startAPI(p, apiAddr)
 		if err != nil {
 			ln.Close()
 			return nil, err
@@ -293,6 +386,57 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), "80")
 }
 
+// LoopbackDefault completes a listen address: empty is def, a bare port
+// ("8080" or ":8080") binds 127.0.0.1, an address with a host is kept as
+// given. Every listener of ssestress binds loopback unless told otherwise.
+func LoopbackDefault(addr, def string) string {
+	addr = strings.TrimSpace(addr)
+	switch {
+	case addr == "":
+		return def
+	case !strings.Contains(addr, ":"):
+		return net.JoinHostPort("127.0.0.1", addr)
+	case strings.HasPrefix(addr, ":"):
+		return "127.0.0.1" + addr
+	}
+	return addr
+}
+
+// setupTLS builds the listener's TLS configuration from cfg.
+func (p *Proxy) setupTLS(cfg Config, listen string) error {
+	if cfg.TLS != nil {
+		p.tlsConfig = cfg.TLS.Clone()
+	} else {
+		opts := tlsutil.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, SelfSigned: cfg.TLSSelfSigned, CertOut: cfg.TLSCertOut}
+		if !opts.Enabled() {
+			if cfg.TLSCertOut != "" {
+				return fmt.Errorf("%w: --tls-cert-out writes the certificate of --tls-self-signed: give that too", ErrBadConfig)
+			}
+			return nil
+		}
+		if host, _, err := net.SplitHostPort(listen); err == nil && host != "" {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+				opts.Hosts = append(append([]string(nil), tlsutil.DefaultHosts...), host)
+			}
+		}
+		c, certPEM, err := tlsutil.ServerConfig(opts)
+		if err != nil {
+			if errors.Is(err, tlsutil.ErrConflict) || errors.Is(err, tlsutil.ErrNoServerCert) {
+				return fmt.Errorf("%w: %v", ErrBadConfig, err)
+			}
+			return fmt.Errorf("proxy TLS: %w", err)
+		}
+		p.tlsConfig, p.certPEM = c, certPEM
+	}
+	// h2 first: the clientWire serves whichever the client chose.
+	p.tlsConfig.NextProtos = []string{"h2", "http/1.1"}
+	return nil
+}
+
+// CertPEM is the certificate generated with TLSSelfSigned (nil otherwise):
+// what clients trust.
+func (p *Proxy) CertPEM() []byte { return p.certPEM }
+
 // isLoopback reports whether a listen address binds to loopback only.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
@@ -311,7 +455,12 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // URL is the proxy's base URL: clients of reverse mode use it in place of
 // the upstream's, clients of forward mode as their HTTP_PROXY.
-func (p *Proxy) URL() string { return "http://" + p.Addr() }
+func (p *Proxy) URL() string {
+	if p.tlsConfig != nil {
+		return "https://" + p.Addr()
+	}
+	return "http://" + p.Addr()
+}
 
 // Name is the proxy's name.
 func (p *Proxy) Name() string { return p.name }
@@ -330,6 +479,20 @@ type Stats struct {
 	Streams     int64 `json:"streams"` // requests proxied
 	Live        int   `json:"live"`    // hop connections open now
 	FaultsFired int64 `json:"faults_fired"`
+	// ActiveMax is the most client connections open at once.
+	ActiveMax int64 `json:"active_max"`
+	// EventsDown counts the SSE events forwarded to clients.
+	EventsDown int64 `json:"events_down"`
+	// AcceptErrors counts failed accepts (EMFILE, ENFILE at the file
+	// descriptor limit), each followed by a backoff; DialErrors counts
+	// failed upstream dials, whatever the cause.
+	AcceptErrors int64 `json:"accept_errors"`
+	DialErrors   int64 `json:"dial_errors"`
+	// Errors counts by "<hop>:<class>": hop connections the peer reset,
+	// failures the proxy saw on a hop (ETIMEDOUT, LINE_TOO_LONG, TLS, ...),
+	// failed accepts ("client:EMFILE") and dials ("upstream:EMFILE").
+	// Injected faults are in FaultsFired, not here.
+	Errors map[string]int64 `json:"errors"`
 }
 
 // Stats returns the counters so far.
@@ -337,7 +500,47 @@ func (p *Proxy) Stats() Stats {
 	p.lmu.Lock()
 	live := len(p.live)
 	p.lmu.Unlock()
-	return Stats{Conns: p.nextConn.Load(), Streams: p.streams.Load(), Live: live, FaultsFired: p.faultsFired.Load()}
+	p.errMu.Lock()
+	errs := make(map[string]int64, len(p.errs))
+	for k, v := range p.errs {
+		errs[k] = v
+	}
+	p.errMu.Unlock()
+	return Stats{Conns: p.nextConn.Load(), Streams: p.streams.Load(), Live: live, FaultsFired: p.faultsFired.Load(),
+		ActiveMax: p.activeMax.Load(), EventsDown: p.eventsDown.Load(),
+		AcceptErrors: p.acceptErrors.Load(), DialErrors: p.dialErrors.Load(), Errors: errs}
+}
+
+// Summary is the proxy's end-of-run totals in the session file's form
+// (meta "summary", what inspect and report read): duration since Start,
+// client connections opened and most open at once, SSE events forwarded
+// to clients, and Stats.Errors. The caller adds what the process knows
+// (peak memory, the file, records dropped).
+func (p *Proxy) Summary() session.Summary {
+	st := p.Stats()
+	d := time.Since(p.started).Seconds()
+	scenario := "proxy"
+	if p.name != DefaultName {
+		scenario += " " + p.name
+	}
+	sum := session.Summary{
+		Scenario: scenario, DurationS: d,
+		ConnectionsOpened: st.Conns, ActiveMax: st.ActiveMax, Messages: st.EventsDown, Errors: st.Errors,
+	}
+	if d > 0 {
+		sum.MessagesPerS = float64(st.EventsDown) / d
+	}
+	return sum
+}
+
+// countError counts an error of a hop by class.
+func (p *Proxy) countError(hop, class string) {
+	if class == "" || class == errclass.EOF {
+		return
+	}
+	p.errMu.Lock()
+	p.errs[hop+":"+class]++
+	p.errMu.Unlock()
 }
 
 // Close stops the proxy: the listener and the API close, every proxied
@@ -410,6 +613,11 @@ func (p *Proxy) register(h *hopConn) {
 	p.lmu.Lock()
 	p.live[h] = struct{}{}
 	p.lmu.Unlock()
+	if h.hop == session.HopClient {
+		n := p.activeConns.Add(1)
+		for m := p.activeMax.Load(); n > m && !p.activeMax.CompareAndSwap(m, n); m = p.activeMax.Load() {
+		}
+	}
 	h.put()
 	if p.events.has() {
 		p.events.publish(h.event("open"))
@@ -420,6 +628,9 @@ func (p *Proxy) forget(h *hopConn) {
 	p.lmu.Lock()
 	delete(p.live, h)
 	p.lmu.Unlock()
+	if h.hop == session.HopClient {
+		p.activeConns.Add(-1)
+	}
 }
 
 func (p *Proxy) liveConns() []*hopConn {
@@ -448,11 +659,13 @@ func (p *Proxy) faultFired(ev session.FaultEvent) {
 	p.logf("%s %s: fault %s: %s %s", ev.ConnID, ev.Hop, ev.Fault, ev.Action, ev.Detail)
 }
 
-// accepted turns a new client socket into a client hopConn, unless a down
-// fault closes it at once (nil).
-func (p *Proxy) accepted(c net.Conn) *hopConn {
+// accepted turns a new client socket into a client hopConn and the
+// clientWire the HTTP server uses, unless a down fault closes it at once
+// (nil).
+func (p *Proxy) accepted(c net.Conn) *clientWire {
 	n := p.nextConn.Add(1)
 	h := newHopConn(p, c, session.HopClient, p.name+"-"+strconv.FormatInt(n, 10), 0)
+	h.wire = newClientWire(p, h)
 	p.register(h)
 	if p.closing.Load() {
 		h.closeWith(ActionFIN, "proxy")
@@ -464,7 +677,7 @@ func (p *Proxy) accepted(c net.Conn) *hopConn {
 		return nil
 	}
 	p.attachFaults(h, "", time.Now())
-	return h
+	return h.wire
 }
 
 // downFor draws the down faults of a hop that apply to a new connection.
@@ -522,9 +735,60 @@ type stream struct {
 	statusCode    int
 	statusTimeout time.Duration
 
-	// upstreamClass is the error class the client was given for an
-	// upstream failure (ECONNRESET, UNEXPECTED_EOF; "" for a clean end).
-	upstreamClass string
+	cancel   context.CancelCauseFunc // ends ctx: the stream was cut by a fault
+	rtCancel context.CancelFunc      // ends the upstream request's context (ctx's child)
+
+	// h2 is set when the client speaks HTTP/2, h2ID the stream's id (0
+	// when the wire could not tell it).
+	h2   bool
+	h2ID uint32
+	// events counts the SSE events forwarded to the client on this
+	// stream, written the bytes of its response body.
+	events  atomic.Int64
+	written atomic.Int64
+	// cut is set once a fault has ended the stream (RST_STREAM); abort
+	// asks its handler to end with net/http's abort (RST_STREAM
+	// INTERNAL_ERROR on HTTP/2) when the frame could not be written.
+	cut   atomic.Bool
+	abort atomic.Bool
+
+	classMu sync.Mutex
+	// clientClass is the error class the client was given (ECONNRESET,
+	// UNEXPECTED_EOF, H2_RST_STREAM:..., HTTP_502; "" for a clean end),
+	// for the recording: the first one set stays.
+	clientClass string
+}
+
+// errStreamCut is the cause of a stream's context when a fault ended it.
+var errStreamCut = errors.New("stream cut by an injected fault")
+
+func (st *stream) setClientClass(class string) {
+	st.classMu.Lock()
+	if st.clientClass == "" {
+		st.clientClass = class
+	}
+	st.classMu.Unlock()
+}
+
+func (st *stream) getClientClass() string {
+	st.classMu.Lock()
+	defer st.classMu.Unlock()
+	return st.clientClass
+}
+
+// addEvents counts n SSE events forwarded to the client.
+func (st *stream) addEvents(n int64) {
+	st.events.Add(n)
+	st.client.eventsDown.Add(n)
+	st.p.eventsDown.Add(n)
+}
+
+// abortIfAsked ends the handler with net/http's abort when a fault asked
+// for it (see resetH2).
+func (st *stream) abortIfAsked() {
+	if st.abort.Load() {
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func streamFrom(ctx context.Context) *stream {
@@ -551,6 +815,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ssestress proxy: connection not tracked", http.StatusInternalServerError)
 		return
 	}
+	// The wire's stream id field, or a client's forgery of it: never
+	// forwarded, recorded or trusted on HTTP/1.1.
+	h2Field := r.Header.Values(h2StreamHeader)
+	r.Header.Del(h2StreamHeader)
 	if r.Method == http.MethodConnect {
 		if !p.allowed(r.Host) {
 			p.refuse(w, http.StatusForbidden, fmt.Sprintf("CONNECT to %s refused: not an --allow-host of this proxy", r.Host))
@@ -569,25 +837,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, http.StatusNotFound, "this proxy has no --upstream: send absolute-form requests (HTTP_PROXY) to an --allow-host")
 		return
 	}
-	p.streams.Add(1)
-	n := int(client.requests.Add(1))
-	pq := pathQuery(r.URL)
-	st := &stream{p: p, client: client, request: n, id: client.connID, method: r.Method, path: pq, start: now}
-	if n > 1 {
-		st.id = client.connID + "#" + strconv.Itoa(n)
-	}
-	client.setRequest(r.Method, pq)
-	client.inflight.Add(1)
-	defer func() {
-		client.requestEnd.Store(time.Now().UnixNano())
-		client.inflight.Add(-1)
-	}()
-	p.attachFaults(client, pq, now)
+	st := p.beginStream(client, r, h2Field, now)
+	defer st.end()
 
-	st.rec = p.recorder.Begin(st.id, r, now)
-	defer st.finish()
-
-	if f, code, timeout := p.responderFor(pq); f != nil {
+	if f, code, timeout := p.responderFor(st.path); f != nil {
 		if timeout <= 0 {
 			client.fire(f, "", "status", fmt.Sprintf("answered %d instead of streaming", code))
 			writeStatus(w, code, f)
@@ -600,9 +853,59 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !forward {
 		p.rewrite(r)
 	}
-	r = r.WithContext(context.WithValue(r.Context(), streamKey{}, st))
-	st.ctx = r.Context()
-	p.gp.ServeHTTP(w, r)
+	p.gp.ServeHTTP(w, r.WithContext(st.ctx))
+}
+
+// beginStream sets up the stream of request r on client: its context, its
+// HTTP/2 stream id (from the wire's field h2Field), its faults and its
+// recording. It is a function of its own, not part of ServeHTTP, because
+// ServeHTTP's frame stays on the stack of every idle stream.
+func (p *Proxy) beginStream(client *hopConn, r *http.Request, h2Field []string, now time.Time) *stream {
+	p.streams.Add(1)
+	n := int(client.requests.Add(1))
+	pq := pathQuery(r.URL)
+	st := &stream{p: p, client: client, request: n, id: client.connID, method: r.Method, path: pq, start: now}
+	if n > 1 {
+		st.id = client.connID + "#" + strconv.Itoa(n)
+	}
+	if r.ProtoMajor == 2 && client.wire != nil && client.wire.isH2() {
+		st.h2 = true
+		if len(h2Field) > 0 {
+			// The wire's field comes last in the header block.
+			if id, err := strconv.ParseUint(h2Field[len(h2Field)-1], 10, 31); err == nil {
+				st.h2ID = uint32(id)
+			}
+		}
+	}
+	st.ctx, st.cancel = context.WithCancelCause(context.WithValue(r.Context(), streamKey{}, st))
+	client.setRequest(r.Method, pq)
+	client.inflight.Add(1)
+	client.addStream(st)
+	if st.h2ID != 0 {
+		client.wire.trackStream(st.h2ID)
+	}
+	p.attachFaults(client, pq, now)
+	for _, w := range client.streamWatchers() {
+		w.streamStarted(st)
+	}
+	st.rec = p.recorder.Begin(st.id, r, now)
+	return st
+}
+
+// end closes the stream's books once its handler is done.
+func (st *stream) end() {
+	st.finish()
+	if st.rtCancel != nil {
+		st.rtCancel()
+	}
+	st.cancel(nil)
+	client := st.client
+	if st.h2ID != 0 {
+		client.wire.untrackStream(st.h2ID)
+	}
+	client.removeStream(st)
+	client.requestEnd.Store(time.Now().UnixNano())
+	client.inflight.Add(-1)
 }
 
 // rewrite points a reverse-mode request at the upstream.
@@ -665,32 +968,47 @@ func statusResponse(req *http.Request, code int, f *Fault) *http.Response {
 	}
 }
 
-// onRequest is goproxy's request handler: an http-status fault with a
-// timeout races the upstream's response headers.
+// onRequest is goproxy's request handler: every request goes upstream
+// through roundTrip, which bounds the wait for the response headers.
 func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	st := streamFrom(r.Context())
-	if st != nil && st.statusFault != nil {
+	if st := streamFrom(r.Context()); st != nil {
 		ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
-			return p.roundTripWithin(req, st)
+			return p.roundTrip(req, st)
 		})
 	}
 	return r, nil
 }
 
-// roundTripWithin sends req upstream but answers the http-status fault's
-// code if the response headers do not come within its timeout.
-func (p *Proxy) roundTripWithin(req *http.Request, st *stream) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(req.Context())
-	type result struct {
-		resp *http.Response
-		err  error
+// headerTimeoutError is the upstream's failure to send response headers
+// within the header timeout.
+type headerTimeoutError struct{ d time.Duration }
+
+func (e *headerTimeoutError) Error() string {
+	return fmt.Sprintf("no response headers from the upstream within %s (--upstream-header-timeout)", e.d)
+}
+func (e *headerTimeoutError) ErrClass() string { return errclass.ETIMEDOUT }
+func (e *headerTimeoutError) Timeout() bool    { return true }
+
+// roundTrip sends req upstream and waits for the response headers at most
+// the header timeout, counted from now (the request's body is sent within
+// it too: an upstream that never reads times out the same way). An
+// http-status fault with a timeout drawn for the stream replaces the
+// header timeout: its code is answered when no headers come within it.
+func (p *Proxy) roundTrip(req *http.Request, st *stream) (*http.Response, error) {
+	limit := p.headerTimeout
+	if st.statusFault != nil {
+		limit = st.statusTimeout
 	}
-	done := make(chan result, 1)
+	if limit <= 0 {
+		return p.tr.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	done := make(chan roundTripResult, 1)
 	go func() {
 		resp, err := p.tr.RoundTrip(req.WithContext(ctx))
-		done <- result{resp, err}
+		done <- roundTripResult{resp, err}
 	}()
-	t := time.NewTimer(st.statusTimeout)
+	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
 	case r := <-done:
@@ -698,36 +1016,47 @@ func (p *Proxy) roundTripWithin(req *http.Request, st *stream) (*http.Response, 
 			cancel()
 			return nil, r.err
 		}
-		r.resp.Body = &cancelOnClose{ReadCloser: r.resp.Body, cancel: cancel}
+		// ctx ends with the stream (ServeHTTP cancels its parent): no
+		// wrapper around the body, whose reads are the idle stream's
+		// deepest stack.
+		st.rtCancel = cancel
 		return r.resp, nil
 	case <-t.C:
+		if f := st.statusFault; f != nil {
+			cancel()
+			p.discard(done)
+			st.client.fire(f, "", "status", fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
+			return statusResponse(req, st.statusCode, f), nil
+		}
+		err := &headerTimeoutError{limit}
+		if up := st.upstream.Load(); up != nil {
+			up.setClass(errclass.ETIMEDOUT) // before the cancel closes it
+		} else {
+			p.countError(session.HopUpstream, errclass.ETIMEDOUT)
+		}
 		cancel()
-		go func() {
-			if r := <-done; r.resp != nil {
-				r.resp.Body.Close()
-			}
-		}()
-		f := st.statusFault
-		st.client.fire(f, "", "status", fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
-		return statusResponse(req, st.statusCode, f), nil
+		p.discard(done)
+		return nil, err
 	}
 }
 
-// cancelOnClose ends a request's context when its body is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
+type roundTripResult struct {
+	resp *http.Response
+	err  error
 }
 
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+// discard closes the response of an abandoned round trip when it comes.
+func (p *Proxy) discard(done <-chan roundTripResult) {
+	go func() {
+		if r := <-done; r.resp != nil {
+			r.resp.Body.Close()
+		}
+	}()
 }
 
-// onResponse is goproxy's response handler: it answers 502 for an upstream
-// that failed before responding, records the status, and puts a
-// streamBody in place of the body.
+// onResponse is goproxy's response handler: it answers 502 (504 for a
+// header timeout) for an upstream that failed before responding, records
+// the status, and puts a streamBody in place of the body.
 func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 	st := streamFrom(ctx.Req.Context())
 	if st == nil {
@@ -735,16 +1064,28 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 	}
 	now := time.Now()
 	if resp == nil {
+		st.abortIfAsked()
 		err := ctx.Error
 		if err == nil {
 			err = errors.New("no response")
 		}
-		st.upstreamClass = errclass.HTTP(http.StatusBadGateway)
-		st.client.setStatus(http.StatusBadGateway)
-		p.logf("%s: upstream %s: %v: answered 502", st.client.connID, ctx.Req.URL.Host, err)
-		body := fmt.Sprintf("ssestress proxy %s: upstream failed (%s): %v\n", p.name, errclass.Classify(err), err)
+		code := http.StatusBadGateway
+		var hte *headerTimeoutError
+		if errors.As(err, &hte) {
+			code = http.StatusGatewayTimeout
+		}
+		class := errclass.Classify(err)
+		if !st.cut.Load() && st.ctx.Err() == nil {
+			st.setClientClass(errclass.HTTP(code))
+			if up := st.upstream.Load(); up != nil {
+				up.setClass(class)
+			}
+			p.logf("%s: upstream %s: %v (%s): answered %d", st.client.connID, ctx.Req.URL.Host, err, class, code)
+		}
+		st.client.setStatus(code)
+		body := fmt.Sprintf("ssestress proxy %s: upstream failed (%s): %v\n", p.name, class, err)
 		r := &http.Response{
-			StatusCode: http.StatusBadGateway, Status: "502 Bad Gateway",
+			StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 			Body:          io.NopCloser(strings.NewReader(body)),
@@ -782,6 +1123,10 @@ func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error
 	}
 	c, err := p.dialer.DialContext(ctx, network, addr)
 	if err != nil {
+		if ctx.Err() == nil {
+			p.dialErrors.Add(1)
+			p.countError(session.HopUpstream, errclass.Classify(err))
+		}
 		return nil, err
 	}
 	h := newHopConn(p, c, session.HopUpstream, st.client.connID, st.request)
@@ -894,8 +1239,8 @@ func (st *stream) finish() {
 			by, how, class = up.endState()
 		}
 	}
-	if st.upstreamClass != "" && class == "" {
-		class = st.upstreamClass
+	if c := st.getClientClass(); c != "" && (class == "" || st.h2) {
+		class = c // on HTTP/2 the connection's end is not the stream's
 	}
 	if by == "" {
 		by, how = "proxy", "FIN"

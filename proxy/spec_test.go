@@ -146,14 +146,25 @@ func TestLoadConfig(t *testing.T) {
   "name": "edge",
   "fault": ["reset:hop=upstream,after=5s", {"kind": "idle-timeout", "idle": "60s"}],
   "on-upstream-error": "abort",
-  "time-scale": 10
+  "time-scale": 10,
+  "tls-self-signed": true,
+  "tls-cert-out": "proxy.pem",
+  "upstream-insecure": true,
+  "upstream-header-timeout": "5s",
+  "max-event-size": "1MB"
 }`), 0o644)
 	cfg, err := LoadConfig(good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Name != "edge" || len(cfg.Faults) != 2 || cfg.OnUpstreamError != "abort" || cfg.TimeScale != 10 {
+	if cfg.Name != "edge" || len(cfg.Faults) != 2 || cfg.OnUpstreamError != "abort" || cfg.TimeScale != 10 ||
+		!cfg.TLSSelfSigned || cfg.TLSCertOut != "proxy.pem" || !cfg.UpstreamInsecure ||
+		cfg.UpstreamHeaderTimeout != 5*time.Second || cfg.MaxEventSize != 1<<20 {
 		t.Fatalf("%+v", cfg)
+	}
+	if cfg, err := ParseConfig("c.json", []byte(`{"upstream-header-timeout": "0", "max-event-size": 4096}`)); err != nil ||
+		cfg.UpstreamHeaderTimeout >= 0 || cfg.MaxEventSize != 4096 {
+		t.Fatalf("%+v %v", cfg, err)
 	}
 	cases := []struct{ data, msg string }{
 		{``, `bad.json: bad proxy config: empty file`},
@@ -163,6 +174,9 @@ func TestLoadConfig(t *testing.T) {
 		{"{\"fault\": [\n\"reset\",\n\"latency:dealy=1s\"]}", `bad.json:3: fault 2: bad fault "latency:dealy=1s": unknown key "dealy"`},
 		{`{} {}`, `bad.json:1: bad proxy config: data after the config object`},
 		{`{"listen": `, `bad.json: bad proxy config: unexpected end of file`},
+		{"{\n\"upstream-header-timeout\": \"soon\"}", `bad.json:2: bad proxy config: upstream-header-timeout "soon" is not a duration`},
+		{"{\n\n\"max-event-size\": \"big\"}", `bad.json:3: bad proxy config: max-event-size: invalid byte count "big"`},
+		{"{\"max-event-size\": -1}", `bad.json:1: bad proxy config: max-event-size: -1 is negative`},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig("bad.json", []byte(c.data))

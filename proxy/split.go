@@ -21,6 +21,9 @@ type splitter struct {
 	prefix  [5]byte // its first bytes
 	inBlock bool    // a field line was seen since the last unit end
 	hasData bool    // the block has a data field
+	// unitLen is the length of the unit not yet ended: how far a hostile
+	// upstream has gone without ending its event (or line).
+	unitLen int64
 }
 
 var utf8BOM = [3]byte{0xEF, 0xBB, 0xBF}
@@ -29,6 +32,16 @@ var utf8BOM = [3]byte{0xEF, 0xBB, 0xBF}
 // past it and whether the unit is an event, or end -1 when b ends inside a
 // unit.
 func (s *splitter) next(b []byte) (end int, event bool) {
+	end, event = s.scan(b)
+	if end < 0 {
+		s.unitLen += int64(len(b))
+	} else {
+		s.unitLen = 0
+	}
+	return end, event
+}
+
+func (s *splitter) scan(b []byte) (end int, event bool) {
 	pos := 0
 	if !s.started {
 		for pos < len(b) && s.bomN < 3 && b[pos] == utf8BOM[s.bomN] {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/limits"
+	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/proxy"
@@ -34,9 +36,17 @@ type proxyOptions struct {
 	redact          stringList
 	noRedact        bool
 	quiet           bool
+
+	tlsCert, tlsKey, tlsCertOut string
+	tlsSelfSigned               bool
+	upstreamCA                  string
+	upstreamInsecure            bool
+	upstreamHeaderTimeout       time.Duration
+	maxEventSize                int64
+	maxFileSize                 int64
 }
 
-const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--api ADDR] [--out FILE | --record FILE]"
+const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
 
 const proxyExamples = `  ssestress proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8090
   ssestress proxy --upstream http://127.0.0.1:8090 --fault reset:hop=upstream,after=5s,toxicity=0.5
@@ -45,6 +55,9 @@ const proxyExamples = `  ssestress proxy --listen 127.0.0.1:8080 --upstream http
   ssestress proxy --upstream http://127.0.0.1:8090 --api 127.0.0.1:8474 --record staging.db
   ssestress proxy --listen 127.0.0.1:3128 --allow-host api.staging.example:443 --fault preset:aws-nat
   curl -s 127.0.0.1:8474/conns; curl -s -X POST 127.0.0.1:8474/faults -d '"reset:after=1s"'
+  ssestress proxy --upstream https://api.example --tls-self-signed --tls-cert-out proxy.pem --fault h2-rst-stream:code=CANCEL,after=30s
+  ssestress tail --http2 --ca proxy.pem https://127.0.0.1:8080/stream
+  ssestress proxy --upstream https://127.0.0.1:8443 --upstream-ca server.pem --fault h2-goaway:code=NO_ERROR,after=60s
 
 Fault kinds (--fault KIND[:key=value,...]; common keys: hop=client|upstream,
 direction=down|up|both, toxicity=0..1, match=/path-prefix, after=DURATION, name=NAME):
@@ -54,20 +67,37 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o proxyOptions
 	fs := newFlags("proxy")
 	fs.StringVar(&o.config, "config", "", "JSON config file: keys named like these flags (flags given override it)")
-	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on (loopback by default)")
+	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
 	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// URL)")
 	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's name in records (give chained proxies distinct names)")
 	fs.Var(&o.allowHosts, "allow-host", "host or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
 	fs.Var(&o.faults, "fault", "fault to inject: KIND[:key=value,...] or preset:NAME (repeatable)")
-	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body)")
+	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
-	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default)")
+	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
 	fs.StringVar(&o.apiToken, "api-token", "", "token the control API requires (Authorization: Bearer TOKEN); needed off loopback")
 	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
 	fs.StringVar(&o.record, "record", "", "record every stream into this session file (same as --out, with recording on)")
 	fs.Var(&o.redact, "redact", "header whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
 	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header as it was, credentials included")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print fault firings and upstream failures")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "listen with TLS, with a certificate generated at start for loopback and the listen host")
+	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates trusted for an https upstream, besides the system roots")
+	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
+	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
+	fs.Func("max-event-size", "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)", func(v string) error {
+		n, err := parseSize(v)
+		o.maxEventSize = n
+		return err
+	})
+	fs.Func("max-file-size", "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(v string) error {
+		n, err := parseSize(v)
+		o.maxFileSize = n
+		return err
+	})
 	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
 		return err
 	}
@@ -98,7 +128,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer errMu.Unlock()
 		fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
-	w, err := session.Create(path, session.Options{OnError: func(err error) { logLine("ssestress: %v", err) }})
+	// Every proxied stream holds two descriptors: raise the soft limit to
+	// the hard one, as run does.
+	if _, err := limits.RaiseNoFile(); err != nil {
+		logLine("ssestress: %v", err)
+	}
+	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) { logLine("ssestress: %v", err) }})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
@@ -126,14 +161,28 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	<-ctx.Done()
 	p.Close()
 	st := p.Stats()
+	sum := p.Summary()
+	sum.SessionFile = path
+	if self, err := procstat.Self(); err == nil {
+		sum.MemoryPeakBytes = self.RSSPeak
+	}
+	w.Flush()
+	sum.RecordsDropped = w.Dropped()
+	w.PutMeta(session.MetaSummary, sum)
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
-	dropped := w.Dropped()
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("proxy: closing %s: %w", path, err)
 	}
+	dropped := w.Dropped()
 	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
 		st.Conns, st.Streams, st.FaultsFired, path)
+	if st.AcceptErrors > 0 || st.DialErrors > 0 {
+		fmt.Fprintf(stdout, "  %d accepts and %d upstream dials failed (see errors)\n", st.AcceptErrors, st.DialErrors)
+	}
+	if err := printRunSummary(stdout, sum, 0); err != nil {
+		return err
+	}
 	if dropped > 0 {
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
@@ -180,6 +229,28 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 			return cfg, usageErrorf("proxy: --upstream: %v", err)
 		}
 	}
+	str("tls-cert", &cfg.TLSCert, o.tlsCert)
+	str("tls-key", &cfg.TLSKey, o.tlsKey)
+	str("tls-cert-out", &cfg.TLSCertOut, o.tlsCertOut)
+	str("upstream-ca", &cfg.UpstreamCA, o.upstreamCA)
+	cfg.TLSSelfSigned = cfg.TLSSelfSigned || o.tlsSelfSigned
+	cfg.UpstreamInsecure = cfg.UpstreamInsecure || o.upstreamInsecure
+	if set["upstream-header-timeout"] || cfg.UpstreamHeaderTimeout == 0 {
+		switch {
+		case o.upstreamHeaderTimeout < 0:
+			return cfg, usageErrorf("proxy: --upstream-header-timeout %v must not be negative", o.upstreamHeaderTimeout)
+		case o.upstreamHeaderTimeout == 0:
+			cfg.UpstreamHeaderTimeout = -1 // no limit
+		default:
+			cfg.UpstreamHeaderTimeout = o.upstreamHeaderTimeout
+		}
+	}
+	if set["max-event-size"] {
+		cfg.MaxEventSize = o.maxEventSize
+	}
+	if cfg.UpstreamCA != "" && cfg.UpstreamInsecure {
+		return cfg, usageErrorf("proxy: --upstream-ca trusts a certificate, --upstream-insecure trusts any: give one or the other")
+	}
 	return cfg, nil
 }
 
@@ -202,6 +273,14 @@ func printProxyStart(w io.Writer, p *proxy.Proxy, cfg proxy.Config, path string)
 		mode = "→ " + cfg.Upstream
 	}
 	fmt.Fprintf(w, "proxy %s listening on %s %s\n", p.Name(), p.URL(), mode)
+	if strings.HasPrefix(p.URL(), "https:") {
+		fmt.Fprintf(w, "  TLS: h2 and http/1.1 (ALPN); h2c is not served on a TLS listener\n")
+		if cfg.TLSCertOut != "" {
+			fmt.Fprintf(w, "  certificate written to %s (clients: --ca %s)\n", cfg.TLSCertOut, cfg.TLSCertOut)
+		}
+	} else {
+		fmt.Fprintf(w, "  HTTP/1.1, and h2c (HTTP/2 with prior knowledge)\n")
+	}
 	if len(cfg.AllowHosts) > 0 {
 		fmt.Fprintf(w, "  forward mode to: %s\n", strings.Join(cfg.AllowHosts, ", "))
 	}

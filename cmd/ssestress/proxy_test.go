@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
 // proxyTestBuffer is a bytes.Buffer safe for a writer and a reader.
@@ -139,6 +142,20 @@ func TestProxyCommandErrors(t *testing.T) {
 		{[]string{"proxy", "--config", cfgFile}, "ssestress: proxy: --config " + cfgFile + `:2: fault 2: bad fault "lag": unknown fault kind "lag"`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--out", "a.db", "--record", "b.db"}, "ssestress: proxy: --out a.db and --record b.db name two files"},
 		{[]string{"proxy", "extra"}, `ssestress: proxy: unexpected argument "extra"`},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-self-signed", "--tls-cert", "c.pem"},
+			"ssestress: proxy: bad proxy config: conflicting TLS options: --tls-self-signed generates the certificate"},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem"},
+			"ssestress: proxy: bad proxy config: TLS needs --tls-cert and --tls-key, or --tls-self-signed"},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-cert-out", "c.pem"},
+			"ssestress: proxy: bad proxy config: --tls-cert-out writes the certificate of --tls-self-signed: give that too"},
+		{[]string{"proxy", "--upstream", "https://127.0.0.1:1", "--upstream-ca", "c.pem", "--upstream-insecure"},
+			"ssestress: proxy: --upstream-ca trusts a certificate, --upstream-insecure trusts any: give one or the other"},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--upstream-header-timeout", "-1s"},
+			"ssestress: proxy: --upstream-header-timeout -1s must not be negative"},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--max-file-size", "lots"},
+			`ssestress: proxy: invalid value "lots" for flag -max-file-size: invalid size "lots"`},
+		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--fault", "h2-goaway:hop=upstream"},
+			`ssestress: proxy: --fault bad fault "h2-goaway:hop=upstream": h2-goaway acts on hop client only`},
 	}
 	wd, _ := os.Getwd()
 	os.Chdir(dir)
@@ -167,4 +184,166 @@ func TestProxyHelp(t *testing.T) {
 			t.Errorf("help lacks %q", want)
 		}
 	}
+}
+
+// startProxyCommand runs ssestress proxy with args until the returned stop
+// is called; it returns the proxy's URL, its output and stop, which returns
+// run's error.
+func startProxyCommand(t *testing.T, args ...string) (string, *proxyTestBuffer, *proxyTestBuffer, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr proxyTestBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"proxy", "--listen", "127.0.0.1:0"}, args...), &stdout, &stderr)
+	}()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("proxy did not stop")
+			return nil
+		}
+	}
+	re := regexp.MustCompile(`listening on (https?://127\.0\.0\.1:\d+)`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(stdout.String()); m != nil {
+			return m[1], &stdout, &stderr, stop
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("proxy ended: %v: %q %q", err, stdout.String(), stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no listening line: %q %q", stdout.String(), stderr.String())
+		}
+	}
+}
+
+// countEvents reads url with c until n events came, or the stream ends.
+func countEvents(t *testing.T, c *http.Client, url string, n int) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	events := 0
+	for events < n && sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data:") {
+			events++
+		}
+	}
+	return events, sc.Err()
+}
+
+// TestProxyCommandTLS: --tls-self-signed with --tls-cert-out serves h2 to
+// a client that trusts the written certificate; an h2-rst-stream fault
+// reaches it as H2_RST_STREAM:CANCEL; and the session file of the proxy
+// has its summary, so inspect shows a finished run.
+func TestProxyCommandTLS(t *testing.T) {
+	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: feed.Rate{Min: 6000, Max: 6000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	dir := t.TempDir()
+	out, pem := filepath.Join(dir, "p.db"), filepath.Join(dir, "proxy.pem")
+	url, stdout, stderr, stop := startProxyCommand(t, "--upstream", srv.URL, "--tls-self-signed", "--tls-cert-out", pem,
+		"--fault", "h2-rst-stream:code=CANCEL,events=5", "--out", out)
+	if !strings.HasPrefix(url, "https://") || !strings.Contains(stdout.String(), "certificate written to "+pem) {
+		t.Fatalf("stdout %q", stdout.String())
+	}
+	pool, err := tlsutil.CertPool(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	n, err := countEvents(t, c, url+"/stream?symbols=AAPL", 100)
+	if n != 5 || errclass.Classify(err) != "H2_RST_STREAM:CANCEL" {
+		t.Fatalf("h2 client: %d events then %v (%s)", n, err, errclass.Classify(err))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "h2-rst-stream") || !strings.Contains(stdout.String(), "connections opened") {
+		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
+	}
+	var insp proxyTestBuffer
+	if err := run(context.Background(), []string{"inspect", out}, &insp, &insp); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(insp.String(), "did not finish") || !strings.Contains(insp.String(), "proxy") ||
+		!strings.Contains(insp.String(), "connections opened") {
+		t.Fatalf("inspect:\n%s", insp.String())
+	}
+	r, err := session.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var sum session.Summary
+	if ok, err := r.Meta(session.MetaSummary, &sum); !ok || err != nil {
+		t.Fatalf("no summary: %v", err)
+	}
+	if sum.ConnectionsOpened != 1 || sum.ActiveMax != 1 || sum.Messages != 5 || sum.DurationS <= 0 || sum.SessionFile != out {
+		t.Fatalf("summary %+v", sum)
+	}
+	faults, _ := session.All[session.FaultEvent](r, session.BucketFaults)
+	if len(faults) != 1 || faults[0].Kind != "h2-rst-stream" || faults[0].Action != "rst-stream" {
+		t.Fatalf("fault events %+v", faults)
+	}
+}
+
+// TestProxyMaxFileSize: past --max-file-size the proxy says so in one line
+// and goes on proxying; the file stays within the size and opens.
+func TestProxyMaxFileSize(t *testing.T) {
+	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: feed.Rate{Min: 60000, Max: 60000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	out := filepath.Join(t.TempDir(), "p.db")
+	const limit = 256 << 10
+	url, _, stderr, stop := startProxyCommand(t, "--upstream", srv.URL, "--record", out, "--max-file-size", "256KiB", "--quiet")
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	// Recorded events fill the file.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "max-file-size"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the file never filled: %q", stderr.String())
+		}
+		if n, err := countEvents(t, c, url+"/stream?symbols=AAPL,MSFT,GOOG", 2000); n != 2000 {
+			t.Fatalf("stream: %d events, %v", n, err)
+		}
+	}
+	// Proxying goes on.
+	if n, err := countEvents(t, c, url+"/stream?symbols=AAPL", 50); n != 50 {
+		t.Fatalf("after the file filled: %d events, %v", n, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(stderr.String(), "\n"); got != 1 || !strings.Contains(stderr.String(), "reached --max-file-size: recording stopped") {
+		t.Fatalf("stderr: want one line about the limit, got %q", stderr.String())
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > limit {
+		t.Fatalf("file is %d bytes, over the %d limit", fi.Size(), limit)
+	}
+	r, err := session.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
 }
