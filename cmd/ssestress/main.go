@@ -38,6 +38,7 @@ var commands = map[string]command{
 	"capture":    {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
 	"proxy":      {"run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API", runProxy},
 	"completion": {"print a shell completion script: bash, zsh or fish", runCompletion},
+	"bench":      {"measure the clients, proxy, recording, capture, replay and reports side by side: one table of ratios and targets", runBench},
 }
 
 func main() {
