@@ -78,7 +78,7 @@ func Compare(before, after *Report) *Comparison {
 			v := classes[p.Class]
 			v[side] += p.Count
 			classes[p.Class] = v
-			if !resetClasses[p.Class] {
+			if !isResetClass(p.Class) {
 				continue
 			}
 			resets[side] += p.Count

@@ -103,7 +103,13 @@ func Bisect(entries []BisectEntry) (*BisectResult, error) {
 // resetFingerprint is the fingerprint of a report's reset-like errors.
 func resetFingerprint(rep *Report) RunResult {
 	best := RunResult{FirstS: -1}
-	for class := range resetClasses {
+	seen := map[string]bool{}
+	for _, p := range rep.Patterns {
+		class := p.Class
+		if !isResetClass(class) || seen[class] {
+			continue
+		}
+		seen[class] = true
 		r := reproductionRun(rep, class)
 		if r.Reproduced && (best.Fingerprint == nil || r.Matching > best.Matching ||
 			r.Matching == best.Matching && r.Fingerprint.Class < best.Fingerprint.Class) {

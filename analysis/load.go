@@ -77,10 +77,15 @@ func Load(readers ...*session.Reader) (*Report, error) {
 	return a.finish(), nil
 }
 
-// resetClasses are the classes that mean a connection was cut rather than
-// closed: what the verdict explains.
-var resetClasses = map[string]bool{
-	errclass.ECONNRESET: true, errclass.UnexpectedEOF: true, errclass.EPIPE: true,
+// isResetClass reports whether a class means a connection or stream was cut
+// rather than closed: what the verdict explains. HTTP/2 stream resets and
+// GOAWAYs count beside TCP resets.
+func isResetClass(class string) bool {
+	switch class {
+	case errclass.ECONNRESET, errclass.UnexpectedEOF, errclass.EPIPE:
+		return true
+	}
+	return errclass.IsH2Cut(class)
 }
 
 // durationEdges are the bucket edges (seconds) of age, idle and lifetime
@@ -1049,7 +1054,7 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 		bins[i].Count++
 		class := a.classes[p.class]
 		bins[i].ByClass[class]++
-		if resetClasses[class] {
+		if isResetClass(class) {
 			if bins[i].ResetsByHop == nil {
 				bins[i].ResetsByHop = map[string]int64{}
 			}
@@ -1153,7 +1158,7 @@ func (a *accumulator) finishHeartbeat(rep *Report) {
 	}
 	hb.Timeouts = sortedTimeouts(a.ev.timeouts)
 	for _, c := range rep.Fingerprints {
-		if c.Dimension == "idle" && resetClasses[c.Class] && c.MatchKind != "injected" && c.MatchKind != "configured" {
+		if c.Dimension == "idle" && isResetClass(c.Class) && c.MatchKind != "injected" && c.MatchKind != "configured" {
 			where := "the path"
 			if c.Hop != "" && c.Hop != HopUnknown {
 				where = hopWords(c.Hop)

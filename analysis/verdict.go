@@ -41,7 +41,7 @@ func verdict(rep *Report) Verdict {
 	classes := map[originKey]map[string]bool{}
 	for _, p := range rep.Patterns {
 		total += p.Count
-		if !resetClasses[p.Class] {
+		if !isResetClass(p.Class) {
 			continue
 		}
 		v.Resets += p.Count
@@ -123,7 +123,7 @@ func verdict(rep *Report) Verdict {
 	}
 	var resetClusters []Cluster
 	for _, c := range rep.Fingerprints {
-		if resetClasses[c.Class] {
+		if isResetClass(c.Class) {
 			resetClusters = append(resetClusters, c)
 			v.Evidence = append(v.Evidence, fmt.Sprintf("fingerprint: %d %s (%.0f%% of them) in a %s",
 				c.Count, c.Class, 100*c.Share, c.Match))
