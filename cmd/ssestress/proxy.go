@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ssestress/ssestress/capture"
 	"github.com/ssestress/ssestress/internal/limits"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
@@ -98,6 +102,13 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.maxFileSize = n
 		return err
 	})
+	var capt struct {
+		on          bool
+		iface, pcap string
+	}
+	fs.BoolVar(&capt.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
+	fs.StringVar(&capt.iface, "iface", "", "with --capture: interface (default: the route to the upstream, lo for loopback)")
+	fs.StringVar(&capt.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
 	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
 		return err
 	}
@@ -110,6 +121,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.Upstream == "" && len(cfg.AllowHosts) == 0 {
 		return usageErrorf("proxy: give --upstream URL (reverse mode) or --allow-host HOST (forward mode)")
+	}
+	if !capt.on && (capt.iface != "" || capt.pcap != "") {
+		return usageErrorf("proxy: --iface and --pcap need --capture")
+	}
+	if capt.on && cfg.Upstream == "" {
+		return usageErrorf("proxy: --capture needs --upstream (forward mode has no fixed server port to filter on)")
 	}
 
 	path := o.out
@@ -158,8 +175,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("proxy: %w", err)
 	}
 	printProxyStart(stdout, p, cfg, path)
+	var c *capture.Capture
+	if capt.on {
+		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)
+	}
 	<-ctx.Done()
 	p.Close()
+	if c != nil {
+		c.Stop()
+	}
 	st := p.Stats()
 	sum := p.Summary()
 	sum.SessionFile = path
@@ -175,6 +199,13 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("proxy: closing %s: %w", path, err)
 	}
 	dropped := w.Dropped()
+	if capt.on {
+		if res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{}); err != nil {
+			logLine("ssestress: reset attribution: %v", err)
+		} else if len(res.Resets) > 0 {
+			fmt.Fprintf(stdout, "%d resets attributed to their sender and hop (ssestress report %s)\n", len(res.Resets), path)
+		}
+	}
 	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
 		st.Conns, st.Streams, st.FaultsFired, path)
 	if st.AcceptErrors > 0 || st.DialErrors > 0 {
@@ -310,4 +341,44 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// startProxyCapture captures the proxy's listen port and the upstream's
+// port. Without permission it says so and the proxy goes on: resets are
+// then attributed from the proxy's own socket evidence.
+func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Capture {
+	var ports []int
+	for _, addr := range []string{p.Addr(), upstreamHostPort(upstream)} {
+		if _, port, err := net.SplitHostPort(addr); err == nil {
+			if n, err := strconv.Atoi(port); err == nil {
+				ports = append(ports, n)
+			}
+		}
+	}
+	if pcap == "" {
+		pcap = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
+	}
+	c, err := capture.Start(ctx, capture.Config{Iface: iface, Target: upstream, Ports: ports, Out: pcap, Session: w})
+	if err != nil {
+		logLine("ssestress: note: %v; going on without capture: resets are attributed from the proxy's socket evidence only", err)
+		return nil
+	}
+	fmt.Fprintf(stdout, "capturing TCP ports %v into %s\n", ports, pcap)
+	return c
+}
+
+// upstreamHostPort is the upstream URL's host:port, with the scheme's
+// default port.
+func upstreamHostPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
