@@ -374,7 +374,7 @@ func serverReading(s *session.Sample) *ResourceReading {
 	if s.ServerPID == 0 && s.ServerRSS == 0 && s.ServerFDs == 0 {
 		return nil
 	}
-	return &ResourceReading{RSS: s.ServerRSS, FDs: s.ServerFDs}
+	return &ResourceReading{RSS: s.ServerRSS, FDs: s.ServerFDs, Threads: s.ServerThreads, TCP: s.ServerTCP}
 }
 
 func (a *accumulator) scenario(name string) *scenarioAcc {

@@ -118,7 +118,13 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 	}
 	if m.ServerPID > 0 {
 		if ps, err := procstat.Read(m.ServerPID); err == nil {
-			s.ServerPID, s.ServerRSS, s.ServerFDs = m.ServerPID, ps.RSS, ps.FDs
+			s.ServerPID, s.ServerRSS, s.ServerFDs, s.ServerThreads = m.ServerPID, ps.RSS, ps.FDs, ps.Threads
+			if states, err := procstat.TCPStates(m.ServerPID); err == nil && len(states) > 0 {
+				s.ServerTCP = make(map[string]int64, len(states))
+				for st, n := range states {
+					s.ServerTCP[st] = int64(n)
+				}
+			}
 		}
 	}
 	if cpu, err := procstat.SelfCPU(); err == nil {

@@ -3,6 +3,9 @@ package clients
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -113,4 +116,42 @@ func TestMonitorSampleCPU(t *testing.T) {
 		}
 	}
 	t.Fatalf("CPU time did not grow by 20 ms in 10 s of spinning (first sample %v user, %v system; %d)", first.CPUUser, first.CPUSystem, x)
+}
+
+// TestMonitorServerTCPStates: with a server pid (here this process, which
+// holds a listening socket and a connected client socket) the samples carry its
+// threads and its TCP sockets by state.
+func TestMonitorServerTCPStates(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, path := newRecorder(t)
+	m := &Monitor{Interval: 50 * time.Millisecond, Counters: &Counters{}, Recorder: w, Out: io.Discard, ServerPID: os.Getpid()}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Millisecond)
+	defer cancel()
+	m.Run(ctx)
+	w.Close()
+	r, err := session.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	samples, _ := session.All[session.Sample](r, session.BucketSamples)
+	if len(samples) == 0 {
+		t.Fatal("no samples")
+	}
+	s := samples[len(samples)-1]
+	if s.ServerThreads < 1 || s.ServerTCP["LISTEN"] < 1 || s.ServerTCP["ESTABLISHED"] < 1 {
+		t.Fatalf("server threads %d, TCP states %v", s.ServerThreads, s.ServerTCP)
+	}
 }

@@ -523,6 +523,11 @@ func TestRunLiveView(t *testing.T) {
 	if len(samples) == 0 || samples[0].ServerPID != server.Process.Pid || samples[0].ServerRSS == 0 || samples[0].ServerFDs == 0 {
 		t.Fatalf("samples lack the server's figures: %+v", samples[:min(len(samples), 1)])
 	}
+	// The server's threads are sampled too (its TCP states: see
+	// clients' TestMonitorServerTCPStates; this stand-in has no sockets).
+	if samples[0].ServerThreads == 0 {
+		t.Fatalf("samples lack the server's threads: %+v", samples[0])
+	}
 }
 
 // TestRunHTTP2Embedded: run --http2 without a target measures the embedded

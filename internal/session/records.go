@@ -170,6 +170,11 @@ type Sample struct {
 	ServerPID int    `json:"server_pid,omitempty"`
 	ServerRSS uint64 `json:"server_rss_bytes,omitempty"`
 	ServerFDs int    `json:"server_fds,omitempty"`
+	// ServerThreads and ServerTCP (sockets by state: ESTABLISHED,
+	// CLOSE_WAIT, TIME_WAIT, ...) show the classic leaks behind failures
+	// after days, such as CLOSE_WAIT sockets piling up.
+	ServerThreads int              `json:"server_threads,omitempty"`
+	ServerTCP     map[string]int64 `json:"server_tcp,omitempty"`
 }
 
 func (Sample) Bucket() string { return BucketSamples }
