@@ -167,7 +167,7 @@ func (fs *FaultSpec) set(pairs [][2]string) error {
 	for _, kv := range pairs {
 		k, v := kv[0], kv[1]
 		if seen[k] {
-			return fmt.Errorf("key %s given twice", k)
+			return fmt.Errorf("key %q given twice", k)
 		}
 		seen[k] = true
 		switch k {
@@ -211,7 +211,7 @@ func (fs *FaultSpec) set(pairs [][2]string) error {
 			fs.Direction = v
 		default:
 			if kd == nil {
-				return fmt.Errorf("key %s does not apply to a preset (keys: name, toxicity, match, after)", k)
+				return fmt.Errorf("key %q does not apply to a preset (keys: name, toxicity, match, after)", k)
 			}
 			if kd.key(k) == nil {
 				return fmt.Errorf("unknown key %q for %s (keys: %s)", k, fs.Kind, strings.Join(kd.keyNames(), ", "))
@@ -328,12 +328,12 @@ func objectSpec(obj map[string]json.RawMessage) (string, error) {
 	str := func(k string, raw json.RawMessage) (string, error) {
 		var v any
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return "", fmt.Errorf("%w: key %s: %v", ErrBadFault, k, err)
+			return "", fmt.Errorf("%w: key %q: %v", ErrBadFault, k, err)
 		}
 		switch v := v.(type) {
 		case string:
 			if strings.Contains(v, ",") && k != "match" {
-				return "", fmt.Errorf("%w: key %s: value %q must not contain a comma", ErrBadFault, k, v)
+				return "", fmt.Errorf("%w: key %q: value %q must not contain a comma", ErrBadFault, k, v)
 			}
 			return v, nil
 		case float64:
@@ -341,7 +341,7 @@ func objectSpec(obj map[string]json.RawMessage) (string, error) {
 		case bool:
 			return strconv.FormatBool(v), nil
 		}
-		return "", fmt.Errorf("%w: key %s: value must be a string, number or boolean", ErrBadFault, k)
+		return "", fmt.Errorf("%w: key %q: value must be a string, number or boolean", ErrBadFault, k)
 	}
 	rawKind, ok := obj["kind"]
 	if !ok {

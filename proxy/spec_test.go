@@ -56,7 +56,7 @@ func TestParseFaultErrors(t *testing.T) {
 		{"reset:direction=sideways", `direction "sideways" must be down, up or both`},
 		{"max-age:age=1m,direction=up", `key direction does not apply to max-age`},
 		{"reset:bytes=10,events=2", `give bytes or events, not both`},
-		{"reset:after=5s,after=6s", `key after given twice`},
+		{"reset:after=5s,after=6s", `key "after" given twice`},
 		{"idle-timeout", `idle-timeout needs idle=DURATION`},
 		{"idle-timeout:idle=1s,action=drop", `action "drop" must be fin or rst`},
 		{"idle-timeout:idle=1s,scope=sometimes", `scope "sometimes" must be always or between-requests`},
@@ -69,7 +69,7 @@ func TestParseFaultErrors(t *testing.T) {
 		{"reset:match=stream", `match "stream" must be a path prefix starting with /`},
 		{"preset:aws", `unknown preset "aws" (presets: aws-alb, aws-nat, cloudflare, nginx, node-keepalive)`},
 		{"preset:nginx:hop=client", `a preset sets its own hops`},
-		{"preset:nginx:idle=5s", `key idle does not apply to a preset`},
+		{"preset:nginx:idle=5s", `key "idle" does not apply to a preset`},
 		{"down:action=refuse,toxicity=0.5", `closes the whole listener`},
 	}
 	for _, c := range cases {
