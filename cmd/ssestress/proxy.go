@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/capture"
+	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/limits"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
@@ -102,6 +103,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.maxFileSize = n
 		return err
 	})
+	monitorInterval := clients.DefaultMonitorInterval
+	fs.DurationVar(&monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
 	var capt struct {
 		on          bool
 		iface, pcap string
@@ -121,6 +124,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.Upstream == "" && len(cfg.AllowHosts) == 0 {
 		return usageErrorf("proxy: give --upstream URL (reverse mode) or --allow-host HOST (forward mode)")
+	}
+	if monitorInterval <= 0 {
+		return usageErrorf("proxy: --monitor-interval must be positive")
 	}
 	if !capt.on && (capt.iface != "" || capt.pcap != "") {
 		return usageErrorf("proxy: --iface and --pcap need --capture")
@@ -179,8 +185,17 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)
 	}
+	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
+	// the samples, so a report can show when the proxy itself was the
+	// bottleneck.
+	mon := &clients.Monitor{Interval: monitorInterval, Recorder: w}
+	monCtx, stopMon := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(monCtx) }()
 	<-ctx.Done()
 	p.Close()
+	stopMon()
+	<-monDone
 	if c != nil {
 		c.Stop()
 	}
