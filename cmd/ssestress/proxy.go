@@ -363,7 +363,11 @@ func orDefault(s, def string) string {
 // then attributed from the proxy's own socket evidence.
 func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Capture {
 	var ports []int
-	for _, addr := range []string{p.Addr(), upstreamHostPort(upstream)} {
+	upstreamAddr := ""
+	if u, err := url.Parse(upstream); err == nil {
+		upstreamAddr = clients.HostPort(u)
+	}
+	for _, addr := range []string{p.Addr(), upstreamAddr} {
 		if _, port, err := net.SplitHostPort(addr); err == nil {
 			if n, err := strconv.Atoi(port); err == nil {
 				ports = append(ports, n)
@@ -380,20 +384,4 @@ func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pca
 	}
 	fmt.Fprintf(stdout, "capturing TCP ports %v into %s\n", ports, pcap)
 	return c
-}
-
-// upstreamHostPort is the upstream URL's host:port, with the scheme's
-// default port.
-func upstreamHostPort(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	if u.Port() != "" {
-		return u.Host
-	}
-	if u.Scheme == "https" {
-		return net.JoinHostPort(u.Hostname(), "443")
-	}
-	return net.JoinHostPort(u.Hostname(), "80")
 }
