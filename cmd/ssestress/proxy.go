@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -362,26 +360,15 @@ func orDefault(s, def string) string {
 // port. Without permission it says so and the proxy goes on: resets are
 // then attributed from the proxy's own socket evidence.
 func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Capture {
-	var ports []int
 	upstreamAddr := ""
 	if u, err := url.Parse(upstream); err == nil {
 		upstreamAddr = clients.HostPort(u)
 	}
-	for _, addr := range []string{p.Addr(), upstreamAddr} {
-		if _, port, err := net.SplitHostPort(addr); err == nil {
-			if n, err := strconv.Atoi(port); err == nil {
-				ports = append(ports, n)
-			}
-		}
-	}
-	if pcap == "" {
-		pcap = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
-	}
-	c, err := capture.Start(ctx, capture.Config{Iface: iface, Target: upstream, Ports: ports, Out: pcap, Session: w})
+	c, ports, out, err := startCapture(ctx, upstream, []string{p.Addr(), upstreamAddr}, iface, pcap, sessionPath, w)
 	if err != nil {
 		logLine("ssestress: note: %v; going on without capture: resets are attributed from the proxy's socket evidence only", err)
 		return nil
 	}
-	fmt.Fprintf(stdout, "capturing TCP ports %v into %s\n", ports, pcap)
+	fmt.Fprintf(stdout, "capturing TCP ports %v into %s\n", ports, out)
 	return c
 }

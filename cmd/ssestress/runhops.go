@@ -118,25 +118,11 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		fmt.Fprintf(errOut, "ssestress %s: via in-process proxy %s → %s (%s)\n", h.command(), p.URL(), origin, fault)
 	}
 	if h.capture {
-		var ports []int
-		for _, a := range targetAddrs {
-			if _, p, err := net.SplitHostPort(a); err == nil {
-				if n, err := strconv.Atoi(p); err == nil {
-					ports = append(ports, n)
-				}
-			}
-		}
+		addrs := targetAddrs
 		if hp.proxy != nil {
-			if _, p, err := net.SplitHostPort(hp.proxy.Addr()); err == nil {
-				n, _ := strconv.Atoi(p)
-				ports = append(ports, n)
-			}
+			addrs = append(addrs[:len(addrs):len(addrs)], hp.proxy.Addr())
 		}
-		out := h.pcap
-		if out == "" {
-			out = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
-		}
-		c, err := capture.Start(ctx, capture.Config{Iface: h.iface, Target: target, Ports: ports, Out: out, Session: w})
+		c, ports, out, err := startCapture(ctx, target, addrs, h.iface, h.pcap, sessionPath, w)
 		switch {
 		case errors.Is(err, capture.ErrNotPermitted), errors.Is(err, capture.ErrUnsupported):
 			fmt.Fprintf(errOut, "ssestress: note: %v; going on without capture: resets are attributed from socket evidence only (lower confidence)\n", err)
@@ -196,4 +182,23 @@ func splitOrigin(target string) (origin, rest string, err error) {
 		end = len(after)
 	}
 	return scheme + "://" + after[:end], after[end:], nil
+}
+
+// startCapture captures the TCP ports of addrs (host:port) into pcap, by
+// default the session file's name with .pcap, and returns the ports and the
+// file. Used by run, replay run and proxy.
+func startCapture(ctx context.Context, target string, addrs []string, iface, pcap, sessionPath string, w *session.Writer) (*capture.Capture, []int, string, error) {
+	var ports []int
+	for _, a := range addrs {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.Atoi(p); err == nil {
+				ports = append(ports, n)
+			}
+		}
+	}
+	if pcap == "" {
+		pcap = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
+	}
+	c, err := capture.Start(ctx, capture.Config{Iface: iface, Target: target, Ports: ports, Out: pcap, Session: w})
+	return c, ports, pcap, err
 }
