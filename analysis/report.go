@@ -76,6 +76,9 @@ type FileInfo struct {
 	Interrupted bool             `json:"interrupted,omitempty"`
 	// Dropped is what the writer could not store (queue or file full).
 	Dropped uint64 `json:"records_dropped,omitempty"`
+	// Unreadable counts per bucket the records that did not decode and
+	// were skipped.
+	Unreadable map[string]int64 `json:"records_unreadable,omitempty"`
 }
 
 // EvidenceSeen says which kinds of evidence the files hold, so the verdict

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -59,7 +61,21 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return 2
 	}
+	if damagedInput(err) {
+		return 4
+	}
 	return 1
+}
+
+// damagedInput reports whether err means an input file is damaged or not
+// ours: exit code 4.
+func damagedInput(err error) bool {
+	for _, e := range []error{session.ErrDamaged, session.ErrTruncated, session.ErrNotSession, session.ErrNewerSchema} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // run dispatches to a subcommand. A panic becomes one line, not a trace.

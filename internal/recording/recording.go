@@ -16,6 +16,10 @@ var ErrEmpty = errors.New("holds no recorded streams (record with: ssestress pro
 // Recording is every recorded stream of a session file, with its frames.
 type Recording struct {
 	Streams []*Stored // ordered by Start, then proxy and connection id
+	// Unreadable counts, per bucket, the records that did not decode and
+	// were skipped: one bad record costs that record (or a stream's
+	// frames, when it is the stream's), not the recording.
+	Unreadable map[string]session.Unreadable
 }
 
 // Stored is one recorded stream with its frames in order.
@@ -50,9 +54,9 @@ func Load(path string) (*Recording, error) {
 // two commits cannot produce them, since a stream is queued before its
 // frames, but an edited file can) are ignored.
 func Read(r *session.Reader) (*Recording, error) {
-	rec := &Recording{}
+	rec := &Recording{Unreadable: map[string]session.Unreadable{}}
 	byKey := map[string]*Stored{}
-	err := session.Decode(r, session.BucketRecStreams, func(s *session.RecStream) error {
+	skipped, err := session.DecodeEach(r, session.BucketRecStreams, func(s *session.RecStream) error {
 		st := &Stored{RecStream: *s}
 		rec.Streams = append(rec.Streams, st)
 		byKey[string(s.Key())] = st
@@ -61,6 +65,10 @@ func Read(r *session.Reader) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
+	if skipped.Records > 0 {
+		rec.Unreadable[session.BucketRecStreams] = skipped
+	}
+	var badEvents session.Unreadable
 	var cur *Stored
 	var curPrefix []byte
 	err = r.Each(session.BucketRecEvents, func(key, val []byte) error {
@@ -80,13 +88,17 @@ func Read(r *session.Reader) (*Recording, error) {
 		}
 		var e session.RecEvent
 		if err := jsonUnmarshal(val, &e); err != nil {
-			return fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), session.BucketRecEvents, key, err)
+			badEvents.Add(key, err)
+			return nil
 		}
 		cur.Events = append(cur.Events, e)
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if badEvents.Records > 0 {
+		rec.Unreadable[session.BucketRecEvents] = badEvents
 	}
 	rec.sort()
 	return rec, nil

@@ -1,0 +1,12 @@
+//go:build !unix
+
+package session
+
+import (
+	"os"
+	"time"
+)
+
+// lockShared does nothing where flock(2) does not exist: bbolt's own lock
+// still refuses a file in use, after the validation.
+func lockShared(f *os.File, timeout time.Duration) error { return nil }
