@@ -63,6 +63,9 @@ const (
 	// is 64 deep; deeper means a loop the validator must not follow.
 	maxTreeDepth   = 64
 	maxBucketDepth = 16
+
+	// pageReadAhead is how much of a page readPage reads at once.
+	pageReadAhead = 1024
 )
 
 // pageHeader is the 16-byte header of every page.
@@ -148,6 +151,9 @@ type boltFile struct {
 	metaIndex int
 	// pages is the number of whole pages in the file.
 	pages uint64
+	// wholePages makes readPage read a page's first page whole, not just
+	// its start (for reading every key).
+	wholePages bool
 }
 
 // errNotBolt: the file has no valid meta page bbolt could start from.
@@ -312,11 +318,16 @@ func (bf *boltFile) readPage(id, high uint64) (*page, error) {
 		return nil, fmt.Errorf("page %d is outside pages 2 to %d", id, high-1)
 	}
 	off := int64(id) * bf.pageSize
-	headLen := bf.pageSize
-	if off+headLen > bf.size {
+	if off+bf.pageSize > bf.size {
 		return nil, fmt.Errorf("page %d lies past the end of the file", id)
 	}
-	head := make([]byte, headLen)
+	// The header and the first element headers; the rest is read when
+	// needed (most pages of a session file hold a few dozen records, and
+	// copying whole pages costs more than the read itself).
+	head := make([]byte, min(bf.pageSize, pageReadAhead))
+	if bf.wholePages {
+		head = make([]byte, bf.pageSize)
+	}
 	if _, err := bf.r.ReadAt(head, off); err != nil {
 		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
@@ -448,6 +459,19 @@ func (p *page) elements(strict bool) ([]element, error) {
 		elems = append(elems, e)
 	}
 	return elems, problem
+}
+
+// keys reads the keys of elems.
+func (p *page) keys(elems []element) ([][]byte, error) {
+	keys := make([][]byte, len(elems))
+	for i, e := range elems {
+		k, err := p.key(e)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+	}
+	return keys, nil
 }
 
 // key and value read an element's bytes.

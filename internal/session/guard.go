@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,8 +20,36 @@ func (r *Reader) View(fn func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%s %w: reading it failed: %v", r.path, ErrDamaged, p)
+			err = &PanicError{Path: r.path, Value: p}
 		}
 	}()
 	return r.db.View(fn)
+}
+
+// PanicError is View's error when reading the file panicked or faulted:
+// damage the validator did not catch (or a bug in a reader's callback).
+// It wraps ErrDamaged.
+type PanicError struct {
+	Path  string
+	Value any // what was recovered
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("%s %v: reading it failed: %v", e.Path, ErrDamaged, e.Value)
+}
+
+func (e *PanicError) Unwrap() error { return ErrDamaged }
+
+// validateKeyOrder runs ValidateKeyOrder on the Reader's file.
+func (r *Reader) validateKeyOrder() error {
+	f, err := os.Open(r.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return ValidateKeyOrder(f, r.path, st.Size())
 }

@@ -36,7 +36,11 @@ type Reader struct {
 // validated (Validate) under a shared lock, so that a damaged file is an
 // error naming what is wrong (ErrNotSession, ErrTruncated, ErrDamaged),
 // never a crash inside bbolt.
-func Open(path string) (*Reader, error) {
+func Open(path string) (*Reader, error) { return open(path, false) }
+
+// open is Open; keyOrder validates the order of every key too
+// (ValidateKeyOrder), as a writer appending to the file needs.
+func open(path string, keyOrder bool) (*Reader, error) {
 	if err := inputfile.CheckRegular(path); err != nil {
 		var nr *inputfile.NotRegularError
 		if errors.As(err, &nr) {
@@ -60,7 +64,11 @@ func Open(path string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Validate(f, path, st.Size()); err != nil {
+	validate := Validate
+	if keyOrder {
+		validate = ValidateKeyOrder
+	}
+	if err := validate(f, path, st.Size()); err != nil {
 		return nil, err
 	}
 	db, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: openLockTimeout})
@@ -169,7 +177,13 @@ func (r *Reader) Each(bucket string, fn func(key, val []byte) error) error {
 }
 
 // Check runs bbolt's consistency check and returns the first problem found.
+// The key order is validated first (ValidateKeyOrder): bbolt's check
+// rebuilds an unsynced freelist with a walk that panics, in a goroutine of
+// its own, on the first key out of order.
 func (r *Reader) Check() error {
+	if err := r.validateKeyOrder(); err != nil {
+		return err
+	}
 	return r.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			return err

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,12 +34,27 @@ func damagedf(path, format string, args ...any) error {
 // Its cost is one read of every page's first page (overflow pages are not
 // read): see BenchmarkValidate for the figure per GB.
 func Validate(r io.ReaderAt, path string, size int64) error {
+	return validate(r, path, size, false)
+}
+
+// ValidateKeyOrder is Validate that also checks the order of every key
+// (which reads every page whole: about twice Validate's cost). bbolt's
+// consistency check needs it, and so does a writer opening a file whose
+// freelist is not synced (session files): bbolt rebuilds the freelist with
+// that check and panics, in a goroutine nothing can recover, on the first
+// key out of order.
+func ValidateKeyOrder(r io.ReaderAt, path string, size int64) error {
+	return validate(r, path, size, true)
+}
+
+func validate(r io.ReaderAt, path string, size int64, keyOrder bool) error {
 	bf, err := openBoltFile(r, path, size)
 	if err != nil {
 		return err
 	}
-	v := &validator{bf: bf, high: bf.meta.highWater, seen: make([]uint64, (bf.meta.highWater+63)/64)}
-	if err := v.tree("the root bucket", bf.meta.root, 0, 0); err != nil {
+	bf.wholePages = keyOrder
+	v := &validator{bf: bf, high: bf.meta.highWater, seen: make([]uint64, (bf.meta.highWater+63)/64), keyOrder: keyOrder}
+	if _, err := v.tree("the root bucket", bf.meta.root, 0, 0, nil, nil); err != nil {
 		return damagedf(path, "%v", err)
 	}
 	if err := v.freelist(); err != nil {
@@ -49,9 +65,10 @@ func Validate(r io.ReaderAt, path string, size int64) error {
 
 // validator walks one meta page's tree.
 type validator struct {
-	bf   *boltFile
-	high uint64   // the high-water mark: pages at or above it are not in use
-	seen []uint64 // bitset of the pages reached so far
+	bf       *boltFile
+	keyOrder bool
+	high     uint64   // the high-water mark: pages at or above it are not in use
+	seen     []uint64 // bitset of the pages reached so far
 }
 
 // mark records pages id … id+n-1 as reached, and fails when one was
@@ -68,37 +85,94 @@ func (v *validator) mark(id uint64, n uint64) error {
 }
 
 // tree checks the B+tree page id of bucket (named for messages) and
-// everything below it.
-func (v *validator) tree(bucket string, id uint64, depth, bucketDepth int) error {
+// everything below it. With keyOrder it also checks the order bbolt's
+// consistency check (tx.Check, and the freelist rebuild of a writer
+// opening a file without a synced freelist) expects, the way it does:
+// keys within [minKey, maxKey) and increasing, each branch key above the
+// largest key of the subtree before it. It returns the largest key of
+// the subtree (keyOrder only).
+func (v *validator) tree(bucket string, id uint64, depth, bucketDepth int, minKey, maxKey []byte) ([]byte, error) {
 	if depth > maxTreeDepth {
-		return fmt.Errorf("%s: tree deeper than %d pages at page %d", bucket, maxTreeDepth, id)
+		return nil, fmt.Errorf("%s: tree deeper than %d pages at page %d", bucket, maxTreeDepth, id)
 	}
 	p, err := v.bf.readPage(id, v.high)
 	if err != nil {
-		return fmt.Errorf("%s: %v", bucket, err)
+		return nil, fmt.Errorf("%s: %v", bucket, err)
 	}
 	if err := v.mark(id, 1+uint64(p.overflow)); err != nil {
-		return fmt.Errorf("%s: %v", bucket, err)
+		return nil, fmt.Errorf("%s: %v", bucket, err)
 	}
 	if p.flags != flagBranch && p.flags != flagLeaf {
-		return fmt.Errorf("%s: page %d is a %s page where a branch or leaf page belongs", bucket, id, pageType(p.flags))
+		return nil, fmt.Errorf("%s: page %d is a %s page where a branch or leaf page belongs", bucket, id, pageType(p.flags))
 	}
 	elems, err := p.elements(true)
 	if err != nil {
-		return fmt.Errorf("%s: %s page %d: %v", bucket, pageType(p.flags), id, err)
+		return nil, fmt.Errorf("%s: %s page %d: %v", bucket, pageType(p.flags), id, err)
+	}
+	var keys [][]byte
+	if v.keyOrder {
+		if keys, err = p.keys(elems); err != nil {
+			return nil, fmt.Errorf("%s: %s page %d: %v", bucket, pageType(p.flags), id, err)
+		}
 	}
 	if p.flags == flagBranch {
 		if len(elems) == 0 {
-			return fmt.Errorf("%s: branch page %d has no elements", bucket, id)
+			return nil, fmt.Errorf("%s: branch page %d has no elements", bucket, id)
 		}
-		for _, e := range elems {
-			if err := v.tree(bucket, e.child, depth+1, bucketDepth); err != nil {
-				return err
+		var maxInSubtree []byte
+		running := minKey
+		for i, e := range elems {
+			if v.keyOrder {
+				if err := keyInOrder(i, keys[i], running, maxKey); err != nil {
+					return nil, fmt.Errorf("%s: branch page %d: %v", bucket, id, err)
+				}
 			}
+			var next []byte = maxKey
+			if v.keyOrder && i < len(elems)-1 {
+				next = keys[i+1]
+			}
+			var lo []byte
+			if v.keyOrder {
+				lo = keys[i]
+			}
+			if maxInSubtree, err = v.tree(bucket, e.child, depth+1, bucketDepth, lo, next); err != nil {
+				return nil, err
+			}
+			running = maxInSubtree
 		}
-		return nil
+		return maxInSubtree, nil
 	}
-	return v.leafBuckets(bucket, p, elems, bucketDepth)
+	if v.keyOrder {
+		running := minKey
+		for i := range elems {
+			if err := keyInOrder(i, keys[i], running, maxKey); err != nil {
+				return nil, fmt.Errorf("%s: leaf page %d: %v", bucket, id, err)
+			}
+			running = keys[i]
+		}
+	}
+	if err := v.leafBuckets(bucket, p, elems, bucketDepth); err != nil {
+		return nil, err
+	}
+	if v.keyOrder && len(keys) > 0 {
+		return keys[len(keys)-1], nil
+	}
+	return nil, nil
+}
+
+// keyInOrder is bbolt's verifyKeyOrder: element i's key against the key
+// before it (or the lower bound) and the upper bound.
+func keyInOrder(i int, key, previous, maxKey []byte) error {
+	if i == 0 && previous != nil && bytes.Compare(previous, key) > 0 {
+		return fmt.Errorf("key %d is below the key its parent gives", i)
+	}
+	if i > 0 && bytes.Compare(previous, key) >= 0 {
+		return fmt.Errorf("key %d is not above the key before it", i)
+	}
+	if maxKey != nil && bytes.Compare(key, maxKey) >= 0 {
+		return fmt.Errorf("key %d is not below the next key of its parent", i)
+	}
+	return nil
 }
 
 // leafBuckets checks the buckets stored in a leaf page's elements.
@@ -131,7 +205,7 @@ func (v *validator) leafBuckets(bucket string, p *page, elems []element, bucketD
 			return fmt.Errorf("%s: %v", child, err)
 		}
 		if root != 0 {
-			if err := v.tree(child, root, 0, bucketDepth+1); err != nil {
+			if _, err := v.tree(child, root, 0, bucketDepth+1, nil, nil); err != nil {
 				return err
 			}
 			continue

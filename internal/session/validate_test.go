@@ -93,3 +93,33 @@ func TestValidateCatchesWhatBboltTrusts(t *testing.T) {
 		t.Errorf("bbolt itself refused %d of %d crafted files: the corpus does not test the validator", len(cases)-opened, len(cases))
 	}
 }
+
+// TestKeysOutOfOrder: a leaf page whose keys are out of order reads as a
+// file with records in an odd order (Open accepts it; bbolt reads it
+// without leaving its pages), but bbolt's consistency check and a writer
+// appending to it (which rebuilds the freelist with that check, and
+// panics in a goroutine of its own on the first such key) refuse it with
+// ErrDamaged before bbolt sees it.
+func TestKeysOutOfOrder(t *testing.T) {
+	dir := t.TempDir()
+	data := damagetest.Small(t)
+	path := filepath.Join(dir, "swapped.db")
+	if err := os.WriteFile(path, damagetest.SwapFirstKeys(t, data, session.BucketErrors), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := session.Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if n := r.Count(session.BucketErrors); n != 500 {
+		t.Errorf("errors: %d records, want 500", n)
+	}
+	err = r.Check()
+	r.Close()
+	if !errors.Is(err, session.ErrDamaged) || !strings.Contains(err.Error(), "key 1 is not above the key before it") {
+		t.Errorf("Check: %v, want ErrDamaged naming the key", err)
+	}
+	if _, err := session.Create(path, session.Options{Append: true}); !errors.Is(err, session.ErrDamaged) {
+		t.Errorf("Create(Append): %v, want ErrDamaged", err)
+	}
+}

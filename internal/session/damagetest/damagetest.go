@@ -58,34 +58,68 @@ var (
 // buckets (inline buckets).
 func Real(tb testing.TB, dir string) []byte {
 	tb.Helper()
-	realOnce.Do(func() { realData, realErr = writeReal(filepath.Join(dir, "real.db")) })
+	realOnce.Do(func() { realData, realErr = writeReal(filepath.Join(dir, "real.db"), 300, 6000, 100, 64<<10) })
 	if realErr != nil {
 		tb.Fatal(realErr)
 	}
 	return realData
 }
 
-func writeReal(path string) ([]byte, error) {
+// Small is a real session file of 256 KiB (written by session.Writer,
+// with branch pages, an overflow page and inline buckets) for a fuzzer to
+// mutate: testdata/small.db.gz, fixed so that a crashing input replays
+// (bbolt lays out the pages of one commit in map order, so a file written
+// anew differs every time). Regenerate it with
+//
+//	go test ./internal/session/damagetest -run TestSmallFixture -update
+func Small(tb testing.TB) []byte {
+	tb.Helper()
+	raw, err := fixtures.ReadFile("testdata/small.db.gz")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return gunzip(tb, raw)
+}
+
+// WriteSmall writes a new file of Small's kind at path.
+func WriteSmall(path string) ([]byte, error) {
+	return writeReal(path, 40, 500, 20, 10<<10)
+}
+
+func gunzip(tb testing.TB, raw []byte) []byte {
+	tb.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
+func writeReal(path string, conns, errorRecords, frames, bigFrame int) ([]byte, error) {
 	w, err := session.Create(path, session.Options{})
 	if err != nil {
 		return nil, err
 	}
 	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	w.PutMeta(session.MetaRun, session.RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: start, EndedAt: start.Add(time.Minute)})
-	for i := range 300 {
+	for i := range conns {
 		w.Put(session.ConnRecord{ConnID: fmt.Sprintf("c%04d", i), Start: start.Add(time.Duration(i) * time.Millisecond), Events: 3})
 	}
-	for i := range 6000 {
-		w.Put(session.ErrorRecord{Time: start.Add(time.Duration(i) * time.Millisecond), ConnID: fmt.Sprintf("c%04d", i%300), Class: "ECONNRESET",
+	for i := range errorRecords {
+		w.Put(session.ErrorRecord{Time: start.Add(time.Duration(i) * time.Millisecond), ConnID: fmt.Sprintf("c%04d", i%conns), Class: "ECONNRESET",
 			Message: "read tcp 127.0.0.1:40000->127.0.0.1:8090: read: connection reset by peer"})
 	}
 	for s := range 3 {
 		conn := fmt.Sprintf("p1-%d", s+1)
 		w.Put(session.RecStream{Proxy: "p1", ConnID: conn, Method: "GET", Path: "/stream", Start: start, Status: 200, Ended: true})
-		for i := range 100 {
+		for i := range frames {
 			data := fmt.Sprintf(`{"symbol":"AAPL","price":%d}`, 100+i)
-			if s == 0 && i == 50 {
-				data = strings.Repeat("x", 64<<10)
+			if s == 0 && i == frames/2 {
+				data = strings.Repeat("x", bigFrame)
 			}
 			w.Put(session.RecEvent{Proxy: "p1", ConnID: conn, Seq: i, Offset: time.Duration(i) * time.Millisecond, Kind: session.RecKindEvent, Data: data})
 		}
@@ -126,18 +160,14 @@ func Fixtures(tb testing.TB) []Case {
 	var cases []Case
 	for _, e := range names {
 		name := strings.TrimSuffix(e.Name(), ".db.gz")
+		if name == "small" {
+			continue // not damaged: Small's base
+		}
 		raw, err := fixtures.ReadFile("testdata/" + e.Name())
 		if err != nil {
 			tb.Fatal(err)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		data, err := io.ReadAll(zr)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		data := gunzip(tb, raw)
 		w, ok := want[name]
 		if !ok {
 			tb.Fatalf("fixture %s: no expected error in damagetest.Fixtures", name)
@@ -420,6 +450,36 @@ func FreelistCases(tb testing.TB, dir string) []Case {
 	add("freelist-typed-leaf", func(d []byte) { le.PutUint16(page(d)[8:], 0x02) })
 	add("freelist-overflow-huge", func(d []byte) { le.PutUint32(page(d)[12:], 0xFFFFFFFF) })
 	return cases
+}
+
+// SwapFirstKeys returns a copy of data whose first leaf page of bucket
+// has its first two keys swapped (keys of equal length, so the layout
+// stays valid): the records are intact, their order is not.
+func SwapFirstKeys(tb testing.TB, data []byte, bucketName string) []byte {
+	tb.Helper()
+	l, err := parse(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := l.buckets[bucketName]
+	if b == nil || len(b.leaves) == 0 {
+		tb.Fatalf("bucket %s has no leaf page", bucketName)
+	}
+	d := bytes.Clone(data)
+	p := int(b.leaves[0]) * l.ps
+	k := func(i int) []byte {
+		e := p + 16 + 16*i
+		off := e + int(le.Uint32(d[e+4:]))
+		return d[off : off+int(le.Uint32(d[e+8:]))]
+	}
+	a, c := k(0), k(1)
+	if len(a) != len(c) {
+		tb.Fatalf("keys of %d and %d bytes", len(a), len(c))
+	}
+	tmp := bytes.Clone(a)
+	copy(a, c)
+	copy(c, tmp)
+	return d
 }
 
 // Random damages copies of real with seeded random writes (16 random
