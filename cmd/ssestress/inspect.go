@@ -32,6 +32,8 @@ type inspectReport struct {
 	// Unreadable counts, per bucket, the records that could not be
 	// decoded and were skipped (meta counts a run info or summary).
 	Unreadable map[string]session.Unreadable `json:"unreadable,omitempty"`
+	// SummaryUnreadable: the file holds a summary that did not decode.
+	SummaryUnreadable bool `json:"summary_unreadable,omitempty"`
 }
 
 // connTotals adds up the conns bucket.
@@ -111,11 +113,13 @@ func inspectFile(path string) (*inspectReport, error) {
 		rep.Complete = !info.EndedAt.IsZero()
 	}
 	var sum session.Summary
+	before := rep.Unreadable[session.BucketMeta].Records
 	if ok, err := meta(session.MetaSummary, &sum); err != nil {
 		return nil, fmt.Errorf("%s: summary: %w", path, err)
 	} else if ok {
 		rep.Summary = &sum
 	}
+	rep.SummaryUnreadable = rep.Unreadable[session.BucketMeta].Records > before
 	for _, b := range session.Buckets {
 		if b != session.BucketMeta {
 			rep.Counts[b] = r.Count(b)
@@ -200,6 +204,10 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 		fmt.Fprintf(&b, "unreadable    %s records skipped (first: %s)\n", s, firstUnreadable(rep.Unreadable))
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if rep.SummaryUnreadable {
+		_, err := fmt.Fprintln(w, "summary       unreadable (see above)")
 		return err
 	}
 	if rep.Summary == nil {

@@ -40,6 +40,7 @@ var commands = map[string]command{
 	"capture":    {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
 	"proxy":      {"run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API", runProxy},
 	"completion": {"print a shell completion script: bash, zsh or fish", runCompletion},
+	"salvage":    {"copy every record of a damaged session file that can still be read into a new one, and say what was lost", runSalvage},
 	"bench":      {"measure the clients, proxy, recording, capture, replay and reports side by side: one table of ratios and targets", runBench},
 }
 
@@ -56,6 +57,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	if (errors.Is(err, session.ErrDamaged) || errors.Is(err, session.ErrTruncated)) && !strings.HasPrefix(msg, "salvage:") {
+		msg += " (ssestress salvage copies what can still be read)"
+	}
 	fmt.Fprintln(stderr, "ssestress: "+msg)
 	var ue *usageError
 	if errors.As(err, &ue) {

@@ -308,6 +308,9 @@ type page struct {
 	head []byte
 	// inline holds an inline page's bytes.
 	inline []byte
+	// usable is how many elements the page holds as far as elements could
+	// tell: its count, or fewer when the count is damaged.
+	usable int64
 }
 
 // readPage reads the header of page id (and its first page) and checks
@@ -420,6 +423,7 @@ func (p *page) elements(strict bool) ([]element, error) {
 			count = first / elementSize
 		}
 	}
+	p.usable = count
 	elems := make([]element, 0, count)
 	next := pageHeaderSize + count*elementSize // where the next key must start
 	for i := int64(0); i < count; i++ {
