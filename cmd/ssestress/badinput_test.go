@@ -266,6 +266,8 @@ func TestBadInputAcrossCommands(t *testing.T) {
 		{[]string{"serve", "extra"}, `serve: unexpected argument "extra"`, 2},
 		{[]string{"serve", "--message-rate=abc"}, `serve: --message-rate: invalid message rate "abc" (use messages per minute, e.g. 600 or 100-1000)`, 2},
 		{[]string{"serve", "--history=0"}, "serve: --history must be positive", 2},
+		{[]string{"serve", "--group-expiry=0s"}, "serve: --group-expiry must be positive", 2},
+		{[]string{"serve", "--message-rate=NaN"}, `serve: --message-rate: invalid message rate "NaN" (use messages per minute, e.g. 600 or 100-1000)`, 2},
 		{[]string{"serve", "--heartbeat=often"}, `serve: invalid value "often" for flag -heartbeat: parse error (see ssestress serve --help)`, 2},
 		{[]string{"serve", "--listen=nonsense"}, "serve: --listen nonsense: embedded server: listen tcp: address nonsense: missing port in address", 1},
 		// inspect, report.
