@@ -253,7 +253,7 @@ func TestBadInputAcrossCommands(t *testing.T) {
 		{[]string{"run", "--config=" + duplicate}, "run: " + duplicate + `:3: field "duration" given twice`, 2},
 		{[]string{"run", "--config=" + badGroup}, "run: " + badGroup + `:3: field "symbolGroups": group 2: symbols must be an array of strings or "A,B", got 5`, 2},
 		{[]string{"run", "--config=" + badInterval}, "run: " + badInterval + `:2: field "monitorInterval": invalid duration "soon" (use e.g. 30s, 1h, 72h, 3d)`, 2},
-		{[]string{"run", "--config=" + configDir}, "run: config file: read " + configDir + ": is a directory", 2},
+		{[]string{"run", "--config=" + configDir}, "run: config file: " + configDir + " is a directory, not a regular file", 2},
 		// run flags the run test does not cover.
 		{[]string{"run", "--duration=0s"}, "run: --duration: must be positive", 2},
 		{[]string{"run", "--churn-rate=-1"}, "run: --churn-rate: must be a positive number (per minute), got -1", 2},
@@ -274,7 +274,7 @@ func TestBadInputAcrossCommands(t *testing.T) {
 		{[]string{"inspect", "--bogus", good}, "inspect: flag provided but not defined: -bogus (see ssestress inspect --help)", 2},
 		{[]string{"report", "--baseline", notes, good}, "report: --baseline: " + notes + " is not an ssestress session file (too short to be a bbolt file)", 4},
 		{[]string{"report", "--baseline", good, missing}, "report: stat " + missing + ": no such file or directory", 1},
-		{[]string{"report", good, "--production", filepath.Join(dir, "none.csv")}, "report: --production: open " + filepath.Join(dir, "none.csv") + ": no such file or directory", 1},
+		{[]string{"report", good, "--production", filepath.Join(dir, "none.csv")}, "report: --production: stat " + filepath.Join(dir, "none.csv") + ": no such file or directory", 1},
 		{[]string{"report", good, "--production", prodCSV, "--production-time", "when"}, `report: production errors: prod.csv has no column "when" (--production-time)`, 1},
 		// recordings, replay.
 		{[]string{"recordings"}, "recordings: give ls, show, export or import", 2},

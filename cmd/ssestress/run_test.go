@@ -123,7 +123,7 @@ func TestRunBadInput(t *testing.T) {
 		{"positional argument", []string{"run", "flood"},
 			`run: unexpected argument "flood" (settings are flags, e.g. --duration=30s)`, 2},
 		{"missing config", []string{"run", "--config=" + filepath.Join(dir, "none.json")},
-			"run: config file: open " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
+			"run: config file: stat " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
 		{"malformed config", []string{"run", "--config=" + malformed},
 			"run: " + malformed + ": invalid JSON: unexpected end of file", 2},
 		{"unknown field in config", []string{"run", "--config=" + unknown},
