@@ -62,7 +62,7 @@ func validateBenchFile(b *testing.B) (string, int64) {
 // BenchmarkValidate measures Validate on a real session file (page cache
 // warm) and reports seconds per GB of file. The README's figure:
 //
-//	SSESTRESS_VALIDATE_MB=1024 go test -run '^$' -bench '^BenchmarkValidate$' -benchtime 5x ./internal/session/
+//	SSESTRESS_VALIDATE_MB=1024 go test -run '^$' -bench 'Validate|Open' -benchtime 5x ./internal/session/
 func BenchmarkValidate(b *testing.B) {
 	path, size := validateBenchFile(b)
 	f, err := os.Open(path)
@@ -74,6 +74,25 @@ func BenchmarkValidate(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		if err := session.Validate(f, path, size); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/(float64(size)/(1<<30)), "s/GiB")
+}
+
+// BenchmarkValidateKeyOrder is ValidateKeyOrder (every key read: what
+// bbolt's check and a writer appending need) on the same file.
+func BenchmarkValidateKeyOrder(b *testing.B) {
+	path, size := validateBenchFile(b)
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		if err := session.ValidateKeyOrder(f, path, size); err != nil {
 			b.Fatal(err)
 		}
 	}
