@@ -16,7 +16,7 @@ import (
 
 // FuzzDamagedSessionFile mutates the bytes of a real session file
 // (overwrite, bit flips, truncation at any offset) and runs every reader a
-// command reaches on it: Open, Meta, Count, Each, Decode of every record
+// command reaches on it: Salvage, Open, Meta, Count, Each, Decode of every record
 // type, bbolt's consistency check, recording.Read (recordings, replay),
 // analysis.Load (report), then a Writer appending to it (capture analyze
 // --store). Open either refuses the file with one line that
@@ -57,6 +57,12 @@ func FuzzDamagedSessionFile(f *testing.F) {
 		path := filepath.Join(fuzzDir(t), "damaged.db")
 		if err := os.WriteFile(path, d, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		// Salvage reads any file without crashing: it copies what it can or
+		// says why it cannot.
+		if _, err := session.Salvage(path, path+".salvaged", session.SalvageOptions{}); err != nil &&
+			!errors.Is(err, session.ErrDamaged) && !errors.Is(err, session.ErrNotSession) {
+			t.Fatalf("Salvage: unexpected error kind: %v", err)
 		}
 		r, err := session.Open(path)
 		if err != nil {

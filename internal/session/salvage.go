@@ -222,7 +222,8 @@ func newSalvager(r *os.File, path string, size int64) (*salvager, error) {
 		m := metas[0]
 		s.roots = append(s.roots, salvageRoot{m.root, fmt.Sprintf("root page %d of transaction %d", m.root, m.txid)})
 	} else {
-		for id := bf.pages - 1; id >= 2; id-- {
+		for id := bf.pages; id > 2; {
+			id--
 			if s.rootLike(id) {
 				s.roots = append(s.roots, salvageRoot{id, fmt.Sprintf("root page %d found by scanning", id)})
 			}
@@ -437,7 +438,8 @@ func (s *salvager) copyBuckets(w *salvageWriter, rep *SalvageReport) (bool, erro
 // no unknown field; the bucket most of a page's records match is the
 // page's. Records the copy already has are kept as they are.
 func (s *salvager) copyLoosePages(w *salvageWriter, rep *SalvageReport) error {
-	for id := s.bf.pages - 1; id >= 2; id-- {
+	for id := s.bf.pages; id > 2; {
+		id--
 		if s.reached[id] {
 			continue
 		}
@@ -476,6 +478,9 @@ func (s *salvager) copyLoosePages(w *salvageWriter, rep *SalvageReport) error {
 	}
 	return nil
 }
+
+// classifySample is how many records of a page classifyPage decodes.
+const classifySample = 5
 
 // recordKinds recognise a record of each bucket by its key and value.
 var recordKinds = []struct {
@@ -520,8 +525,16 @@ func sequenced[T any](key, val []byte) bool {
 }
 
 // classifyPage names the bucket most of the page's records match, "" when
-// none or two match as many.
+// none or two match as many. It looks at up to classifySample records
+// spread over the page (a leaf page holds one bucket's records).
 func classifyPage(p *page, elems []element) string {
+	if len(elems) > classifySample {
+		sample := make([]element, classifySample)
+		for i := range sample {
+			sample[i] = elems[i*len(elems)/classifySample]
+		}
+		elems = sample
+	}
 	best, bestN, tie := "", 0, false
 	for _, kind := range recordKinds {
 		n := 0

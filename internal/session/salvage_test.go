@@ -129,6 +129,7 @@ func TestSalvageCorpus(t *testing.T) {
 	paths := damagetest.Write(t, dir, cases)
 	for i, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
+			t.Parallel()
 			out := paths[i] + ".salvaged"
 			rep, err := session.Salvage(paths[i], out, session.SalvageOptions{})
 			if err != nil {
