@@ -111,10 +111,10 @@ func Compare(before, after *Report) *Comparison {
 		sum(after, func(s ScenarioSummary) float64 { return s.DurationS }), fmtSeconds)
 	addMetric("connection attempts", float64(before.Connections.Attempts), float64(after.Connections.Attempts), integer)
 	addMetric("connection-hours", before.Connections.ConnHours, after.Connections.ConnHours, func(v float64) string { return fmt.Sprintf("%.2f", v) })
-	addMetric("messages", sum(before, func(s ScenarioSummary) float64 { return float64(s.Messages) }),
-		sum(after, func(s ScenarioSummary) float64 { return float64(s.Messages) }), integer)
-	addMetric("messages/s", sum(before, func(s ScenarioSummary) float64 { return s.MessagesPerS }),
-		sum(after, func(s ScenarioSummary) float64 { return s.MessagesPerS }), rate)
+	addMetric("events", sum(before, func(s ScenarioSummary) float64 { return float64(s.Events) }),
+		sum(after, func(s ScenarioSummary) float64 { return float64(s.Events) }), integer)
+	addMetric("events/s", sum(before, func(s ScenarioSummary) float64 { return s.EventsPerS }),
+		sum(after, func(s ScenarioSummary) float64 { return s.EventsPerS }), rate)
 	addMetric("errors", float64(errsB), float64(errsA), integer)
 	addMetric("errors per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
 	addMetric("resets", float64(resets[0]), float64(resets[1]), integer)

@@ -123,7 +123,7 @@ func productionCSV(t *testing.T, sessionPath, out string, ageFactor float64) {
 	w.Write([]string{"ts", "errno", "msg", "conn_age_ms", "idle_ms", "peer"})
 	for _, e := range errs {
 		w.Write([]string{e.Time.Format(time.RFC3339Nano), e.Class, e.Message,
-			fmt.Sprintf("%.3f", e.Age.Seconds()*1000*ageFactor), fmt.Sprintf("%.3f", e.SinceLast.Seconds()*1000), e.RemoteAddr})
+			fmt.Sprintf("%.3f", e.Age.Seconds()*1000*ageFactor), fmt.Sprintf("%.3f", e.Idle.Seconds()*1000), e.RemoteAddr})
 	}
 	w.Flush()
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {

@@ -26,6 +26,7 @@ const decodeChunk = 1024
 // before decoding.
 func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) error, fn func(*T)) error {
 	workers := runtime.GOMAXPROCS(0)
+	old := r.Version() < session.SchemaVersion // values pass through the schema's migration
 	type chunk struct{ keys, vals [][]byte }
 	return r.DB().View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
@@ -47,6 +48,16 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 					vs := make([]T, len(c.vals))
 					n := 0
 					for i, v := range c.vals {
+						if old {
+							up, err := r.Upgrade(bucket, c.keys[i], v)
+							if err != nil {
+								errOnce.Do(func() {
+									firstErr = fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), bucket, c.keys[i], err)
+								})
+								continue
+							}
+							v = up
+						}
 						if err := decode(v, &vs[n]); err != nil {
 							errOnce.Do(func() {
 								firstErr = fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), bucket, c.keys[i], err)
@@ -97,15 +108,15 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 // report's decoding time. Its JSON names are session.ConnRecord's; a test
 // keeps them so.
 type connView struct {
-	Attempt    int           `json:"attempt"`
-	Scenario   string        `json:"scenario,omitempty"`
-	Group      string        `json:"group,omitempty"`
-	Start      time.Time     `json:"start"`
-	FirstEvent time.Time     `json:"first_event,omitzero"`
-	End        time.Time     `json:"end,omitzero"`
-	Events     int64         `json:"events"`
-	Comments   int64         `json:"comments"`
-	MaxGap     time.Duration `json:"max_gap_ns"`
-	EndClass   string        `json:"end_class,omitempty"`
-	ClosedBy   string        `json:"closed_by,omitempty"`
+	Attempt    int             `json:"attempt"`
+	Scenario   string          `json:"scenario,omitempty"`
+	Group      string          `json:"group,omitempty"`
+	Start      time.Time       `json:"start"`
+	FirstEvent time.Time       `json:"first_event,omitzero"`
+	End        time.Time       `json:"end,omitzero"`
+	Events     int64           `json:"events"`
+	Comments   int64           `json:"comments"`
+	MaxGap     session.Seconds `json:"max_gap_s"`
+	EndClass   string          `json:"end_class,omitempty"`
+	ClosedBy   string          `json:"closed_by,omitempty"`
 }

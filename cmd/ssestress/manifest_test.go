@@ -230,7 +230,7 @@ func TestManifestCommandLines(t *testing.T) {
 		}
 		w.PutMeta(session.MetaRun, session.RunInfo{Tool: "ssestress test", Command: "run", Args: args, Scenario: o.cfg.Scenario,
 			StartedAt: time.Now().Add(-time.Minute), EndedAt: time.Now()})
-		w.PutMeta(session.MetaSummary, session.Summary{Scenario: o.cfg.Scenario, DurationS: 60, ConnectionsOpened: 3, Messages: 30})
+		w.PutMeta(session.MetaSummary, session.Summary{Scenario: o.cfg.Scenario, DurationS: 60, Clients: 3, Events: 30})
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}

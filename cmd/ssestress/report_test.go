@@ -49,10 +49,10 @@ func reportSession(t *testing.T, path string) {
 			class, idle = errclass.EOF, time.Duration(50+i*20)*time.Millisecond
 		}
 		local := fmt.Sprintf("127.0.0.1:%d", 40000+i)
-		w.Put(session.ConnRecord{ConnID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL", URL: "http://127.0.0.1:8090/stream",
+		w.Put(session.ConnRecord{ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL", URL: "http://127.0.0.1:8090/stream",
 			LocalAddr: local, Start: start, FirstEvent: start.Add(20 * time.Millisecond), End: start.Add(age), Events: 12, EndClass: class})
-		w.Put(session.ErrorRecord{Time: start.Add(age), Source: "client", ConnID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL",
-			Class: class, Message: "read: connection reset by peer", LocalAddr: local, Age: age, SinceLast: idle})
+		w.Put(session.ErrorRecord{Time: start.Add(age), Source: "client", ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL",
+			Class: class, Message: "read: connection reset by peer", LocalAddr: local, Age: session.Seconds(age), Idle: session.Seconds(idle)})
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestReportModes(t *testing.T) {
 		if e.Class == errclass.EOF {
 			msg = "stream ended: EOF"
 		}
-		w.Write([]string{e.Time.Format(time.RFC3339Nano), msg, fmt.Sprint(e.Age.Milliseconds()), fmt.Sprint(e.SinceLast.Milliseconds())})
+		w.Write([]string{e.Time.Format(time.RFC3339Nano), msg, fmt.Sprint(e.Age.D().Milliseconds()), fmt.Sprint(e.Idle.D().Milliseconds())})
 	}
 	w.Flush()
 	prod := filepath.Join(dir, "prod.csv")
