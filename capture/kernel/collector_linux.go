@@ -408,9 +408,8 @@ func (c *Collector) event(l *traceLine, f *tcpFields, now time.Time) Event {
 	switch {
 	case f.event == session.KernelState && f.newState == "TCP_ESTABLISHED":
 		// A new connection: its 4-tuple may have served an older socket.
-		if known && s.cookie != 0 {
-			c.owners.forget(f.local, f.remote, e.Time)
-			e.OwnerPID, e.OwnerComm = 0, ""
+		if known && c.owners.forget(f.local, f.remote, e.Time) {
+			e.OwnerPID, e.OwnerComm, e.SockCookie = 0, "", f.cookie
 		}
 		if c.filter.all || c.filter.own || c.filter.match != nil || c.filter.byAddress(f.local, f.remote) {
 			c.requestSample()

@@ -59,7 +59,7 @@ type ownerTable struct {
 // RST from an orphan) still find their owner.
 const goneTTL = time.Minute
 
-// maxSockets bounds the table; beyond it the oldest-seen sockets go first.
+// maxSockets bounds the table; beyond it, sockets are dropped (any).
 const maxSockets = 1 << 20
 
 func newOwnerTable(interval time.Duration, want func(tuple) bool, procs *procCache) *ownerTable {
@@ -90,15 +90,18 @@ func (t *ownerTable) ownedBySelf(local, remote netip.AddrPort) bool {
 	return ok && s.pid == t.self
 }
 
-// forget drops the tuple's socket when it was last listed before at: a
-// new connection on a reused 4-tuple must not inherit the old owner.
-func (t *ownerTable) forget(local, remote netip.AddrPort, at time.Time) {
+// forget drops the tuple's socket when it was last listed before at (and
+// says so): a new connection on a reused 4-tuple must not inherit the old
+// socket's owner.
+func (t *ownerTable) forget(local, remote netip.AddrPort, at time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := tuple{local, remote}
 	if s, ok := t.byTuple[k]; ok && s.seen.Before(at) {
 		delete(t.byTuple, k)
+		return true
 	}
+	return false
 }
 
 func (t *ownerTable) size() int {
@@ -191,11 +194,17 @@ func (t *ownerTable) sample(now time.Time) error {
 		}
 	}
 
+	comms := map[int]string{}
+	for _, pid := range found {
+		if _, ok := comms[pid]; !ok {
+			comms[pid] = t.procs.comm(pid, now)
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ino, s := range unresolved {
 		if pid, ok := found[ino]; ok {
-			s.pid, s.comm, s.resolved = pid, t.procs.comm(pid, now), true
+			s.pid, s.comm, s.resolved = pid, comms[pid], true
 			t.owners[pid] = now
 		} else if full {
 			s.resolved = true
