@@ -78,11 +78,10 @@ func Start(ctx context.Context, opts Options) (*Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sweepStale(fsDir); err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, &UnavailableError{Err: ErrNotPermitted, Detail: "tracefs instances need root: " + err.Error()}
-		}
-		return nil, fmt.Errorf("remove stale tracefs instances: %w", err)
+	// The sweep is best effort: an instance it cannot remove is left, and
+	// creating ours below says what is wrong if anything is.
+	if _, err := sweepStale(fsDir); errors.Is(err, os.ErrPermission) {
+		return nil, &UnavailableError{Err: ErrNotPermitted, Detail: "tracefs instances need root: " + err.Error()}
 	}
 	name, dir, err := createInstance(fsDir)
 	if err != nil {

@@ -309,3 +309,46 @@ func TestNotRoot(t *testing.T) {
 		t.Errorf("child said %q, want one line saying tracing needs root\n%s", line, out)
 	}
 }
+
+// TestSweepKeepsInstanceInUse: an instance named after a pid that does
+// not exist here, but held open (a live ssestress in another pid
+// namespace sharing the host's tracefs), is left alone; once closed, the
+// next sweep removes it.
+func TestSweepKeepsInstanceInUse(t *testing.T) {
+	needTracing(t)
+	fsDir, _, err := findTracefs("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for p := 4_190_000; p < 4_190_100; p++ {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); os.IsNotExist(err) {
+			pid = p
+			break
+		}
+	}
+	if pid == 0 {
+		t.Skip("no free pid found")
+	}
+	name := instancePrefix + strconv.Itoa(pid)
+	dir := filepath.Join(fsDir, "instances", name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer removeInstance(dir)
+	f, err := os.Open(filepath.Join(dir, "trace_pipe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := sweepStale(fsDir); containsString(removed, name) {
+		t.Error("an instance held open was swept")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("instance in use removed: %v", err)
+	}
+	f.Close()
+	if removed, err := sweepStale(fsDir); err != nil || !containsString(removed, name) {
+		t.Errorf("after close: swept %q (%v), want %s", removed, err, name)
+	}
+	instanceGone(t, dir)
+}

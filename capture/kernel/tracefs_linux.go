@@ -84,11 +84,13 @@ func createInstance(fsDir string) (name, dir string, err error) {
 		dir = filepath.Join(fsDir, "instances", name)
 		err = unix.Mkdir(dir, 0o700)
 		if errors.Is(err, unix.EEXIST) {
-			// Left by an earlier process with this pid (the sweep runs
-			// first, so this is a race with another sweeper): take it over.
-			if err = removeInstance(dir); err == nil {
-				err = unix.Mkdir(dir, 0o700)
+			// Left by an earlier process with this pid: take it over
+			// unless it is in use (a process of another pid namespace
+			// sharing the host's tracefs), then try the next name.
+			if gone, _ := removeIfUnused(dir); !gone {
+				continue
 			}
+			err = unix.Mkdir(dir, 0o700)
 		}
 		if err != nil {
 			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
@@ -129,6 +131,21 @@ func removeInstance(dir string) error {
 	return fmt.Errorf("remove tracefs instance %s: %w", dir, err)
 }
 
+// removeIfUnused removes an instance nobody holds open. rmdir of an
+// instance whose files are open (a live reader's trace_pipe) fails with
+// EBUSY: that proves an owner is alive whatever its pid says. The kernel
+// disables the instance's events itself as it removes it.
+func removeIfUnused(dir string) (gone bool, err error) {
+	err = unix.Rmdir(dir)
+	switch {
+	case err == nil || errors.Is(err, unix.ENOENT):
+		return true, nil
+	case errors.Is(err, unix.EBUSY):
+		return false, nil
+	}
+	return false, fmt.Errorf("remove tracefs instance %s: %w", dir, err)
+}
+
 // sweepStale removes the instances of ssestress processes that are gone:
 // killed with SIGKILL, crashed. It returns the names it removed.
 //
@@ -143,7 +160,9 @@ func removeInstance(dir string) error {
 // time (/proc/PID/stat, clock ticks since boot) is before the instance's
 // creation (the directory's ctime); a process started after it cannot be
 // the creator. The only miss is a pid reused within the same 10 ms clock
-// tick as the instance's creation.
+// tick as the instance's creation. An instance held open is never removed
+// (removeIfUnused): that covers a live ssestress in another pid namespace
+// (a container) sharing the host's tracefs, whose pid means nothing here.
 func sweepStale(fsDir string) (removed []string, err error) {
 	entries, err := os.ReadDir(filepath.Join(fsDir, "instances"))
 	if err != nil {
@@ -166,10 +185,13 @@ func sweepStale(fsDir string) (removed []string, err error) {
 		} else if alive, _ := createdBy(dir, pid); alive {
 			continue
 		}
-		if err := removeInstance(dir); err != nil {
+		gone, err := removeIfUnused(dir)
+		if err != nil {
 			return removed, err
 		}
-		removed = append(removed, e.Name())
+		if gone {
+			removed = append(removed, e.Name())
+		}
 	}
 	return removed, nil
 }
