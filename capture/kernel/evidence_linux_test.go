@@ -337,3 +337,59 @@ func TestClockMapsToWallTime(t *testing.T) {
 	}
 	t.Logf("clock offset error %.0f ns; event at most %v after the call began", c.Info().ClockOffsetErrorS*1e9, worst)
 }
+
+// TestLiveSetWithoutStateEvents: with NoStateEvents only the two reset
+// tracepoints run, and Filter.Live keeps exactly the sockets the process
+// put in the set while it runs.
+func TestLiveSetWithoutStateEvents(t *testing.T) {
+	live := NewEndpointSet()
+	c, log := startCollector(t, Options{Filter: Filter{Live: live}, NoStateEvents: true, OwnerInterval: -1})
+	if ev := c.Info().Events; len(ev) != 2 || slices.Contains(ev, eventSetState) {
+		t.Errorf("events enabled: %q", ev)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	reset := func(track bool) netip.AddrPort {
+		cl, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		local := cl.LocalAddr().(*net.TCPAddr).AddrPort()
+		if track {
+			live.Add(local)
+		}
+		sv, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sv.(*net.TCPConn).SetLinger(0)
+		sv.Close()
+		cl.SetReadDeadline(time.Now().Add(deadline))
+		cl.Read(make([]byte, 1))
+		return local
+	}
+	untracked := reset(false)
+	tracked := reset(true)
+	log.waitFor(t, "the tracked socket's receive_reset", func(e session.KernelEvent) bool {
+		return e.Event == session.KernelReceiveReset && e.LocalAddr == tracked.String()
+	})
+	log.waitFor(t, "the reset sent to the tracked socket", func(e session.KernelEvent) bool {
+		return e.Event == session.KernelSendReset && e.RemoteAddr == tracked.String() && e.Reason == "TCP_STATE"
+	})
+	c.Close()
+	for _, e := range log.all() {
+		if e.Event == session.KernelState {
+			t.Errorf("a state event with NoStateEvents: %+v", e)
+		}
+		if e.LocalAddr == untracked.String() || e.RemoteAddr == untracked.String() {
+			t.Errorf("an untracked socket's event kept: %+v", e)
+		}
+	}
+	if live.Len() != 1 {
+		t.Errorf("set holds %d", live.Len())
+	}
+}
