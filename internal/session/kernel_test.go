@@ -3,8 +3,11 @@ package session
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestKernelEventKey(t *testing.T) {
@@ -103,5 +106,39 @@ func TestKernelEventRoundTrip(t *testing.T) {
 	var info KernelInfo
 	if ok, err := r.Meta(MetaKernel, &info); !ok || err != nil || info.Clock != "mono" || info.EventsKept != 1 {
 		t.Errorf("meta kernel %+v %v %v", info, ok, err)
+	}
+}
+
+// TestKernelEventsDamaged: a damaged kernel_events value is refused with
+// the file and bucket named, like every other bucket.
+func TestKernelEventsDamaged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	w, err := Create(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Put(KernelEvent{KernelTime: 1, Event: KernelSendReset, LocalAddr: "127.0.0.1:1", RemoteAddr: "127.0.0.1:2"})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(BucketKernelEvents)).Put([]byte("x"), []byte(`{"kernel_time_s":"soon"`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = All[KernelEvent](r, BucketKernelEvents)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), BucketKernelEvents) {
+		t.Errorf("damaged record: %v", err)
 	}
 }
