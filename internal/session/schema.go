@@ -101,4 +101,8 @@ var Buckets = []string{
 	BucketMeta, BucketTopology, BucketConns, BucketErrors, BucketSamples,
 	BucketProxies, BucketHopConns, BucketFaults, BucketCaptures, BucketFlows, BucketResets,
 	BucketRecStreams, BucketRecEvents,
+	// kernel_events, key KernelEventKey: KernelEvent, one TCP reset or
+	// state change traced by the kernel (reason, task, socket owner);
+	// meta "kernel" is KernelInfo. Written by capture/kernel.
+	BucketKernelEvents,
 }
