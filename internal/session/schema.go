@@ -43,6 +43,9 @@
 //	resets       "<time µs, 17 digits> <sender>><receiver>[#n]"
 //	                                   Reset: a cache of the producer's end-of-run attribution
 //	                                   of each RST; never evidence (reports recompute)
+//	kernel_events KernelEventKey        KernelEvent: one RST sent or received, or a TCP state
+//	                                   change, as the kernel traced it (reason, task, socket
+//	                                   owner); meta "kernel" is KernelInfo
 //	rec_streams  "<proxy>/<conn id>"   RecStream: one stream recorded by a proxy (request with
 //	                                   credentials redacted, response, ending); written at begin,
 //	                                   rewritten at response and at end (Ended false while open)
