@@ -190,21 +190,3 @@ func TestManifestStructure(t *testing.T) {
 		}
 	}
 }
-
-// TestDockerfileBuildsTheCommand checks the image the manifest names is
-// built from cmd/ssestress and has the shell the scripts need.
-func TestDockerfileBuildsTheCommand(t *testing.T) {
-	raw, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	df := string(raw)
-	for _, want := range []string{"./cmd/ssestress", "CGO_ENABLED=0", "FROM alpine", "/usr/local/bin/ssestress"} {
-		if !strings.Contains(df, want) {
-			t.Errorf("Dockerfile lacks %q", want)
-		}
-	}
-	if _, err := os.Stat("README.md"); err != nil {
-		t.Errorf("README.md: %v", err)
-	}
-}
