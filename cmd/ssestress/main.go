@@ -16,9 +16,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // command is one subcommand.
 type command struct {
 	summary string
@@ -77,8 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return errHelp
 	}
 	if args[0] == "version" || args[0] == "--version" {
-		fmt.Fprintln(stdout, "ssestress", version)
-		return nil
+		return printVersion(stdout)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
