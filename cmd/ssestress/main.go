@@ -56,6 +56,10 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return 2
 	}
+	var te *thresholdError
+	if errors.As(err, &te) {
+		return 3
+	}
 	return 1
 }
 

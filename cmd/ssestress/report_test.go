@@ -164,6 +164,31 @@ func TestReportModes(t *testing.T) {
 		t.Errorf("baseline judgement %q (%v)", cmp.Judgement, err)
 	}
 
+	// A run without resets as the baseline: the resets of run.db are a
+	// significant regression, and the command says so with exit 3 after
+	// printing the whole comparison.
+	quiet := filepath.Join(dir, "quiet.db")
+	qw, err := session.Create(quiet, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	qw.PutMeta(session.MetaRun, session.RunInfo{Command: "run", Scenario: "flood", StartedAt: t0, EndedAt: t0.Add(20 * time.Second)})
+	for i := range 20 {
+		qw.Put(session.ConnRecord{ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Start: t0, End: t0.Add(20 * time.Second), Events: 12, ClosedBy: session.ClosedBySelf})
+	}
+	if err := qw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = reportCLI(t, "report", "--baseline", quiet, db)
+	if code != 3 || !strings.Contains(stdout, "Resets appeared") || !strings.Contains(stderr, "report: --baseline: Resets appeared") {
+		t.Errorf("regression: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	stdout, stderr, code = reportCLI(t, "report", "--baseline", db, quiet)
+	if code != 0 || !strings.Contains(stdout, "Fewer resets") {
+		t.Errorf("improvement: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+
 	stdout, stderr, code = reportCLI(t, "report", "--reproduction", "--expect", "ECONNRESET", db, db)
 	if code != 0 || !strings.Contains(stdout, "Reproduced ECONNRESET in 2 of 2 runs (100%).") {
 		t.Errorf("reproduction: exit %d: %s\n%s", code, stderr, stdout)
