@@ -224,7 +224,7 @@ func TestNotEnoughEvidence(t *testing.T) {
 func TestCapturedResets(t *testing.T) {
 	rep := loadCapture(t)
 	v := rep.Verdict
-	if v.Origin != "middlebox nat" || v.Hop != session.HopDirect || v.Confidence != ConfidenceHigh {
+	if v.Origin != "middlebox nat" || v.Hop != session.LinkDirect || v.Confidence != ConfidenceHigh {
 		t.Errorf("verdict %+v", v)
 	}
 	if !strings.Contains(v.Statement, "middlebox nat on the direct client–server path — 12 of 16 resets") ||
@@ -257,7 +257,7 @@ func TestMergeShards(t *testing.T) {
 		t.Fatalf("scenarios %+v / %+v", both.Scenarios, one.Scenarios)
 	}
 	s1, s2 := one.Scenarios[0], both.Scenarios[0]
-	if s2.Opened != 2*s1.Opened || s2.Errors != 2*s1.Errors || s2.Messages != 2*s1.Messages || s2.Files != 2 {
+	if s2.Attempts != 2*s1.Attempts || s2.Errors != 2*s1.Errors || s2.Events != 2*s1.Events || s2.Files != 2 {
 		t.Errorf("merged %+v, single %+v", s2, s1)
 	}
 	if s2.DurationS != s1.DurationS || s2.DurationS != 600 {
@@ -377,7 +377,7 @@ func TestWriteGraphs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"active-connections", "messages-per-second", "memory", "file-descriptors", "errors-by-class", "resets-by-hop"}
+	want := []string{"active-connections", "events-per-second", "memory", "file-descriptors", "errors-by-class", "resets-by-hop"}
 	if len(paths) != len(want) {
 		t.Fatalf("wrote %v", paths)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -20,6 +21,11 @@ type Comparison struct {
 	ByOrigin []RateChange   `json:"by_origin"`
 	// Judgement says in one sentence whether resets became rarer.
 	Judgement string `json:"judgement"`
+	// ResetsPValue is the two-sided p-value of the reset rates being equal
+	// (rateTest); Regression is set when resets became significantly more
+	// frequent (report --baseline then exits 3, as a failed threshold).
+	ResetsPValue float64 `json:"resets_p_value"`
+	Regression   bool    `json:"regression"`
 }
 
 // MetricChange is one line of the side-by-side summary.
@@ -40,9 +46,10 @@ type RateChange struct {
 	// ChangePct is the relative change of the rate in percent (NaN when
 	// there was none before).
 	ChangePct float64 `json:"change_pct"`
-	// Significant: a rate difference this large is unlikely (< 5 %) if the
-	// true rate did not change (conditional binomial test on the counts).
-	Significant bool `json:"significant"`
+	// PValue is the two-sided p-value of an exact test that the two rates
+	// are equal (rateTest); Significant is PValue < 5 %.
+	PValue      float64 `json:"p_value"`
+	Significant bool    `json:"significant"`
 }
 
 // exposure is what an error rate is divided by.
@@ -111,10 +118,10 @@ func Compare(before, after *Report) *Comparison {
 		sum(after, func(s ScenarioSummary) float64 { return s.DurationS }), fmtSeconds)
 	addMetric("connection attempts", float64(before.Connections.Attempts), float64(after.Connections.Attempts), integer)
 	addMetric("connection-hours", before.Connections.ConnHours, after.Connections.ConnHours, func(v float64) string { return fmt.Sprintf("%.2f", v) })
-	addMetric("messages", sum(before, func(s ScenarioSummary) float64 { return float64(s.Messages) }),
-		sum(after, func(s ScenarioSummary) float64 { return float64(s.Messages) }), integer)
-	addMetric("messages/s", sum(before, func(s ScenarioSummary) float64 { return s.MessagesPerS }),
-		sum(after, func(s ScenarioSummary) float64 { return s.MessagesPerS }), rate)
+	addMetric("events", sum(before, func(s ScenarioSummary) float64 { return float64(s.Events) }),
+		sum(after, func(s ScenarioSummary) float64 { return float64(s.Events) }), integer)
+	addMetric("events/s", sum(before, func(s ScenarioSummary) float64 { return s.EventsPerS }),
+		sum(after, func(s ScenarioSummary) float64 { return s.EventsPerS }), rate)
 	addMetric("errors", float64(errsB), float64(errsA), integer)
 	addMetric("errors per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
 	addMetric("resets", float64(resets[0]), float64(resets[1]), integer)
@@ -123,20 +130,38 @@ func Compare(before, after *Report) *Comparison {
 	c.Metrics = append(c.Metrics, MetricChange{Metric: "verdict", Before: verdictShort(before.Verdict), After: verdictShort(after.Verdict)})
 
 	rb, ra := perUnit(resets[0], eb), perUnit(resets[1], ea)
+	c.ResetsPValue = rateTest(resets[0], resets[1], eb, ea)
+	sig := c.ResetsPValue < significance
 	switch {
 	case resets[0] == 0 && resets[1] == 0:
 		c.Judgement = "No resets before or after: nothing to compare."
+	case !sig:
+		c.Judgement = fmt.Sprintf("No significant change in the reset rate: %s → %s per %s (%s, p = %s): %d and %d resets over these exposures could come from one rate.",
+			rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue), resets[0], resets[1])
 	case resets[0] == 0:
-		c.Judgement = fmt.Sprintf("Resets appeared: none before, %d after (%s per %s).", resets[1], rate(ra), c.RateUnit)
-	case !significant(resets[0], resets[1], eb, ea):
-		c.Judgement = fmt.Sprintf("No significant change in the reset rate: %s → %s per %s (%s); %d and %d resets are too few to tell apart.",
-			rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), resets[0], resets[1])
+		c.Regression = true
+		c.Judgement = fmt.Sprintf("Resets appeared: none before, %d after (%s per %s; p = %s).", resets[1], rate(ra), c.RateUnit, fmtP(c.ResetsPValue))
 	case ra < rb:
-		c.Judgement = fmt.Sprintf("Fewer resets: the rate fell from %s to %s per %s (%s, significant at 5 %%).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra))
+		c.Judgement = fmt.Sprintf("Fewer resets: the rate fell from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
 	default:
-		c.Judgement = fmt.Sprintf("More resets: the rate rose from %s to %s per %s (%s, significant at 5 %%).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra))
+		c.Regression = true
+		c.Judgement = fmt.Sprintf("More resets: the rate rose from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
 	}
 	return c
+}
+
+// significance is the p-value below which a change counts as significant.
+const significance = 0.05
+
+// fmtP writes a p-value: "0.031", "2.6e-06", "< 1e-300".
+func fmtP(p float64) string {
+	switch {
+	case p <= 0:
+		return "< 1e-300"
+	case p >= 0.001:
+		return strconv.FormatFloat(p, 'g', 2, 64)
+	}
+	return strconv.FormatFloat(p, 'e', 1, 64)
 }
 
 // originLabel names an origin on its hop: "proxy p1 (idle-timeout) on p1/client".
@@ -177,7 +202,8 @@ func rateChanges(counts map[string][2]int64, eb, ea float64) []RateChange {
 	for _, k := range sortedKeys(counts) {
 		n := counts[k]
 		rc := RateChange{Key: k, BeforeCount: n[0], AfterCount: n[1], BeforeRate: perUnit(n[0], eb), AfterRate: perUnit(n[1], ea),
-			ChangePct: math.NaN(), Significant: significant(n[0], n[1], eb, ea)}
+			ChangePct: math.NaN(), PValue: rateTest(n[0], n[1], eb, ea)}
+		rc.Significant = rc.PValue < significance
 		if rc.BeforeRate > 0 {
 			rc.ChangePct = 100 * (rc.AfterRate - rc.BeforeRate) / rc.BeforeRate
 		}
@@ -196,20 +222,51 @@ func rateChanges(counts map[string][2]int64, eb, ea float64) []RateChange {
 	return out
 }
 
-// significant tests whether counts b (before, exposure eb) and a (after,
-// exposure ea) come from different Poisson rates: given n = a+b, a is
-// binomial(n, ea/(ea+eb)) when the rate did not change. Normal
-// approximation, two-sided, 5 %; with fewer than 10 events in all it says
-// no.
-func significant(b, a int64, eb, ea float64) bool {
-	n := float64(a + b)
-	if n < 10 || eb <= 0 || ea <= 0 {
-		return false
+// rateTest is the two-sided p-value of counts b (before, over exposure eb)
+// and a (after, over exposure ea) coming from one Poisson rate. It is the
+// exact conditional test (the C-test of Przyborowski and Wilenski): given
+// n = a+b events in all, a is binomial(n, ea/(ea+eb)) when the rate did not
+// change, and the p-value sums the probabilities of every split of n at
+// most as likely as the one seen. It is exact for any count, small ones
+// included (8 resets in 0.03 connection-hours, then 0 in 0.12: p = 0.2^8 =
+// 2.6e-6); past exactLimit events it uses the normal approximation with a
+// continuity correction, which is then as good. 1 when there is nothing
+// to compare.
+func rateTest(b, a int64, eb, ea float64) float64 {
+	n := a + b
+	if n == 0 || eb <= 0 || ea <= 0 {
+		return 1
 	}
 	p := ea / (ea + eb)
-	z := (float64(a) - n*p) / math.Sqrt(n*p*(1-p))
-	return math.Abs(z) > 1.96
+	if n > exactLimit {
+		nf := float64(n)
+		d := math.Abs(float64(a)-nf*p) - 0.5
+		if d <= 0 {
+			return 1
+		}
+		z := d / math.Sqrt(nf*p*(1-p))
+		return math.Erfc(z / math.Sqrt2)
+	}
+	lp, lq := math.Log(p), math.Log1p(-p)
+	lnf, _ := math.Lgamma(float64(n + 1))
+	logPMF := func(k int64) float64 {
+		lk, _ := math.Lgamma(float64(k + 1))
+		lnk, _ := math.Lgamma(float64(n - k + 1))
+		return lnf - lk - lnk + float64(k)*lp + float64(n-k)*lq
+	}
+	seen := logPMF(a)
+	var sum float64
+	for k := int64(0); k <= n; k++ {
+		if l := logPMF(k); l <= seen+1e-7 { // as likely or less, up to rounding
+			sum += math.Exp(l)
+		}
+	}
+	return min(1, sum)
 }
+
+// exactLimit is the number of events up to which rateTest sums the
+// binomial exactly.
+const exactLimit = 100_000
 
 // changeText writes a relative change: "−95%", "+12%", "new", "gone", "=".
 func changeText(before, after float64) string {

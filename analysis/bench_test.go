@@ -54,19 +54,19 @@ func millionSession(b *testing.B) string {
 			msg = class
 		}
 		group := groups[i%len(groups)]
-		w.Put(session.ConnRecord{ConnID: connID, Attempt: i / 20000, Scenario: "long-running", Group: group, URL: "http://127.0.0.1:8090/stream",
+		w.Put(session.ConnRecord{ClientID: connID, Attempt: i / 20000, Scenario: "long-running", Group: group, URL: "http://127.0.0.1:8090/stream",
 			LocalAddr: local, RemoteAddr: "127.0.0.1:8090", Start: at(start), Connected: at(start + ms(1)), FirstByte: at(start + ms(2)),
 			FirstEvent: at(start + ms(30)), End: at(start + age), Status: 200, Events: int64(i % 900), Comments: int64(i % 40),
-			Bytes: int64(i%900) * 120, MaxGap: idle, EndClass: class, EndMessage: msg, ClosedBy: "server"})
-		w.Put(session.ErrorRecord{Time: at(start + age), Source: "client", ConnID: connID, Attempt: i / 20000, Scenario: "long-running",
+			Bytes: int64(i%900) * 120, MaxGap: session.Seconds(idle), EndClass: class, EndMessage: msg, ClosedBy: session.ClosedByPeer})
+		w.Put(session.ErrorRecord{Time: at(start + age), Source: "client", ClientID: connID, Attempt: i / 20000, Scenario: "long-running",
 			Group: group, Hop: session.HopClient, Class: class, Message: msg, LocalAddr: local, RemoteAddr: "127.0.0.1:8090",
-			Age: age, SinceLast: idle, Events: int64(i % 900)})
+			Age: session.Seconds(age), Idle: session.Seconds(idle), Events: int64(i % 900)})
 		if i%50_000 == 49_999 {
 			w.Flush()
 		}
 	}
 	for s := 0; s < 72*60; s++ {
-		w.Put(session.Sample{Time: at(time.Duration(s) * time.Minute), Active: 20000, Messages: int64(s) * 1000, RSS: 400 << 20, FDs: 20010, Goroutines: 40000})
+		w.Put(session.Sample{Time: at(time.Duration(s) * time.Minute), Active: 20000, Events: int64(s) * 1000, RSS: 400 << 20, FDs: 20010, Goroutines: 40000})
 	}
 	if err := w.Close(); err != nil {
 		b.Fatal(err)

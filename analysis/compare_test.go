@@ -51,7 +51,7 @@ func TestBaseline(t *testing.T) {
 	if c.RateUnit != "connection-hour" {
 		t.Errorf("rate unit %q", c.RateUnit)
 	}
-	if !strings.HasPrefix(c.Judgement, "Fewer resets: the rate fell from") || !strings.Contains(c.Judgement, "significant at 5 %") {
+	if !strings.HasPrefix(c.Judgement, "Fewer resets: the rate fell from") || !strings.Contains(c.Judgement, "significant: p = ") {
 		t.Errorf("judgement %q", c.Judgement)
 	}
 	var reset *RateChange
@@ -85,22 +85,59 @@ func TestBaselineNotSignificant(t *testing.T) {
 	}
 }
 
-func TestSignificant(t *testing.T) {
+func TestRateTest(t *testing.T) {
 	for _, tc := range []struct {
 		b, a   int64
 		eb, ea float64
-		want   bool
+		want   float64 // p-value, to 2 significant digits; <0 for "not significant"
 	}{
-		{48, 2, 1, 1, true},
-		{5, 4, 1, 1, false},   // too few
-		{50, 50, 1, 1, false}, // same
-		{100, 50, 2, 1, false},
-		{100, 150, 1, 1, true},
-		{0, 0, 1, 1, false},
+		// The example: 8 resets in 0.03 connection-hours before a
+		// fix, 0 in 0.12 after: p = (0.03/0.15)^8.
+		{8, 0, 0.03, 0.12, math.Pow(0.2, 8)},
+		{0, 5, 1, 1, 2 * math.Pow(0.5, 5)}, // appeared: 5 in equal exposure, two-sided
+		{48, 2, 1, 1, 2 * 1276 / math.Pow(2, 50)},
+		{5, 4, 1, 1, -1},
+		{50, 50, 1, 1, -1},
+		{100, 50, 2, 1, -1}, // the same rate
+		{100, 150, 1, 1, 0.0019},
+		{0, 0, 1, 1, -1},
+		{300000, 300900, 1, 1, -1},     // normal approximation, no change
+		{300000, 320000, 1, 1, 1e-150}, // normal approximation, a change (p tiny)
 	} {
-		if got := significant(tc.b, tc.a, tc.eb, tc.ea); got != tc.want {
-			t.Errorf("significant(%d, %d, %v, %v) = %v", tc.b, tc.a, tc.eb, tc.ea, got)
+		p := rateTest(tc.b, tc.a, tc.eb, tc.ea)
+		switch {
+		case tc.want < 0 && p < significance:
+			t.Errorf("rateTest(%d, %d, %v, %v) = %v, want not significant", tc.b, tc.a, tc.eb, tc.ea, p)
+		case tc.want >= 0 && tc.want > 1e-100 && math.Abs(p-tc.want)/tc.want > 0.05:
+			t.Errorf("rateTest(%d, %d, %v, %v) = %v, want %v", tc.b, tc.a, tc.eb, tc.ea, p, tc.want)
+		case tc.want >= 0 && tc.want <= 1e-100 && p > 1e-100:
+			t.Errorf("rateTest(%d, %d, %v, %v) = %v, want tiny", tc.b, tc.a, tc.eb, tc.ea, p)
 		}
+	}
+}
+
+// TestCompareSmallCounts: the example through Compare: a fix that
+// took 8 resets in 0.03 connection-hours to 0 in 0.12 is a significant
+// improvement, not "no significant change"; the reverse is a regression.
+func TestCompareSmallCounts(t *testing.T) {
+	rep := func(resets int64, hours float64) *Report {
+		r := &Report{Connections: ConnStats{ConnHours: hours}}
+		if resets > 0 {
+			r.Patterns = []ErrorPattern{{Class: errclass.ECONNRESET, Hop: "p1/upstream", Origin: OriginServer, Count: resets}}
+		}
+		return r
+	}
+	fix := Compare(rep(8, 0.03), rep(0, 0.12))
+	if !strings.HasPrefix(fix.Judgement, "Fewer resets") || fix.Regression || math.Abs(fix.ResetsPValue-math.Pow(0.2, 8)) > 1e-8 {
+		t.Errorf("fix: %q p=%v regression=%v", fix.Judgement, fix.ResetsPValue, fix.Regression)
+	}
+	worse := Compare(rep(0, 0.12), rep(8, 0.03))
+	if !strings.HasPrefix(worse.Judgement, "Resets appeared") || !worse.Regression {
+		t.Errorf("regression: %q regression=%v", worse.Judgement, worse.Regression)
+	}
+	same := Compare(rep(3, 1), rep(4, 1))
+	if !strings.HasPrefix(same.Judgement, "No significant change") || same.Regression {
+		t.Errorf("same: %q regression=%v", same.Judgement, same.Regression)
 	}
 }
 
@@ -123,7 +160,7 @@ func productionCSV(t *testing.T, sessionPath, out string, ageFactor float64) {
 	w.Write([]string{"ts", "errno", "msg", "conn_age_ms", "idle_ms", "peer"})
 	for _, e := range errs {
 		w.Write([]string{e.Time.Format(time.RFC3339Nano), e.Class, e.Message,
-			fmt.Sprintf("%.3f", e.Age.Seconds()*1000*ageFactor), fmt.Sprintf("%.3f", e.SinceLast.Seconds()*1000), e.RemoteAddr})
+			fmt.Sprintf("%.3f", e.Age.Seconds()*1000*ageFactor), fmt.Sprintf("%.3f", e.Idle.Seconds()*1000), e.RemoteAddr})
 	}
 	w.Flush()
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {

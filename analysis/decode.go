@@ -30,6 +30,7 @@ const decodeChunk = 1024
 // Unreadable: one bad record costs that record, not the report.
 func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) error, fn func(*T)) (session.Unreadable, error) {
 	workers := runtime.GOMAXPROCS(0)
+	old := r.Version() < session.SchemaVersion // values pass through the schema's migration
 	type chunk struct{ keys, vals [][]byte }
 	var skipped session.Unreadable
 	err := r.View(func(tx *bolt.Tx) error {
@@ -52,7 +53,14 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 					vs := make([]T, len(c.vals))
 					n := 0
 					for i, v := range c.vals {
-						if err := decode(v, &vs[n]); err != nil {
+						var err error
+						if old {
+							v, err = r.Upgrade(bucket, c.keys[i], v)
+						}
+						if err == nil {
+							err = decode(v, &vs[n])
+						}
+						if err != nil {
 							skipMu.Lock()
 							// The first in key order, whichever worker sees it.
 							if skipped.Records == 0 || bytes.Compare(c.keys[i], firstKey) < 0 {
@@ -106,15 +114,15 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 // report's decoding time. Its JSON names are session.ConnRecord's; a test
 // keeps them so.
 type connView struct {
-	Attempt    int           `json:"attempt"`
-	Scenario   string        `json:"scenario,omitempty"`
-	Group      string        `json:"group,omitempty"`
-	Start      time.Time     `json:"start"`
-	FirstEvent time.Time     `json:"first_event,omitzero"`
-	End        time.Time     `json:"end,omitzero"`
-	Events     int64         `json:"events"`
-	Comments   int64         `json:"comments"`
-	MaxGap     time.Duration `json:"max_gap_ns"`
-	EndClass   string        `json:"end_class,omitempty"`
-	ClosedBy   string        `json:"closed_by,omitempty"`
+	Attempt    int             `json:"attempt"`
+	Scenario   string          `json:"scenario,omitempty"`
+	Group      string          `json:"group,omitempty"`
+	Start      time.Time       `json:"start"`
+	FirstEvent time.Time       `json:"first_event,omitzero"`
+	End        time.Time       `json:"end,omitzero"`
+	Events     int64           `json:"events"`
+	Comments   int64           `json:"comments"`
+	MaxGap     session.Seconds `json:"max_gap_s"`
+	EndClass   string          `json:"end_class,omitempty"`
+	ClosedBy   string          `json:"closed_by,omitempty"`
 }

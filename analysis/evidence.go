@@ -59,19 +59,12 @@ func hopWords(hop string) string {
 		switch hop {
 		case HopUnknown:
 			return "an unknown hop"
-		case session.HopDirect:
+		case session.LinkDirect:
 			return "the direct client–server path"
 		}
 		return hop
 	}
 	return "proxy " + proxy + " " + side + " hop"
-}
-
-// nonTerminalActions are fault actions that slow a connection without
-// ending it, so an error is not blamed on them.
-var nonTerminalActions = map[string]bool{
-	"delay": true, "latency": true, "jitter": true, "throttle": true, "bandwidth": true,
-	"slice": true, "slow": true, "pass": true, "none": true, "delay-close": true,
 }
 
 // hopRef is a HopConn kept for matching (only the fields matching needs).
@@ -86,12 +79,13 @@ type hopRef struct {
 // faultRef is a fault that fired on a connection.
 type faultRef struct {
 	kind, action, detail string
+	ending               string // how the proxy recorded it ended the connection; "" when it did not
 	hop                  string
 	time                 time.Time
 }
 
 // terminal reports whether the fault can end a connection.
-func (f faultRef) terminal() bool { return !nonTerminalActions[strings.ToLower(f.action)] }
+func (f faultRef) terminal() bool { return f.ending != "" }
 
 // evidence indexes the proxies' and the capture's records so each client
 // error can be followed along the path.
@@ -134,10 +128,10 @@ func (e *evidence) addHopConn(h *session.HopConn) {
 	ref := &hopRef{
 		proxy: h.Proxy, connID: h.ConnID, hop: h.Hop,
 		localAddr: h.LocalAddr, remoteAddr: h.RemoteAddr,
-		open: h.Open, close: h.Close, closedBy: h.ClosedBy, how: strings.ToUpper(h.How),
+		open: h.Opened, close: h.Closed, closedBy: h.ClosedBy, how: strings.ToUpper(h.Ending),
 	}
 	for _, f := range h.Faults {
-		ref.faults = append(ref.faults, faultRef{kind: f.Kind, action: f.Action, hop: h.Hop, time: f.Time})
+		ref.faults = append(ref.faults, faultRef{kind: f.FaultKind, action: f.Action, ending: f.Ending, hop: h.Hop, time: f.Time})
 	}
 	key := h.Proxy + "/" + h.ConnID
 	switch h.Hop {
@@ -152,15 +146,15 @@ func (e *evidence) addHopConn(h *session.HopConn) {
 }
 
 func (e *evidence) addFault(f *session.FaultEvent) {
-	ref := faultRef{kind: f.Kind, action: f.Action, detail: f.Detail, hop: f.Hop, time: f.Time}
+	ref := faultRef{kind: f.FaultKind, action: f.Action, ending: f.Ending, detail: f.Detail, hop: f.Hop, time: f.Time}
 	key := f.Proxy + "/" + f.ConnID
 	e.faultsByConn[key] = append(e.faultsByConn[key], ref)
 	if f.RemoteAddr != "" {
 		e.faultsByRemote[f.RemoteAddr] = append(e.faultsByRemote[f.RemoteAddr], faultEventRef{f.Proxy, f.ConnID, ref})
 	}
-	if strings.Contains(f.Kind, "idle") || f.Kind == "nat-drop" || strings.Contains(f.Detail, "idle") {
+	if strings.Contains(f.FaultKind, "idle") || f.FaultKind == "nat-drop" || strings.Contains(f.Detail, "idle") {
 		if d, ok := durationIn(f.Detail); ok {
-			e.timeouts[HopTimeout{Where: hopWords(hopName(f.Proxy, f.Hop)), TimeoutS: d.Seconds(), Source: "fault " + f.Kind}] = true
+			e.timeouts[HopTimeout{Where: hopWords(hopName(f.Proxy, f.Hop)), TimeoutS: d.Seconds(), Source: "fault " + f.FaultKind}] = true
 		}
 	}
 }
@@ -259,7 +253,7 @@ func (e *evidence) attributeBySockets(er *session.ErrorRecord) attribution {
 	if h := e.clientHopAt(er.LocalAddr, er.Time); h != nil {
 		return e.walk(h, er.Time)
 	}
-	if f, ok := e.faultAt(er.LocalAddr, er.Time, er.Age); ok {
+	if f, ok := e.faultAt(er.LocalAddr, er.Time, er.Age.D()); ok {
 		return attribution{Hop: hopName(f.proxy, f.hop), Origin: "proxy " + f.proxy, Confidence: ConfidenceHigh,
 			Fault: f.kind, Evidence: EvidenceFault}
 	}
@@ -300,9 +294,9 @@ func (e *evidence) walk(h *hopRef, t time.Time) attribution {
 			}
 		}
 		switch {
-		case h.closedBy == "client" && (up == nil || up.closedBy != "server"):
+		case h.closedBy == session.ClosedByPeer && (up == nil || up.closedBy != session.ClosedByPeer):
 			return attribution{Hop: hopName(h.proxy, h.hop), Origin: OriginClient, Confidence: ConfidenceMedium, Evidence: EvidenceHop}
-		case up != nil && up.closedBy == "server":
+		case up != nil && up.closedBy == session.ClosedByPeer:
 			// The upstream peer ended it. If that peer is another of our
 			// proxies, keep walking; otherwise it was the server.
 			if next := e.clientHopAt(up.localAddr, t); next != nil && next != h {
@@ -310,7 +304,7 @@ func (e *evidence) walk(h *hopRef, t time.Time) attribution {
 				continue
 			}
 			return attribution{Hop: hopName(up.proxy, up.hop), Origin: OriginServer, Confidence: ConfidenceMedium, Evidence: EvidenceHop}
-		case h.closedBy == "proxy" || (up != nil && up.closedBy == "proxy"):
+		case h.closedBy == session.ClosedBySelf || (up != nil && up.closedBy == session.ClosedBySelf):
 			return attribution{Hop: hopName(h.proxy, h.hop), Origin: "proxy " + h.proxy, Confidence: ConfidenceMedium, Evidence: EvidenceHop}
 		case h.close.IsZero():
 			// The proxy never saw this connection end, yet the client did:
@@ -368,7 +362,7 @@ func (c *capturedResets) add(r *session.Reset) {
 	if r.Error == nil {
 		return
 	}
-	attempt := r.Error.ConnID + "/" + strconv.Itoa(r.Error.Attempt)
+	attempt := r.Error.ClientID + "/" + strconv.Itoa(r.Error.Attempt)
 	c.byError[attempt+"/"+strconv.FormatInt(r.Error.Time.UnixNano(), 10)] = r
 	c.byAttempt[attempt] = append(c.byAttempt[attempt], r)
 }
@@ -380,10 +374,10 @@ func resetHop(r *session.Reset) string {
 	if r.Proxy != "" && (r.Hop == session.HopClient || r.Hop == session.HopUpstream) {
 		return hopName(r.Proxy, r.Hop)
 	}
-	if r.Hop == "" {
+	if r.Link == "" {
 		return HopUnknown
 	}
-	return r.Hop
+	return r.Link
 }
 
 // resetSender names who sent a reset: "server", "proxy p1", "middlebox lb".
@@ -402,10 +396,10 @@ func resetSender(r *session.Reset) string {
 
 // attribute finds the root reset that explains er.
 func (c *capturedResets) attribute(er *session.ErrorRecord) (attribution, bool) {
-	if c.byError == nil || er.ConnID == "" {
+	if c.byError == nil || er.ClientID == "" {
 		return attribution{}, false
 	}
-	attempt := er.ConnID + "/" + strconv.Itoa(er.Attempt)
+	attempt := er.ClientID + "/" + strconv.Itoa(er.Attempt)
 	r := c.byError[attempt+"/"+strconv.FormatInt(er.Time.UnixNano(), 10)]
 	if r == nil {
 		// Shards reuse connection ids: only an attempt with one reset, at
@@ -427,7 +421,7 @@ func (c *capturedResets) attribute(er *session.ErrorRecord) (attribution, bool) 
 	if r.Injected {
 		at.Fault = r.FaultKind
 		if at.Fault == "" {
-			at.Fault = r.Fault
+			at.Fault = r.FaultName
 		}
 	}
 	return at, true

@@ -289,9 +289,10 @@ func decodeConnView(data []byte, v *connView) error {
 			v.Events, ok = jsonInt(val)
 		case "comments":
 			v.Comments, ok = jsonInt(val)
-		case "max_gap_ns":
-			n, ok = jsonInt(val)
-			v.MaxGap = time.Duration(n)
+		case "max_gap_s":
+			var d time.Duration
+			d, ok = session.ParseSeconds(val)
+			v.MaxGap = session.Seconds(d)
 		case "end_class":
 			v.EndClass, ok = jsonString(val)
 		case "closed_by":
@@ -317,6 +318,10 @@ func decodeErrorRecord(data []byte, v *session.ErrorRecord) error {
 			v.Time, ok = jsonTime(val)
 		case "source":
 			v.Source, ok = jsonString(val)
+		case "client_id":
+			v.ClientID, ok = jsonString(val)
+		case "proxy":
+			v.Proxy, ok = jsonString(val)
 		case "conn_id":
 			v.ConnID, ok = jsonString(val)
 		case "attempt":
@@ -336,12 +341,14 @@ func decodeErrorRecord(data []byte, v *session.ErrorRecord) error {
 			v.LocalAddr, ok = jsonString(val)
 		case "remote_addr":
 			v.RemoteAddr, ok = jsonString(val)
-		case "age_ns":
-			n, ok = jsonInt(val)
-			v.Age = time.Duration(n)
-		case "since_last_byte_ns":
-			n, ok = jsonInt(val)
-			v.SinceLast = time.Duration(n)
+		case "age_s":
+			var d time.Duration
+			d, ok = session.ParseSeconds(val)
+			v.Age = session.Seconds(d)
+		case "idle_s":
+			var d time.Duration
+			d, ok = session.ParseSeconds(val)
+			v.Idle = session.Seconds(d)
 		case "events":
 			v.Events, ok = jsonInt(val)
 		case "last_event_id":

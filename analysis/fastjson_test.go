@@ -37,10 +37,10 @@ func TestFastDecodeMatchesJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 3000 {
 		er := session.ErrorRecord{
-			Time: randomTime(rng), Source: randomText(rng), ConnID: randomText(rng), Attempt: rng.IntN(1 << 20),
+			Time: randomTime(rng), Source: randomText(rng), ClientID: randomText(rng), Attempt: rng.IntN(1 << 20),
 			Scenario: randomText(rng), Group: randomText(rng), Hop: randomText(rng), Class: randomText(rng),
 			Message: randomText(rng), LocalAddr: randomText(rng), RemoteAddr: randomText(rng),
-			Age: time.Duration(rng.Int64() - rng.Int64()/2), SinceLast: time.Duration(rng.Int64N(1e12)),
+			Age: session.Seconds(rng.Int64() - rng.Int64()/2), Idle: session.Seconds(time.Duration(rng.Int64N(1e12))),
 			Events: rng.Int64N(1e9) - 5, LastEventID: randomText(rng),
 		}
 		data, _ := json.Marshal(er)
@@ -56,9 +56,9 @@ func TestFastDecodeMatchesJSON(t *testing.T) {
 		}
 
 		c := session.ConnRecord{
-			ConnID: randomText(rng), Attempt: rng.IntN(100), Scenario: randomText(rng), Group: randomText(rng), URL: randomText(rng),
+			ClientID: randomText(rng), Attempt: rng.IntN(100), Scenario: randomText(rng), Group: randomText(rng), URL: randomText(rng),
 			Start: randomTime(rng), Connected: randomTime(rng), FirstEvent: randomTime(rng), End: randomTime(rng),
-			Status: 200, Events: rng.Int64N(1e6), Comments: rng.Int64N(1e3), MaxGap: time.Duration(rng.Int64N(1e12)),
+			Status: 200, Events: rng.Int64N(1e6), Comments: rng.Int64N(1e3), MaxGap: session.Seconds(time.Duration(rng.Int64N(1e12))),
 			EndClass: randomText(rng), EndMessage: randomText(rng), ClosedBy: randomText(rng),
 		}
 		data, _ = json.Marshal(c)

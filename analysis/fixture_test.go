@@ -78,24 +78,24 @@ func (p proxied) records(attempt int) []session.Record {
 	local := clientAddr(p.n*10 + attempt)
 	start, end := at(p.start), at(p.start+p.end)
 	c := session.ConnRecord{
-		ConnID: connID, Attempt: attempt, Scenario: "quotes", Group: p.group,
+		ClientID: connID, Attempt: attempt, Scenario: "quotes", Group: p.group,
 		URL: "http://" + proxyListen + "/stream?symbols=" + p.group, LocalAddr: local, RemoteAddr: proxyListen,
 		Start: start, Connected: start.Add(ms(1)), FirstByte: start.Add(ms(3)), FirstEvent: start.Add(ms(20 + p.n%7*10)),
 		End: end, Status: 200, Events: p.events, Comments: p.comments, Bytes: p.events * 120,
-		MaxGap: p.end - p.lastByte + ms(50), EndClass: p.class, EndMessage: p.message,
+		MaxGap: session.Seconds(p.end - p.lastByte + ms(50)), EndClass: p.class, EndMessage: p.message,
 	}
 	if p.class == "" {
-		c.ClosedBy = "client"
+		c.ClosedBy = session.ClosedBySelf
 	} else {
-		c.ClosedBy = "server"
+		c.ClosedBy = session.ClosedByPeer
 	}
 	var faults []session.FaultFiring
 	var out []session.Record
 	if p.fault != "" {
-		faults = []session.FaultFiring{{Fault: "aws-alb/" + p.fault, Kind: p.fault, Action: "rst", Time: end.Add(-ms(2))}}
+		faults = []session.FaultFiring{{FaultName: "aws-alb/" + p.fault, FaultKind: p.fault, Action: "rst", Ending: session.EndingRST, Time: end.Add(-ms(2))}}
 		out = append(out, session.FaultEvent{
-			Time: end.Add(-ms(2)), Proxy: "p1", ConnID: proxyConn, Hop: session.HopClient, Fault: "aws-alb/" + p.fault,
-			Kind: p.fault, Direction: "both", Action: "rst", Detail: p.faultDetail,
+			Time: end.Add(-ms(2)), Proxy: "p1", ConnID: proxyConn, Hop: session.HopClient, FaultName: "aws-alb/" + p.fault,
+			FaultKind: p.fault, Direction: "both", Action: "rst", Ending: session.EndingRST, Detail: p.faultDetail,
 			LocalAddr: proxyListen, RemoteAddr: local,
 		})
 	}
@@ -103,21 +103,21 @@ func (p proxied) records(attempt int) []session.Record {
 		c,
 		session.HopConn{
 			Proxy: "p1", ConnID: proxyConn, Hop: session.HopClient, LocalAddr: proxyListen, RemoteAddr: local,
-			Method: "GET", Path: "/stream?symbols=" + p.group, Status: 200, Open: start.Add(ms(1)), Close: end.Add(-ms(1)),
-			ClosedBy: p.clientClosedBy, How: p.clientHow, Class: p.class, BytesUp: 180, BytesDown: p.events * 120,
+			Method: "GET", Path: "/stream?symbols=" + p.group, Status: 200, Opened: start.Add(ms(1)), Closed: end.Add(-ms(1)),
+			ClosedBy: p.clientClosedBy, Ending: p.clientHow, Class: p.class, BytesUp: 180, BytesDown: p.events * 120,
 			EventsDown: p.events, Faults: faults,
 		},
 		session.HopConn{
 			Proxy: "p1", ConnID: proxyConn, Hop: session.HopUpstream, LocalAddr: proxyUpAddr(p.n*10 + attempt), RemoteAddr: serverAddr,
-			Method: "GET", Path: "/stream?symbols=" + p.group, Status: 200, Open: start.Add(ms(2)), Close: end.Add(-ms(1)),
-			ClosedBy: p.upstreamClosedBy, How: p.upstreamHow, BytesUp: 180, BytesDown: p.events * 120, EventsDown: p.events,
+			Method: "GET", Path: "/stream?symbols=" + p.group, Status: 200, Opened: start.Add(ms(2)), Closed: end.Add(-ms(1)),
+			ClosedBy: p.upstreamClosedBy, Ending: p.upstreamHow, BytesUp: 180, BytesDown: p.events * 120, EventsDown: p.events,
 		},
 	)
 	if p.class != "" {
 		out = append(out, session.ErrorRecord{
-			Time: end, Source: "client", ConnID: connID, Attempt: attempt, Scenario: "quotes", Group: p.group,
+			Time: end, Source: "client", ClientID: connID, Attempt: attempt, Scenario: "quotes", Group: p.group,
 			Hop: session.HopClient, Class: p.class, Message: p.message, LocalAddr: local, RemoteAddr: proxyListen,
-			Age: p.end, SinceLast: p.end - p.lastByte, Events: p.events, LastEventID: fmt.Sprint(p.events),
+			Age: session.Seconds(p.end), Idle: session.Seconds(p.end - p.lastByte), Events: p.events, LastEventID: fmt.Sprint(p.events),
 		})
 	}
 	return out
@@ -142,12 +142,12 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 	run := session.RunInfo{
 		Tool: "ssestress test", Command: "run", Args: []string{"--via-proxy", "--fault", "preset:aws-alb", "--time-scale", "60", "--duration", "30s"},
 		Scenario: "quotes", Target: "http://" + serverAddr + "/stream", Config: cfg, Host: "fixture", PID: 4242,
-		StartedAt: t0, EndedAt: at(30 * time.Second),
+		StartedAt: t0, EndedAt: at(30 * time.Second), TimeScale: 60,
 	}
 	recs := []session.Record{
 		session.Endpoint{Role: session.RoleClient, Addr: "127.0.0.1:0"},
-		session.Endpoint{Role: session.RoleProxy, Name: "p1", Side: session.HopClient, Addr: proxyListen},
-		session.Endpoint{Role: session.RoleProxy, Name: "p1", Side: session.HopUpstream, Addr: "127.0.0.1:0"},
+		session.Endpoint{Role: session.RoleProxy, Name: "p1", Hop: session.HopClient, Addr: proxyListen},
+		session.Endpoint{Role: session.RoleTarget, Addr: "127.0.0.1:0"},
 		session.Endpoint{Role: session.RoleServer, Addr: serverAddr, URL: "http://" + serverAddr + "/stream"},
 	}
 	resetMsg := func(n int) string {
@@ -162,7 +162,7 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 			p := proxied{
 				n: n, group: groups[i%3], start: ms(i * 350), events: int64(60 + i), comments: 40,
 				lastByte: 30*time.Second - ms(i*350+200), end: 30*time.Second - ms(i*350+100),
-				clientClosedBy: "client", clientHow: "FIN", upstreamClosedBy: "proxy", upstreamHow: "FIN",
+				clientClosedBy: session.ClosedByPeer, clientHow: session.EndingFIN, upstreamClosedBy: session.ClosedBySelf, upstreamHow: session.EndingFIN,
 			}
 			recs = append(recs, p.records(0)...)
 			messages += p.events
@@ -176,7 +176,7 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 				n: n, group: groups[i%3], start: ms(i*350+attempt*9000) + ms(attempt*10), events: int64(3 + i%5 + attempt),
 				comments: 0, lastByte: busy, end: busy + idle,
 				class: errclass.ECONNRESET, message: resetMsg(n*10 + attempt),
-				clientClosedBy: "proxy", clientHow: "RST", upstreamClosedBy: "proxy", upstreamHow: "FIN",
+				clientClosedBy: session.ClosedBySelf, clientHow: session.EndingRST, upstreamClosedBy: session.ClosedBySelf, upstreamHow: session.EndingFIN,
 				fault: "idle-timeout", faultDetail: fmt.Sprintf("idle %s (idle bound 1s)", idle-ms(2)),
 			}
 			recs = append(recs, p.records(attempt)...)
@@ -192,7 +192,7 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 		p := proxied{
 			n: n, group: groups[i%3], start: ms(500 + i*600), events: int64(20 + i*9), comments: int64(i % 3),
 			lastByte: age - ms(80+i*30), end: age, class: errclass.EOF, message: "EOF",
-			clientClosedBy: "proxy", clientHow: "FIN", upstreamClosedBy: "server", upstreamHow: "FIN",
+			clientClosedBy: session.ClosedBySelf, clientHow: session.EndingFIN, upstreamClosedBy: session.ClosedByPeer, upstreamHow: session.EndingFIN,
 		}
 		recs = append(recs, p.records(0)...)
 		messages += p.events
@@ -206,7 +206,7 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 		p := proxied{
 			n: n, group: groups[i%3], start: ms(1200 + i*2500), events: int64(40 + i), comments: 1,
 			lastByte: age - ms(400+i*250), end: age, class: errclass.UnexpectedEOF, message: "unexpected EOF",
-			clientClosedBy: "proxy", clientHow: "FIN", upstreamClosedBy: "server", upstreamHow: "RST",
+			clientClosedBy: session.ClosedBySelf, clientHow: session.EndingFIN, upstreamClosedBy: session.ClosedByPeer, upstreamHow: session.EndingRST,
 		}
 		recs = append(recs, p.records(0)...)
 		messages += p.events
@@ -218,7 +218,7 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 		p := proxied{
 			n: n, group: groups[i%3], start: ms(100 + i*50), events: int64(200 + i*11), comments: int64(6 + i),
 			lastByte: 30*time.Second - ms(i*100+100), end: 30*time.Second - ms(100+i*50),
-			clientClosedBy: "client", clientHow: "FIN", upstreamClosedBy: "proxy", upstreamHow: "FIN",
+			clientClosedBy: session.ClosedByPeer, clientHow: session.EndingFIN, upstreamClosedBy: session.ClosedBySelf, upstreamHow: session.EndingFIN,
 		}
 		recs = append(recs, p.records(0)...)
 		messages += p.events
@@ -230,12 +230,12 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 		connID := fmt.Sprintf("c%04d", n)
 		start := ms(5 + i*3)
 		recs = append(recs,
-			session.ConnRecord{ConnID: connID, Scenario: "quotes", Group: groups[i%3], URL: "http://" + proxyListen + "/stream",
+			session.ConnRecord{ClientID: connID, Scenario: "quotes", Group: groups[i%3], URL: "http://" + proxyListen + "/stream",
 				Start: at(start), End: at(start + ms(1)), EndClass: errclass.ECONNREFUSED,
 				EndMessage: "dial tcp " + proxyListen + ": connect: connection refused"},
-			session.ErrorRecord{Time: at(start + ms(1)), Source: "client", ConnID: connID, Scenario: "quotes", Group: groups[i%3],
+			session.ErrorRecord{Time: at(start + ms(1)), Source: "client", ClientID: connID, Scenario: "quotes", Group: groups[i%3],
 				Hop: session.HopClient, Class: errclass.ECONNREFUSED, Message: "dial tcp " + proxyListen + ": connect: connection refused",
-				RemoteAddr: proxyListen, Age: ms(1)},
+				RemoteAddr: proxyListen, Age: session.Seconds(ms(1))},
 		)
 		errs++
 		n++
@@ -247,17 +247,17 @@ func idleSession(t testing.TB, path string, resetStreams int) string {
 		msgs = messages * int64(s) / 30
 		errorsSoFar[errclass.ECONNRESET] = int64(48 * s / 30)
 		recs = append(recs, session.Sample{
-			Time: at(time.Duration(s) * time.Second), Uptime: time.Duration(s) * time.Second,
-			Active: int64(min(s*6, 30) - s%4), Opened: int64(min(s*7, 91)), Messages: msgs, Reconnects: int64(s * 24 / 30),
+			Time: at(time.Duration(s) * time.Second), Uptime: session.Seconds(time.Duration(s) * time.Second),
+			Active: int64(min(s*6, 30) - s%4), Attempts: int64(min(s*7, 91)), Events: msgs, Reconnects: int64(s * 24 / 30),
 			Errors:    map[string]int64{errclass.ECONNRESET: errorsSoFar[errclass.ECONNRESET]},
 			HeapAlloc: uint64(6+s/5) << 20, RSS: uint64(18+s/3) << 20, Goroutines: 40 + 2*min(s*6, 30), FDs: 12 + min(s*6, 30),
-			TimerLag:  time.Duration(200+(s*37)%900) * time.Microsecond,
+			TimerLag:  session.Seconds(time.Duration(200+(s*37)%900) * time.Microsecond),
 			ServerPID: 4321, ServerRSS: uint64(40+s) << 20, ServerFDs: 20 + min(s*7, 35) + s/3,
 		})
 	}
 	summary := &session.Summary{
-		Scenario: "quotes", DurationS: 30, ConnectionsOpened: int64(n + 24), ActiveMax: 30, Messages: messages,
-		MessagesPerS: float64(messages) / 30, Reconnects: 24, Errors: map[string]int64{errclass.ECONNRESET: 48},
+		Scenario: "quotes", DurationS: 30, Clients: int64(n + 24), ActiveMax: 30, Events: messages,
+		EventsPerS: float64(messages) / 30, Reconnects: 24, Errors: map[string]int64{errclass.ECONNRESET: 48},
 		MemoryPeakBytes: 28 << 20, SessionFile: "idle.db",
 	}
 	_ = errs
@@ -290,20 +290,20 @@ func middleboxSession(t testing.TB, dir, name string, shard string, offset int) 
 		}
 		end := start + busy + idle
 		recs = append(recs,
-			session.ConnRecord{ConnID: connID, Scenario: "direct", Group: "AAPL", URL: run.Target,
+			session.ConnRecord{ClientID: connID, Scenario: "direct", Group: "AAPL", URL: run.Target,
 				LocalAddr: fmt.Sprintf("10.0.0.5:%d", 30000+n), RemoteAddr: remote,
 				Start: at(start), Connected: at(start + ms(30)), FirstByte: at(start + ms(90)), FirstEvent: at(start + ms(150+i*5)),
-				End: at(end), Status: 200, Events: int64(4 + i%7), Comments: 0, MaxGap: idle, EndClass: class, EndMessage: msg, ClosedBy: "server"},
-			session.ErrorRecord{Time: at(end), Source: "client", ConnID: connID, Scenario: "direct", Group: "AAPL", Hop: session.HopClient,
+				End: at(end), Status: 200, Events: int64(4 + i%7), Comments: 0, MaxGap: session.Seconds(idle), EndClass: class, EndMessage: msg, ClosedBy: session.ClosedByPeer},
+			session.ErrorRecord{Time: at(end), Source: "client", ClientID: connID, Scenario: "direct", Group: "AAPL", Hop: session.HopClient,
 				Class: class, Message: msg, LocalAddr: fmt.Sprintf("10.0.0.5:%d", 30000+n), RemoteAddr: remote,
-				Age: busy + idle, SinceLast: idle, Events: int64(4 + i%7)},
+				Age: session.Seconds(busy + idle), Idle: session.Seconds(idle), Events: int64(4 + i%7)},
 		)
 	}
 	for s := 0; s <= 10; s++ {
 		recs = append(recs, session.Sample{
-			Time: at(time.Duration(s) * time.Minute), Uptime: time.Duration(s) * time.Minute, Active: int64(10 - s/2),
-			Messages: int64(s * 12), HeapAlloc: 5 << 20, RSS: uint64(20+s) << 20, Goroutines: 30, FDs: 20,
-			TimerLag: time.Duration(100+s*10) * time.Microsecond,
+			Time: at(time.Duration(s) * time.Minute), Uptime: session.Seconds(time.Duration(s) * time.Minute), Active: int64(10 - s/2),
+			Events: int64(s * 12), HeapAlloc: 5 << 20, RSS: uint64(20+s) << 20, Goroutines: 30, FDs: 20,
+			TimerLag: session.Seconds(time.Duration(100+s*10) * time.Microsecond),
 		})
 	}
 	return writeSession(t, filepath.Join(dir, name), run, nil, recs)
@@ -337,22 +337,22 @@ func captureSession(t testing.TB, dir string) string {
 		}
 		end := start + busy + idle
 		msg := fmt.Sprintf("read tcp %s->%s: read: connection reset by peer", local, server)
-		flow := session.FlowKey(at(start), local, server)
+		flow := session.FlowKey(at(start), local, server, "eth0")
 		recs = append(recs,
-			session.ConnRecord{ConnID: connID, Scenario: "nat", Group: "EURUSD", URL: run.Target, LocalAddr: local, RemoteAddr: server,
+			session.ConnRecord{ClientID: connID, Scenario: "nat", Group: "EURUSD", URL: run.Target, LocalAddr: local, RemoteAddr: server,
 				Start: at(start), Connected: at(start + ms(2)), FirstByte: at(start + ms(9)), FirstEvent: at(start + ms(40)),
-				End: at(end), Status: 200, Events: int64(30 + i), MaxGap: idle, EndClass: errclass.ECONNRESET, EndMessage: msg, ClosedBy: "server"},
-			session.ErrorRecord{Time: at(end), Source: "client", ConnID: connID, Scenario: "nat", Group: "EURUSD", Hop: session.HopClient,
-				Class: errclass.ECONNRESET, Message: msg, LocalAddr: local, RemoteAddr: server, Age: busy + idle, SinceLast: idle, Events: int64(30 + i)},
-			session.Flow{Client: local, Server: server, First: at(start), Last: at(end), SYN: at(start), SYNACK: at(start + ms(1)),
-				FromClient: session.FlowSide{Packets: 12, Bytes: 200}, FromServer: session.FlowSide{Packets: int64(40 + i), Bytes: int64(4000 + i*100)},
-				Resets: []session.RSTPacket{{Time: at(end - ms(1)), From: session.SideServer, TTL: 61, SeqKnown: true, InSequence: true}}},
+				End: at(end), Status: 200, Events: int64(30 + i), MaxGap: session.Seconds(idle), EndClass: errclass.ECONNRESET, EndMessage: msg, ClosedBy: session.ClosedByPeer},
+			session.ErrorRecord{Time: at(end), Source: "client", ClientID: connID, Scenario: "nat", Group: "EURUSD", Hop: session.HopClient,
+				Class: errclass.ECONNRESET, Message: msg, LocalAddr: local, RemoteAddr: server, Age: session.Seconds(busy + idle), Idle: session.Seconds(idle), Events: int64(30 + i)},
+			session.Flow{Capture: "eth0", Dialer: local, Listener: server, First: at(start), Last: at(end), SYN: at(start), SYNACK: at(start + ms(1)),
+				FromDialer: session.FlowDirection{Packets: 12, Bytes: 200}, FromListener: session.FlowDirection{Packets: int64(40 + i), Bytes: int64(4000 + i*100)},
+				RSTs: []session.RSTPacket{{Time: at(end - ms(1)), From: session.FromListener, TTL: 61, SeqKnown: true, InSequence: true}}},
 		)
 		r := session.Reset{
-			ID: session.ResetID(at(end-ms(1)), server, local, 0), Time: at(end - ms(1)), Flow: flow, Hop: session.HopDirect,
-			Sender: server, Receiver: local, ReceiverRole: session.RoleClient, Age: busy + idle, Idle: idle,
+			ID: session.ResetID(at(end-ms(1)), server, local, 0), Time: at(end - ms(1)), Flow: flow, Link: session.LinkDirect,
+			SenderAddr: server, ReceiverAddr: local, ReceiverRole: session.RoleClient, Age: session.Seconds(busy + idle), Idle: session.Seconds(idle),
 			Confidence: ConfidenceHigh, Root: true,
-			Error: &session.ErrorRef{Time: at(end), ConnID: connID, Class: errclass.ECONNRESET, LocalAddr: local, RemoteAddr: server},
+			Error: &session.ErrorRef{Time: at(end), ClientID: connID, Class: errclass.ECONNRESET, LocalAddr: local, RemoteAddr: server},
 		}
 		if forged {
 			r.SenderRole, r.SenderName, r.Forged, r.Reason = session.RoleMiddlebox, "nat", true, session.ReasonAbort
@@ -369,8 +369,8 @@ func captureSession(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	w.PutMeta(session.MetaRun, run)
-	w.PutMeta(session.MetaCapture, session.CaptureInfo{Iface: "eth0", Ports: []int{8080}, Started: t0, Stopped: at(time.Hour),
-		Packets: 18234, KernelPackets: 18234, KernelDrops: 0, Flows: 16, Resets: 16})
+	w.Put(session.CaptureInfo{ID: "eth0", Iface: "eth0", Ports: []int{8080}, Started: t0, Stopped: at(time.Hour),
+		Packets: 18234, KernelPackets: 18234, KernelDrops: 0, Flows: 16, RSTSegments: 16})
 	for _, r := range recs {
 		w.Put(r)
 	}

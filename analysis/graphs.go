@@ -18,7 +18,7 @@ const maxGraphSeries = 6
 func (a *accumulator) graphs(rep *Report) []Graph {
 	var out []Graph
 	active := Graph{ID: "active-connections", Title: "Active connections", YLabel: "connections"}
-	rate := Graph{ID: "messages-per-second", Title: "Messages per second", YLabel: "messages/s"}
+	rate := Graph{ID: "events-per-second", Title: "Events per second", YLabel: "events/s"}
 	memory := Graph{ID: "memory", Title: "Memory (RSS) of client and server", YLabel: "MiB"}
 	fds := Graph{ID: "file-descriptors", Title: "Open file descriptors of client and server", YLabel: "fds"}
 	tcp := Graph{ID: "server-tcp-states", Title: "Server TCP sockets by state", YLabel: "sockets"}

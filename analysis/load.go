@@ -1,8 +1,6 @@
 package analysis
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -260,7 +258,7 @@ func (a *accumulator) readContext(r *session.Reader) error {
 		a.seen.ProxyRecords = true
 		a.ev.addHopConn(h)
 		a.countHop(h)
-		f.see(h.Open)
+		f.see(h.Opened)
 		return nil
 	})
 	if err != nil {
@@ -272,7 +270,7 @@ func (a *accumulator) readContext(r *session.Reader) error {
 		a.seen.FaultEvents = true
 		a.ev.addFault(fe)
 		h := a.hop(fe.Proxy, fe.Hop)
-		h.Faults[fe.Kind]++
+		h.Faults[fe.FaultKind]++
 		f.see(fe.Time)
 		return nil
 	})
@@ -286,12 +284,11 @@ func (a *accumulator) readContext(r *session.Reader) error {
 // readCapture reads the capture's description (meta/"capture"), counts
 // its flows and indexes the capture analysis's resets.
 func (a *accumulator) readCapture(r *session.Reader, f *fileState) error {
-	var ci session.CaptureInfo
-	found, err := f.meta(r, session.MetaCapture, &ci)
+	captures, err := r.Captures()
 	if err != nil {
-		return fmt.Errorf("%s: capture info: %w", r.Path(), err)
+		return err
 	}
-	if found {
+	for _, ci := range captures {
 		if ci.Disabled != "" {
 			a.seen.CaptureDisabled = ci.Disabled
 		} else {
@@ -340,13 +337,18 @@ func (a *accumulator) hop(proxy, hop string) *HopStats {
 func (a *accumulator) countHop(hc *session.HopConn) {
 	h := a.hop(hc.Proxy, hc.Hop)
 	h.Connections++
-	if hc.Close.IsZero() {
+	if hc.Closed.IsZero() {
 		h.Open++
 		return
 	}
-	by, how := hc.ClosedBy, strings.ToUpper(hc.How)
-	if by == "" {
-		by = "?"
+	by, how := "?", strings.ToUpper(hc.Ending)
+	switch {
+	case hc.ClosedBy == session.ClosedBySelf:
+		by = "proxy"
+	case hc.ClosedBy == session.ClosedByPeer && hc.Hop == session.HopClient:
+		by = "client"
+	case hc.ClosedBy == session.ClosedByPeer:
+		by = "upstream"
 	}
 	if how == "" {
 		how = "?"
@@ -377,9 +379,9 @@ func (a *accumulator) readCounted(fileNo int, r *session.Reader) error {
 		f.info.Records[session.BucketSamples]++
 		f.see(s.Time)
 		f.samples = append(f.samples, sampleRow{
-			at: s.Time, active: s.Active, messages: s.Messages, heap: s.HeapAlloc, rss: s.RSS,
-			goroutines: s.Goroutines, fds: s.FDs, lag: s.TimerLag, server: serverReading(s), serverPID: s.ServerPID,
-			uptime: s.Uptime, cpu: s.CPUUser + s.CPUSystem, cpuUser: s.CPUUser, cpuSys: s.CPUSystem,
+			at: s.Time, active: s.Active, messages: s.Events, heap: s.HeapAlloc, rss: s.RSS,
+			goroutines: s.Goroutines, fds: s.FDs, lag: s.TimerLag.D(), server: serverReading(s), serverPID: s.ServerPID,
+			uptime: s.Uptime.D(), cpu: (s.CPUUser + s.CPUSystem).D(), cpuUser: s.CPUUser.D(), cpuSys: s.CPUSystem.D(),
 		})
 	})
 	f.skip(session.BucketSamples, skipped)
@@ -430,7 +432,7 @@ func (a *accumulator) addConn(fileNo int, f *fileState, c *connView) {
 	}
 	s := a.scenario(name)
 	s.files[fileNo] = true
-	s.sum.Opened++
+	s.sum.Attempts++
 	a.attempts++
 	f.conns++
 	f.connEvents[s.sum.Scenario] += c.Events
@@ -458,8 +460,10 @@ func (a *accumulator) addConn(fileNo int, f *fileState, c *connView) {
 	switch {
 	case c.EndClass != "":
 		a.endedBy[c.EndClass]++
-	case c.ClosedBy != "":
-		a.endedBy["closed by "+c.ClosedBy]++
+	case c.ClosedBy == session.ClosedBySelf:
+		a.endedBy["closed by the client"]++
+	case c.ClosedBy == session.ClosedByPeer:
+		a.endedBy["closed by the peer"]++
 	default:
 		a.endedBy["closed"]++
 	}
@@ -512,8 +516,8 @@ func (a *accumulator) addError(fileNo int, f *fileState, er *session.ErrorRecord
 		class = errclass.Other
 	}
 	var at attribution
-	if proxy, ok := strings.CutPrefix(er.Source, "proxy:"); ok {
-		at = a.ev.attributeProxy(er, proxy)
+	if er.Source == session.SourceProxy {
+		at = a.ev.attributeProxy(er, er.Proxy)
 	} else {
 		a.seen.ClientRecords = true
 		at = a.ev.attributeClient(er)
@@ -521,7 +525,7 @@ func (a *accumulator) addError(fileNo int, f *fileState, er *session.ErrorRecord
 	ci, ai := a.intern(class), a.attr(at)
 	a.patterns[[2]int32{int32(ci), ai}]++
 	a.points = append(a.points, errPoint{
-		at: er.Time.UnixNano(), age: er.Age.Seconds(), idle: er.SinceLast.Seconds(),
+		at: er.Time.UnixNano(), age: er.Age.Seconds(), idle: er.Idle.Seconds(),
 		attr: ai, file: uint16(fileNo), class: ci,
 	})
 	name := er.Scenario
@@ -585,62 +589,12 @@ func normalizeMessage(msg string) string {
 func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// timeScaleOf finds the time scale a run was started with: a "time_scale"
-// (or "timeScale") number anywhere in its config, or a --time-scale flag in
-// its arguments. It returns 1 when there is none.
+// timeScaleOf is the time scale a run's faults acted at (1 when none).
 func timeScaleOf(run session.RunInfo) float64 {
-	for i, arg := range run.Args {
-		arg = strings.TrimLeft(arg, "-")
-		if v, ok := strings.CutPrefix(arg, "time-scale="); ok {
-			if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
-				return s
-			}
-		}
-		if arg == "time-scale" && i+1 < len(run.Args) {
-			if s, err := strconv.ParseFloat(run.Args[i+1], 64); err == nil && s > 0 {
-				return s
-			}
-		}
-	}
-	if len(run.Config) == 0 {
-		return 1
-	}
-	var cfg any
-	dec := json.NewDecoder(bytes.NewReader(run.Config))
-	dec.UseNumber()
-	if dec.Decode(&cfg) != nil {
-		return 1
-	}
-	if s, ok := findNumber(cfg, "time_scale", "timeScale", "time-scale"); ok && s > 0 {
-		return s
+	if run.TimeScale > 0 {
+		return run.TimeScale
 	}
 	return 1
-}
-
-// findNumber looks for the first of keys anywhere in a decoded JSON value.
-func findNumber(v any, keys ...string) (float64, bool) {
-	switch v := v.(type) {
-	case map[string]any:
-		for _, k := range keys {
-			if n, ok := v[k].(json.Number); ok {
-				if f, err := n.Float64(); err == nil {
-					return f, true
-				}
-			}
-		}
-		for _, k := range sortedKeys(v) {
-			if f, ok := findNumber(v[k], keys...); ok {
-				return f, true
-			}
-		}
-	case []any:
-		for _, e := range v {
-			if f, ok := findNumber(e, keys...); ok {
-				return f, true
-			}
-		}
-	}
-	return 0, false
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -714,7 +668,7 @@ func (a *accumulator) finishScenarios(rep *Report) {
 		if f.conns == 0 && f.hasSummary {
 			s := a.scenario(f.scenario)
 			s.files[i] = true
-			s.sum.Opened += f.summary.ConnectionsOpened
+			s.sum.Attempts += f.summary.Attempts
 			s.sum.Reconnects += f.summary.Reconnects
 		}
 	}
@@ -736,16 +690,16 @@ func (a *accumulator) finishScenarios(rep *Report) {
 			// monitor's counter or the summary can be ahead of the conns.
 			messages := f.connEvents[name]
 			if len(f.connEvents) <= 1 {
-				messages = max(messages, lastMessages, f.summary.Messages)
+				messages = max(messages, lastMessages, f.summary.Events)
 			}
-			s.sum.Messages += messages
+			s.sum.Events += messages
 			if st, en := f.start(), f.end(); !st.IsZero() && en.After(st) {
 				intervals = append(intervals, [2]time.Time{st, en})
 			}
 		}
 		s.sum.DurationS = unionSeconds(intervals)
 		if s.sum.DurationS > 0 {
-			s.sum.MessagesPerS = float64(s.sum.Messages) / s.sum.DurationS
+			s.sum.EventsPerS = float64(s.sum.Events) / s.sum.DurationS
 		}
 		s.sum.FirstEventS = distOf(s.firstEvts)
 		rep.Scenarios = append(rep.Scenarios, s.sum)
@@ -1255,12 +1209,12 @@ func (a *accumulator) finishResources(rep *Report) {
 		}
 		for _, i := range thin(len(f.samples), maxResourceRows) {
 			s := f.samples[i]
-			row := ResourceRow{AtS: s.at.Sub(st).Seconds(), Active: s.active, MessagesPerS: messageRate(f.samples, i),
+			row := ResourceRow{AtS: s.at.Sub(st).Seconds(), Active: s.active, EventsPerS: messageRate(f.samples, i),
 				ResourceReading: ResourceReading{RSS: s.rss, Heap: s.heap, Goroutines: s.goroutines, FDs: s.fds},
 				TimerLagS:       s.lag.Seconds()}
 			res.Rows = append(res.Rows, row)
 			if s.server != nil {
-				srv.Rows = append(srv.Rows, ResourceRow{AtS: row.AtS, Active: s.active, MessagesPerS: row.MessagesPerS, ResourceReading: *s.server})
+				srv.Rows = append(srv.Rows, ResourceRow{AtS: row.AtS, Active: s.active, EventsPerS: row.EventsPerS, ResourceReading: *s.server})
 			}
 		}
 		rep.Resources = append(rep.Resources, res)

@@ -22,16 +22,16 @@ func TestOverheadCPU(t *testing.T) {
 		// The client: 1 s of start-up CPU, then 0.4 s user + 0.1 s system
 		// per second (50% of one core) over 10 s.
 		clientRecs = append(clientRecs, session.Sample{
-			Time: at(time.Duration(i) * time.Second), Uptime: time.Duration(i) * time.Second, Active: 5,
-			TimerLag:  ms(2),
-			CPUUser:   time.Second + time.Duration(i)*400*time.Millisecond,
-			CPUSystem: time.Duration(i) * 100 * time.Millisecond,
+			Time: at(time.Duration(i) * time.Second), Uptime: session.Seconds(time.Duration(i) * time.Second), Active: 5,
+			TimerLag:  session.Seconds(ms(2)),
+			CPUUser:   session.Seconds(time.Second + time.Duration(i)*400*time.Millisecond),
+			CPUSystem: session.Seconds(time.Duration(i) * 100 * time.Millisecond),
 		})
-		oldRecs = append(oldRecs, session.Sample{Time: at(time.Duration(i) * time.Second), Uptime: time.Duration(i) * time.Second, TimerLag: ms(1)})
+		oldRecs = append(oldRecs, session.Sample{Time: at(time.Duration(i) * time.Second), Uptime: session.Seconds(time.Duration(i) * time.Second), TimerLag: session.Seconds(ms(1))})
 		// The proxy: 150 ms per second, one sample every 2 s.
 		if i%2 == 0 {
-			proxyRecs = append(proxyRecs, session.Sample{Time: at(time.Duration(i) * time.Second), Uptime: time.Duration(i) * time.Second,
-				CPUUser: time.Duration(i) * 100 * time.Millisecond, CPUSystem: time.Duration(i) * 50 * time.Millisecond})
+			proxyRecs = append(proxyRecs, session.Sample{Time: at(time.Duration(i) * time.Second), Uptime: session.Seconds(time.Duration(i) * time.Second),
+				CPUUser: session.Seconds(time.Duration(i) * 100 * time.Millisecond), CPUSystem: session.Seconds(time.Duration(i) * 50 * time.Millisecond)})
 		}
 	}
 	run := session.RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: t0}
@@ -89,7 +89,7 @@ func TestOverheadCPU(t *testing.T) {
 func TestOverheadCPUOneSample(t *testing.T) {
 	path := writeSession(t, filepath.Join(t.TempDir(), "one.db"),
 		session.RunInfo{Tool: "ssestress test", Command: "run", StartedAt: t0}, nil,
-		[]session.Record{session.Sample{Time: at(4 * time.Second), Uptime: 4 * time.Second, CPUUser: time.Second, CPUSystem: time.Second}})
+		[]session.Record{session.Sample{Time: at(4 * time.Second), Uptime: session.Seconds(4 * time.Second), CPUUser: session.Seconds(time.Second), CPUSystem: session.Seconds(time.Second)}})
 	rep, err := LoadFiles(path)
 	if err != nil {
 		t.Fatal(err)

@@ -100,19 +100,19 @@ type ScenarioSummary struct {
 	Scenario  string  `json:"scenario"`
 	Files     int     `json:"files"`
 	DurationS float64 `json:"duration_s"`
-	// Opened counts connection attempts; Active those still open at the end.
-	Opened int64 `json:"connections_opened"`
-	Active int64 `json:"connections_active"`
+	// Attempts counts connection attempts; Active those still open at the end.
+	Attempts int64 `json:"attempts"`
+	Active   int64 `json:"connections_active"`
 	// ActiveMax is the most connections open at once (summed over files
 	// that ran side by side, an upper bound for shards).
-	ActiveMax    int64            `json:"active_max"`
-	Messages     int64            `json:"messages"`
-	MessagesPerS float64          `json:"messages_per_s"`
-	Reconnects   int64            `json:"reconnects"`
-	FirstEventS  Dist             `json:"time_to_first_event_s"`
-	Errors       int64            `json:"errors"`
-	ErrorsBy     map[string]int64 `json:"errors_by_class"`
-	Interrupted  bool             `json:"interrupted,omitempty"`
+	ActiveMax   int64            `json:"active_max"`
+	Events      int64            `json:"events"`
+	EventsPerS  float64          `json:"events_per_s"`
+	Reconnects  int64            `json:"reconnects"`
+	FirstEventS Dist             `json:"time_to_first_event_s"`
+	Errors      int64            `json:"errors"`
+	ErrorsBy    map[string]int64 `json:"errors_by_class"`
+	Interrupted bool             `json:"interrupted,omitempty"`
 }
 
 // ErrorPattern is one cell of errors by class × hop × origin.
@@ -285,9 +285,9 @@ type ResourceReading struct {
 
 // ResourceRow is one thinned sample.
 type ResourceRow struct {
-	AtS          float64 `json:"at_s"`
-	Active       int64   `json:"active"`
-	MessagesPerS float64 `json:"messages_per_s"`
+	AtS        float64 `json:"at_s"`
+	Active     int64   `json:"active"`
+	EventsPerS float64 `json:"events_per_s"`
 	ResourceReading
 	TimerLagS float64 `json:"timer_lag_s"`
 }

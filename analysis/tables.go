@@ -170,12 +170,12 @@ func verdictTable(rep *Report) Table {
 }
 
 func summaryTable(rep *Report) Table {
-	t := newTable("summary", "Run summary per scenario", "scenario", "files#", "duration#", "opened#", "active#",
-		"max active#", "messages#", "messages/s#", "reconnects#", "first event p50#", "first event p99#", "errors#", "errors by class")
+	t := newTable("summary", "Run summary per scenario", "scenario", "files#", "duration#", "attempts#", "active#",
+		"max active#", "events#", "events/s#", "reconnects#", "first event p50#", "first event p99#", "errors#", "errors by class")
 	t.Empty = "no client connections or errors recorded"
 	for _, s := range rep.Scenarios {
-		t.add(s.Scenario, strconv.Itoa(s.Files), secondsCell(s.DurationS), count(s.Opened), count(s.Active),
-			count(s.ActiveMax), count(s.Messages), rate(s.MessagesPerS), count(s.Reconnects),
+		t.add(s.Scenario, strconv.Itoa(s.Files), secondsCell(s.DurationS), count(s.Attempts), count(s.Active),
+			count(s.ActiveMax), count(s.Events), rate(s.EventsPerS), count(s.Reconnects),
 			distCell(s.FirstEventS, s.FirstEventS.P50), distCell(s.FirstEventS, s.FirstEventS.P99),
 			count(s.Errors), classList(s.ErrorsBy, rep.Classes))
 	}
@@ -424,7 +424,7 @@ func resourcesTable(rep *Report) Table {
 }
 
 func resourceSeriesTable(rep *Report) Table {
-	t := newTable("resource_series", "Resource usage over time", "process", "at#", "active#", "messages/s#", "RSS#", "heap#",
+	t := newTable("resource_series", "Resource usage over time", "process", "at#", "active#", "events/s#", "RSS#", "heap#",
 		"goroutines#", "fds#", "timer lag#")
 	t.Empty = "no monitor samples recorded"
 	for _, r := range rep.Resources {
@@ -434,7 +434,7 @@ func resourceSeriesTable(rep *Report) Table {
 				t.add(r.Process, "+"+fmtSeconds(row.AtS), "-", "-", mib(row.RSS), mib(row.Heap), intCell(row.Goroutines), intCell(row.FDs), "-")
 				continue
 			}
-			t.add(r.Process, "+"+fmtSeconds(row.AtS), count(row.Active), rate(row.MessagesPerS), mib(row.RSS), mib(row.Heap),
+			t.add(r.Process, "+"+fmtSeconds(row.AtS), count(row.Active), rate(row.EventsPerS), mib(row.RSS), mib(row.Heap),
 				intCell(row.Goroutines), intCell(row.FDs), fmtSeconds(row.TimerLagS))
 		}
 	}

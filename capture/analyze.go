@@ -36,9 +36,12 @@ func LoadEvidence(ctx context.Context, r *session.Reader) (*Evidence, error) {
 	if ev.Flows, err = session.All[session.Flow](r, session.BucketFlows); err != nil {
 		return nil, err
 	}
-	var info session.CaptureInfo
-	if ok, _ := r.Meta(session.MetaCapture, &info); ok {
-		ev.Ports = info.Ports
+	captures, err := r.Captures()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range captures {
+		ev.Ports = append(ev.Ports, c.Ports...)
 	}
 	ev.Topology = resolveTopology(ctx, ev.Topology)
 	return ev, nil

@@ -40,13 +40,6 @@ const (
 	flowSlack = time.Second
 )
 
-// nonTerminalActions are fault actions that slow a connection without
-// ending it: they do not inject a reset. (The report uses the same list.)
-var nonTerminalActions = map[string]bool{
-	"delay": true, "latency": true, "jitter": true, "throttle": true, "bandwidth": true,
-	"slice": true, "slow": true, "pass": true, "none": true,
-}
-
 // Roles beyond those of the topology.
 const roleUnknown = "unknown"
 
@@ -142,7 +135,7 @@ func newIndex(ev *Evidence) *index {
 		if e.Role != session.RoleClient {
 			ix.ports[ap.Port()] = true
 		}
-		if e.Role == session.RoleProxy && e.Side == session.HopUpstream {
+		if e.Role == session.RoleTarget {
 			upstreams = append(upstreams, session.Endpoint{Role: session.RoleServer, Addr: e.Addr})
 			continue
 		}
@@ -177,10 +170,10 @@ func newIndex(ev *Evidence) *index {
 		}
 	}
 	for _, hs := range ix.hops {
-		slices.SortFunc(hs, func(a, b *session.HopConn) int { return a.Open.Compare(b.Open) })
+		slices.SortFunc(hs, func(a, b *session.HopConn) int { return a.Opened.Compare(b.Opened) })
 	}
 	for _, hs := range ix.upstreams {
-		slices.SortFunc(hs, func(a, b *session.HopConn) int { return a.Open.Compare(b.Open) })
+		slices.SortFunc(hs, func(a, b *session.HopConn) int { return a.Opened.Compare(b.Opened) })
 	}
 	for i := range ev.Conns {
 		c := &ev.Conns[i]
@@ -206,8 +199,8 @@ func newIndex(ev *Evidence) *index {
 	}
 	for i := range ev.Flows {
 		f := &ev.Flows[i]
-		c, ok1 := parseAP(f.Client)
-		s, ok2 := parseAP(f.Server)
+		c, ok1 := parseAP(f.Dialer)
+		s, ok2 := parseAP(f.Listener)
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -236,7 +229,7 @@ func (ix *index) flowAt(a, b netip.AddrPort, t time.Time) *flowRef {
 func (ix *index) hopAt(local, remote netip.AddrPort, t time.Time) *session.HopConn {
 	hs := ix.hops[tuple{local, remote}]
 	for i := len(hs) - 1; i >= 0; i-- {
-		if !hs[i].Open.After(t.Add(flowSlack)) {
+		if !hs[i].Opened.After(t.Add(flowSlack)) {
 			return hs[i]
 		}
 	}
@@ -345,15 +338,32 @@ func (ix *index) parties(fr *flowRef, t time.Time) (client, server party, hop st
 	case client.role == session.RoleProxy:
 		hop = session.HopUpstream
 	default:
-		hop = session.HopDirect
+		hop = session.LinkDirect
 	}
 	return client, server, hop
+}
+
+// place puts r on a proxy's hop, or on a link (direct, a middlebox's).
+func place(r *session.Reset, hop string) {
+	if hop == session.HopClient || hop == session.HopUpstream {
+		r.Hop = hop
+		return
+	}
+	r.Link = hop
+}
+
+// where is the hop or link of r, as chains name it.
+func where(r *session.Reset) string {
+	if r.Hop != "" {
+		return r.Hop
+	}
+	return r.Link
 }
 
 // add registers a reset under a unique ID.
 func (ix *index) add(r *session.Reset) {
 	for n := 0; ; n++ {
-		id := session.ResetID(r.Time, r.Sender, r.Receiver, n)
+		id := session.ResetID(r.Time, r.SenderAddr, r.ReceiverAddr, n)
 		if !ix.ids[id] {
 			r.ID = id
 			ix.ids[id] = true
@@ -367,9 +377,9 @@ func (ix *index) add(r *session.Reset) {
 func (ix *index) packetResets() {
 	for _, fs := range ix.flows {
 		for _, fr := range fs {
-			fr.resets = make([]*session.Reset, len(fr.f.Resets))
-			for i := range fr.f.Resets {
-				fr.resets[i] = ix.packetReset(fr, &fr.f.Resets[i])
+			fr.resets = make([]*session.Reset, len(fr.f.RSTs))
+			for i := range fr.f.RSTs {
+				fr.resets[i] = ix.packetReset(fr, &fr.f.RSTs[i])
 			}
 		}
 	}
@@ -379,10 +389,10 @@ func (ix *index) packetReset(fr *flowRef, rp *session.RSTPacket) *session.Reset 
 	f := fr.f
 	client, server, hop := ix.parties(fr, rp.Time)
 	sender, receiver := server, client
-	senderSide := &f.FromServer
-	if rp.From == session.SideClient {
+	senderSide := &f.FromListener
+	if rp.From == session.FromDialer {
 		sender, receiver = client, server
-		senderSide = &f.FromClient
+		senderSide = &f.FromDialer
 	}
 	start := f.First
 	if !f.SYN.IsZero() {
@@ -396,17 +406,18 @@ func (ix *index) packetReset(fr *flowRef, rp *session.RSTPacket) *session.Reset 
 		lastData = start
 	}
 	r := &session.Reset{
-		Time: rp.Time, Flow: session.FlowKey(f.First, f.Client, f.Server), Hop: hop,
-		Sender: sender.addr.String(), SenderRole: sender.role, SenderName: sender.name,
-		Receiver: receiver.addr.String(), ReceiverRole: receiver.role,
-		Age: rp.Time.Sub(start), Idle: rp.Time.Sub(lastData),
+		Time: rp.Time, Flow: session.FlowKey(f.First, f.Dialer, f.Listener, f.Capture),
+		SenderAddr: sender.addr.String(), SenderRole: sender.role, SenderName: sender.name,
+		ReceiverAddr: receiver.addr.String(), ReceiverRole: receiver.role,
+		Age: session.Seconds(rp.Time.Sub(start)), Idle: session.Seconds(rp.Time.Sub(lastData)),
 		Confidence: session.ConfidenceHigh,
 	}
+	place(r, hop)
 	if h := proxyHop(client, server); h != nil {
 		r.Proxy, r.ConnID = h.Proxy, h.ConnID
 	}
 	switch {
-	case rp.From == session.SideServer && !f.SYN.IsZero() && f.SYNACK.IsZero():
+	case rp.From == session.FromListener && !f.SYN.IsZero() && f.SYNACK.IsZero():
 		r.Reason = session.ReasonRefused
 	case rp.PeerRSTBefore:
 		r.Reason = session.ReasonReply
@@ -420,7 +431,7 @@ func (ix *index) packetReset(fr *flowRef, rp *session.RSTPacket) *session.Reset 
 	}
 	if sender.role == session.RoleProxy {
 		if fe := ix.injectedBy(sender.hop, tuple{sender.addr, receiver.addr}, rp.Time); fe != nil {
-			r.Injected, r.Fault, r.FaultKind = true, fe.name, fe.kind
+			r.Injected, r.FaultName, r.FaultKind = true, fe.name, fe.kind
 		}
 	}
 	if r.Reason != session.ReasonReply && r.Reason != session.ReasonRefused && !r.Injected {
@@ -444,7 +455,7 @@ func proxyHop(a, b party) *session.HopConn {
 
 // forgery lists the reasons to think the sender's own stack did not send
 // this RST.
-func (ix *index) forgery(sender party, rp *session.RSTPacket, side *session.FlowSide) []string {
+func (ix *index) forgery(sender party, rp *session.RSTPacket, side *session.FlowDirection) []string {
 	var why []string
 	if !rp.SenderSentAfter.IsZero() {
 		why = append(why, fmt.Sprintf("%s kept sending on this connection %s after the RST: its socket was not reset",
@@ -457,11 +468,11 @@ func (ix *index) forgery(sender party, rp *session.RSTPacket, side *session.Flow
 		}
 		why = append(why, fmt.Sprintf("RST with TTL %d while the sender's other packets had %s: it came from another host", rp.TTL, span))
 	}
-	if h := sender.hop; h != nil && h.ClosedBy != "" && h.ClosedBy != session.RoleProxy {
-		why = append(why, fmt.Sprintf("proxy %s recorded its %s hop as ended by the %s (%s), not by itself", h.Proxy, h.Hop, h.ClosedBy, orDash(h.How)))
+	if h := sender.hop; h != nil && h.ClosedBy != "" && h.ClosedBy != session.ClosedBySelf {
+		why = append(why, fmt.Sprintf("proxy %s recorded its %s hop as ended by the %s (%s), not by itself", h.Proxy, h.Hop, h.ClosedBy, orDash(h.Ending)))
 	}
-	if c := sender.conn; c != nil && c.EndClass != "" && c.ClosedBy != session.RoleClient {
-		why = append(why, fmt.Sprintf("client %s did not close this connection: it saw %s", c.ConnID, c.EndClass))
+	if c := sender.conn; c != nil && c.EndClass != "" && c.ClosedBy != session.ClosedBySelf {
+		why = append(why, fmt.Sprintf("client %s did not close this connection: it saw %s", c.ClientID, c.EndClass))
 	}
 	return why
 }
@@ -484,8 +495,8 @@ type firing struct {
 // (local, remote) as the fault events name it.
 func (ix *index) injectedBy(h *session.HopConn, sock tuple, t time.Time) *firing {
 	var best *firing
-	consider := func(name, kind, action string, at time.Time) {
-		if nonTerminalActions[strings.ToLower(action)] {
+	consider := func(name, kind, ending string, at time.Time) {
+		if ending == "" { // the proxy recorded that this firing did not end the connection
 			return
 		}
 		if at.Before(t.Add(-faultBefore)) || at.After(t.Add(faultAfter)) {
@@ -497,16 +508,16 @@ func (ix *index) injectedBy(h *session.HopConn, sock tuple, t time.Time) *firing
 	}
 	if h == nil {
 		for _, f := range ix.faultsBy[sock] {
-			consider(f.Fault, f.Kind, f.Action, f.Time)
+			consider(f.FaultName, f.FaultKind, f.Ending, f.Time)
 		}
 		return best
 	}
 	for _, f := range h.Faults {
-		consider(f.Fault, f.Kind, f.Action, f.Time)
+		consider(f.FaultName, f.FaultKind, f.Ending, f.Time)
 	}
 	for _, f := range ix.faults[h.Proxy+"/"+h.ConnID] {
 		if f.Hop == h.Hop {
-			consider(f.Fault, f.Kind, f.Action, f.Time)
+			consider(f.FaultName, f.FaultKind, f.Ending, f.Time)
 		}
 	}
 	return best
@@ -517,7 +528,7 @@ func (ix *index) injectedBy(h *session.HopConn, sock tuple, t time.Time) *firing
 func (ix *index) hopResets() {
 	for i := range ix.ev.HopConns {
 		h := &ix.ev.HopConns[i]
-		if !strings.EqualFold(h.How, "RST") || h.Close.IsZero() {
+		if !strings.EqualFold(h.Ending, "RST") || h.Closed.IsZero() {
 			continue
 		}
 		l, ok1 := parseAP(h.LocalAddr)
@@ -525,7 +536,7 @@ func (ix *index) hopResets() {
 		if !ok1 || !ok2 {
 			continue
 		}
-		if ix.flowAt(l, r, h.Close) != nil {
+		if ix.flowAt(l, r, h.Closed) != nil {
 			continue // the packets tell it better
 		}
 		ix.hopReset(h)
@@ -539,14 +550,14 @@ func (ix *index) hopReset(h *session.HopConn) *session.Reset {
 	if r, ok := ix.hopCache[key]; ok {
 		return r
 	}
-	if !strings.EqualFold(h.How, "RST") || h.Close.IsZero() {
+	if !strings.EqualFold(h.Ending, "RST") || h.Closed.IsZero() {
 		ix.hopCache[key] = nil
 		return nil
 	}
 	l, _ := parseAP(h.LocalAddr)
 	rem, _ := parseAP(h.RemoteAddr)
 	proxy := party{addr: l, role: session.RoleProxy, name: h.Proxy, hop: h}
-	peer := ix.roleOf(rem, h.Open)
+	peer := ix.roleOf(rem, h.Opened)
 	if peer.role == "" || peer.role == session.RoleProxy && h.Hop == session.HopClient {
 		peer.role = session.RoleClient
 		if h.Hop == session.HopUpstream {
@@ -554,21 +565,21 @@ func (ix *index) hopReset(h *session.HopConn) *session.Reset {
 		}
 	}
 	sender, receiver := peer, proxy
-	if h.ClosedBy == session.RoleProxy {
+	if h.ClosedBy == session.ClosedBySelf {
 		sender, receiver = proxy, peer
 	}
 	r := &session.Reset{
-		Time: h.Close, Hop: h.Hop, Proxy: h.Proxy, ConnID: h.ConnID,
-		Sender: sender.addr.String(), SenderRole: sender.role, SenderName: sender.name,
-		Receiver: receiver.addr.String(), ReceiverRole: receiver.role,
-		Age: h.Close.Sub(h.Open), Idle: -1, Reason: session.ReasonAbort,
+		Time: h.Closed, Hop: h.Hop, Proxy: h.Proxy, ConnID: h.ConnID,
+		SenderAddr: sender.addr.String(), SenderRole: sender.role, SenderName: sender.name,
+		ReceiverAddr: receiver.addr.String(), ReceiverRole: receiver.role,
+		Age: session.Seconds(h.Closed.Sub(h.Opened)), Idle: -1, Reason: session.ReasonAbort,
 		Confidence: session.ConfidenceMedium,
 		Evidence: []string{fmt.Sprintf("proxy %s saw its %s hop end with RST, closed by the %s (no packet captured)",
 			h.Proxy, h.Hop, orDash(h.ClosedBy))},
 	}
 	if sender.role == session.RoleProxy {
-		if fe := ix.injectedBy(h, tuple{}, h.Close); fe != nil {
-			r.Injected, r.Fault, r.FaultKind = true, fe.name, fe.kind
+		if fe := ix.injectedBy(h, tuple{}, h.Closed); fe != nil {
+			r.Injected, r.FaultName, r.FaultKind = true, fe.name, fe.kind
 		}
 	} else {
 		r.Evidence = append(r.Evidence, "without packets an RST forged by a middlebox looks the same")
@@ -589,7 +600,7 @@ func (ix *index) explain(e *session.ErrorRecord) {
 	if !ok1 || !ok2 {
 		return
 	}
-	ref := &session.ErrorRef{Time: e.Time, ConnID: e.ConnID, Attempt: e.Attempt, Class: e.Class,
+	ref := &session.ErrorRef{Time: e.Time, ClientID: e.ClientID, Attempt: e.Attempt, Class: e.Class,
 		LocalAddr: e.LocalAddr, RemoteAddr: e.RemoteAddr}
 	var chain []*session.Reset
 	var steps []string
@@ -641,18 +652,18 @@ func (ix *index) explain(e *session.ErrorRecord) {
 			peer.role = session.RoleServer
 		}
 		r := &session.Reset{
-			Time: e.Time, Hop: session.HopDirect,
-			Sender: remote.String(), SenderRole: peer.role, SenderName: peer.name,
-			Receiver: local.String(), ReceiverRole: session.RoleClient,
-			Age: e.Age, Idle: e.SinceLast, Reason: session.ReasonAbort,
+			Time: e.Time, Link: session.LinkDirect,
+			SenderAddr: remote.String(), SenderRole: peer.role, SenderName: peer.name,
+			ReceiverAddr: local.String(), ReceiverRole: session.RoleClient,
+			Age: e.Age, Idle: e.Idle, Reason: session.ReasonAbort,
 			Confidence: session.ConfidenceLow,
 			Evidence:   []string{"the client saw " + e.Class + "; without packets an RST forged by a middlebox looks the same"},
 		}
 		switch {
 		case peer.role == session.RoleMiddlebox && peer.name != "":
-			r.Hop = peer.name
+			r.Link = peer.name
 		case peer.role == session.RoleProxy:
-			r.Hop, r.Proxy = session.HopClient, peer.name
+			r.Link, r.Hop, r.Proxy = "", session.HopClient, peer.name
 		}
 		ix.add(r)
 		chain = append(chain, r)
@@ -678,12 +689,12 @@ func (ix *index) explain(e *session.ErrorRecord) {
 // firstCause is the first RST on the flow that reached to (not a reply to
 // an earlier reset) up to time until.
 func (fr *flowRef) firstCause(to netip.AddrPort, until time.Time) *session.Reset {
-	for i, rp := range fr.f.Resets {
+	for i, rp := range fr.f.RSTs {
 		r := fr.resets[i]
 		if r == nil || rp.Time.After(until) || r.Reason == session.ReasonReply {
 			continue
 		}
-		if r.Receiver == to.String() {
+		if r.ReceiverAddr == to.String() {
 			return r
 		}
 	}
@@ -692,7 +703,7 @@ func (fr *flowRef) firstCause(to netip.AddrPort, until time.Time) *session.Reset
 
 // firstAny is the first RST of the flow, either way, up to until.
 func (fr *flowRef) firstAny(until time.Time) *session.Reset {
-	for i, rp := range fr.f.Resets {
+	for i, rp := range fr.f.RSTs {
 		if r := fr.resets[i]; r != nil && !rp.Time.After(until) && r.Reason != session.ReasonReply {
 			return r
 		}
@@ -708,7 +719,7 @@ func (ix *index) upstreamCause(h *session.HopConn, until time.Time) *session.Res
 	// take the last one opened by then.
 	var up *session.HopConn
 	for _, u := range ix.upstreams[h.Proxy+"/"+h.ConnID] {
-		if u.Open.After(until.Add(flowSlack)) {
+		if u.Opened.After(until.Add(flowSlack)) {
 			break
 		}
 		up = u
@@ -732,10 +743,10 @@ func (ix *index) upstreamCause(h *session.HopConn, until time.Time) *session.Res
 // clientHopEnd says how the proxy ended the client hop when no RST reached
 // the client.
 func clientHopEnd(fr *flowRef, h *session.HopConn, before time.Time) string {
-	if fr != nil && !fr.f.FromServer.FIN.IsZero() && !fr.f.FromServer.FIN.After(before.Add(errorSlack)) {
+	if fr != nil && !fr.f.FromListener.FIN.IsZero() && !fr.f.FromListener.FIN.After(before.Add(errorSlack)) {
 		return "proxy closed the client hop with FIN"
 	}
-	if strings.EqualFold(h.How, "FIN") && h.ClosedBy == session.RoleProxy {
+	if strings.EqualFold(h.Ending, "FIN") && h.ClosedBy == session.ClosedBySelf {
 		return "proxy closed the client hop with FIN"
 	}
 	return "proxy ended the client hop"
@@ -746,14 +757,14 @@ func describe(r *session.Reset) string {
 	var b strings.Builder
 	switch {
 	case r.Forged:
-		fmt.Fprintf(&b, "a middlebox forged an RST as %s to %s on hop %s", claimed(r), r.ReceiverRole, r.Hop)
+		fmt.Fprintf(&b, "a middlebox forged an RST as %s to %s on hop %s", claimed(r), r.ReceiverRole, where(r))
 	case r.Injected:
-		fmt.Fprintf(&b, "fault %q (%s) of proxy %s sent RST from %s to %s on hop %s", r.Fault, r.FaultKind, r.Proxy, r.Sender, r.ReceiverRole, r.Hop)
+		fmt.Fprintf(&b, "fault %q (%s) of proxy %s sent RST from %s to %s on hop %s", r.FaultName, r.FaultKind, r.Proxy, r.SenderAddr, r.ReceiverRole, where(r))
 	default:
-		fmt.Fprintf(&b, "%s sent RST to %s on hop %s", senderWords(r), r.ReceiverRole, r.Hop)
+		fmt.Fprintf(&b, "%s sent RST to %s on hop %s", senderWords(r), r.ReceiverRole, where(r))
 	}
 	if r.Idle >= 0 {
-		fmt.Fprintf(&b, " after %s idle", words(r.Idle))
+		fmt.Fprintf(&b, " after %s idle", words(r.Idle.D()))
 	}
 	if r.Reason == session.ReasonAfterClose {
 		b.WriteString(" (after its own FIN)")
@@ -766,12 +777,12 @@ func describe(r *session.Reset) string {
 
 func senderWords(r *session.Reset) string {
 	if r.SenderRole == session.RoleProxy && r.SenderName != "" {
-		return "proxy " + r.SenderName + " " + r.Sender
+		return "proxy " + r.SenderName + " " + r.SenderAddr
 	}
 	if r.SenderName != "" {
-		return r.SenderRole + " " + r.SenderName + " " + r.Sender
+		return r.SenderRole + " " + r.SenderName + " " + r.SenderAddr
 	}
-	return r.SenderRole + " " + r.Sender
+	return r.SenderRole + " " + r.SenderAddr
 }
 
 // claimed is the endpoint a forged RST pretended to come from.
@@ -781,7 +792,7 @@ func claimed(r *session.Reset) string {
 			return s
 		}
 	}
-	return r.Sender
+	return r.SenderAddr
 }
 
 // words formats a duration the way chains read: "60.0 s", "250 ms".

@@ -19,20 +19,20 @@ const (
 func proxyHops(clientHow, clientBy, upHow, upBy string, closeAt time.Duration) []session.HopConn {
 	return []session.HopConn{
 		{Proxy: "p1", ConnID: "p1-1", Hop: session.HopClient, LocalAddr: aProxy, RemoteAddr: aClient,
-			Open: t0, Close: t0.Add(closeAt + time.Millisecond), How: clientHow, ClosedBy: clientBy},
+			Opened: t0, Closed: t0.Add(closeAt + time.Millisecond), Ending: clientHow, ClosedBy: clientBy},
 		{Proxy: "p1", ConnID: "p1-1", Hop: session.HopUpstream, LocalAddr: aProxyOut, RemoteAddr: aServer,
-			Open: t0.Add(time.Millisecond), Close: t0.Add(closeAt), How: upHow, ClosedBy: upBy},
+			Opened: t0.Add(time.Millisecond), Closed: t0.Add(closeAt), Ending: upHow, ClosedBy: upBy},
 	}
 }
 
 func clientError(class string, at time.Duration) session.ErrorRecord {
-	return session.ErrorRecord{Time: t0.Add(at), Source: "client", ConnID: "c0001", Class: class,
-		LocalAddr: aClient, RemoteAddr: aProxy, Age: at, SinceLast: 60 * time.Second}
+	return session.ErrorRecord{Time: t0.Add(at), Source: "client", ClientID: "c0001", Class: class,
+		LocalAddr: aClient, RemoteAddr: aProxy, Age: session.Seconds(at), Idle: session.Seconds(60 * time.Second)}
 }
 
 var proxyTopology = []session.Endpoint{
 	{Role: session.RoleServer, Addr: aServer},
-	{Role: session.RoleProxy, Name: "p1", Side: session.HopClient, Addr: aProxy},
+	{Role: session.RoleProxy, Name: "p1", Hop: session.HopClient, Addr: aProxy},
 }
 
 // TestAttributeTTLForgery: an RST whose TTL differs from every other packet
@@ -41,7 +41,7 @@ func TestAttributeTTLForgery(t *testing.T) {
 	segs := serverAbortSegs(aClient, aServer)
 	segs[len(segs)-1].ttl = 57
 	ev := &Evidence{Topology: proxyTopology[:1], Flows: track(t, nil, segs...),
-		Errors: []session.ErrorRecord{{Time: t0.Add(60*time.Second + 3*time.Millisecond), Source: "client", ConnID: "c0001",
+		Errors: []session.ErrorRecord{{Time: t0.Add(60*time.Second + 3*time.Millisecond), Source: "client", ClientID: "c0001",
 			Class: "ECONNRESET", LocalAddr: aClient, RemoteAddr: aServer}}}
 	rs := Attribute(ev)
 	if len(rs) != 1 {
@@ -57,7 +57,7 @@ func TestAttributeTTLForgery(t *testing.T) {
 	// The same RST with the sender's TTL is the server's.
 	segs[len(segs)-1].ttl = 64
 	ev.Flows = track(t, nil, segs...)
-	if r := Attribute(ev)[0]; r.Forged || r.SenderRole != session.RoleServer || r.Idle != 60*time.Second || r.Age != 60*time.Second+2*time.Millisecond {
+	if r := Attribute(ev)[0]; r.Forged || r.SenderRole != session.RoleServer || r.Idle.D() != 60*time.Second || r.Age.D() != 60*time.Second+2*time.Millisecond {
 		t.Errorf("genuine RST: %+v", r)
 	}
 }
@@ -66,15 +66,15 @@ func TestAttributeTTLForgery(t *testing.T) {
 // still give the chain, with medium confidence.
 func TestAttributeSocketEvidenceThroughProxy(t *testing.T) {
 	ev := &Evidence{Topology: proxyTopology,
-		HopConns: proxyHops("RST", "proxy", "RST", "server", 60*time.Second),
+		HopConns: proxyHops(session.EndingRST, session.ClosedBySelf, session.EndingRST, session.ClosedByPeer, 60*time.Second),
 		Errors:   []session.ErrorRecord{clientError("ECONNRESET", 60*time.Second+2*time.Millisecond)}}
 	rs := Attribute(ev)
 	if len(rs) != 2 {
 		t.Fatalf("%d resets: %+v", len(rs), rs)
 	}
 	up, ch := rs[0], rs[1]
-	if up.SenderRole != session.RoleServer || up.Sender != aServer || up.Hop != session.HopUpstream || up.Confidence != session.ConfidenceMedium ||
-		up.Idle != -1 || !up.Root || up.Error == nil || up.Error.ConnID != "c0001" {
+	if up.SenderRole != session.RoleServer || up.SenderAddr != aServer || up.Hop != session.HopUpstream || up.Confidence != session.ConfidenceMedium ||
+		up.Idle != -1 || !up.Root || up.Error == nil || up.Error.ClientID != "c0001" {
 		t.Errorf("upstream: %+v", up)
 	}
 	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.Hop != session.HopClient || ch.CausedBy != up.ID || ch.Root {
@@ -100,7 +100,7 @@ func TestAttributeSocketEvidenceDirect(t *testing.T) {
 		t.Fatalf("%d resets: %+v", len(rs), rs)
 	}
 	r := rs[0]
-	if r.SenderRole != session.RoleServer || r.Confidence != session.ConfidenceLow || r.Idle != 60*time.Second || r.Age != 30*time.Second || !r.Root {
+	if r.SenderRole != session.RoleServer || r.Confidence != session.ConfidenceLow || r.Idle.D() != 60*time.Second || r.Age.D() != 30*time.Second || !r.Root {
 		t.Errorf("reset %+v", r)
 	}
 	if !strings.HasSuffix(r.Chain, "[low confidence: no packet captured] → client saw ECONNRESET") {
@@ -126,10 +126,10 @@ func TestAttributeInjectedWindow(t *testing.T) {
 		{"long before", 5 * time.Second, "rst", false},
 		{"slows, does not end", 100 * time.Millisecond, "latency", false},
 	} {
-		hops := proxyHops("RST", "proxy", "FIN", "proxy", 60*time.Second)
+		hops := proxyHops(session.EndingRST, session.ClosedBySelf, session.EndingFIN, session.ClosedBySelf, 60*time.Second)
 		ev := &Evidence{Topology: proxyTopology, HopConns: hops, Flows: proxyResetFlow(t),
 			Faults: []session.FaultEvent{{Time: rstAt.Add(-c.before), Proxy: "p1", ConnID: "p1-1", Hop: session.HopClient,
-				Fault: "reset-60s", Kind: "reset", Action: c.action}},
+				FaultName: "reset-60s", FaultKind: "reset", Action: c.action, Ending: session.ActionEnding(c.action)}},
 			Errors: []session.ErrorRecord{clientError("ECONNRESET", 60*time.Second+3*time.Millisecond)}}
 		rs := Attribute(ev)
 		if len(rs) != 1 {
@@ -138,8 +138,8 @@ func TestAttributeInjectedWindow(t *testing.T) {
 		if rs[0].Injected != c.injected || rs[0].SenderRole != session.RoleProxy || rs[0].Forged {
 			t.Errorf("%s: injected=%v forged=%v role %s, want injected=%v", c.name, rs[0].Injected, rs[0].Forged, rs[0].SenderRole, c.injected)
 		}
-		if c.injected && (rs[0].Fault != "reset-60s" || !strings.HasPrefix(rs[0].Chain, `fault "reset-60s" (reset) of proxy p1`)) {
-			t.Errorf("%s: fault %q chain %q", c.name, rs[0].Fault, rs[0].Chain)
+		if c.injected && (rs[0].FaultName != "reset-60s" || !strings.HasPrefix(rs[0].Chain, `fault "reset-60s" (reset) of proxy p1`)) {
+			t.Errorf("%s: fault %q chain %q", c.name, rs[0].FaultName, rs[0].Chain)
 		}
 	}
 }
@@ -147,10 +147,10 @@ func TestAttributeInjectedWindow(t *testing.T) {
 // TestAttributeProxyDeniesReset: the proxy's own socket recorded that the
 // client ended the hop, yet an RST in the proxy's name reached the client.
 func TestAttributeProxyDeniesReset(t *testing.T) {
-	ev := &Evidence{Topology: proxyTopology, HopConns: proxyHops("RST", "client", "", "", 61*time.Second), Flows: proxyResetFlow(t),
+	ev := &Evidence{Topology: proxyTopology, HopConns: proxyHops(session.EndingRST, session.ClosedByPeer, "", "", 61*time.Second), Flows: proxyResetFlow(t),
 		Errors: []session.ErrorRecord{clientError("ECONNRESET", 60*time.Second+3*time.Millisecond)}}
 	r := Attribute(ev)[0]
-	if !r.Forged || !strings.Contains(strings.Join(r.Evidence, ";"), "proxy p1 recorded its client hop as ended by the client") {
+	if !r.Forged || !strings.Contains(strings.Join(r.Evidence, ";"), "proxy p1 recorded its client hop as ended by the peer") {
 		t.Errorf("want forged on the proxy's word: %+v", r)
 	}
 }
@@ -158,7 +158,7 @@ func TestAttributeProxyDeniesReset(t *testing.T) {
 // TestAttributeUpstreamNotCaptured: the capture saw the client hop (on lo)
 // but not the upstream (another interface); the proxy's record fills in.
 func TestAttributeUpstreamNotCaptured(t *testing.T) {
-	ev := &Evidence{Topology: proxyTopology, HopConns: proxyHops("RST", "proxy", "RST", "server", 60*time.Second+time.Millisecond),
+	ev := &Evidence{Topology: proxyTopology, HopConns: proxyHops(session.EndingRST, session.ClosedBySelf, session.EndingRST, session.ClosedByPeer, 60*time.Second+time.Millisecond),
 		Flows:  proxyResetFlow(t),
 		Errors: []session.ErrorRecord{clientError("ECONNRESET", 60*time.Second+3*time.Millisecond)}}
 	rs := Attribute(ev)
@@ -200,7 +200,7 @@ func TestAttributePortReuse(t *testing.T) {
 func TestAttributeInjectedByAddress(t *testing.T) {
 	ev := &Evidence{Topology: proxyTopology, Flows: proxyResetFlow(t),
 		Faults: []session.FaultEvent{{Time: t0.Add(60 * time.Second), Proxy: "p1", ConnID: "p1-9", Hop: session.HopClient,
-			Fault: "reset", Kind: "reset", Action: "rst", LocalAddr: aProxy, RemoteAddr: aClient}}}
+			FaultName: "reset", FaultKind: "reset", Action: "rst", Ending: session.EndingRST, LocalAddr: aProxy, RemoteAddr: aClient}}}
 	r := Attribute(ev)[0]
 	if !r.Injected || r.SenderRole != session.RoleProxy || r.SenderName != "p1" || r.Hop != session.HopClient {
 		t.Errorf("reset %+v, want injected by p1 on hop client", r)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/google/gopacket"
@@ -60,6 +61,9 @@ func ReadFile(path string, ports []int) (*FileResult, error) {
 	res, err := ReadPackets(f, ports)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range res.Flows {
+		res.Flows[i].Capture = FileCaptureID(path)
 	}
 	return res, nil
 }
@@ -164,6 +168,20 @@ func ReadPackets(r io.Reader, ports []int) (*FileResult, error) {
 	tr.close()
 	res.Packets, res.Resets = tr.packets, tr.resets
 	return res, nil
+}
+
+// FileCaptureID is the capture ID of the flows read from a pcap file:
+// "file:<base name>".
+func FileCaptureID(path string) string { return "file:" + filepath.Base(path) }
+
+// LiveCaptureID is the capture ID of a live capture on iface of this host:
+// "<host name>/<iface>".
+func LiveCaptureID(iface string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return host + "/" + iface
 }
 
 // maxPacket bounds the bytes of one packet a file may claim (loopback with

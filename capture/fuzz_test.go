@@ -45,7 +45,7 @@ func FuzzReadPackets(f *testing.F) {
 		}
 		var rsts uint64
 		for _, fl := range res.Flows {
-			rsts += uint64(len(fl.Resets) + fl.ResetsOmitted)
+			rsts += uint64(len(fl.RSTs) + fl.RSTsOmitted)
 			if fl.Last.Before(fl.First) && !fl.Last.IsZero() {
 				// Out-of-order timestamps in a file are possible; they must
 				// not break the summary, only reorder it.
@@ -60,7 +60,7 @@ func FuzzReadPackets(f *testing.F) {
 			t.Fatalf("%d resets attributed for %d RST packets", len(rs), rsts)
 		}
 		for _, r := range rs {
-			if r.ID == "" || r.Time.Before(time.Time{}) || r.Sender == "" {
+			if r.ID == "" || r.Time.Before(time.Time{}) || r.SenderAddr == "" {
 				t.Fatalf("bad reset %+v", r)
 			}
 		}

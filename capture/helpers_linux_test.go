@@ -77,7 +77,7 @@ func (l *lab) start(ports ...int) {
 
 // topology records an endpoint.
 func (l *lab) topology(role, name, side, addr string) {
-	l.w.Put(session.Endpoint{Role: role, Name: name, Side: side, Addr: addr})
+	l.w.Put(session.Endpoint{Role: role, Name: name, Hop: side, Addr: addr})
 }
 
 // finish stops the capture, closes the session file and attributes it.
@@ -98,7 +98,7 @@ func (l *lab) finish() *Result {
 	}
 	for _, r := range res.Resets {
 		l.t.Logf("reset %s %s→%s hop=%s reason=%s forged=%v injected=%v conf=%s evidence=%q chain=%q",
-			r.SenderRole, r.Sender, r.Receiver, r.Hop, r.Reason, r.Forged, r.Injected, r.Confidence, r.Evidence, r.Chain)
+			r.SenderRole, r.SenderAddr, r.ReceiverAddr, r.Hop, r.Reason, r.Forged, r.Injected, r.Confidence, r.Evidence, r.Chain)
 	}
 	return res
 }
@@ -156,7 +156,7 @@ func (r *relay) serve(client *net.TCPConn) {
 	now := time.Now()
 	p := &relayPair{r: r, id: id, client: client, done: make(chan struct{})}
 	p.clientHop = session.HopConn{Proxy: r.name, ConnID: id, Hop: session.HopClient,
-		LocalAddr: client.LocalAddr().String(), RemoteAddr: client.RemoteAddr().String(), Open: now}
+		LocalAddr: client.LocalAddr().String(), RemoteAddr: client.RemoteAddr().String(), Opened: now}
 	r.w.Put(p.clientHop)
 	up, err := net.DialTimeout("tcp4", r.upstream, looptest.Deadline)
 	if err != nil {
@@ -165,7 +165,7 @@ func (r *relay) serve(client *net.TCPConn) {
 	}
 	p.up = up.(*net.TCPConn)
 	p.upHop = session.HopConn{Proxy: r.name, ConnID: id, Hop: session.HopUpstream,
-		LocalAddr: up.LocalAddr().String(), RemoteAddr: up.RemoteAddr().String(), Open: time.Now()}
+		LocalAddr: up.LocalAddr().String(), RemoteAddr: up.RemoteAddr().String(), Opened: time.Now()}
 	r.w.Put(p.upHop)
 	go func() {
 		// client → upstream
@@ -184,15 +184,15 @@ func (r *relay) serve(client *net.TCPConn) {
 		now := time.Now()
 		if errclass.Classify(err) == errclass.ECONNRESET {
 			// The server reset the upstream hop: reset the client hop.
-			p.upHop.Close, p.upHop.ClosedBy, p.upHop.How, p.upHop.Class = now, "server", "RST", errclass.ECONNRESET
+			p.upHop.Closed, p.upHop.ClosedBy, p.upHop.Ending, p.upHop.Class = now, session.ClosedByPeer, session.EndingRST, errclass.ECONNRESET
 			p.client.SetLinger(0)
 			p.client.Close()
-			p.clientHop.Close, p.clientHop.ClosedBy, p.clientHop.How = time.Now(), "proxy", "RST"
-			p.clientHop.UpstreamErrorAction = "reset"
+			p.clientHop.Closed, p.clientHop.ClosedBy, p.clientHop.Ending = time.Now(), session.ClosedBySelf, session.EndingRST
+			p.clientHop.OnUpstreamError = "reset"
 		} else {
-			p.upHop.Close, p.upHop.ClosedBy, p.upHop.How = now, "server", "FIN"
+			p.upHop.Closed, p.upHop.ClosedBy, p.upHop.Ending = now, session.ClosedByPeer, session.EndingFIN
 			p.client.Close()
-			p.clientHop.Close, p.clientHop.ClosedBy, p.clientHop.How = time.Now(), "proxy", "FIN"
+			p.clientHop.Closed, p.clientHop.ClosedBy, p.clientHop.Ending = time.Now(), session.ClosedBySelf, session.EndingFIN
 		}
 		p.up.Close()
 		r.w.Put(p.upHop)
@@ -225,15 +225,15 @@ func (p *relayPair) injectReset(hop string) {
 		target, other = p.up, p.client
 		h, o = &p.upHop, &p.clientHop
 	}
-	fe := session.FaultEvent{Time: now, Proxy: p.r.name, ConnID: p.id, Hop: hop, Fault: "reset", Kind: "reset", Action: "rst",
+	fe := session.FaultEvent{Time: now, Proxy: p.r.name, ConnID: p.id, Hop: hop, FaultName: "reset", FaultKind: "reset", Action: "rst", Ending: session.EndingRST,
 		LocalAddr: h.LocalAddr, RemoteAddr: h.RemoteAddr}
 	p.r.w.Put(fe)
-	h.Faults = append(h.Faults, session.FaultFiring{Fault: "reset", Kind: "reset", Action: "rst", Time: now})
+	h.Faults = append(h.Faults, session.FaultFiring{FaultName: "reset", FaultKind: "reset", Action: "rst", Ending: session.EndingRST, Time: now})
 	target.SetLinger(0)
 	target.Close()
-	h.Close, h.ClosedBy, h.How = time.Now(), "proxy", "RST"
+	h.Closed, h.ClosedBy, h.Ending = time.Now(), session.ClosedBySelf, session.EndingRST
 	other.Close()
-	o.Close, o.ClosedBy, o.How = time.Now(), "proxy", "FIN"
+	o.Closed, o.ClosedBy, o.Ending = time.Now(), session.ClosedBySelf, session.EndingFIN
 	p.r.w.Put(*h)
 	p.r.w.Put(*o)
 }

@@ -56,6 +56,7 @@ type Capture struct {
 	dec     *decoder
 	pkt     packet
 	tracker *tracker
+	id      string // the capture's ID in the session file
 
 	stopping atomic.Bool
 	stopOnce sync.Once
@@ -89,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Capture, error) {
 	}
 	c, err := start(ctx, cfg)
 	if err != nil && errors.Is(err, ErrNotPermitted) && cfg.Session != nil {
-		cfg.Session.PutMeta(session.MetaCapture, session.CaptureInfo{Iface: cfg.Iface, Ports: cfg.Ports, Disabled: err.Error()})
+		cfg.Session.Put(session.CaptureInfo{ID: LiveCaptureID(cfg.Iface), Iface: cfg.Iface, Ports: cfg.Ports, Disabled: err.Error()})
 	}
 	return c, err
 }
@@ -177,6 +178,7 @@ func start(ctx context.Context, cfg Config) (*Capture, error) {
 	}
 	_, _ = h.Stats()
 
+	c.id = LiveCaptureID(c.iface)
 	c.tracker = newTracker(cfg.Ports, c.flowDone)
 	now := time.Now()
 	c.stats = Stats{Iface: iface, Started: now}
@@ -400,10 +402,11 @@ func (c *Capture) publish(more func(*Stats)) {
 
 // flowDone receives each finished flow summary from the tracker.
 func (c *Capture) flowDone(f session.Flow) {
+	f.Capture = c.id
 	if c.cfg.Session != nil {
 		c.cfg.Session.Put(f)
 	}
-	if len(f.Resets) > 0 {
+	if len(f.RSTs) > 0 {
 		c.mu.Lock()
 		if len(c.resetFlows) < keptResetFlows {
 			c.resetFlows = append(c.resetFlows, f)
@@ -436,11 +439,12 @@ func (c *Capture) shutdown() {
 	})
 	if c.cfg.Session != nil {
 		s := c.Progress()
-		c.cfg.Session.PutMeta(session.MetaCapture, session.CaptureInfo{
-			Iface: c.iface, Ports: c.cfg.Ports, Out: c.cfg.Out,
+		host, _ := os.Hostname()
+		c.cfg.Session.Put(session.CaptureInfo{
+			ID: c.id, Host: host, Iface: c.iface, Ports: c.cfg.Ports, Pcap: c.cfg.Out,
 			Started: s.Started, Stopped: s.Stopped,
 			Packets: s.Packets, KernelPackets: s.KernelPackets, KernelDrops: s.KernelDrops,
-			Flows: int64(s.Flows), Resets: int64(s.Resets),
+			Flows: int64(s.Flows), RSTSegments: int64(s.Resets),
 		})
 	}
 }

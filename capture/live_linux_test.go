@@ -60,14 +60,14 @@ func TestServerAborts(t *testing.T) {
 		t.Fatalf("got %d resets, want 1: %+v", len(rs), res.Resets)
 	}
 	r := rs[0]
-	if r.SenderRole != session.RoleServer || r.Sender != srv.Addr() || r.ReceiverRole != session.RoleClient ||
-		r.Hop != session.HopDirect || r.Forged || r.Injected || r.Confidence != session.ConfidenceHigh {
+	if r.SenderRole != session.RoleServer || r.SenderAddr != srv.Addr() || r.ReceiverRole != session.RoleClient ||
+		r.Link != session.LinkDirect || r.Forged || r.Injected || r.Confidence != session.ConfidenceHigh {
 		t.Errorf("attribution = %+v, want server → client on hop direct, high confidence", r)
 	}
-	if r.Error == nil || r.Error.Class != "ECONNRESET" || r.Error.ConnID != "c0001" || !r.Root {
+	if r.Error == nil || r.Error.Class != "ECONNRESET" || r.Error.ClientID != "c0001" || !r.Root {
 		t.Errorf("error = %+v root=%v, want the client's ECONNRESET as root", r.Error, r.Root)
 	}
-	looptest.IdleAbout(t, "idle", r.Idle, idleBeforeAbort)
+	looptest.IdleAbout(t, "idle", r.Idle.D(), idleBeforeAbort)
 	want := "server " + srv.Addr() + " sent RST to client on hop direct after "
 	if !strings.HasPrefix(r.Chain, want) || !strings.HasSuffix(r.Chain, " idle → client saw ECONNRESET") {
 		t.Errorf("chain = %q, want %q... idle → client saw ECONNRESET", r.Chain, want)
@@ -94,8 +94,8 @@ func TestClientAborts(t *testing.T) {
 		t.Fatalf("got %d resets, want 1", len(res.Resets))
 	}
 	r := res.Resets[0]
-	if r.SenderRole != session.RoleClient || r.ReceiverRole != session.RoleServer || r.Receiver != srv.Addr() ||
-		r.Hop != session.HopDirect || r.Forged || r.Reason != session.ReasonAbort {
+	if r.SenderRole != session.RoleClient || r.ReceiverRole != session.RoleServer || r.ReceiverAddr != srv.Addr() ||
+		r.Link != session.LinkDirect || r.Forged || r.Reason != session.ReasonAbort {
 		t.Errorf("attribution = %+v, want client → server abort on hop direct", r)
 	}
 	if r.Error != nil {
@@ -154,7 +154,7 @@ func TestForgedReset(t *testing.T) {
 		t.Fatalf("got %d forged resets, want 1", len(forged))
 	}
 	r := forged[0]
-	if r.SenderRole != session.RoleMiddlebox || r.Sender != srv.Addr() || r.ReceiverRole != session.RoleClient || r.Hop != session.HopDirect {
+	if r.SenderRole != session.RoleMiddlebox || r.SenderAddr != srv.Addr() || r.ReceiverRole != session.RoleClient || r.Link != session.LinkDirect {
 		t.Errorf("attribution = %+v, want a middlebox in the server's name → client on hop direct", r)
 	}
 	if !strings.Contains(strings.Join(r.Evidence, "; "), "kept sending") {
@@ -166,7 +166,7 @@ func TestForgedReset(t *testing.T) {
 	if want := "a middlebox forged an RST as server " + srv.Addr() + " to client on hop direct"; !strings.HasPrefix(r.Chain, want) {
 		t.Errorf("chain = %q, want prefix %q", r.Chain, want)
 	}
-	looptest.IdleAbout(t, "idle", r.Idle, idleBeforeAbort)
+	looptest.IdleAbout(t, "idle", r.Idle.D(), idleBeforeAbort)
 	replies := only(res.Resets, func(r session.Reset) bool { return r.Reason == session.ReasonReply })
 	if len(replies) != 1 || replies[0].SenderRole != session.RoleClient || replies[0].Forged {
 		t.Errorf("want one reply RST from the client's stack, got %+v", replies)
@@ -208,19 +208,19 @@ func checkChainThroughProxy(t *testing.T, res *Result, srv *looptest.SSEServer, 
 		t.Fatalf("got %d resets, want 2 (upstream, then client hop)", len(rs))
 	}
 	up, ch := rs[0], rs[1]
-	if up.SenderRole != session.RoleServer || up.Sender != srv.Addr() || up.ReceiverRole != session.RoleProxy ||
+	if up.SenderRole != session.RoleServer || up.SenderAddr != srv.Addr() || up.ReceiverRole != session.RoleProxy ||
 		up.Hop != session.HopUpstream || up.Proxy != "p1" || up.Injected || up.Forged {
 		t.Errorf("upstream reset = %+v, want server → proxy p1 on hop upstream", up)
 	}
-	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.Sender != rl.addr() || ch.ReceiverRole != session.RoleClient ||
+	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.SenderAddr != rl.addr() || ch.ReceiverRole != session.RoleClient ||
 		ch.Hop != session.HopClient || ch.Injected || ch.Forged || ch.CausedBy != up.ID {
 		t.Errorf("client-hop reset = %+v, want proxy p1 → client on hop client, caused by %s", ch, up.ID)
 	}
-	if !up.Root || ch.Root || up.Error == nil || ch.Error == nil || up.Error.Class != "ECONNRESET" || up.Error.ConnID != "c0004" {
+	if !up.Root || ch.Root || up.Error == nil || ch.Error == nil || up.Error.Class != "ECONNRESET" || up.Error.ClientID != "c0004" {
 		t.Errorf("error/root: upstream %+v root=%v, client hop %+v root=%v", up.Error, up.Root, ch.Error, ch.Root)
 	}
-	looptest.IdleAbout(t, "upstream idle", up.Idle, idleBeforeAbort)
-	want := "server " + srv.Addr() + " sent RST to proxy on hop upstream after " + words(up.Idle) +
+	looptest.IdleAbout(t, "upstream idle", up.Idle.D(), idleBeforeAbort)
+	want := "server " + srv.Addr() + " sent RST to proxy on hop upstream after " + words(up.Idle.D()) +
 		" idle → proxy reset the client hop → client saw ECONNRESET"
 	if up.Chain != want || ch.Chain != want {
 		t.Errorf("chain = %q\n want %q", up.Chain, want)
@@ -249,10 +249,10 @@ func TestProxyResetsClientHop(t *testing.T) {
 	}
 	r := rs[0]
 	if r.SenderRole != session.RoleProxy || r.SenderName != "p1" || r.Hop != session.HopClient || r.ReceiverRole != session.RoleClient ||
-		!r.Injected || r.Fault != "reset" || r.Forged || r.ConnID != p.id {
+		!r.Injected || r.FaultName != "reset" || r.Forged || r.ConnID != p.id {
 		t.Errorf("attribution = %+v, want an injected reset of proxy p1 on hop client", r)
 	}
-	if r.Error == nil || r.Error.ConnID != "c0005" || !r.Root {
+	if r.Error == nil || r.Error.ClientID != "c0005" || !r.Root {
 		t.Errorf("error = %+v, want c0005's ECONNRESET", r.Error)
 	}
 	if want := `fault "reset" (reset) of proxy p1 sent RST from ` + rl.addr() + " to client on hop client after "; !strings.HasPrefix(r.Chain, want) ||
@@ -285,10 +285,10 @@ func TestProxyResetsUpstreamHop(t *testing.T) {
 	}
 	r := res.Resets[0]
 	if r.SenderRole != session.RoleProxy || r.SenderName != "p1" || r.Hop != session.HopUpstream || r.ReceiverRole != session.RoleServer ||
-		r.Receiver != srv.Addr() || !r.Injected || r.Forged {
+		r.ReceiverAddr != srv.Addr() || !r.Injected || r.Forged {
 		t.Errorf("attribution = %+v, want an injected reset of proxy p1 toward the server on hop upstream", r)
 	}
-	if r.Error == nil || r.Error.ConnID != "c0006" || r.Error.Class != "UNEXPECTED_EOF" || !r.Root {
+	if r.Error == nil || r.Error.ClientID != "c0006" || r.Error.Class != "UNEXPECTED_EOF" || !r.Root {
 		t.Errorf("error = %+v, want c0006's UNEXPECTED_EOF", r.Error)
 	}
 	if !strings.HasSuffix(r.Chain, "→ proxy closed the client hop with FIN → client saw UNEXPECTED_EOF") {

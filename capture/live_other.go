@@ -18,7 +18,7 @@ type Capture struct{}
 func Start(ctx context.Context, cfg Config) (*Capture, error) {
 	err := fmt.Errorf("%w on %s: live capture needs Linux (AF_PACKET); capture with tcpdump -w and run 'ssestress capture analyze'", ErrUnsupported, runtime.GOOS)
 	if cfg.Session != nil {
-		cfg.Session.PutMeta(session.MetaCapture, session.CaptureInfo{Iface: cfg.Iface, Ports: cfg.Ports, Disabled: err.Error()})
+		cfg.Session.Put(session.CaptureInfo{ID: LiveCaptureID(cfg.Iface), Iface: cfg.Iface, Ports: cfg.Ports, Disabled: err.Error()})
 	}
 	return nil, err
 }

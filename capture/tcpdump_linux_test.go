@@ -166,7 +166,7 @@ func sameAttribution(t *testing.T, name string, got, want []session.Reset) {
 	near := func(a, b time.Duration) bool { d := a - b; return d < timeTolerance && d > -timeTolerance }
 	for i := range want {
 		g, w := got[i], want[i]
-		if !near(g.Time.Sub(w.Time), 0) || !near(g.Age, w.Age) || !near(g.Idle, w.Idle) {
+		if !near(g.Time.Sub(w.Time), 0) || !near(g.Age.D(), w.Age.D()) || !near(g.Idle.D(), w.Idle.D()) {
 			t.Errorf("%s: reset %d time/age/idle %v/%v/%v, live %v/%v/%v", name, i, g.Time, g.Age, g.Idle, w.Time, w.Age, w.Idle)
 		}
 		if (g.CausedBy == "") != (w.CausedBy == "") || (g.CausedBy != "" && gi[g.CausedBy] != wi[w.CausedBy]) {

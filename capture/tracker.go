@@ -93,7 +93,7 @@ func (t *tracker) add(p *packet) {
 	k := keyOf(p.src, p.dst)
 	fs := t.flows[k]
 	if fs != nil && p.has(flagSYN) && !p.has(flagACK) && p.src == fs.client &&
-		(fs.ended || (fs.synSeen && fs.rec.FromClient.ISN != p.seq)) {
+		(fs.ended || (fs.synSeen && fs.rec.FromDialer.ISN != p.seq)) {
 		// The 4-tuple is reused by a new connection.
 		t.finish(k, fs)
 		fs = nil
@@ -137,21 +137,21 @@ func (t *tracker) newFlow(p *packet) *flowState {
 			fs.client, fs.server = p.dst, p.src
 		}
 	}
-	fs.rec.Client = fs.client.String()
-	fs.rec.Server = fs.server.String()
+	fs.rec.Dialer = fs.client.String()
+	fs.rec.Listener = fs.server.String()
 	fs.rec.First = p.ts
 	return fs
 }
 
 func (t *tracker) update(fs *flowState, p *packet) {
 	fromClient := p.src == fs.client
-	side, other := &fs.rec.FromClient, &fs.rec.FromServer
+	side, other := &fs.rec.FromDialer, &fs.rec.FromListener
 	st, otherSt := &fs.fromClient, &fs.fromServer
-	from := session.SideClient
+	from := session.FromDialer
 	if !fromClient {
 		side, other = other, side
 		st, otherSt = otherSt, st
-		from = session.SideServer
+		from = session.FromListener
 	}
 	fs.rec.Last = p.ts
 	side.Packets++
@@ -168,11 +168,11 @@ func (t *tracker) update(fs *flowState, p *packet) {
 			SenderFINBefore: !side.FIN.IsZero(),
 			PeerRSTBefore:   otherSt.rst,
 		}
-		if len(fs.rec.Resets) < session.MaxFlowResets {
-			fs.rec.Resets = append(fs.rec.Resets, r)
+		if len(fs.rec.RSTs) < session.MaxFlowRSTs {
+			fs.rec.RSTs = append(fs.rec.RSTs, r)
 			fs.awaitingSentAfter++
 		} else {
-			fs.rec.ResetsOmitted++
+			fs.rec.RSTsOmitted++
 		}
 		st.rst = true
 		fs.ended = true
@@ -182,8 +182,8 @@ func (t *tracker) update(fs *flowState, p *packet) {
 	// A non-RST packet: if this side "sent" an RST earlier, its socket was
 	// alive after all.
 	if fs.awaitingSentAfter > 0 {
-		for i := range fs.rec.Resets {
-			r := &fs.rec.Resets[i]
+		for i := range fs.rec.RSTs {
+			r := &fs.rec.RSTs[i]
 			if r.From == from && r.SenderSentAfter.IsZero() {
 				r.SenderSentAfter = p.ts
 				fs.awaitingSentAfter--
@@ -234,7 +234,7 @@ func (t *tracker) update(fs *flowState, p *packet) {
 	if p.has(flagACK) {
 		side.LastAck = p.ack
 	}
-	if !fs.rec.FromClient.FIN.IsZero() && !fs.rec.FromServer.FIN.IsZero() {
+	if !fs.rec.FromDialer.FIN.IsZero() && !fs.rec.FromListener.FIN.IsZero() {
 		fs.ended = true
 	}
 }

@@ -162,23 +162,23 @@ func TestTrackerFlowSummary(t *testing.T) {
 		t.Fatalf("%d flows", len(flows))
 	}
 	f := flows[0]
-	if f.Client != "127.0.0.1:50000" || f.Server != "127.0.0.1:8080" || f.Midstream {
-		t.Errorf("orientation %s → %s midstream=%v", f.Client, f.Server, f.Midstream)
+	if f.Dialer != "127.0.0.1:50000" || f.Listener != "127.0.0.1:8080" || f.Midstream {
+		t.Errorf("orientation %s → %s midstream=%v", f.Dialer, f.Listener, f.Midstream)
 	}
 	if !f.SYN.Equal(t0) || !f.SYNACK.Equal(t0.Add(100*time.Microsecond)) {
 		t.Errorf("SYN %v SYN-ACK %v", f.SYN, f.SYNACK)
 	}
-	if f.FromClient.Bytes != 80 || f.FromServer.Bytes != 200 || f.FromClient.ISN != 1000 || f.FromServer.ISN != 5000 {
-		t.Errorf("bytes/ISN: %+v / %+v", f.FromClient, f.FromServer)
+	if f.FromDialer.Bytes != 80 || f.FromListener.Bytes != 200 || f.FromDialer.ISN != 1000 || f.FromListener.ISN != 5000 {
+		t.Errorf("bytes/ISN: %+v / %+v", f.FromDialer, f.FromListener)
 	}
-	if f.FromServer.NextSeq != 5201 || !f.FromServer.LastData.Equal(t0.Add(2*time.Millisecond)) {
-		t.Errorf("server side %+v", f.FromServer)
+	if f.FromListener.NextSeq != 5201 || !f.FromListener.LastData.Equal(t0.Add(2*time.Millisecond)) {
+		t.Errorf("server side %+v", f.FromListener)
 	}
-	if len(f.Resets) != 1 {
-		t.Fatalf("%d resets", len(f.Resets))
+	if len(f.RSTs) != 1 {
+		t.Fatalf("%d resets", len(f.RSTs))
 	}
-	r := f.Resets[0]
-	if r.From != session.SideServer || !r.SeqKnown || !r.InSequence || r.PeerRSTBefore || r.SenderFINBefore || !r.SenderSentAfter.IsZero() {
+	r := f.RSTs[0]
+	if r.From != session.FromListener || !r.SeqKnown || !r.InSequence || r.PeerRSTBefore || r.SenderFINBefore || !r.SenderSentAfter.IsZero() {
 		t.Errorf("reset %+v", r)
 	}
 	if !r.SenderLastData.Equal(t0.Add(2 * time.Millisecond)) {
@@ -197,20 +197,20 @@ func TestTrackerReuseAndMidstream(t *testing.T) {
 		segs = append(segs, sg)
 	}
 	flows := track(t, nil, segs...)
-	if len(flows) != 2 || len(flows[0].Resets) != 1 || len(flows[1].Resets) != 0 || !flows[1].SYN.Equal(t0.Add(61*time.Second)) {
+	if len(flows) != 2 || len(flows[0].RSTs) != 1 || len(flows[1].RSTs) != 0 || !flows[1].SYN.Equal(t0.Add(61*time.Second)) {
 		t.Fatalf("want two flows, the first with the reset: %+v", flows)
 	}
 
 	// A capture that starts mid-stream orients the flow by the topology's
 	// port, whichever side speaks first.
 	mid := track(t, []int{8080}, seg{src: s, dst: c, flags: "PA", seq: 9, ack: 9, payload: 10})
-	if mid[0].Client != c || mid[0].Server != s || !mid[0].Midstream {
-		t.Errorf("midstream flow %s → %s (midstream %v), want %s → %s", mid[0].Client, mid[0].Server, mid[0].Midstream, c, s)
+	if mid[0].Dialer != c || mid[0].Listener != s || !mid[0].Midstream {
+		t.Errorf("midstream flow %s → %s (midstream %v), want %s → %s", mid[0].Dialer, mid[0].Listener, mid[0].Midstream, c, s)
 	}
 	// Without ports, the lower port is taken for the server.
 	mid = track(t, nil, seg{src: s, dst: c, flags: "A", seq: 9, ack: 9})
-	if mid[0].Server != s {
-		t.Errorf("midstream without ports: server %s, want %s", mid[0].Server, s)
+	if mid[0].Listener != s {
+		t.Errorf("midstream without ports: server %s, want %s", mid[0].Listener, s)
 	}
 }
 
@@ -250,7 +250,9 @@ func TestReadFileFormats(t *testing.T) {
 		if fr.Packets != uint64(len(segs)) || fr.Resets != 1 || len(fr.Flows) != 1 {
 			t.Fatalf("%s: %d packets, %d resets, %d flows", name, fr.Packets, fr.Resets, len(fr.Flows))
 		}
-		if a, b := jsonString(t, fr.Flows[0]), jsonString(t, want[0]); a != b {
+		w := want[0]
+		w.Capture = FileCaptureID(path)
+		if a, b := jsonString(t, fr.Flows[0]), jsonString(t, w); a != b {
 			t.Errorf("%s: flow differs\n got  %s\n want %s", name, a, b)
 		}
 	}

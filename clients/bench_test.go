@@ -114,13 +114,13 @@ func BenchmarkStreamThroughput(b *testing.B) {
 	b.ResetTimer()
 	go func() { defer close(done); s.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Minute)
-	for counters.Messages.Load() < int64(b.N) && time.Now().Before(deadline) {
+	for counters.Events.Load() < int64(b.N) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Microsecond)
 	}
 	b.StopTimer()
 	cancel()
 	<-done
-	b.ReportMetric(float64(counters.Messages.Load())/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(counters.Events.Load())/b.Elapsed().Seconds(), "events/s")
 }
 
 // BenchmarkHeldStreams opens heldStreams (2,000) streams to a server that
@@ -149,7 +149,7 @@ func BenchmarkHeldStreams(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range heldStreams {
-		s := NewStream(ConnID(i), "", u, opts)
+		s := NewStream(ClientID(i), "", u, opts)
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Run(ctx) }()
 	}

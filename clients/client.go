@@ -242,7 +242,7 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 	o := s.opts
 	a := &attempt{s: s}
 	a.rec = session.ConnRecord{
-		ConnID: s.ID, Attempt: s.attempt, Scenario: o.Scenario, Group: s.Group,
+		ClientID: s.ID, Attempt: s.attempt, Scenario: o.Scenario, Group: s.Group,
 		URL: s.url.Redacted(), Start: time.Now(),
 	}
 	s.put(a.rec)
@@ -350,8 +350,8 @@ func (a *attempt) frame(f *sse.Frame) error {
 		a.batch.events++
 		if a.rec.FirstEvent.IsZero() {
 			a.rec.FirstEvent = a.now
-		} else if gap := a.now.Sub(a.lastEvent); gap > a.rec.MaxGap {
-			a.rec.MaxGap = gap
+		} else if gap := a.now.Sub(a.lastEvent); gap > a.rec.MaxGap.D() {
+			a.rec.MaxGap = session.Seconds(gap)
 		}
 		a.lastEvent = a.now
 	case sse.KindComment:
@@ -359,7 +359,7 @@ func (a *attempt) frame(f *sse.Frame) error {
 		a.batch.comments++
 	case sse.KindRetry:
 		a.s.retry, a.s.retrySet = f.Retry, true
-		a.rec.Retry = f.Retry
+		a.rec.Retry = session.Seconds(f.Retry)
 	}
 	if fn := a.s.opts.OnFrame; fn != nil {
 		fn(a.s, f, a.now)
@@ -372,7 +372,7 @@ func (a *attempt) frame(f *sse.Frame) error {
 func (a *attempt) flush() {
 	if c := a.s.opts.Counters; c != nil {
 		if a.batch.events > 0 {
-			c.Messages.Add(a.batch.events)
+			c.Events.Add(a.batch.events)
 		}
 		if a.batch.comments > 0 {
 			c.Comments.Add(a.batch.comments)
@@ -393,7 +393,7 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	a.rec.End = now
 	a.rec.LastEventID = s.parser.LastEventID()
 	if ctx.Err() != nil {
-		a.rec.ClosedBy = "client"
+		a.rec.ClosedBy = session.ClosedBySelf
 		s.put(a.rec)
 		return nil
 	}
@@ -407,9 +407,9 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	}
 	a.rec.EndClass = class
 	a.rec.EndMessage = msg
-	a.rec.ClosedBy = "server"
+	a.rec.ClosedBy = session.ClosedByPeer
 	if errors.Is(err, sse.ErrLineTooLong) || errors.Is(err, sse.ErrEventTooLong) {
-		a.rec.ClosedBy = "client"
+		a.rec.ClosedBy = session.ClosedBySelf
 	}
 	s.put(a.rec)
 	since := a.rec.Start
@@ -419,10 +419,10 @@ func (a *attempt) end(ctx context.Context, err error) error {
 		since = a.rec.Connected
 	}
 	er := session.ErrorRecord{
-		Time: now, Source: "client", ConnID: s.ID, Attempt: s.attempt,
+		Time: now, Source: session.SourceClient, ClientID: s.ID, Attempt: s.attempt,
 		Scenario: o.Scenario, Group: s.Group, Class: class, Message: msg,
 		LocalAddr: a.rec.LocalAddr, RemoteAddr: a.rec.RemoteAddr,
-		Age: now.Sub(a.rec.Start), SinceLast: now.Sub(since),
+		Age: session.Seconds(now.Sub(a.rec.Start)), Idle: session.Seconds(now.Sub(since)),
 		Events: a.rec.Events, LastEventID: a.rec.LastEventID,
 	}
 	if o.Recorder != nil {
@@ -443,15 +443,20 @@ func (s *Stream) put(rec session.ConnRecord) {
 	}
 }
 
+// DefaultKeepalive is the TCP keepalive idle period of the clients'
+// sockets: Go's default for a zero net.Dialer. It is recorded in the
+// session file (RunInfo.Keepalive).
+const DefaultKeepalive = 15 * time.Second
+
 // Counters are a run's running totals, shared by every stream and read by
 // the monitor. The fields are updated atomically.
 type Counters struct {
-	Streams    atomic.Int64 // logical connections started (conn ids)
+	Streams    atomic.Int64 // generated clients started (client ids)
 	Attempts   atomic.Int64 // connection attempts, first connects and reconnects
 	Reconnects atomic.Int64
 	Active     atomic.Int64 // attempts with a valid event-stream response, still open
 	ActiveMax  atomic.Int64
-	Messages   atomic.Int64 // events dispatched
+	Events     atomic.Int64 // events dispatched
 	Comments   atomic.Int64 // comments (heartbeats)
 
 	mu     sync.Mutex

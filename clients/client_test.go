@@ -234,11 +234,11 @@ func TestFailureClasses(t *testing.T) {
 			if e.LocalAddr != serverRemote || e.RemoteAddr != serverLocal {
 				t.Errorf("4-tuple %s → %s, server saw %s → %s", e.LocalAddr, e.RemoteAddr, serverRemote, serverLocal)
 			}
-			if e.ConnID != "c0000" || e.Attempt != 0 || e.Events != tc.events || e.Source != "client" {
+			if e.ClientID != "c0000" || e.Attempt != 0 || e.Events != tc.events || e.Source != "client" {
 				t.Errorf("error record %+v", e)
 			}
-			if e.Age <= 0 || e.SinceLast < 0 || e.SinceLast > e.Age {
-				t.Errorf("age %v, since last byte %v", e.Age, e.SinceLast)
+			if e.Age <= 0 || e.Idle < 0 || e.Idle > e.Age {
+				t.Errorf("age %v, since last byte %v", e.Age, e.Idle)
 			}
 			if tc.events > 0 && e.LastEventID != "1" {
 				t.Errorf("last event id %q, want 1", e.LastEventID)

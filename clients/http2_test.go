@@ -87,10 +87,10 @@ func TestHTTP2StreamsShareOneConnection(t *testing.T) {
 			tuples := map[string]bool{}
 			for _, r := range records {
 				if r.Events == 0 || r.Status != 200 {
-					t.Errorf("%s: %d events, status %d", r.ConnID, r.Events, r.Status)
+					t.Errorf("%s: %d events, status %d", r.ClientID, r.Events, r.Status)
 				}
 				if r.Connected.IsZero() || r.LocalAddr == "" {
-					t.Errorf("%s: no connection info: %+v", r.ConnID, r)
+					t.Errorf("%s: no connection info: %+v", r.ClientID, r)
 				}
 				tuples[r.LocalAddr+" "+r.RemoteAddr] = true
 			}
@@ -190,7 +190,7 @@ func TestHTTP2StreamReset(t *testing.T) {
 	if e.RemoteAddr != serverAddr || e.LocalAddr == "" {
 		t.Errorf("4-tuple %s → %s, server %s", e.LocalAddr, e.RemoteAddr, serverAddr)
 	}
-	if len(conns) != 2 || conns[0].EndClass != e.Class || conns[0].ClosedBy != "server" {
+	if len(conns) != 2 || conns[0].EndClass != e.Class || conns[0].ClosedBy != session.ClosedByPeer {
 		t.Fatalf("conn records %+v", conns)
 	}
 	// A stream reset leaves the connection up: the reconnect reuses it.
@@ -223,7 +223,7 @@ func TestHTTP2GoAway(t *testing.T) {
 	var runs sync.WaitGroup
 	for i := range streams {
 		u, _ := StreamURL(srv.URL, "", []string{"AAPL"})
-		s := NewStream(ConnID(i), "AAPL", u, opts)
+		s := NewStream(ClientID(i), "AAPL", u, opts)
 		runs.Add(1)
 		go func() { defer runs.Done(); s.Run(ctx) }()
 	}

@@ -31,13 +31,13 @@ type Monitor struct {
 	// are read into every sample (ssestress run --server-pid).
 	ServerPID int
 
-	mu        sync.Mutex
-	peakRSS   uint64
-	maxLag    time.Duration
-	last      session.Sample
-	lastLine  time.Time
-	lastMsgs  int64
-	statusLen int
+	mu         sync.Mutex
+	peakRSS    uint64
+	maxLag     time.Duration
+	last       session.Sample
+	lastLine   time.Time
+	lastEvents int64
+	statusLen  int
 }
 
 // DefaultMonitorInterval is used when Monitor.Interval is not set.
@@ -103,13 +103,13 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := session.Sample{
-		Time: now, Uptime: now.Sub(m.Start), HeapAlloc: ms.HeapAlloc,
-		Goroutines: runtime.NumGoroutine(), TimerLag: lag,
+		Time: now, Uptime: session.Seconds(now.Sub(m.Start)), HeapAlloc: ms.HeapAlloc,
+		Goroutines: runtime.NumGoroutine(), TimerLag: session.Seconds(lag),
 	}
 	if c := m.Counters; c != nil {
 		s.Active = c.Active.Load()
-		s.Opened = c.Attempts.Load()
-		s.Messages = c.Messages.Load()
+		s.Attempts = c.Attempts.Load()
+		s.Events = c.Events.Load()
 		s.Comments = c.Comments.Load()
 		s.Reconnects = c.Reconnects.Load()
 		if errs := c.Errors(); len(errs) > 0 {
@@ -128,7 +128,7 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 		}
 	}
 	if cpu, err := procstat.SelfCPU(); err == nil {
-		s.CPUUser, s.CPUSystem = cpu.User, cpu.System
+		s.CPUUser, s.CPUSystem = session.Seconds(cpu.User), session.Seconds(cpu.System)
 	}
 	peak := ms.Sys
 	if ps, err := procstat.Self(); err == nil {
@@ -183,12 +183,12 @@ func (m *Monitor) status(s session.Sample, final bool) {
 	rate := 0.0
 	if !m.lastLine.IsZero() && !final {
 		if d := s.Time.Sub(m.lastLine).Seconds(); d > 0 {
-			rate = float64(s.Messages-m.lastMsgs) / d
+			rate = float64(s.Events-m.lastEvents) / d
 		}
 	} else if d := s.Uptime.Seconds(); d > 0 {
-		rate = float64(s.Messages) / d
+		rate = float64(s.Events) / d
 	}
-	m.lastLine, m.lastMsgs = s.Time, s.Messages
+	m.lastLine, m.lastEvents = s.Time, s.Events
 	line := StatusLine(s, rate)
 	switch {
 	case m.Terminal:
@@ -207,18 +207,18 @@ func (m *Monitor) status(s session.Sample, final bool) {
 	}
 }
 
-// StatusLine formats a sample as one line; rate is messages per second.
+// StatusLine formats a sample as one line; rate is events per second.
 func StatusLine(s session.Sample, rate float64) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%s] active %d  attempts %d  reconnects %d  messages %d (%.0f/s)  errors %d",
-		s.Uptime.Round(time.Second), s.Active, s.Opened, s.Reconnects, s.Messages, rate, sum(s.Errors))
+	fmt.Fprintf(&b, "[%s] active %d  attempts %d  reconnects %d  events %d (%.0f/s)  errors %d",
+		s.Uptime.D().Round(time.Second), s.Active, s.Attempts, s.Reconnects, s.Events, rate, sum(s.Errors))
 	if len(s.Errors) > 0 {
 		b.WriteString(" (")
 		b.WriteString(FormatErrors(s.Errors))
 		b.WriteString(")")
 	}
 	fmt.Fprintf(&b, "  rss %s  heap %s  goroutines %d  fds %d  lag %s",
-		Bytes(s.RSS), Bytes(s.HeapAlloc), s.Goroutines, s.FDs, s.TimerLag.Round(10*time.Microsecond))
+		Bytes(s.RSS), Bytes(s.HeapAlloc), s.Goroutines, s.FDs, s.TimerLag.D().Round(10*time.Microsecond))
 	if s.ServerPID > 0 {
 		fmt.Fprintf(&b, "  server rss %s  fds %d", Bytes(s.ServerRSS), s.ServerFDs)
 	}

@@ -21,7 +21,7 @@ func TestMonitorSamples(t *testing.T) {
 	w, path := newRecorder(t)
 	counters := &Counters{}
 	counters.open()
-	counters.Messages.Add(1234)
+	counters.Events.Add(1234)
 	counters.addError("ECONNRESET")
 	var out bytes.Buffer
 	m := &Monitor{Interval: 100 * time.Millisecond, Counters: counters, Recorder: w, Out: &out}
@@ -48,13 +48,13 @@ func TestMonitorSamples(t *testing.T) {
 		t.Fatalf("%d samples and %d lines in 550ms at 100ms:\n%s", len(samples), len(lines), out.String())
 	}
 	for i, s := range samples {
-		if s.Active != 1 || s.Messages != 1234 || s.Errors["ECONNRESET"] != 1 || s.Goroutines < 1 || s.HeapAlloc == 0 {
+		if s.Active != 1 || s.Events != 1234 || s.Errors["ECONNRESET"] != 1 || s.Goroutines < 1 || s.HeapAlloc == 0 {
 			t.Fatalf("sample %d: %+v", i, s)
 		}
 		if runtime.GOOS == "linux" && (s.RSS == 0 || s.FDs < 3) {
 			t.Fatalf("sample %d without process figures: %+v", i, s)
 		}
-		if s.TimerLag < 0 || s.TimerLag > 5*time.Second {
+		if s.TimerLag < 0 || s.TimerLag.D() > 5*time.Second {
 			t.Fatalf("sample %d: timer lag %v", i, s.TimerLag)
 		}
 		if i > 0 && s.Uptime <= samples[i-1].Uptime {
@@ -108,7 +108,7 @@ func TestMonitorSampleCPU(t *testing.T) {
 		for range 100_000 {
 			x = x*6364136223846793005 + 1
 		}
-		if s := m.Sample(0); s.CPUUser+s.CPUSystem >= first.CPUUser+first.CPUSystem+20*time.Millisecond {
+		if s := m.Sample(0); (s.CPUUser + s.CPUSystem).D() >= (first.CPUUser+first.CPUSystem).D()+20*time.Millisecond {
 			if s.CPUUser < first.CPUUser || s.CPUSystem < first.CPUSystem {
 				t.Fatalf("CPU times went back: %v/%v then %v/%v", first.CPUUser, first.CPUSystem, s.CPUUser, s.CPUSystem)
 			}

@@ -133,8 +133,8 @@ type Result struct {
 	AllFailed bool
 }
 
-// ConnID names the n-th connection of a run.
-func ConnID(n int) string { return fmt.Sprintf("c%04d", n) }
+// ClientID names the n-th generated client of a run.
+func ClientID(n int) string { return fmt.Sprintf("c%04d", n) }
 
 // Run executes the plan for cfg.Duration: it opens and closes streams when
 // the schedule says, measured from the start so delays do not accumulate.
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg RunConfig) (Result, error) {
 	open := func(n int) {
 		ug := urls[n%len(urls)]
 		sctx, cancel := context.WithCancel(streamsCtx)
-		s := NewStream(ConnID(n), ug.group, ug.url, opts)
+		s := NewStream(ClientID(n), ug.group, ug.url, opts)
 		mu.Lock()
 		cancels[n] = cancel
 		mu.Unlock()

@@ -92,7 +92,7 @@ func checkAgainstPlan(t *testing.T, plan Plan, duration time.Duration, start tim
 	}
 	wants := map[string]*want{}
 	for _, a := range plan.Actions(duration) {
-		id := ConnID(a.Conn)
+		id := ClientID(a.Conn)
 		if a.Open {
 			wants[id] = &want{open: a.At, close: -1}
 		} else {
@@ -120,10 +120,10 @@ func checkAgainstPlan(t *testing.T, plan Plan, duration time.Duration, start tim
 	if plan.Connections > 1 && plan.Ramp.Min > 0 && plan.RampEnd() >= time.Second {
 		var first, last time.Time
 		for _, c := range conns {
-			switch c.ConnID {
-			case ConnID(0):
+			switch c.ClientID {
+			case ClientID(0):
 				first = c.Start
-			case ConnID(plan.Connections - 1):
+			case ClientID(plan.Connections - 1):
 				last = c.Start
 			}
 		}
@@ -139,32 +139,32 @@ func checkAgainstPlan(t *testing.T, plan Plan, duration time.Duration, start tim
 	}
 	closedByPlan := 0
 	for _, c := range conns {
-		w := wants[c.ConnID]
+		w := wants[c.ClientID]
 		if w == nil || c.Attempt != 0 {
-			t.Fatalf("record %s/%d is not in the plan (or a reconnect)", c.ConnID, c.Attempt)
+			t.Fatalf("record %s/%d is not in the plan (or a reconnect)", c.ClientID, c.Attempt)
 		}
 		if c.Events == 0 {
-			t.Errorf("%s received no events in %v", c.ConnID, c.End.Sub(c.Start))
+			t.Errorf("%s received no events in %v", c.ClientID, c.End.Sub(c.Start))
 		}
-		if c.EndClass != "" || c.ClosedBy != "client" || c.End.IsZero() {
-			t.Errorf("%s ended %q by %q at %v", c.ConnID, c.EndClass, c.ClosedBy, c.End)
+		if c.EndClass != "" || c.ClosedBy != session.ClosedBySelf || c.End.IsZero() {
+			t.Errorf("%s ended %q by %q at %v", c.ClientID, c.EndClass, c.ClosedBy, c.End)
 		}
 		if c.LocalAddr == "" || c.Status != 200 || c.FirstEvent.IsZero() || !strings.Contains(c.URL, "symbols="+c.Group) {
-			t.Errorf("%s: incomplete record %+v", c.ConnID, c)
+			t.Errorf("%s: incomplete record %+v", c.ClientID, c)
 		}
-		late(c.ConnID+" opened", c.Start, w.open)
+		late(c.ClientID+" opened", c.Start, w.open)
 		endAt := duration
 		if w.close >= 0 {
 			endAt = w.close
 			closedByPlan++
 		}
-		late(c.ConnID+" closed", c.End, endAt)
+		late(c.ClientID+" closed", c.End, endAt)
 	}
 	// Groups are assigned round-robin in connection order.
 	for _, c := range conns {
-		n := atoi(strings.TrimPrefix(c.ConnID, "c"))
+		n := atoi(strings.TrimPrefix(c.ClientID, "c"))
 		if want := strings.Join(DefaultGroups[n%len(DefaultGroups)], ","); c.Group != want {
-			t.Errorf("%s has group %s, want %s", c.ConnID, c.Group, want)
+			t.Errorf("%s has group %s, want %s", c.ClientID, c.Group, want)
 		}
 	}
 	t.Logf("%d connections opened, %d closed by the plan, all on schedule (at most %v late)", len(conns), closedByPlan, scheduleTolerance)
@@ -214,7 +214,7 @@ func TestRunInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		defer cancel()
-		for deadline := time.Now().Add(testTimeout); counters.Messages.Load() < 50 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(testTimeout); counters.Events.Load() < 50 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()

@@ -43,7 +43,8 @@ type ConnInfo struct {
 // socket, one goroutine and a few KiB (net/http's Transport keeps two
 // goroutines and larger buffers per connection).
 type HTTP1 struct {
-	// Dialer dials TCP; its zero value is fine.
+	// Dialer dials TCP; its zero value is fine (TCP keepalive every
+	// DefaultKeepalive).
 	Dialer net.Dialer
 	// Source, when set, gives each connection the next of its local
 	// addresses (Dialer.LocalAddr is then ignored).

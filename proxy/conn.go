@@ -337,9 +337,9 @@ func (h *hopConn) observe(err error) {
 	var how string
 	switch {
 	case errors.Is(err, io.EOF):
-		how = "FIN"
+		how = session.EndingFIN
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
-		how = "RST"
+		how = session.EndingRST
 	default:
 		return
 	}
@@ -353,7 +353,7 @@ func (h *hopConn) observe(err error) {
 		}
 	}
 	h.mu.Unlock()
-	if first && how == "RST" {
+	if first && how == session.EndingRST {
 		h.p.countError(h.hop, class)
 	}
 	if first && h.p.events.has() {
@@ -424,7 +424,7 @@ func (h *hopConn) slowClose() (time.Duration, []*attachment) {
 
 func fireSlowClose(acting []*attachment, d time.Duration) {
 	for _, a := range acting {
-		a.fire("delay-close", "close delayed by "+d.String())
+		a.fire(session.ActionDelayClose, "close delayed by "+d.String())
 	}
 }
 
@@ -457,9 +457,9 @@ func (h *hopConn) close(action, by string, drain bool) error {
 	h.shut.Store(true)
 	if h.closedBy == "" {
 		h.closedBy, h.endAt = by, time.Now()
-		h.how = "FIN"
+		h.how = session.EndingFIN
 		if action == ActionRST {
-			h.how = "RST"
+			h.how = session.EndingRST
 		}
 	}
 	h.mu.Unlock()
@@ -544,16 +544,28 @@ func (h *hopConn) record() session.HopConn {
 		Proxy: h.p.name, ConnID: h.connID, Hop: h.hop, Request: h.request,
 		LocalAddr: h.local, RemoteAddr: h.remote,
 		Method: h.method, Path: h.path, Status: h.status,
-		Open: h.open, Close: h.endAt, ClosedBy: h.closedBy, How: h.how, Class: h.class,
+		Opened: h.open, Closed: h.endAt, ClosedBy: closedByOf(h.closedBy), Ending: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
-		UpstreamErrorAction: h.upErr,
-		Faults:              append([]session.FaultFiring(nil), h.fired...),
+		OnUpstreamError: h.upErr,
+		Faults:          append([]session.FaultFiring(nil), h.fired...),
 	}
 	if !h.finalized {
 		// Still open: the peer's end, if seen, is only provisional.
-		rec.Close, rec.ClosedBy, rec.How, rec.Class = time.Time{}, "", "", ""
+		rec.Closed, rec.ClosedBy, rec.Ending, rec.Class = time.Time{}, "", "", ""
 	}
 	return rec
+}
+
+// closedByOf turns the hop's closer ("proxy", or the peer's role) into the
+// schema's point of view: the proxy itself, or the peer.
+func closedByOf(by string) string {
+	switch by {
+	case "":
+		return ""
+	case "proxy":
+		return session.ClosedBySelf
+	}
+	return session.ClosedByPeer
 }
 
 // put writes the HopConn to the session file (open, then again at close).
@@ -574,7 +586,8 @@ func (h *hopConn) fire(f *Fault, dir, action, detail string) {
 func (h *hopConn) fireRequest(f *Fault, dir, action, detail string, request int) {
 	now := time.Now()
 	h.mu.Lock()
-	h.fired = append(h.fired, session.FaultFiring{Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Time: now})
+	h.fired = append(h.fired, session.FaultFiring{FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Action: action,
+		Ending: session.ActionEnding(action), Time: now})
 	if request == 0 {
 		request = h.request
 		if h.hop == session.HopClient {
@@ -590,8 +603,8 @@ func (h *hopConn) fireRequest(f *Fault, dir, action, detail string, request int)
 	}
 	h.p.faultFired(session.FaultEvent{
 		Time: now, Proxy: h.p.name, ConnID: h.connID, Request: request, Hop: h.hop,
-		Fault: f.Spec.Name, Kind: f.Spec.Kind, Direction: dir, Action: action, Detail: detail,
-		LocalAddr: h.local, RemoteAddr: h.remote,
+		FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Direction: dir, Action: action,
+		Ending: session.ActionEnding(action), Detail: detail, LocalAddr: h.local, RemoteAddr: h.remote,
 	})
 }
 

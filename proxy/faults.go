@@ -468,7 +468,7 @@ func (e *latencyEffect) shape(dir string, now time.Time, ps []piece) []piece {
 		return ps
 	}
 	if e.a.firstTime() {
-		e.a.fire("delay", "delay "+e.l.delay.String())
+		e.a.fire(session.ActionDelay, "delay "+e.l.delay.String())
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -519,7 +519,7 @@ func (e *bandwidthEffect) shape(dir string, now time.Time, ps []piece) []piece {
 		return ps
 	}
 	if e.a.firstTime() {
-		e.a.fire("throttle", fmt.Sprintf("%d bytes/s", e.rate))
+		e.a.fire(session.ActionThrottle, fmt.Sprintf("%d bytes/s", e.rate))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -588,7 +588,7 @@ func (e *slicerEffect) shape(dir string, now time.Time, ps []piece) []piece {
 		return ps
 	}
 	if e.a.firstTime() {
-		e.a.fire("slice", fmt.Sprintf("slices of %d±%d bytes, %s apart", e.s.size, e.s.variation, e.s.delay))
+		e.a.fire(session.ActionSlice, fmt.Sprintf("slices of %d±%d bytes, %s apart", e.s.size, e.s.variation, e.s.delay))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -737,7 +737,7 @@ func (t timeout) attach(a *attachment) any {
 		if t.timeout > 0 {
 			detail = "data stopped, close in " + t.timeout.String()
 		}
-		a.fire("blackhole", detail)
+		a.fire(session.ActionBlackhole, detail)
 	})
 	if t.timeout > 0 {
 		a.at(a.start.Add(t.timeout), func() {
@@ -1010,7 +1010,7 @@ func (e *dropEffect) unit(u *unit) {
 		u.drop = true
 		e.dropped.Add(1)
 		if e.a.firstTime() {
-			e.a.fire("drop", fmt.Sprintf("dropping every %d events", e.every))
+			e.a.fire(session.ActionDrop, fmt.Sprintf("dropping every %d events", e.every))
 		}
 	}
 }
@@ -1039,7 +1039,7 @@ func (e *delayEventsEffect) unit(u *unit) {
 		return
 	}
 	if e.a.firstTime() {
-		e.a.fire("delay", "events delayed by "+e.delay.String())
+		e.a.fire(session.ActionDelay, "events delayed by "+e.delay.String())
 	}
 	if at := u.arrival.Add(e.delay); at.After(u.at) {
 		u.at = at
@@ -1077,7 +1077,7 @@ func (e *stallEffect) unit(u *unit) {
 	}
 	if e.seen.Load() >= e.events && e.fired.CompareAndSwap(false, true) {
 		u.stall = true
-		e.a.fire("stall", fmt.Sprintf("stalled in the middle of event %d", e.seen.Load()+1))
+		e.a.fire(session.ActionStall, fmt.Sprintf("stalled in the middle of event %d", e.seen.Load()+1))
 	}
 }
 

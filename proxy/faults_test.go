@@ -74,22 +74,22 @@ func TestReset(t *testing.T) {
 				t.Errorf("only %d events before the reset", len(evs))
 			}
 			hops, faults := readSession(t, p, w, path)
-			if len(faults) != 1 || faults[0].Hop != hop || faults[0].Kind != "reset" || faults[0].Action != "rst" {
+			if len(faults) != 1 || faults[0].Hop != hop || faults[0].FaultKind != "reset" || faults[0].Action != "rst" {
 				t.Fatalf("fault events %+v, want one reset on hop %s", faults, hop)
 			}
 			hc := hopRecord(t, hops, hop)
-			if hc.ClosedBy != "proxy" || hc.How != "RST" || len(hc.Faults) != 1 || hc.Faults[0].Kind != "reset" {
-				t.Errorf("%s HopConn: closed by %q how %q faults %+v", hop, hc.ClosedBy, hc.How, hc.Faults)
+			if hc.ClosedBy != session.ClosedBySelf || hc.Ending != session.EndingRST || len(hc.Faults) != 1 || hc.Faults[0].FaultKind != "reset" {
+				t.Errorf("%s HopConn: closed by %q how %q faults %+v", hop, hc.ClosedBy, hc.Ending, hc.Faults)
 			}
 			client, upstream := hopRecord(t, hops, session.HopClient), hopRecord(t, hops, session.HopUpstream)
 			if client.ConnID != upstream.ConnID || client.ConnID != "p1-1" {
 				t.Errorf("conn ids %q and %q, want both p1-1", client.ConnID, upstream.ConnID)
 			}
 			if hop == session.HopUpstream {
-				if client.UpstreamErrorAction != UpstreamReset || len(client.Faults) != 0 {
-					t.Errorf("client HopConn: upstream error action %q, faults %+v", client.UpstreamErrorAction, client.Faults)
+				if client.OnUpstreamError != UpstreamReset || len(client.Faults) != 0 {
+					t.Errorf("client HopConn: upstream error action %q, faults %+v", client.OnUpstreamError, client.Faults)
 				}
-			} else if upstream.UpstreamErrorAction != "" || len(upstream.Faults) != 0 {
+			} else if upstream.OnUpstreamError != "" || len(upstream.Faults) != 0 {
 				t.Errorf("upstream HopConn has %+v", upstream)
 			}
 			if client.EventsDown < 3 || upstream.EventsDown < client.EventsDown || client.BytesDown == 0 || upstream.BytesUp == 0 {
@@ -164,7 +164,7 @@ func TestIdleTimeout(t *testing.T) {
 				t.Fatalf("only %d heartbeats arrived before the close: the timeout fired while they flowed", len(g.comments))
 			}
 			_, faults := readSession(t, p, w, path)
-			if len(faults) != 1 || faults[0].Kind != "idle-timeout" || faults[0].Action != c.action {
+			if len(faults) != 1 || faults[0].FaultKind != "idle-timeout" || faults[0].Action != c.action {
 				t.Fatalf("fault events %+v", faults)
 			}
 			// The proxy fired within 50 ms of the bound (it measures the
@@ -219,7 +219,7 @@ func TestNATDrop(t *testing.T) {
 	}
 	within(t, "reset after the last event", end.at.Sub(evs[5].at), 400*time.Millisecond, tolLoose)
 	_, faults := readSession(t, p, w, path)
-	if len(faults) != 1 || faults[0].Kind != "nat-drop" || !strings.Contains(faults[0].Detail, "forgotten") {
+	if len(faults) != 1 || faults[0].FaultKind != "nat-drop" || !strings.Contains(faults[0].Detail, "forgotten") {
 		t.Fatalf("fault events %+v", faults)
 	}
 }
@@ -343,7 +343,7 @@ func TestDown(t *testing.T) {
 				}
 			}
 			_, faults := readSession(t, p, w, path)
-			if len(faults) < 1 || faults[0].Kind != "down" {
+			if len(faults) < 1 || faults[0].FaultKind != "down" {
 				t.Fatalf("fault events %+v", faults)
 			}
 		})
@@ -511,11 +511,11 @@ func TestOnUpstreamError(t *testing.T) {
 				want = UpstreamReset
 			}
 			client, upstream := hopRecord(t, hops, session.HopClient), hopRecord(t, hops, session.HopUpstream)
-			if client.UpstreamErrorAction != want {
-				t.Errorf("client HopConn upstream_error_action %q, want %q: %+v", client.UpstreamErrorAction, want, hops)
+			if client.OnUpstreamError != want {
+				t.Errorf("client HopConn upstream_error_action %q, want %q: %+v", client.OnUpstreamError, want, hops)
 			}
-			if upstream.ClosedBy != "server" || upstream.How != "RST" || upstream.Class != errclass.ECONNRESET {
-				t.Errorf("upstream HopConn closed by %q how %q class %q", upstream.ClosedBy, upstream.How, upstream.Class)
+			if upstream.ClosedBy != session.ClosedByPeer || upstream.Ending != session.EndingRST || upstream.Class != errclass.ECONNRESET {
+				t.Errorf("upstream HopConn closed by %q how %q class %q", upstream.ClosedBy, upstream.Ending, upstream.Class)
 			}
 		})
 	}

@@ -146,8 +146,8 @@ func (p *Proxy) updateRefuse() {
 	}
 	if changed && f != nil {
 		p.faultFired(session.FaultEvent{
-			Time: time.Now(), Proxy: p.name, Hop: session.HopClient, Fault: f.Spec.Name, Kind: f.Spec.Kind,
-			Action: ActionRefuse, Detail: "listener " + p.Addr() + " closed: new connections are refused",
+			Time: time.Now(), Proxy: p.name, Hop: session.HopClient, FaultName: f.Spec.Name, FaultKind: f.Spec.Kind,
+			Action: ActionRefuse, Ending: session.EndingRefused, Detail: "listener " + p.Addr() + " closed: new connections are refused",
 			LocalAddr: p.Addr(),
 		})
 	}

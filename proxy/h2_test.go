@@ -177,15 +177,15 @@ func TestH2Faults(t *testing.T) {
 				t.Errorf("reset after %d events, want %d", len(g.events), c.minEvents)
 			}
 			hops, faults := readSession(t, p, w, path)
-			if len(faults) == 0 || faults[0].Kind != c.kind || faults[0].Action != c.action || faults[0].Hop != session.HopClient {
+			if len(faults) == 0 || faults[0].FaultKind != c.kind || faults[0].Action != c.action || faults[0].Hop != session.HopClient {
 				t.Fatalf("fault events %+v", faults)
 			}
 			client := hopRecord(t, hops, session.HopClient)
-			if len(client.Faults) == 0 || client.Faults[0].Kind != c.kind {
+			if len(client.Faults) == 0 || client.Faults[0].FaultKind != c.kind {
 				t.Errorf("client HopConn faults %+v", client.Faults)
 			}
-			if c.kind == "h2-goaway" && (client.ClosedBy != "proxy" || client.How != "FIN") {
-				t.Errorf("after GOAWAY the client hop was closed by %q how %q", client.ClosedBy, client.How)
+			if c.kind == "h2-goaway" && (client.ClosedBy != session.ClosedBySelf || client.Ending != session.EndingFIN) {
+				t.Errorf("after GOAWAY the client hop was closed by %q how %q", client.ClosedBy, client.Ending)
 			}
 			t.Logf("%s: %s", faults[0].Action, faults[0].Detail)
 		})
@@ -245,7 +245,7 @@ func TestH2FaultsOnHTTP1(t *testing.T) {
 		if f.Action != ActionNone || !strings.Contains(f.Detail, "HTTP/1.1") || !strings.Contains(f.Detail, "acts on HTTP/2 clients only") {
 			t.Errorf("firing %+v", f)
 		}
-		kinds[f.Kind] = true
+		kinds[f.FaultKind] = true
 	}
 	if len(faults) != 2 || !kinds["h2-rst-stream"] || !kinds["h2-goaway"] {
 		t.Fatalf("fault events %+v", faults)

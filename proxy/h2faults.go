@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // The HTTP/2 faults: what a CDN or an HTTP/2 load balancer does instead
@@ -23,11 +24,11 @@ import (
 
 // Actions of the HTTP/2 faults.
 const (
-	ActionRSTStream = "rst-stream"
-	ActionGoAway    = "goaway"
+	ActionRSTStream = session.ActionRSTStream
+	ActionGoAway    = session.ActionGoAway
 	// ActionNone records a fault that could not act (an HTTP/2 fault on
-	// an HTTP/1.1 client); the report does not blame errors on it.
-	ActionNone = "none"
+	// an HTTP/1.1 client): its firing ends nothing.
+	ActionNone = session.ActionNone
 )
 
 // parseH2Code reads an HTTP/2 error code: its RFC 9113 name (any case,

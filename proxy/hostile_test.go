@@ -180,7 +180,7 @@ func TestHostileUpstream(t *testing.T) {
 			t.Fatalf("client read %d bytes, status %d, then %v", n, status, err)
 		}
 		hops, _ := readSession(t, p, w, path)
-		if up := hopRecord(t, hops, session.HopUpstream); up.Class != errclass.LineTooLong || up.ClosedBy != "proxy" ||
+		if up := hopRecord(t, hops, session.HopUpstream); up.Class != errclass.LineTooLong || up.ClosedBy != session.ClosedBySelf ||
 			up.BytesDown < 1<<20 || up.BytesDown > 2<<20 {
 			t.Fatalf("upstream hop %+v", up)
 		}
@@ -301,7 +301,7 @@ func TestHostileUpstream(t *testing.T) {
 		}
 		within(t, "504 after", g.endAt.Sub(g.start), 300*time.Millisecond, tolLoose)
 		hops, _ := readSession(t, p, w, path)
-		if up := hopRecord(t, hops, session.HopUpstream); up.Class != errclass.ETIMEDOUT || up.ClosedBy != "proxy" {
+		if up := hopRecord(t, hops, session.HopUpstream); up.Class != errclass.ETIMEDOUT || up.ClosedBy != session.ClosedBySelf {
 			t.Fatalf("upstream hop %+v", up)
 		}
 	})

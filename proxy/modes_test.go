@@ -256,7 +256,7 @@ func TestPresets(t *testing.T) {
 		}
 		within(t, "keep-alive close after the response", time.Since(answered), 200*time.Millisecond, tolLoose)
 		_, faults := readSession(t, p, w, path)
-		if len(faults) != 1 || faults[0].Fault != "preset:node-keepalive/idle-timeout" || faults[0].Hop != session.HopClient {
+		if len(faults) != 1 || faults[0].FaultName != "preset:node-keepalive/idle-timeout" || faults[0].Hop != session.HopClient {
 			t.Fatalf("faults %+v", faults)
 		}
 	})
@@ -291,8 +291,8 @@ func TestKeepAliveRequests(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("hop conns %q, want %q", strings.Join(got, " "), want)
 	}
-	if hops[0].ClosedBy != "client" || hops[0].How != "FIN" {
-		t.Errorf("client hop closed by %q how %q, want client FIN", hops[0].ClosedBy, hops[0].How)
+	if hops[0].ClosedBy != session.ClosedByPeer || hops[0].Ending != session.EndingFIN {
+		t.Errorf("client hop closed by %q how %q, want client FIN", hops[0].ClosedBy, hops[0].Ending)
 	}
 }
 
@@ -328,7 +328,7 @@ func TestRecording(t *testing.T) {
 			events++
 		}
 	}
-	if events != 5 || s.Status != 200 || s.ConnID != "rec-1" || s.How != "RST" {
+	if events != 5 || s.Status != 200 || s.ConnID != "rec-1" || s.Ending != session.EndingRST {
 		t.Fatalf("recorded stream %+v with %d events", s.RecStream, events)
 	}
 }

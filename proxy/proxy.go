@@ -70,6 +70,11 @@ const DefaultName = "proxy"
 // upstream's response headers when Config.UpstreamHeaderTimeout is zero.
 const DefaultUpstreamHeaderTimeout = 30 * time.Second
 
+// DefaultKeepalive is the proxy's TCP keepalive idle period when
+// Config.Keepalive is zero: Go's own default for dialed and accepted
+// sockets.
+const DefaultKeepalive = 15 * time.Second
+
 // Errors of Start.
 var (
 	// ErrAPINotLoopback: the control API would listen on a non-loopback
@@ -141,6 +146,12 @@ type Config struct {
 	MaxEventSize int64 `json:"max-event-size,omitempty"`
 	// DialTimeout bounds the upstream dial (default 10 s).
 	DialTimeout time.Duration `json:"-"`
+	// Keepalive is the TCP keepalive idle period (and probe interval) the
+	// proxy sets on both hops' sockets: zero means DefaultKeepalive,
+	// negative turns keepalive off. It is recorded in the session file
+	// (ProxyInfo) so that a peer's RST answering the proxy's own probe
+	// after a silence is never taken for a middlebox's idle timeout.
+	Keepalive time.Duration `json:"-"`
 	// TLSClientConfig is used toward an https upstream (e.g. RootCAs with
 	// a test server's certificate); nil: UpstreamCA/UpstreamInsecure, or
 	// the system roots. The upstream hop speaks HTTP/1.1.
@@ -159,6 +170,8 @@ type Proxy struct {
 	upstream        *url.URL
 	allow           []string
 	scale           float64
+	keepalive       time.Duration // 0: off
+	faultSpecs      []string
 	onUpstreamError string
 	session         *session.Writer
 	recorder        *recording.Recorder
@@ -228,6 +241,12 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if p.scale == 0 {
 		p.scale = 1
 	}
+	switch {
+	case cfg.Keepalive == 0:
+		p.keepalive = DefaultKeepalive
+	case cfg.Keepalive > 0:
+		p.keepalive = cfg.Keepalive
+	}
 	if p.scale < 0 || p.scale != p.scale {
 		return nil, fmt.Errorf("%w: time scale %v must be positive", ErrBadConfig, cfg.TimeScale)
 	}
@@ -286,12 +305,13 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 			return nil, err
 		}
 		p.faults = append(p.faults, f)
+		p.faultSpecs = append(p.faultSpecs, spec.Spec)
 	}
 	dialTimeout := cfg.DialTimeout
 	if dialTimeout <= 0 {
 		dialTimeout = 10 * time.Second
 	}
-	p.dialer = &net.Dialer{Timeout: dialTimeout}
+	p.dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepaliveSetting(p.keepalive)}
 	p.tr = &http.Transport{
 		Proxy:              nil,
 		DialContext:        p.dial,
@@ -305,7 +325,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		// fault with a timeout replaces it.
 	}
 
-	ln, err := net.Listen("tcp", listen)
+	lc := net.ListenConfig{KeepAlive: keepaliveSetting(p.keepalive)}
+	ln, err := lc.Listen(context.Background(), "tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
@@ -354,11 +375,11 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	go p.srv.Serve(p.ln)
 
 	if p.session != nil {
-		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Side: session.HopClient, Addr: p.Addr(), URL: p.URL()})
+		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Hop: session.HopClient, Addr: p.Addr(), URL: p.URL()})
 		if p.upstream != nil {
-			p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Side: session.HopUpstream,
-				Addr: hostPort(p.upstream), URL: p.upstream.String()})
+			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: p.upstream.String()})
 		}
+		p.session.Put(p.Info())
 	}
 	p.stopAfter = context.AfterFunc(ctx, func() { p.Close() })
 	return p, nil
@@ -525,10 +546,10 @@ func (p *Proxy) Summary() session.Summary {
 	}
 	sum := session.Summary{
 		Scenario: scenario, DurationS: d,
-		ConnectionsOpened: st.Conns, ActiveMax: st.ActiveMax, Messages: st.EventsDown, Errors: st.Errors,
+		ActiveMax: st.ActiveMax, Events: st.EventsDown, Errors: map[string]int64{},
 	}
 	if d > 0 {
-		sum.MessagesPerS = float64(st.EventsDown) / d
+		sum.EventsPerS = float64(st.EventsDown) / d
 	}
 	return sum
 }
@@ -571,8 +592,46 @@ func (p *Proxy) Close() error {
 		p.closeLive() // upstream sockets dialed during the shutdown
 		p.tr.CloseIdleConnections()
 		p.events.close()
+		if p.session != nil {
+			info := p.Info()
+			info.Stopped = time.Now()
+			p.session.Put(info)
+		}
 	})
 	return nil
+}
+
+// keepaliveSetting is a keepalive period as net.Dialer and net.ListenConfig
+// take it: negative for off.
+func keepaliveSetting(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
+// Info is the proxy's description and totals so far, as the session file's
+// proxies bucket keeps them.
+func (p *Proxy) Info() session.ProxyInfo {
+	st := p.Stats()
+	info := session.ProxyInfo{
+		Name: p.name, Listen: p.Addr(), Mode: session.ModeForward,
+		Keepalive: session.Seconds(p.keepalive), OnUpstreamError: p.onUpstreamError, TimeScale: p.scale,
+		Faults: p.faultSpecs, Started: p.started,
+		Connections: st.Conns, Requests: st.Streams, ActiveMax: st.ActiveMax, Events: st.EventsDown,
+		FaultsFired: st.FaultsFired,
+	}
+	if p.upstream != nil {
+		info.Mode, info.Upstream = session.ModeReverse, hostPort(p.upstream)
+	}
+	if len(st.Errors) > 0 {
+		info.Errors = make(map[string]int64, len(st.Errors))
+		for k, n := range st.Errors {
+			hop, class, _ := strings.Cut(k, ":")
+			info.Errors[hop+" "+class] += n
+		}
+	}
+	return info
 }
 
 func (p *Proxy) closeLive() {
@@ -653,10 +712,10 @@ func (p *Proxy) faultFired(ev session.FaultEvent) {
 		p.events.publish(ConnEvent{
 			Time: ev.Time, Type: "fault", Proxy: ev.Proxy, ConnID: ev.ConnID, Request: ev.Request, Hop: ev.Hop,
 			LocalAddr: ev.LocalAddr, RemoteAddr: ev.RemoteAddr,
-			Fault: ev.Fault, Kind: ev.Kind, Action: ev.Action, Detail: ev.Detail,
+			Fault: ev.FaultName, Kind: ev.FaultKind, Action: ev.Action, Detail: ev.Detail,
 		})
 	}
-	p.logf("%s %s: fault %s: %s %s", ev.ConnID, ev.Hop, ev.Fault, ev.Action, ev.Detail)
+	p.logf("%s %s: fault %s: %s %s", ev.ConnID, ev.Hop, ev.FaultName, ev.Action, ev.Detail)
 }
 
 // accepted turns a new client socket into a client hopConn and the
@@ -842,7 +901,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if f, code, timeout := p.responderFor(st.path); f != nil {
 		if timeout <= 0 {
-			client.fire(f, "", "status", fmt.Sprintf("answered %d instead of streaming", code))
+			client.fire(f, "", session.ActionStatus, fmt.Sprintf("answered %d instead of streaming", code))
 			writeStatus(w, code, f)
 			client.setStatus(code)
 			st.rec.Response(code, w.Header(), time.Now())
@@ -1025,7 +1084,7 @@ func (p *Proxy) roundTrip(req *http.Request, st *stream) (*http.Response, error)
 		if f := st.statusFault; f != nil {
 			cancel()
 			p.discard(done)
-			st.client.fire(f, "", "status", fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
+			st.client.fire(f, "", session.ActionStatus, fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
 			return statusResponse(req, st.statusCode, f), nil
 		}
 		err := &headerTimeoutError{limit}
@@ -1242,10 +1301,16 @@ func (st *stream) finish() {
 	if c := st.getClientClass(); c != "" && (class == "" || st.h2) {
 		class = c // on HTTP/2 the connection's end is not the stream's
 	}
-	if by == "" {
-		by, how = "proxy", "FIN"
+	endedBy := session.EndedByProxy
+	switch by {
+	case "":
+		how = session.EndingFIN
+	case "client":
+		endedBy = session.EndedByClient
+	case "server":
+		endedBy = session.EndedByUpstream
 	}
-	st.rec.End(by, how, class, time.Now())
+	st.rec.End(endedBy, how, class, time.Now())
 }
 
 // endState is who ended the hop so far, how, and the class seen.
@@ -1260,10 +1325,11 @@ func (h *hopConn) endState() (by, how, class string) {
 func (h *hopConn) fireAs(hop string, f *Fault, action, detail string) {
 	now := time.Now()
 	h.mu.Lock()
-	h.fired = append(h.fired, session.FaultFiring{Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Time: now})
+	h.fired = append(h.fired, session.FaultFiring{FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Action: action,
+		Ending: session.ActionEnding(action), Time: now})
 	h.mu.Unlock()
 	h.p.faultFired(session.FaultEvent{
 		Time: now, Proxy: h.p.name, ConnID: h.connID, Request: int(h.requests.Load()), Hop: hop,
-		Fault: f.Spec.Name, Kind: f.Spec.Kind, Action: action, Detail: detail,
+		FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Action: action, Ending: session.ActionEnding(action), Detail: detail,
 	})
 }

@@ -26,11 +26,12 @@ const (
 	DirBoth = "both"
 )
 
-// Actions of the faults that close a connection.
+// Actions of the faults that close a connection (the session schema's
+// names; each firing records the action and how it ended the connection).
 const (
-	ActionRST    = "rst"    // SetLinger(0) + Close: the peer sees ECONNRESET
-	ActionFIN    = "fin"    // a normal close
-	ActionRefuse = "refuse" // down only: nothing accepts (ECONNREFUSED)
+	ActionRST    = session.ActionRST    // SetLinger(0) + Close: the peer sees ECONNRESET
+	ActionFIN    = session.ActionFIN    // a normal close
+	ActionRefuse = session.ActionRefuse // down only: nothing accepts (ECONNREFUSED)
 )
 
 // FaultSpec is one fault as the user wrote it: on the command line

@@ -162,7 +162,7 @@ func sameFrames(t *testing.T, name string, rec []session.RecEvent, frames []sse.
 		case sse.KindComment:
 			ok = e.Kind == session.RecKindComment && string(f.Comment) == e.Comment
 		case sse.KindRetry:
-			ok = e.Kind == session.RecKindRetry && f.Retry == e.Retry
+			ok = e.Kind == session.RecKindRetry && f.Retry == e.Retry.D()
 		}
 		if !ok {
 			t.Fatalf("%s: frame %d: received %v %q %q %q %v, recorded %+v", name, i, f.Kind, f.ID, f.Type, f.Data, f.Retry, e)

@@ -103,7 +103,7 @@ func Plan(rec *recording.Recording, opts PlanOptions) []ConnSpec {
 // stream), or until the run ends for a stream still open.
 func hold(s *recording.Stored) time.Duration {
 	if s.Ended && s.End > 0 {
-		return s.End
+		return s.End.D()
 	}
 	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/replay"
 )
 
@@ -20,7 +21,7 @@ func TestPlan(t *testing.T) {
 		s.Group = recording.Group(q)
 		s.Start = t0.Add(start)
 		if end > 0 {
-			s.Ended, s.End, s.ClosedBy = true, end, "client"
+			s.Ended, s.End, s.EndedBy = true, session.Seconds(end), "client"
 		}
 		s.Header = http.Header{
 			"Authorization": {recording.RedactedValue}, "Accept": {"text/event-stream"},

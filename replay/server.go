@@ -143,7 +143,7 @@ func newTrack(st *recording.Stored) *track {
 		t.span = t.maxID - t.minID + 1
 	}
 	if n := len(st.Events); n > 0 {
-		firstOff, lastOff := st.Events[0].Offset, st.Events[n-1].Offset
+		firstOff, lastOff := st.Events[0].Offset.D(), st.Events[n-1].Offset.D()
 		gap := time.Second
 		if n > 1 && lastOff > firstOff {
 			gap = (lastOff - firstOff) / time.Duration(n-1)
@@ -367,11 +367,11 @@ func (p *player) play(lastID string) {
 		if next > 0 {
 			// The next frame comes its recorded gap after the one the
 			// client saw, in the pass it saw it in.
-			base = t.Events[next-1].Offset + time.Duration(k)*t.period
+			base = t.Events[next-1].Offset.D() + time.Duration(k)*t.period
 		}
 	} else {
 		k, next = 0, 0
-		if !p.waitUntil(p.at(t.RespAt)) {
+		if !p.waitUntil(p.at(t.RespAt.D())) {
 			return
 		}
 	}
@@ -399,12 +399,12 @@ func (p *player) play(lastID string) {
 	for {
 		for ; next < len(t.Events); next++ {
 			e := &t.Events[next]
-			if !p.waitUntil(p.at(e.Offset + time.Duration(k)*t.period - base)) {
+			if !p.waitUntil(p.at(e.Offset.D() + time.Duration(k)*t.period - base)) {
 				return
 			}
 			p.append(e, k)
 			// Send what is due together, then flush once.
-			if next+1 < len(t.Events) && !time.Now().Before(p.at(t.Events[next+1].Offset+time.Duration(k)*t.period-base)) {
+			if next+1 < len(t.Events) && !time.Now().Before(p.at(t.Events[next+1].Offset.D()+time.Duration(k)*t.period-base)) {
 				continue
 			}
 			if _, err := p.w.Write(p.buf); err != nil {
@@ -472,7 +472,7 @@ func (p *player) append(e *session.RecEvent, k int) {
 		b = append(b, '\n')
 	case session.RecKindRetry:
 		b = append(b, "retry: "...)
-		b = strconv.AppendInt(b, e.Retry.Milliseconds(), 10)
+		b = strconv.AppendInt(b, e.Retry.D().Milliseconds(), 10)
 		b = append(b, "\n\n"...)
 	}
 	p.buf = b
@@ -494,15 +494,15 @@ func appendLine(b []byte, s string) []byte {
 // ending reproduces how the recorded stream ended, after its last frame.
 func (p *player) ending(base time.Duration) {
 	t := p.t
-	if p.srv.cfg.NoEndings || !t.Ended || t.Stopped || t.ClosedBy == "client" || t.ClosedBy == "" {
+	if p.srv.cfg.NoEndings || !t.Ended || t.Stopped || t.EndedBy == session.EndedByClient || t.EndedBy == "" {
 		<-p.ctx.Done()
 		return
 	}
-	if !p.waitUntil(p.at(t.End - base)) {
+	if !p.waitUntil(p.at(t.End.D() - base)) {
 		return
 	}
 	switch {
-	case t.How == "RST" || t.Class == errclass.ECONNRESET:
+	case t.Ending == session.EndingRST || t.Class == errclass.ECONNRESET:
 		p.reset()
 	case t.Class == "" || t.Class == errclass.EOF:
 		// A clean end: returning finishes the chunked body.

@@ -181,7 +181,7 @@ func events(first, n int, gap time.Duration) []session.RecEvent {
 	for i := range n {
 		out = append(out, session.RecEvent{
 			Kind: session.RecKindEvent, ID: itoa(first + i), Type: "quote",
-			Data: "d" + itoa(first+i), Offset: time.Duration(i+1) * gap,
+			Data: "d" + itoa(first+i), Offset: session.Seconds(time.Duration(i+1) * gap),
 		})
 	}
 	return out
@@ -205,14 +205,14 @@ func TestServeEndings(t *testing.T) {
 	mk := func(q, closedBy, how, class string) *recording.Stored {
 		s := &recording.Stored{Events: events(1, 3, 10*time.Millisecond)}
 		s.Query = q
-		s.Ended, s.End, s.ClosedBy, s.How, s.Class = true, 50*time.Millisecond, closedBy, how, class
+		s.Ended, s.End, s.EndedBy, s.Ending, s.Class = true, session.Seconds(50*time.Millisecond), closedBy, how, class
 		return s
 	}
 	rec := synthetic(
-		mk("symbols=RST", "server", "RST", "ECONNRESET"),
-		mk("symbols=CUT", "proxy", "FIN", "UNEXPECTED_EOF"),
-		mk("symbols=EOF", "server", "FIN", "EOF"),
-		mk("symbols=CLIENT", "client", "FIN", ""),
+		mk("symbols=RST", session.EndedByUpstream, session.EndingRST, "ECONNRESET"),
+		mk("symbols=CUT", session.EndedByProxy, session.EndingFIN, "UNEXPECTED_EOF"),
+		mk("symbols=EOF", session.EndedByUpstream, session.EndingFIN, "EOF"),
+		mk("symbols=CLIENT", session.EndedByClient, session.EndingFIN, ""),
 	)
 	srv, err := replay.Start("127.0.0.1:0", rec, replay.Config{})
 	if err != nil {
@@ -250,9 +250,9 @@ func TestServeLoopAndResume(t *testing.T) {
 	num := &recording.Stored{Events: events(1, 5, 5*time.Millisecond)}
 	num.Query = "symbols=NUM"
 	word := &recording.Stored{Events: []session.RecEvent{
-		{Kind: session.RecKindEvent, ID: "a", Type: "message", Data: "A", Offset: 5 * time.Millisecond},
-		{Kind: session.RecKindComment, Comment: "hb", Offset: 6 * time.Millisecond},
-		{Kind: session.RecKindEvent, ID: "b", Type: "message", Data: "B", Offset: 10 * time.Millisecond},
+		{Kind: session.RecKindEvent, ID: "a", Type: "message", Data: "A", Offset: session.Seconds(5 * time.Millisecond)},
+		{Kind: session.RecKindComment, Comment: "hb", Offset: session.Seconds(6 * time.Millisecond)},
+		{Kind: session.RecKindEvent, ID: "b", Type: "message", Data: "B", Offset: session.Seconds(10 * time.Millisecond)},
 	}}
 	word.Query = "symbols=WORD"
 	slow := &recording.Stored{Events: events(1, 3, 100*time.Millisecond)}
@@ -319,7 +319,7 @@ func TestServeMatching(t *testing.T) {
 	other.Path, other.ConnID = "/other", "other"
 	rec := synthetic(a1, a2, c, other)
 	for _, s := range rec.Streams {
-		s.Ended, s.ClosedBy, s.How, s.Class = true, "server", "FIN", "EOF"
+		s.Ended, s.EndedBy, s.Ending, s.Class = true, session.EndedByUpstream, session.EndingFIN, "EOF"
 	}
 	srv, err := replay.Start("127.0.0.1:0", rec, replay.Config{})
 	if err != nil {

@@ -110,7 +110,7 @@ func (r *run) finish() []session.Reset {
 	}
 	var out []session.Reset
 	for _, x := range rs {
-		r.t.Logf("reset %s %s→%s hop=%s reason=%s injected=%v forged=%v chain=%q", x.SenderRole, x.Sender, x.Receiver, x.Hop, x.Reason, x.Injected, x.Forged, x.Chain)
+		r.t.Logf("reset %s %s→%s hop=%s reason=%s injected=%v forged=%v chain=%q", x.SenderRole, x.SenderAddr, x.ReceiverAddr, x.Hop, x.Reason, x.Injected, x.Forged, x.Chain)
 		if x.Reason != session.ReasonReply {
 			out = append(out, x)
 		}
@@ -138,7 +138,7 @@ func TestServerResetThroughProxy(t *testing.T) {
 	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.Hop != session.HopClient || ch.Injected || ch.CausedBy != up.ID {
 		t.Errorf("client-hop reset %+v", ch)
 	}
-	looptest.IdleAbout(t, "idle", up.Idle, idle)
+	looptest.IdleAbout(t, "idle", up.Idle.D(), idle)
 	want := "server " + r.srv.Addr() + " sent RST to proxy on hop upstream after "
 	if !strings.HasPrefix(up.Chain, want) || !strings.HasSuffix(up.Chain, " idle → proxy reset the client hop → client saw ECONNRESET") {
 		t.Errorf("chain %q", up.Chain)
@@ -157,10 +157,10 @@ func TestFaultResetsClientHop(t *testing.T) {
 	}
 	x := rs[0]
 	if x.SenderRole != session.RoleProxy || x.Hop != session.HopClient || !x.Injected || x.FaultKind != "reset" ||
-		!strings.HasPrefix(x.Fault, "reset:hop=client") || x.Error == nil || !x.Root {
+		!strings.HasPrefix(x.FaultName, "reset:hop=client") || x.Error == nil || !x.Root {
 		t.Errorf("reset %+v", x)
 	}
-	if !strings.HasPrefix(x.Chain, `fault "`+x.Fault+`" (reset) of proxy p1 sent RST from `+r.px.Addr()+" to client on hop client") {
+	if !strings.HasPrefix(x.Chain, `fault "`+x.FaultName+`" (reset) of proxy p1 sent RST from `+r.px.Addr()+" to client on hop client") {
 		t.Errorf("chain %q", x.Chain)
 	}
 }
@@ -191,7 +191,7 @@ func TestFaultResetsUpstreamHop(t *testing.T) {
 	if ch.SenderRole != session.RoleProxy || ch.Hop != session.HopClient || ch.Injected || ch.CausedBy != up.ID {
 		t.Errorf("client-hop reset %+v", ch)
 	}
-	if !strings.HasPrefix(up.Chain, `fault "`+up.Fault+`" (reset) of proxy p1 sent RST from `) {
+	if !strings.HasPrefix(up.Chain, `fault "`+up.FaultName+`" (reset) of proxy p1 sent RST from `) {
 		t.Errorf("chain %q", up.Chain)
 	}
 	if !strings.Contains(up.Chain, "to server on hop upstream") || !strings.HasSuffix(up.Chain, "→ proxy reset the client hop → client saw ECONNRESET") {

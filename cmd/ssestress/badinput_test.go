@@ -37,7 +37,7 @@ func damagedFiles(t *testing.T, dir string) map[string]string {
 	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	w.PutMeta(session.MetaRun, session.RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: start})
 	for i := range 3000 {
-		w.Put(session.ErrorRecord{Time: start, ConnID: fmt.Sprintf("c%04d", i), Class: "ECONNRESET", Message: "read: connection reset by peer"})
+		w.Put(session.ErrorRecord{Time: start, ClientID: fmt.Sprintf("c%04d", i), Class: "ECONNRESET", Message: "read: connection reset by peer"})
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

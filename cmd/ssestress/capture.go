@@ -260,27 +260,27 @@ func printResets(w io.Writer, res *capture.Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tHOP\tSENDER\tRECEIVER\tAGE s\tIDLE s\tWHAT\tCONFIDENCE\tCLIENT ERROR")
 	for _, r := range res.Resets {
-		hop := r.Hop
+		hop := r.Link
 		if r.Proxy != "" {
 			hop = r.Proxy + "/" + r.Hop
 		}
-		sender := r.SenderRole + " " + r.Sender
+		sender := r.SenderRole + " " + r.SenderAddr
 		if r.SenderRole == session.RoleProxy && r.SenderName != "" {
-			sender = "proxy " + r.SenderName + " " + r.Sender
+			sender = "proxy " + r.SenderName + " " + r.SenderAddr
 		}
 		what := r.Reason
 		switch {
 		case r.Forged:
 			what = "forged"
 		case r.Injected:
-			what = "injected (" + r.Fault + ")"
+			what = "injected (" + r.FaultName + ")"
 		}
 		clientErr := "-"
 		if r.Error != nil {
-			clientErr = r.Error.ConnID + " " + r.Error.Class
+			clientErr = r.Error.ClientID + " " + r.Error.Class
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("15:04:05.000000"), hop, sender,
-			r.ReceiverRole, r.Receiver, capture.Seconds(r.Age), capture.Seconds(r.Idle), what, r.Confidence, clientErr)
+			r.ReceiverRole, r.ReceiverAddr, capture.Seconds(r.Age.D()), capture.Seconds(r.Idle.D()), what, r.Confidence, clientErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -294,12 +294,12 @@ func printResets(w io.Writer, res *capture.Result) error {
 	if len(chains) > 0 {
 		fmt.Fprintf(w, "\n%d of %d client errors explained:\n", len(chains), res.Errors)
 		for _, r := range chains {
-			fmt.Fprintf(w, "  %s %s: %s\n", r.Error.ConnID, r.Error.Class, r.Chain)
+			fmt.Fprintf(w, "  %s %s: %s\n", r.Error.ClientID, r.Error.Class, r.Chain)
 		}
 	}
 	for _, r := range res.Resets {
 		if r.Forged {
-			fmt.Fprintf(w, "\nforged RST %s → %s: %s\n", r.Sender, r.Receiver, strings.Join(r.Evidence, "; "))
+			fmt.Fprintf(w, "\nforged RST %s → %s: %s\n", r.SenderAddr, r.ReceiverAddr, strings.Join(r.Evidence, "; "))
 		}
 	}
 	return nil

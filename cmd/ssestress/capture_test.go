@@ -150,7 +150,7 @@ func TestCaptureAnalyzeWithSession(t *testing.T) {
 	}
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	w.Put(session.Endpoint{Role: session.RoleServer, Addr: "127.0.0.1:8080"})
-	w.Put(session.ErrorRecord{Time: t0.Add(2*time.Second + 5*time.Millisecond), Source: "client", ConnID: "c0042",
+	w.Put(session.ErrorRecord{Time: t0.Add(2*time.Second + 5*time.Millisecond), Source: "client", ClientID: "c0042",
 		Class: "ECONNRESET", LocalAddr: "127.0.0.1:50000", RemoteAddr: "127.0.0.1:8080"})
 	w.Close()
 	out, stderr, code := captureCLI(t, context.Background(), "capture", "analyze", pcap, "--session", db, "--store")
@@ -257,8 +257,12 @@ func TestCaptureLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	captures, _ := r.Captures()
 	var info session.CaptureInfo
-	if ok, _ := r.Meta(session.MetaCapture, &info); !ok || info.Packets == 0 || info.Resets != 1 || r.Count(session.BucketResets) != 1 {
+	if len(captures) == 1 {
+		info = captures[0]
+	}
+	if len(captures) != 1 || info.Packets == 0 || info.RSTSegments != 1 || r.Count(session.BucketResets) != 1 {
 		t.Errorf("session file: capture %+v, %d resets", info, r.Count(session.BucketResets))
 	}
 	if bin, err := exec.LookPath("tcpdump"); err == nil {

@@ -264,7 +264,7 @@ func killRunOnce(t *testing.T, ctx context.Context, bin, out string, delay time.
 	if stale > crashSampleBound {
 		t.Errorf("killed %v after the start: newest sample %v before the kill, bound %v", delay, stale, crashSampleBound)
 	}
-	if last.Messages == 0 || last.CPUUser+last.CPUSystem == 0 {
+	if last.Events == 0 || last.CPUUser+last.CPUSystem == 0 {
 		t.Errorf("newest sample %+v: no messages or no CPU time", last)
 	}
 	// Connections are numbered in the order they were queued: if c00n is
@@ -275,9 +275,9 @@ func killRunOnce(t *testing.T, ctx context.Context, bin, out string, delay time.
 	}
 	ids := map[string]bool{}
 	for _, cr := range conns {
-		ids[cr.ConnID] = true
+		ids[cr.ClientID] = true
 		if !cr.End.IsZero() && cr.ClosedBy == "" {
-			t.Errorf("conn %s/%d ended without a cause: %+v", cr.ConnID, cr.Attempt, cr)
+			t.Errorf("conn %s/%d ended without a cause: %+v", cr.ClientID, cr.Attempt, cr)
 		}
 	}
 	for n := range len(ids) {
@@ -386,7 +386,7 @@ func killProxyOnce(t *testing.T, ctx context.Context, bin, upstream, out string,
 			return fmt.Errorf("stream %s: frame %d after %d: a hole", e.ConnID, e.Seq, nextSeq[e.ConnID]-1)
 		}
 		nextSeq[e.ConnID]++
-		if at := start.Add(e.Offset); at.After(newest) {
+		if at := start.Add(e.Offset.D()); at.After(newest) {
 			newest = at
 		}
 		return nil

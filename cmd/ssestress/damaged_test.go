@@ -161,10 +161,10 @@ func TestBadRecordsSkipped(t *testing.T) {
 		}
 		for i := range 5 {
 			k := "k" + strconv.Itoa(i)
-			put(session.BucketConns, "c000"+strconv.Itoa(i)+"/00000", `{"conn_id":"c000`+strconv.Itoa(i)+`","start":"2026-11-27T10:00:00Z","events":4}`)
-			put(session.BucketErrors, k, `{"time":"2026-11-27T10:00:01Z","conn_id":"c0001","class":"ECONNRESET"}`)
+			put(session.BucketConns, "c000"+strconv.Itoa(i)+"/00000", `{"client_id":"c000`+strconv.Itoa(i)+`","start":"2026-11-27T10:00:00Z","events":4}`)
+			put(session.BucketErrors, k, `{"time":"2026-11-27T10:00:01Z","client_id":"c0001","class":"ECONNRESET"}`)
 		}
-		put(session.BucketConns, "c0009/00000", `{"conn_id": c0009`)
+		put(session.BucketConns, "c0009/00000", `{"client_id": c0009`)
 		put(session.BucketErrors, "k9", `{"class": ECONNRESET`)
 		put(session.BucketErrors, "k8", "\xff\xfe")
 		put(session.BucketRecStreams, "p1/p1-1", `{"proxy":"p1","conn_id":"p1-1","method":"GET","path":"/stream","start":"2026-11-27T10:00:00Z"}`)
@@ -188,7 +188,7 @@ func TestBadRecordsSkipped(t *testing.T) {
 		stderrPrefix string   // "" when nothing is printed on stderr
 	}{
 		{"inspect", []string{"inspect", path}, []string{
-			"connections   5 (5 attempts, 5 open when last written), 20 events",
+			"clients       5 (5 connection attempts, 5 open when last written), 20 events",
 			"errors        ECONNRESET 5",
 			`unreadable    meta 1, conns 1, errors 2 records skipped (first: bucket meta key "summary": `,
 			"summary       unreadable (see above)",
@@ -240,7 +240,7 @@ func TestSalvageCommand(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
-	for _, want := range []string{"salvaged " + damaged + " into " + out, "│ errors      │ 6000   │", "copied 6605 records; no record found was lost"} {
+	for _, want := range []string{"salvaged " + damaged + " into " + out, "│ errors        │ 6000   │", "copied 6605 records; no record found was lost"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}

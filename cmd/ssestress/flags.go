@@ -21,6 +21,13 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
+// thresholdError is a result that did not pass a gate the user set (a
+// significant regression against --baseline): the work was done and its
+// output written, and the process exits 3.
+type thresholdError struct{ msg string }
+
+func (e *thresholdError) Error() string { return e.msg }
+
 // newFlags returns a FlagSet that never prints on its own and never exits.
 func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -25,8 +25,10 @@ type inspectReport struct {
 	Conns   connTotals       `json:"conns"`
 	Errors  map[string]int64 `json:"errors"` // class → count, from the errors bucket
 	Summary *session.Summary `json:"summary,omitempty"`
+	// Proxies are the ssestress proxies whose records the file holds.
+	Proxies []session.ProxyInfo `json:"proxies,omitempty"`
 	// MaxTimerLag is the largest monitor timer lag among the samples.
-	MaxTimerLag time.Duration `json:"max_timer_lag_ns"`
+	MaxTimerLag session.Seconds `json:"max_timer_lag_s"`
 	// Complete: the run recorded its end (a file left by kill -9 is not).
 	Complete bool `json:"complete"`
 	// Unreadable counts, per bucket, the records that could not be
@@ -38,10 +40,10 @@ type inspectReport struct {
 
 // connTotals adds up the conns bucket.
 type connTotals struct {
-	Connections int   `json:"connections"` // distinct conn ids
-	Attempts    int   `json:"attempts"`
-	Open        int   `json:"open"` // attempts without an end: still open when the file was last written
-	Events      int64 `json:"events"`
+	Clients  int   `json:"clients"` // distinct client ids
+	Attempts int   `json:"attempts"`
+	Open     int   `json:"open"` // attempts without an end: still open when the file was last written
+	Events   int64 `json:"events"`
 }
 
 // runInspect is ssestress inspect FILE: run info, record counts by bucket
@@ -127,7 +129,7 @@ func inspectFile(path string) (*inspectReport, error) {
 	}
 	ids := map[string]bool{}
 	u, err := session.DecodeEach(r, session.BucketConns, func(c *session.ConnRecord) error {
-		ids[c.ConnID] = true
+		ids[c.ClientID] = true
 		rep.Conns.Attempts++
 		rep.Conns.Events += c.Events
 		if c.End.IsZero() {
@@ -139,7 +141,15 @@ func inspectFile(path string) (*inspectReport, error) {
 		return nil, err
 	}
 	skip(session.BucketConns, u)
-	rep.Conns.Connections = len(ids)
+	rep.Conns.Clients = len(ids)
+	u, err = session.DecodeEach(r, session.BucketProxies, func(p *session.ProxyInfo) error {
+		rep.Proxies = append(rep.Proxies, *p)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	skip(session.BucketProxies, u)
 	u, err = session.DecodeEach(r, session.BucketSamples, func(s *session.Sample) error {
 		rep.MaxTimerLag = max(rep.MaxTimerLag, s.TimerLag)
 		return nil
@@ -194,8 +204,25 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 		}
 	}
 	if rep.Conns.Attempts > 0 {
-		fmt.Fprintf(&b, "connections   %d (%d attempts, %d open when last written), %d events\n",
-			rep.Conns.Connections, rep.Conns.Attempts, rep.Conns.Open, rep.Conns.Events)
+		fmt.Fprintf(&b, "clients       %d (%d connection attempts, %d open when last written), %d events\n",
+			rep.Conns.Clients, rep.Conns.Attempts, rep.Conns.Open, rep.Conns.Events)
+	}
+	for _, p := range rep.Proxies {
+		fmt.Fprintf(&b, "proxy         %s: %s listener %s", p.Name, p.Mode, p.Listen)
+		if p.Upstream != "" {
+			fmt.Fprintf(&b, " → %s", p.Upstream)
+		}
+		keepalive := "off"
+		if p.Keepalive > 0 {
+			keepalive = p.Keepalive.String()
+		}
+		fmt.Fprintf(&b, ", keepalive %s, on upstream error %s\n", keepalive, p.OnUpstreamError)
+		state := "still running or killed"
+		if !p.Stopped.IsZero() {
+			state = "at stop"
+		}
+		fmt.Fprintf(&b, "              %d client connections, %d requests, %d events forwarded, %d fault firings (%s)\n",
+			p.Connections, p.Requests, p.Events, p.FaultsFired, state)
 	}
 	if len(rep.Errors) > 0 {
 		fmt.Fprintf(&b, "errors        %s\n", clients.FormatErrors(rep.Errors))
@@ -215,7 +242,10 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 		return err
 	}
 	fmt.Fprintln(w, "summary")
-	return printRunSummary(w, *rep.Summary, rep.MaxTimerLag)
+	if rep.Run != nil && rep.Run.Command == "proxy" && len(rep.Proxies) == 1 {
+		return printProxySummary(w, *rep.Summary, rep.Proxies[0])
+	}
+	return printRunSummary(w, *rep.Summary, rep.MaxTimerLag.D())
 }
 
 // inspectBucketOrder sorts buckets as the schema lists them.

@@ -18,9 +18,6 @@ import (
 	"github.com/ssestress/ssestress/internal/session"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // command is one subcommand.
 type command struct {
 	summary string
@@ -65,6 +62,10 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.As(err, &ue) {
 		return 2
 	}
+	var te *thresholdError
+	if errors.As(err, &te) {
+		return 3
+	}
 	if damagedInput(err) {
 		return 4
 	}
@@ -97,8 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return errHelp
 	}
 	if args[0] == "version" || args[0] == "--version" {
-		fmt.Fprintln(stdout, "ssestress", version)
-		return nil
+		return printVersion(stdout)
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

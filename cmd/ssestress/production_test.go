@@ -122,7 +122,7 @@ func TestHTTPSServeWithCAAndInsecure(t *testing.T) {
 			t.Fatalf("%s: exit %d: %s", tc.name, code, stderr)
 		}
 		var sum session.Summary
-		if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Messages == 0 || len(sum.Errors) != 0 || sum.ActiveMax != 3 {
+		if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Events == 0 || len(sum.Errors) != 0 || sum.ActiveMax != 3 {
 			t.Fatalf("%s: summary %s (%v)", tc.name, stdout, err)
 		}
 		_, _, conns, _ := readSession(t, out)
@@ -219,7 +219,7 @@ func TestCredentialsNeverRecorded(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var sum session.Summary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Messages == 0 || sum.Errors["BAD_CONTENT_TYPE"] != 1 || len(sum.Errors) != 1 {
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Events == 0 || sum.Errors["BAD_CONTENT_TYPE"] != 1 || len(sum.Errors) != 1 {
 		t.Fatalf("summary %s (%v); stderr %s", stdout, err, stderr)
 	}
 	assertNoSecret(t, "stdout", []byte(stdout))
@@ -478,7 +478,7 @@ func TestRunLiveView(t *testing.T) {
 	ids := map[string]bool{}
 	for _, c := range conns {
 		events += c.Events
-		ids[c.ConnID] = true
+		ids[c.ClientID] = true
 	}
 	byClass := map[string]int{}
 	for _, e := range errs {
@@ -492,11 +492,11 @@ func TestRunLiveView(t *testing.T) {
 		want float64
 		lbl  []string
 	}{
-		{"ssestress_messages_total", float64(events), nil},
-		{"ssestress_messages_total", float64(sum.Messages), nil},
+		{"ssestress_events_total", float64(events), nil},
+		{"ssestress_events_total", float64(sum.Events), nil},
 		{"ssestress_connection_attempts_total", float64(len(conns)), nil},
-		{"ssestress_connections_opened_total", float64(len(ids)), nil},
-		{"ssestress_connections_opened_total", float64(sum.ConnectionsOpened), nil},
+		{"ssestress_clients_total", float64(len(ids)), nil},
+		{"ssestress_clients_total", float64(sum.Clients), nil},
 		{"ssestress_reconnects_total", float64(sum.Reconnects), nil},
 		{"ssestress_streams_active_max", float64(sum.ActiveMax), nil},
 		{"ssestress_streams_active", 0, nil},
@@ -545,7 +545,7 @@ func TestRunHTTP2Embedded(t *testing.T) {
 		t.Errorf("start line: %s", stderr)
 	}
 	sum, info, conns, _ := readSession(t, out)
-	if sum.Messages == 0 || len(sum.Errors) != 0 || len(conns) != 5 || !strings.HasPrefix(info.Target, "https://") {
+	if sum.Events == 0 || len(sum.Errors) != 0 || len(conns) != 5 || !strings.HasPrefix(info.Target, "https://") {
 		t.Fatalf("summary %+v, %d conns, target %s; %s", sum, len(conns), info.Target, stdout)
 	}
 	for _, c := range conns {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ssestress/ssestress/capture"
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/limits"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
@@ -24,6 +25,7 @@ import (
 // proxyOptions are the flags of ssestress proxy. Each maps onto a
 // proxy.Config field and config-file key of the same name.
 type proxyOptions struct {
+	keepalive       dur.Duration
 	config          string
 	listen          string
 	upstream        string
@@ -90,6 +92,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates trusted for an https upstream, besides the system roots")
 	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
+	o.keepalive = dur.Duration(proxy.DefaultKeepalive)
+	fs.Var(&o.keepalive, "keepalive", "TCP keepalive idle period (and probe interval) of both hops' sockets; 0 turns keepalive off. Recorded in the session file, so a reset answering the proxy's own probe is never taken for a middlebox's timeout")
 	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
 	fs.Func("max-event-size", "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)", func(v string) error {
 		n, err := parseSize(v)
@@ -159,7 +163,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("proxy: %w", err)
 	}
 	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: args, Target: cfg.Upstream,
-		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now()}
+		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now(), TimeScale: cfg.TimeScale}
 	info.Host, _ = os.Hostname()
 	w.PutMeta(session.MetaRun, info)
 	cfg.Session = w
@@ -224,13 +228,23 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st.AcceptErrors > 0 || st.DialErrors > 0 {
 		fmt.Fprintf(stdout, "  %d accepts and %d upstream dials failed (see errors)\n", st.AcceptErrors, st.DialErrors)
 	}
-	if err := printRunSummary(stdout, sum, 0); err != nil {
+	pinfo := p.Info()
+	if err := printProxySummary(stdout, sum, pinfo); err != nil {
 		return err
 	}
 	if dropped > 0 {
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
 	return nil
+}
+
+// keepaliveConfig turns the --keepalive flag (0: off) into
+// proxy.Config.Keepalive (0: the default, negative: off).
+func keepaliveConfig(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // proxyConfig builds the Config: the config file, then the flags given.
@@ -257,6 +271,7 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
+	cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
 	if cfg.TimeScale <= 0 {
 		return cfg, usageErrorf("proxy: --time-scale %v must be positive", cfg.TimeScale)
 	}

@@ -110,12 +110,12 @@ func TestProxyCommand(t *testing.T) {
 	if ok, err := r.Meta(session.MetaRun, &info); !ok || err != nil || info.Command != "proxy" || info.EndedAt.IsZero() {
 		t.Fatalf("run info %+v %v", info, err)
 	}
-	if r.Count(session.BucketHopConns) != 2 || r.Count(session.BucketFaults) != 1 || r.Count(session.BucketTopology) != 2 || r.Count(session.BucketRecStreams) != 1 {
+	if r.Count(session.BucketHopConns) != 2 || r.Count(session.BucketFaults) != 1 || r.Count(session.BucketTopology) != 2 || r.Count(session.BucketRecStreams) != 1 || r.Count(session.BucketProxies) != 1 {
 		t.Fatalf("hop_conns %d faults %d topology %d rec_streams %d", r.Count(session.BucketHopConns),
 			r.Count(session.BucketFaults), r.Count(session.BucketTopology), r.Count(session.BucketRecStreams))
 	}
 	eps, _ := session.All[session.Endpoint](r, session.BucketTopology)
-	if eps[0].Role != session.RoleProxy || eps[0].Name != "p1" || eps[0].Side != session.HopClient || eps[1].Side != session.HopUpstream || eps[1].URL != srv.URL {
+	if eps[0].Role != session.RoleProxy || eps[0].Name != "p1" || eps[0].Hop != session.HopClient || eps[1].Role != session.RoleTarget || eps[1].URL != srv.URL {
 		t.Fatalf("topology %+v", eps)
 	}
 }
@@ -274,7 +274,7 @@ func TestProxyCommandTLS(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr.String(), "h2-rst-stream") || !strings.Contains(stdout.String(), "connections opened") {
+	if !strings.Contains(stderr.String(), "h2-rst-stream") || !strings.Contains(stdout.String(), "client connections     │ 1") {
 		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
 	}
 	var insp proxyTestBuffer
@@ -282,7 +282,7 @@ func TestProxyCommandTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Contains(insp.String(), "did not finish") || !strings.Contains(insp.String(), "proxy") ||
-		!strings.Contains(insp.String(), "connections opened") {
+		!strings.Contains(insp.String(), "1 client connections") {
 		t.Fatalf("inspect:\n%s", insp.String())
 	}
 	r, err := session.Open(out)
@@ -294,11 +294,15 @@ func TestProxyCommandTLS(t *testing.T) {
 	if ok, err := r.Meta(session.MetaSummary, &sum); !ok || err != nil {
 		t.Fatalf("no summary: %v", err)
 	}
-	if sum.ConnectionsOpened != 1 || sum.ActiveMax != 1 || sum.Messages != 5 || sum.DurationS <= 0 || sum.SessionFile != out {
+	if sum.Clients != 0 || sum.ActiveMax != 1 || sum.Events != 5 || sum.DurationS <= 0 || sum.SessionFile != out {
 		t.Fatalf("summary %+v", sum)
 	}
+	proxies, _ := session.All[session.ProxyInfo](r, session.BucketProxies)
+	if len(proxies) != 1 || proxies[0].Connections != 1 || proxies[0].Events != 5 || proxies[0].Stopped.IsZero() || proxies[0].Keepalive.D() != 15*time.Second {
+		t.Fatalf("proxy info %+v", proxies)
+	}
 	faults, _ := session.All[session.FaultEvent](r, session.BucketFaults)
-	if len(faults) != 1 || faults[0].Kind != "h2-rst-stream" || faults[0].Action != "rst-stream" {
+	if len(faults) != 1 || faults[0].FaultKind != "h2-rst-stream" || faults[0].Action != "rst-stream" {
 		t.Fatalf("fault events %+v", faults)
 	}
 }

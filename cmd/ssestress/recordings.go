@@ -121,12 +121,12 @@ func status(s *recording.Stored) string {
 // held is how long the stream lasted as far as the recording knows.
 func held(s *recording.Stored) time.Duration {
 	if s.Ended {
-		return s.End
+		return s.End.D()
 	}
 	if n := len(s.Events); n > 0 {
-		return s.Events[n-1].Offset
+		return s.Events[n-1].Offset.D()
 	}
-	return s.RespAt
+	return s.RespAt.D()
 }
 
 // ending says how the stream ended, in one word or three.
@@ -137,7 +137,7 @@ func ending(s *recording.Stored) string {
 	case !s.Ended:
 		return "open (not ended when the file was last written)"
 	}
-	e := "by " + s.ClosedBy + ", " + s.How
+	e := "by " + s.EndedBy + ", " + s.Ending
 	if s.Class != "" {
 		e += ", " + s.Class
 	}
@@ -189,7 +189,7 @@ func showStream(w io.Writer, s *recording.Stored, limit int) {
 	fmt.Fprintf(w, "  request  %s  host %s  group %s\n", requestURI(s), orDash(s.Host), orDash(s.Group))
 	printHeader(w, "    ", s.Header)
 	if s.Status != 0 {
-		fmt.Fprintf(w, "  response %d after %v\n", s.Status, s.RespAt.Round(time.Microsecond))
+		fmt.Fprintf(w, "  response %d after %v\n", s.Status, s.RespAt.D().Round(time.Microsecond))
 		printHeader(w, "    ", s.RespHeader)
 	} else {
 		fmt.Fprintln(w, "  response none recorded")
@@ -200,7 +200,7 @@ func showStream(w io.Writer, s *recording.Stored, limit int) {
 	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), held(s).Round(time.Microsecond), len(s.Events), s.Bytes)
 	n := min(limit, len(s.Events))
 	for _, e := range s.Events[:n] {
-		fmt.Fprintf(w, "  %12s  %s\n", fmtOffset(e.Offset), frameText(e))
+		fmt.Fprintf(w, "  %12s  %s\n", fmtOffset(e.Offset.D()), frameText(e))
 	}
 	if n < len(s.Events) {
 		fmt.Fprintf(w, "  ... %d more frames (--conn %s --frames N)\n", len(s.Events)-n, s.Name())

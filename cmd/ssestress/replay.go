@@ -433,6 +433,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	info := session.RunInfo{
 		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.scenario,
 		Target: redactURL(o.target), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
+		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
 	}
 	w.PutMeta(session.MetaRun, info)
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
@@ -494,7 +495,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		if err != nil {
 			return nil, err
 		}
-		s := clients.NewStream(clients.ConnID(n), c.Group, u, optsFor(c.Header))
+		s := clients.NewStream(clients.ClientID(n), c.Group, u, optsFor(c.Header))
 		if c.LastEventID != "" {
 			s.SetLastEventID(c.LastEventID)
 		}
@@ -507,20 +508,21 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	hops.stop()
 
 	sum := session.Summary{
-		Scenario:          p.scenario,
-		DurationS:         elapsed.Seconds(),
-		ConnectionsOpened: counters.Streams.Load(),
-		ActiveMax:         counters.ActiveMax.Load(),
-		Messages:          counters.Messages.Load(),
-		Reconnects:        counters.Reconnects.Load(),
-		Errors:            counters.Errors(),
-		MemoryPeakBytes:   mon.PeakMemory(),
-		SessionFile:       path,
-		Interrupted:       interrupted,
-		RecordsDropped:    w.Dropped(),
+		Scenario:        p.scenario,
+		DurationS:       elapsed.Seconds(),
+		Clients:         counters.Streams.Load(),
+		Attempts:        counters.Attempts.Load(),
+		ActiveMax:       counters.ActiveMax.Load(),
+		Events:          counters.Events.Load(),
+		Reconnects:      counters.Reconnects.Load(),
+		Errors:          counters.Errors(),
+		MemoryPeakBytes: mon.PeakMemory(),
+		SessionFile:     path,
+		Interrupted:     interrupted,
+		RecordsDropped:  w.Dropped(),
 	}
 	if s := elapsed.Seconds(); s > 0 {
-		sum.MessagesPerS = float64(sum.Messages) / s
+		sum.EventsPerS = float64(sum.Events) / s
 	}
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)

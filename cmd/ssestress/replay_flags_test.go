@@ -39,7 +39,7 @@ func TestReplayRunRequestFlags(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var sum session.Summary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.ConnectionsOpened != 4 || sum.Messages == 0 || len(sum.Errors) != 0 {
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Clients != 4 || sum.Events == 0 || len(sum.Errors) != 0 {
 		t.Fatalf("summary %s (%v); stderr %s", stdout, err, stderr)
 	}
 	assertNoSecret(t, "stdout", []byte(stdout))
@@ -106,7 +106,7 @@ func TestReplayRunViaProxyFault(t *testing.T) {
 		t.Errorf("stderr does not say the proxy started:\n%s", stderr)
 	}
 	var sum session.Summary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.ConnectionsOpened != 8 || sum.Errors["ECONNRESET"] < 8 {
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Clients != 8 || sum.Errors["ECONNRESET"] < 8 {
 		t.Fatalf("summary %s (%v)", stdout, err)
 	}
 	r, err := session.Open(out)
@@ -119,7 +119,7 @@ func TestReplayRunViaProxyFault(t *testing.T) {
 	resets, _ := session.All[session.Reset](r, session.BucketResets)
 	fired := 0
 	for _, f := range faults {
-		if f.Kind == "reset" && f.Hop == session.HopUpstream {
+		if f.FaultKind == "reset" && f.Hop == session.HopUpstream {
 			fired++
 		}
 	}
@@ -187,8 +187,8 @@ func TestReplayLiveView(t *testing.T) {
 	if v, ok := metricValue(fams, "ssestress_info", "command", "replay run", "scenario", "replay"); !ok || v != 1 {
 		t.Errorf("ssestress_info{command=\"replay run\"} = %v, %v", v, ok)
 	}
-	if _, ok := metricValue(fams, "ssestress_connections_opened_total"); !ok {
-		t.Error("no ssestress_connections_opened_total")
+	if _, ok := metricValue(fams, "ssestress_clients_total"); !ok {
+		t.Error("no ssestress_clients_total")
 	}
 	resp, err := http.Get(url + "/report?format=json")
 	if err != nil {

@@ -111,7 +111,7 @@ func TestReplayRunScale(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
 		t.Fatalf("summary %q: %v", stdout, err)
 	}
-	if sum.ConnectionsOpened != 40 || sum.Scenario != "replay" || sum.Messages == 0 {
+	if sum.Clients != 40 || sum.Scenario != "replay" || sum.Events == 0 {
 		t.Errorf("summary: %+v", sum)
 	}
 
@@ -135,10 +135,10 @@ func TestReplayRunScale(t *testing.T) {
 		if c.Attempt != 0 {
 			continue
 		}
-		ids[c.ConnID] = true
+		ids[c.ClientID] = true
 		perGroup[c.Group]++
 		if c.Events == 0 {
-			t.Errorf("%s (%s) received no events", c.ConnID, c.Group)
+			t.Errorf("%s (%s) received no events", c.ClientID, c.Group)
 		}
 		if first.IsZero() || c.Start.Before(first) {
 			first = c.Start
@@ -466,7 +466,7 @@ func replayAndCompare(t *testing.T, ctx context.Context, rec *recording.Recordin
 				case sse.KindComment:
 					same = e.Kind == session.RecKindComment && string(f.Comment) == e.Comment
 				case sse.KindRetry:
-					same = e.Kind == session.RecKindRetry && f.Retry == e.Retry
+					same = e.Kind == session.RecKindRetry && f.Retry == e.Retry.D()
 				}
 				if !same {
 					t.Errorf("%s: frame %d differs from the recording", got.Name(), i)

@@ -111,13 +111,18 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("report: %w", err)
 	}
 	if o.out == "" {
-		_, err := stdout.Write(buf.Bytes())
-		return err
+		if _, err := stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
+	} else {
+		if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("report: --out: %w", err)
+		}
+		fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.out)
 	}
-	if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("report: --out: %w", err)
+	if c, ok := doc.Value.(*analysis.Comparison); ok && c.Regression {
+		return &thresholdError{"report: --baseline: " + c.Judgement}
 	}
-	fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.out)
 	return nil
 }
 

@@ -49,10 +49,10 @@ func reportSession(t *testing.T, path string) {
 			class, idle = errclass.EOF, time.Duration(50+i*20)*time.Millisecond
 		}
 		local := fmt.Sprintf("127.0.0.1:%d", 40000+i)
-		w.Put(session.ConnRecord{ConnID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL", URL: "http://127.0.0.1:8090/stream",
+		w.Put(session.ConnRecord{ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL", URL: "http://127.0.0.1:8090/stream",
 			LocalAddr: local, Start: start, FirstEvent: start.Add(20 * time.Millisecond), End: start.Add(age), Events: 12, EndClass: class})
-		w.Put(session.ErrorRecord{Time: start.Add(age), Source: "client", ConnID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL",
-			Class: class, Message: "read: connection reset by peer", LocalAddr: local, Age: age, SinceLast: idle})
+		w.Put(session.ErrorRecord{Time: start.Add(age), Source: "client", ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Group: "AAPL",
+			Class: class, Message: "read: connection reset by peer", LocalAddr: local, Age: session.Seconds(age), Idle: session.Seconds(idle)})
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -164,6 +164,31 @@ func TestReportModes(t *testing.T) {
 		t.Errorf("baseline judgement %q (%v)", cmp.Judgement, err)
 	}
 
+	// A run without resets as the baseline: the resets of run.db are a
+	// significant regression, and the command says so with exit 3 after
+	// printing the whole comparison.
+	quiet := filepath.Join(dir, "quiet.db")
+	qw, err := session.Create(quiet, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	qw.PutMeta(session.MetaRun, session.RunInfo{Command: "run", Scenario: "flood", StartedAt: t0, EndedAt: t0.Add(20 * time.Second)})
+	for i := range 20 {
+		qw.Put(session.ConnRecord{ClientID: fmt.Sprintf("c%04d", i), Scenario: "flood", Start: t0, End: t0.Add(20 * time.Second), Events: 12, ClosedBy: session.ClosedBySelf})
+	}
+	if err := qw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = reportCLI(t, "report", "--baseline", quiet, db)
+	if code != 3 || !strings.Contains(stdout, "Resets appeared") || !strings.Contains(stderr, "report: --baseline: Resets appeared") {
+		t.Errorf("regression: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+	stdout, stderr, code = reportCLI(t, "report", "--baseline", db, quiet)
+	if code != 0 || !strings.Contains(stdout, "Fewer resets") {
+		t.Errorf("improvement: exit %d, stderr %q\n%s", code, stderr, stdout)
+	}
+
 	stdout, stderr, code = reportCLI(t, "report", "--reproduction", "--expect", "ECONNRESET", db, db)
 	if code != 0 || !strings.Contains(stdout, "Reproduced ECONNRESET in 2 of 2 runs (100%).") {
 		t.Errorf("reproduction: exit %d: %s\n%s", code, stderr, stdout)
@@ -184,7 +209,7 @@ func TestReportModes(t *testing.T) {
 		if e.Class == errclass.EOF {
 			msg = "stream ended: EOF"
 		}
-		w.Write([]string{e.Time.Format(time.RFC3339Nano), msg, fmt.Sprint(e.Age.Milliseconds()), fmt.Sprint(e.SinceLast.Milliseconds())})
+		w.Write([]string{e.Time.Format(time.RFC3339Nano), msg, fmt.Sprint(e.Age.D().Milliseconds()), fmt.Sprint(e.Idle.D().Milliseconds())})
 	}
 	w.Flush()
 	prod := filepath.Join(dir, "prod.csv")

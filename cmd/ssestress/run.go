@@ -508,6 +508,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	info := session.RunInfo{
 		Tool: "ssestress " + version, Command: "run", Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario,
 		Target: redactURL(tgt.url), Config: cfgJSON, Shard: o.shard.String(), Host: host, PID: os.Getpid(), StartedAt: start,
+		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
 	}
 	w.PutMeta(session.MetaRun, info)
 	var targetAddrs []string
@@ -585,20 +586,21 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	hops.stop()
 
 	sum := session.Summary{
-		Scenario:          cfg.Scenario,
-		DurationS:         res.Elapsed.Seconds(),
-		ConnectionsOpened: counters.Streams.Load(),
-		ActiveMax:         counters.ActiveMax.Load(),
-		Messages:          counters.Messages.Load(),
-		Reconnects:        counters.Reconnects.Load(),
-		Errors:            counters.Errors(),
-		MemoryPeakBytes:   mon.PeakMemory(),
-		SessionFile:       path,
-		Interrupted:       res.Interrupted,
-		RecordsDropped:    w.Dropped(),
+		Scenario:        cfg.Scenario,
+		DurationS:       res.Elapsed.Seconds(),
+		Clients:         counters.Streams.Load(),
+		Attempts:        counters.Attempts.Load(),
+		ActiveMax:       counters.ActiveMax.Load(),
+		Events:          counters.Events.Load(),
+		Reconnects:      counters.Reconnects.Load(),
+		Errors:          counters.Errors(),
+		MemoryPeakBytes: mon.PeakMemory(),
+		SessionFile:     path,
+		Interrupted:     res.Interrupted,
+		RecordsDropped:  w.Dropped(),
 	}
 	if s := res.Elapsed.Seconds(); s > 0 {
-		sum.MessagesPerS = float64(sum.Messages) / s
+		sum.EventsPerS = float64(sum.Events) / s
 	}
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
@@ -788,7 +790,7 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 		} else {
 			completed = append(completed, path)
 		}
-		fmt.Fprintf(errOut, "ssestress %s: run %d of %d %s: %d connections, %s; %s\n", cfg.command, i, cfg.runs, state, sum.ConnectionsOpened, errs, path)
+		fmt.Fprintf(errOut, "ssestress %s: run %d of %d %s: %d clients, %s; %s\n", cfg.command, i, cfg.runs, state, sum.Clients, errs, path)
 		if sum.Interrupted {
 			break
 		}
@@ -886,16 +888,13 @@ func printRunSummary(w io.Writer, s session.Summary, maxLag time.Duration) error
 	if len(s.Errors) > 0 {
 		errs = clients.FormatErrors(s.Errors)
 	}
-	dur := (time.Duration(s.DurationS * float64(time.Second))).Round(time.Millisecond).String()
-	if s.Interrupted {
-		dur += " (interrupted)"
-	}
 	rows := [][]string{
-		{"duration", dur},
-		{"connections opened", strconv.FormatInt(s.ConnectionsOpened, 10)},
+		{"duration", summaryDuration(s)},
+		{"clients", strconv.FormatInt(s.Clients, 10)},
+		{"connection attempts", strconv.FormatInt(s.Attempts, 10)},
 		{"max active", strconv.FormatInt(s.ActiveMax, 10)},
-		{"messages", strconv.FormatInt(s.Messages, 10)},
-		{"messages/s", strconv.FormatFloat(s.MessagesPerS, 'f', 1, 64)},
+		{"events", strconv.FormatInt(s.Events, 10)},
+		{"events/s", strconv.FormatFloat(s.EventsPerS, 'f', 1, 64)},
 		{"reconnects", strconv.FormatInt(s.Reconnects, 10)},
 		{"errors", errs},
 		{"peak memory", clients.Bytes(s.MemoryPeakBytes)},
@@ -903,6 +902,40 @@ func printRunSummary(w io.Writer, s session.Summary, maxLag time.Duration) error
 	if maxLag > 0 {
 		rows = append(rows, []string{"max timer lag", maxLag.Round(10 * time.Microsecond).String()})
 	}
+	return printSummaryTable(w, s, rows)
+}
+
+// printProxySummary prints a proxy's end-of-run totals: its own counts
+// (client connections, requests, events forwarded, fault firings, failures
+// per hop), not a load run's.
+func printProxySummary(w io.Writer, s session.Summary, p session.ProxyInfo) error {
+	errs := "0"
+	if len(p.Errors) > 0 {
+		errs = clients.FormatErrors(p.Errors)
+	}
+	rows := [][]string{
+		{"duration", summaryDuration(s)},
+		{"client connections", strconv.FormatInt(p.Connections, 10)},
+		{"requests", strconv.FormatInt(p.Requests, 10)},
+		{"max active connections", strconv.FormatInt(p.ActiveMax, 10)},
+		{"events forwarded", strconv.FormatInt(p.Events, 10)},
+		{"events/s", strconv.FormatFloat(s.EventsPerS, 'f', 1, 64)},
+		{"fault firings", strconv.FormatInt(p.FaultsFired, 10)},
+		{"failures by hop", errs},
+		{"peak memory", clients.Bytes(s.MemoryPeakBytes)},
+	}
+	return printSummaryTable(w, s, rows)
+}
+
+func summaryDuration(s session.Summary) string {
+	dur := (time.Duration(s.DurationS * float64(time.Second))).Round(time.Millisecond).String()
+	if s.Interrupted {
+		dur += " (interrupted)"
+	}
+	return dur
+}
+
+func printSummaryTable(w io.Writer, s session.Summary, rows [][]string) error {
 	if s.RecordsDropped > 0 {
 		rows = append(rows, []string{"records dropped", strconv.FormatUint(s.RecordsDropped, 10)})
 	}
@@ -984,10 +1017,10 @@ func runMetrics(command, scenario string, start time.Time, c *clients.Counters, 
 			metrics.One("ssestress_uptime_seconds", "Seconds since the run started.", metrics.Gauge, time.Since(start).Seconds()),
 			metrics.One("ssestress_streams_active", "Streams with an open event-stream response now.", metrics.Gauge, float64(c.Active.Load())),
 			metrics.One("ssestress_streams_active_max", "Most streams open at once so far.", metrics.Gauge, float64(c.ActiveMax.Load())),
-			metrics.One("ssestress_connections_opened_total", "Logical client connections (EventSources) started.", metrics.Counter, float64(c.Streams.Load())),
+			metrics.One("ssestress_clients_total", "Generated clients (EventSources) started.", metrics.Counter, float64(c.Streams.Load())),
 			metrics.One("ssestress_connection_attempts_total", "Connection attempts: first connects and reconnects.", metrics.Counter, float64(c.Attempts.Load())),
 			metrics.One("ssestress_reconnects_total", "Reconnects after a failure.", metrics.Counter, float64(c.Reconnects.Load())),
-			metrics.One("ssestress_messages_total", "SSE events dispatched to the clients.", metrics.Counter, float64(c.Messages.Load())),
+			metrics.One("ssestress_events_total", "SSE events dispatched to the clients.", metrics.Counter, float64(c.Events.Load())),
 			metrics.One("ssestress_comments_total", "SSE comments (heartbeats) received.", metrics.Counter, float64(c.Comments.Load())),
 			errs,
 			metrics.One("ssestress_session_records_committed_total", "Records written to the session file.", metrics.Counter, float64(w.Committed())),

@@ -68,7 +68,7 @@ func TestRunRepeatDeterministicFault(t *testing.T) {
 	}
 	for i, run := range ss.Runs {
 		want := filepath.Join(dir, fmt.Sprintf("det-%d.db", i+1))
-		if run.Run != i+1 || run.SessionFile != want || run.Summary.Errors["ECONNRESET"] == 0 || run.Summary.ConnectionsOpened != 2 {
+		if run.Run != i+1 || run.SessionFile != want || run.Summary.Errors["ECONNRESET"] == 0 || run.Summary.Clients != 2 {
 			t.Errorf("run %d: %+v", i+1, run)
 		}
 		_, info, _, errs := readSession(t, want)
@@ -76,7 +76,7 @@ func TestRunRepeatDeterministicFault(t *testing.T) {
 			t.Errorf("%s: run info %+v, %d errors", want, info, len(errs))
 		}
 	}
-	if !strings.Contains(stderr, "ssestress run: run 5 of 5 ended: 2 connections, errors ECONNRESET") {
+	if !strings.Contains(stderr, "ssestress run: run 5 of 5 ended: 2 clients, errors ECONNRESET") {
 		t.Errorf("no per-run line on stderr:\n%s", stderr)
 	}
 

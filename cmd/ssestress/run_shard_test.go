@@ -64,7 +64,7 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 	wantGroups := map[string]int64{}
 	for _, a := range plan.Actions(time.Duration(whole.cfg.Duration)) {
 		if a.Open {
-			wantIDs[clients.ConnID(a.Conn)] = true
+			wantIDs[clients.ClientID(a.Conn)] = true
 			wantGroups[strings.Join(whole.cfg.SymbolGroups[a.Conn%len(whole.cfg.SymbolGroups)], ",")]++
 		}
 	}
@@ -108,7 +108,7 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 		Scenarios []struct {
 			Scenario string `json:"scenario"`
 			Files    int    `json:"files"`
-			Opened   int64  `json:"connections_opened"`
+			Attempts int64  `json:"attempts"`
 			Errors   int64  `json:"errors"`
 		} `json:"scenarios"`
 		Groups []struct {
@@ -127,7 +127,7 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 			t.Errorf("file %s: shard %q", f.Name, f.Shard)
 		}
 	}
-	if len(rep.Scenarios) != 1 || rep.Scenarios[0].Files != 3 || rep.Scenarios[0].Opened != int64(len(wantIDs)) || rep.Scenarios[0].Errors != 0 {
+	if len(rep.Scenarios) != 1 || rep.Scenarios[0].Files != 3 || rep.Scenarios[0].Attempts != int64(len(wantIDs)) || rep.Scenarios[0].Errors != 0 {
 		t.Fatalf("merged summary %+v, want %d connections opened over 3 files and no error", rep.Scenarios, len(wantIDs))
 	}
 	gotGroups := map[string]int64{}
@@ -147,11 +147,11 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 		}
 		for _, c := range conns {
 			var n int
-			fmt.Sscanf(c.ConnID, "c%d", &n)
-			if n%3 != k || gotIDs[c.ConnID] {
-				t.Errorf("%s holds %s (shard %d/3 owns every 3rd from c%04d; duplicates are wrong)", f, c.ConnID, k+1, k)
+			fmt.Sscanf(c.ClientID, "c%d", &n)
+			if n%3 != k || gotIDs[c.ClientID] {
+				t.Errorf("%s holds %s (shard %d/3 owns every 3rd from c%04d; duplicates are wrong)", f, c.ClientID, k+1, k)
 			}
-			gotIDs[c.ConnID] = true
+			gotIDs[c.ClientID] = true
 		}
 	}
 	if len(gotIDs) != len(wantIDs) {

@@ -180,14 +180,14 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
 	}
-	for _, k := range []string{"scenario", "duration_s", "connections_opened", "active_max", "messages", "reconnects", "errors", "memory_peak_bytes", "session_file"} {
+	for _, k := range []string{"scenario", "duration_s", "clients", "attempts", "active_max", "events", "reconnects", "errors", "memory_peak_bytes", "session_file"} {
 		if _, ok := keys[k]; !ok {
 			t.Errorf("summary lacks key %q: %s", k, stdout)
 		}
 	}
 	var sum session.Summary
 	json.Unmarshal([]byte(stdout), &sum)
-	if sum.Scenario != "flood" || sum.ConnectionsOpened != 6 || sum.ActiveMax != 6 || sum.Messages == 0 ||
+	if sum.Scenario != "flood" || sum.Clients != 6 || sum.ActiveMax != 6 || sum.Events == 0 ||
 		len(sum.Errors) != 0 || sum.MemoryPeakBytes == 0 || sum.SessionFile != out || sum.DurationS < 1.5 {
 		t.Fatalf("summary %+v", sum)
 	}
@@ -199,10 +199,10 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Complete || rep.Summary == nil || rep.Summary.Messages != sum.Messages {
+	if !rep.Complete || rep.Summary == nil || rep.Summary.Events != sum.Events {
 		t.Fatalf("file summary %+v, printed %+v", rep.Summary, sum)
 	}
-	if rep.Conns.Connections != 6 || rep.Conns.Open != 0 || rep.Conns.Events != sum.Messages || rep.Counts[session.BucketSamples] < 5 {
+	if rep.Conns.Clients != 6 || rep.Conns.Open != 0 || rep.Conns.Events != sum.Events || rep.Counts[session.BucketSamples] < 5 {
 		t.Fatalf("file holds %+v", rep)
 	}
 	if rep.Counts[session.BucketTopology] != 1 || rep.Run.Scenario != "flood" || !strings.HasPrefix(rep.Run.Target, "http://127.0.0.1:") {
@@ -240,7 +240,7 @@ func TestRunConfigFileAndFlags(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"│ long-running │", "connections opened │ 4", "max active         │ 4", "errors             │ 0", "session file: " + out} {
+	for _, want := range []string{"│ long-running │", "clients             │ 4", "max active          │ 4", "errors              │ 0", "session file: " + out} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout)
 		}
@@ -294,7 +294,7 @@ func TestRunInterrupted(t *testing.T) {
 		t.Fatal("the interrupt did not stop the run")
 	}
 	var sum session.Summary
-	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || !sum.Interrupted || sum.ConnectionsOpened == 0 || len(sum.Errors) != 0 {
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || !sum.Interrupted || sum.Clients == 0 || len(sum.Errors) != 0 {
 		t.Fatalf("summary %s (%v)", stdout, err)
 	}
 	rep, err := inspectFile(out)
@@ -372,14 +372,14 @@ func TestKill9LeavesReadableFile(t *testing.T) {
 	if rep.Run == nil || rep.Complete || rep.Summary != nil {
 		t.Fatalf("a killed run should have run info and no end: %+v", rep)
 	}
-	if rep.Conns.Connections == 0 || rep.Conns.Events == 0 || rep.Counts[session.BucketSamples] == 0 || rep.Conns.Open == 0 {
+	if rep.Conns.Clients == 0 || rep.Conns.Events == 0 || rep.Counts[session.BucketSamples] == 0 || rep.Conns.Open == 0 {
 		t.Fatalf("killed file holds %+v, counts %v", rep.Conns, rep.Counts)
 	}
 	stdout, stderrText, code := runCLI(t, context.Background(), "inspect", out)
 	if code != 0 || !strings.Contains(stdout, "not recorded: the run was killed") || !strings.Contains(stdout, "summary       none") {
 		t.Fatalf("inspect exit %d, stderr %q:\n%s", code, stderrText, stdout)
 	}
-	t.Logf("after kill -9: %d connections, %d events, %d samples", rep.Conns.Connections, rep.Conns.Events, rep.Counts[session.BucketSamples])
+	t.Logf("after kill -9: %d connections, %d events, %d samples", rep.Conns.Clients, rep.Conns.Events, rep.Counts[session.BucketSamples])
 }
 
 // TestInspectRejectsOtherFiles: a file that is not a session file, or

@@ -10,8 +10,10 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ssestress/ssestress/capture"
+	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/proxy"
 )
@@ -28,8 +30,9 @@ type hopFlags struct {
 	iface           string
 	pcap            string
 
-	specs []proxy.FaultSpec // parsed --fault
-	cmd   string            // the subcommand, for messages: run, replay run
+	specs     []proxy.FaultSpec // parsed --fault
+	keepalive dur.Duration
+	cmd       string // the subcommand, for messages: run, replay run
 }
 
 func (h *hopFlags) register(fs *flag.FlagSet) {
@@ -37,6 +40,8 @@ func (h *hopFlags) register(fs *flag.FlagSet) {
 	fs.Var(&h.faults, "fault", "fault the in-process proxy injects: `KIND[:key=value,...]` or preset:NAME (repeatable; see ssestress proxy --help)")
 	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: reset, eof or abort")
 	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
+	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
+	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
 	fs.StringVar(&h.iface, "iface", "", "with --capture: interface (default: the route to the target, lo for loopback)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
@@ -75,6 +80,15 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	return notes, nil
 }
 
+// runTimeScale is the time scale the run's faults act at (1 without the
+// in-process proxy).
+func (h *hopFlags) runTimeScale() float64 {
+	if !h.viaProxy || h.timeScale <= 0 {
+		return 1
+	}
+	return h.timeScale
+}
+
 // command is the subcommand for messages (run when check was not called).
 func (h *hopFlags) command() string {
 	if h.cmd == "" {
@@ -101,7 +115,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		}
 		p, err := proxy.Start(ctx, proxy.Config{
 			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
-			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale,
+			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale, Keepalive: keepaliveConfig(time.Duration(h.keepalive)),
 			TLSClientConfig: targetTLS, Session: w,
 			// No log line per firing: a run may fire thousands; the
 			// session file and the report hold every one.

@@ -62,7 +62,7 @@ func TestRunViaProxyResetHalf(t *testing.T) {
 	resets, _ := session.All[session.Reset](r, session.BucketResets)
 	upstreamFired := 0
 	for _, f := range faults {
-		if f.Hop == session.HopUpstream && f.Kind == "reset" && f.Proxy == "run-proxy" {
+		if f.Hop == session.HopUpstream && f.FaultKind == "reset" && f.Proxy == "run-proxy" {
 			upstreamFired++
 		}
 	}
@@ -104,8 +104,12 @@ func TestRunCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	captures, _ := r.Captures()
 	var info session.CaptureInfo
-	if ok, _ := r.Meta(session.MetaCapture, &info); !ok || info.Disabled != "" || info.Packets == 0 {
+	if len(captures) == 1 {
+		info = captures[0]
+	}
+	if len(captures) != 1 || info.Disabled != "" || info.Packets == 0 {
 		t.Fatalf("capture info %+v", info)
 	}
 	resets, _ := session.All[session.Reset](r, session.BucketResets)

@@ -80,7 +80,7 @@ func clientHotPath(src *fastSource) testing.BenchmarkResult {
 		b.ResetTimer()
 		go func() { defer close(done); s.Run(ctx) }()
 		deadline := time.Now().Add(time.Minute)
-		for counters.Messages.Load() < int64(b.N) && time.Now().Before(deadline) {
+		for counters.Events.Load() < int64(b.N) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Microsecond)
 		}
 		b.StopTimer()

@@ -316,7 +316,7 @@ func startClients(ctx context.Context) *role {
 	}
 	return &role{
 		fill: func(u *Usage) {
-			u.Active, u.Messages, u.Comments, u.Errors = counters.Active.Load(), counters.Messages.Load(), counters.Comments.Load(), counters.ErrorTotal()
+			u.Active, u.Messages, u.Comments, u.Errors = counters.Active.Load(), counters.Events.Load(), counters.Comments.Load(), counters.ErrorTotal()
 		},
 		cmd: func(op string, f []string) error {
 			switch op {
@@ -340,7 +340,7 @@ func startClients(ctx context.Context) *role {
 				go func() {
 					start := time.Now()
 					for i := 0; i < n; i++ {
-						s := clients.NewStream(clients.ConnID(first+i), "", target, opts)
+						s := clients.NewStream(clients.ClientID(first+i), "", target, opts)
 						go func() { defer wg.Done(); s.Run(runCtx) }()
 						if d := time.Until(start.Add(time.Duration(i+1) * time.Second / openRate)); d > 0 {
 							time.Sleep(d)

@@ -201,7 +201,7 @@ func openStreams(ctx context.Context, target string, n int, base time.Time, stam
 	ctx, l.cancel = context.WithCancel(ctx)
 	start := time.Now()
 	for i := range n {
-		s := clients.NewStream(clients.ConnID(i), "", u, opts)
+		s := clients.NewStream(clients.ClientID(i), "", u, opts)
 		l.wg.Add(1)
 		go func() { defer l.wg.Done(); s.Run(ctx) }()
 		if d := time.Until(start.Add(time.Duration(i+1) * time.Second / openRate)); d > 0 {
@@ -263,11 +263,11 @@ func measureWindow(ctx context.Context, l *streamLoad, h *hop, warmUp, window ti
 			return st, err
 		}
 	}
-	m0, b0, e0, t0 := l.counters.Messages.Load(), processCPU(), l.counters.ErrorTotal(), time.Now()
+	m0, b0, e0, t0 := l.counters.Events.Load(), processCPU(), l.counters.ErrorTotal(), time.Now()
 	l.measuring.Store(true)
 	ok := sleepCtx(ctx, window)
 	l.measuring.Store(false)
-	m1, b1, e1, el := l.counters.Messages.Load(), processCPU(), l.counters.ErrorTotal(), time.Since(t0)
+	m1, b1, e1, el := l.counters.Events.Load(), processCPU(), l.counters.ErrorTotal(), time.Since(t0)
 	if !ok {
 		return st, ctx.Err()
 	}

@@ -34,12 +34,12 @@ func benchRecording(streams int, length time.Duration) *recording.Recording {
 		st := &recording.Stored{RecStream: session.RecStream{
 			Proxy: "bench", ConnID: "bench-" + strconv.Itoa(i), Method: http.MethodGet, Path: "/stream", Query: q,
 			Group: recording.Group(q), Start: base.Add(time.Duration(i) * time.Millisecond), Status: http.StatusOK,
-			RespHeader: http.Header{"Content-Type": {"text/event-stream"}}, RespAt: time.Millisecond,
+			RespHeader: http.Header{"Content-Type": {"text/event-stream"}}, RespAt: session.Seconds(time.Millisecond),
 		}}
 		off := time.Millisecond
 		for j := 0; off < length; j++ {
 			off += 20*time.Millisecond + time.Duration(rng.Int64N(int64(180*time.Millisecond)))
-			st.Events = append(st.Events, session.RecEvent{Proxy: st.Proxy, ConnID: st.ConnID, Seq: j, Offset: off,
+			st.Events = append(st.Events, session.RecEvent{Proxy: st.Proxy, ConnID: st.ConnID, Seq: j, Offset: session.Seconds(off),
 				Kind: session.RecKindEvent, ID: strconv.Itoa(j + 1), Type: "quote", Data: `{"symbol":"S` + strconv.Itoa(i) + `","price":187.1234}`})
 		}
 		st.Frames = int64(len(st.Events))
@@ -77,7 +77,7 @@ func replayGaps(ctx context.Context, rec *recording.Recording, speed float64) (g
 
 	var longest time.Duration
 	for _, st := range rec.Streams {
-		longest = max(longest, st.Events[len(st.Events)-1].Offset)
+		longest = max(longest, st.Events[len(st.Events)-1].Offset.D())
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(float64(longest)/speed)+30*time.Second)
 	defer cancel()

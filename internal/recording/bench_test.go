@@ -62,7 +62,7 @@ func BenchmarkStreamWrite(b *testing.B) {
 		k++
 	}
 	el := b.Elapsed()
-	s.End("client", "FIN", "", time.Now())
+	s.End(session.EndedByClient, session.EndingFIN, "", time.Now())
 	w.Close()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")

@@ -86,6 +86,17 @@ func Import(r io.Reader) (*Recording, error) {
 		if err := json.Unmarshal(line, &head); err != nil {
 			return nil, bad("%v", err)
 		}
+		if isV1Line(line) {
+			bucket := session.BucketRecEvents
+			if head.Record == LineStream {
+				bucket = session.BucketRecStreams
+			}
+			up, err := session.Upgrade(1, bucket, nil, line)
+			if err != nil {
+				return nil, bad("%v", err)
+			}
+			line = up
+		}
 		switch head.Record {
 		case LineStream:
 			if inEvents {
@@ -168,3 +179,11 @@ func strictUnmarshal(b []byte, v any) error {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// isV1Line reports whether a jsonl line was exported by a version 1
+// ssestress: durations in integer nanoseconds (keys ending in _ns), or the
+// stream's ending as closed_by and how. Such lines are read through the
+// session schema's migration.
+func isV1Line(line []byte) bool {
+	return bytes.Contains(line, []byte(`_ns"`)) || bytes.Contains(line, []byte(`"closed_by"`)) || bytes.Contains(line, []byte(`"how"`))
+}

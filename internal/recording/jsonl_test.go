@@ -39,24 +39,24 @@ func randomRecording(rng *rand.Rand) *recording.Recording {
 		s.Status = []int{0, 200, 502}[rng.IntN(3)]
 		if s.Status != 0 {
 			s.RespHeader = http.Header{"Content-Type": {"text/event-stream"}}
-			s.RespAt = time.Duration(rng.Int64N(1e9))
+			s.RespAt = session.Seconds(time.Duration(rng.Int64N(1e9)))
 		}
 		s.Ended = rng.IntN(2) == 0
 		if s.Ended {
-			s.End = time.Duration(rng.Int64N(1e12))
-			s.ClosedBy, s.How, s.Class = "server", "RST", "ECONNRESET"
+			s.End = session.Seconds(time.Duration(rng.Int64N(1e12)))
+			s.EndedBy, s.Ending, s.Class = session.EndedByUpstream, session.EndingRST, "ECONNRESET"
 		}
 		s.Stopped = rng.IntN(5) == 0
 		m := rng.IntN(8)
 		for j := range m {
-			e := session.RecEvent{Proxy: s.Proxy, ConnID: s.ConnID, Seq: j, Offset: time.Duration(rng.Int64N(1e12))}
+			e := session.RecEvent{Proxy: s.Proxy, ConnID: s.ConnID, Seq: j, Offset: session.Seconds(time.Duration(rng.Int64N(1e12)))}
 			switch rng.IntN(3) {
 			case 0:
 				e.Kind, e.ID, e.Type, e.Data = session.RecKindEvent, txt(), "message", txt()
 			case 1:
 				e.Kind, e.Comment = session.RecKindComment, txt()
 			default:
-				e.Kind, e.Retry = session.RecKindRetry, time.Duration(rng.Int64N(1e6))*time.Millisecond
+				e.Kind, e.Retry = session.RecKindRetry, session.Seconds(time.Duration(rng.Int64N(1e6))*time.Millisecond)
 			}
 			s.Events = append(s.Events, e)
 		}
@@ -121,7 +121,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 // TestImportErrors: each bad input gives one error naming its line.
 func TestImportErrors(t *testing.T) {
 	stream := `{"record":"stream","proxy":"p","conn_id":"c1","method":"GET","path":"/s","start":"2025-01-01T00:00:00Z","frames":0,"bytes":0,"ended":false}`
-	event := `{"record":"event","proxy":"p","conn_id":"c1","seq":0,"offset_ns":5,"kind":"event","data":"x"}`
+	event := `{"record":"event","proxy":"p","conn_id":"c1","seq":0,"offset_s":0.000000005,"kind":"event","data":"x"}`
 	cases := []struct{ name, in, want string }{
 		{"not json", "{", "line 1: unexpected end of JSON input"},
 		{"unknown record", `{"record":"flow"}`, `line 1: record "flow"`},
@@ -131,7 +131,8 @@ func TestImportErrors(t *testing.T) {
 		{"duplicate stream", stream + "\n" + stream, `line 2: duplicate stream "p/c1"`},
 		{"duplicate event", stream + "\n" + event + "\n\n" + event, `line 4: duplicate event`},
 		{"bad kind", stream + "\n" + strings.Replace(event, `"kind":"event"`, `"kind":"blob"`, 1), `line 2: event kind "blob"`},
-		{"negative offset", stream + "\n" + strings.Replace(event, `"offset_ns":5`, `"offset_ns":-5`, 1), "line 2: negative offset"},
+		{"negative offset", stream + "\n" + strings.Replace(event, `"offset_s":0.000000005`, `"offset_s":-0.000000005`, 1), "line 2: negative offset"},
+		{"negative offset, version 1", stream + "\n" + strings.Replace(event, `"offset_s":0.000000005`, `"offset_ns":-5`, 1), "line 2: negative offset"},
 		{"no conn id", strings.Replace(stream, `"c1"`, `""`, 1), "line 1: stream without conn_id"},
 	}
 	for _, c := range cases {
@@ -141,8 +142,14 @@ func TestImportErrors(t *testing.T) {
 		}
 	}
 	rec, err := recording.Import(strings.NewReader(stream + "\n" + event + "\n"))
-	if err != nil || len(rec.Streams) != 1 || len(rec.Streams[0].Events) != 1 {
+	if err != nil || len(rec.Streams) != 1 || len(rec.Streams[0].Events) != 1 || rec.Streams[0].Events[0].Offset != 5 {
 		t.Fatalf("good input: %v %+v", err, rec)
+	}
+	// A version 1 export (offsets in integer nanoseconds) imports the same.
+	v1 := strings.Replace(event, `"offset_s":0.000000005`, `"offset_ns":5`, 1)
+	rec, err = recording.Import(strings.NewReader(stream + "\n" + v1 + "\n"))
+	if err != nil || len(rec.Streams) != 1 || len(rec.Streams[0].Events) != 1 || rec.Streams[0].Events[0].Offset != 5 {
+		t.Fatalf("version 1 input: %v %+v", err, rec)
 	}
 }
 

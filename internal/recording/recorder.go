@@ -212,7 +212,7 @@ func (s *Stream) Response(status int, h http.Header, at time.Time) {
 	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "text/event-stream" {
 		s.notSSE = true
 	}
-	s.rec.RespAt = at.Sub(s.rec.Start)
+	s.rec.RespAt = session.Seconds(at.Sub(s.rec.Start))
 	s.r.w.Put(s.rec)
 }
 
@@ -247,7 +247,7 @@ func (s *Stream) emit(f *sse.Frame) error {
 		Proxy:  s.rec.Proxy,
 		ConnID: s.rec.ConnID,
 		Seq:    int(s.rec.Frames),
-		Offset: s.emitAt.Sub(s.rec.Start),
+		Offset: session.Seconds(s.emitAt.Sub(s.rec.Start)),
 	}
 	switch f.Kind {
 	case sse.KindEvent:
@@ -260,7 +260,7 @@ func (s *Stream) emit(f *sse.Frame) error {
 		e.Comment = textOf(f.Comment)
 	case sse.KindRetry:
 		e.Kind = session.RecKindRetry
-		e.Retry = f.Retry
+		e.Retry = session.Seconds(f.Retry)
 	default:
 		return nil
 	}
@@ -285,10 +285,11 @@ func validText(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// End records how the stream ended, at at: closedBy is "client", "proxy" or
-// "server"; how is "FIN" or "RST"; class is the errclass of the failure, ""
-// for none. Only the first End counts.
-func (s *Stream) End(closedBy, how, class string, at time.Time) {
+// End records how the stream ended, at at: endedBy is session.EndedByClient,
+// EndedByProxy or EndedByUpstream; ending is session.EndingFIN or
+// EndingRST; class is the errclass of the failure, "" for none. Only the
+// first End counts.
+func (s *Stream) End(endedBy, ending, class string, at time.Time) {
 	if s == nil {
 		return
 	}
@@ -299,8 +300,8 @@ func (s *Stream) End(closedBy, how, class string, at time.Time) {
 	}
 	s.done = true
 	s.rec.Ended = true
-	s.rec.End = at.Sub(s.rec.Start)
-	s.rec.ClosedBy, s.rec.How = closedBy, how
+	s.rec.End = session.Seconds(at.Sub(s.rec.Start))
+	s.rec.EndedBy, s.rec.Ending = endedBy, ending
 	if class != "" || s.rec.Class == "" {
 		s.rec.Class = class
 	}

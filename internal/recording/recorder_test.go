@@ -102,8 +102,8 @@ func TestRecorderThroughRelay(t *testing.T) {
 	}
 	for i, want := range []received{a, b} {
 		s := r.Streams[i]
-		if !s.Ended || s.ClosedBy != "client" {
-			t.Errorf("stream %s: ended=%v closed_by=%q, want ended by client", s.Name(), s.Ended, s.ClosedBy)
+		if !s.Ended || s.EndedBy != "client" {
+			t.Errorf("stream %s: ended=%v closed_by=%q, want ended by client", s.Name(), s.Ended, s.EndedBy)
 		}
 		if s.Status != 200 || !strings.HasPrefix(s.RespHeader.Get("Content-Type"), "text/event-stream") {
 			t.Errorf("stream %s: status %d, content type %q", s.Name(), s.Status, s.RespHeader.Get("Content-Type"))
@@ -113,7 +113,7 @@ func TestRecorderThroughRelay(t *testing.T) {
 		if len(s.Events) < len(want.frames) {
 			t.Fatalf("stream %s: %d frames recorded, client read %d", s.Name(), len(s.Events), len(want.frames))
 		}
-		var last time.Duration
+		var last session.Seconds
 		for j, f := range want.frames {
 			e := s.Events[j]
 			if e.Seq != j {
@@ -133,7 +133,7 @@ func TestRecorderThroughRelay(t *testing.T) {
 					t.Fatalf("frame %d: recorded %+v, client got comment %q", j, e, f.Comment)
 				}
 			case sse.KindRetry:
-				if e.Kind != session.RecKindRetry || e.Retry != f.Retry {
+				if e.Kind != session.RecKindRetry || e.Retry.D() != f.Retry {
 					t.Fatalf("frame %d: recorded %+v, client got retry %v", j, e, f.Retry)
 				}
 			}
@@ -185,7 +185,7 @@ func TestRecorderNoRedact(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer kept")
 	req.Header.Set("X-Api-Key", "kept-too")
 	s := rec.Begin("c1", req, time.Now())
-	s.End("client", "FIN", "", time.Now())
+	s.End(session.EndedByClient, session.EndingFIN, "", time.Now())
 	w.Close()
 	r, err := recording.Load(path)
 	if err != nil {
@@ -210,7 +210,7 @@ func TestStreamWritePieces(t *testing.T) {
 	for i, p := range pieces {
 		s.Write([]byte(p), start.Add(time.Duration(i+1)*10*time.Millisecond))
 	}
-	s.End("server", "RST", "ECONNRESET", start.Add(time.Second))
+	s.End(session.EndedByUpstream, session.EndingRST, "ECONNRESET", start.Add(time.Second))
 	s.Write([]byte("data: after end\n\n"), start.Add(2*time.Second)) // ignored
 	w.Close()
 	r, err := recording.Load(path)
@@ -221,14 +221,14 @@ func TestStreamWritePieces(t *testing.T) {
 	if got.RespHeader.Get("Set-Cookie") != recording.RedactedValue {
 		t.Errorf("Set-Cookie not redacted: %v", got.RespHeader)
 	}
-	if got.End != time.Second || got.How != "RST" || got.Class != "ECONNRESET" || got.ClosedBy != "server" {
+	if got.End.D() != time.Second || got.Ending != session.EndingRST || got.Class != "ECONNRESET" || got.EndedBy != session.EndedByUpstream {
 		t.Errorf("ending: %+v", got.RecStream)
 	}
 	want := []session.RecEvent{
-		{Seq: 0, Offset: 10 * time.Millisecond, Kind: "retry", Retry: 1500 * time.Millisecond},
-		{Seq: 1, Offset: 20 * time.Millisecond, Kind: "comment", Comment: "hb"},
-		{Seq: 2, Offset: 30 * time.Millisecond, Kind: "event", ID: "7", Type: "quote", Data: "a\nb"},
-		{Seq: 3, Offset: 40 * time.Millisecond, Kind: "event", ID: "7", Type: "message", Data: "\uFFFD"},
+		{Seq: 0, Offset: session.Seconds(10 * time.Millisecond), Kind: "retry", Retry: session.Seconds(1500 * time.Millisecond)},
+		{Seq: 1, Offset: session.Seconds(20 * time.Millisecond), Kind: "comment", Comment: "hb"},
+		{Seq: 2, Offset: session.Seconds(30 * time.Millisecond), Kind: "event", ID: "7", Type: "quote", Data: "a\nb"},
+		{Seq: 3, Offset: session.Seconds(40 * time.Millisecond), Kind: "event", ID: "7", Type: "message", Data: "\uFFFD"},
 	}
 	if len(got.Events) != len(want) {
 		t.Fatalf("frames: %+v", got.Events)
@@ -257,17 +257,17 @@ func TestRecorderStartStop(t *testing.T) {
 	if rec.Enabled() {
 		t.Fatal("still enabled")
 	}
-	live.Write([]byte("data: 2\n\n"), start) // not recorded
-	live.End("client", "FIN", "", start)     // not recorded either: it was stopped
+	live.Write([]byte("data: 2\n\n"), start)                      // not recorded
+	live.End(session.EndedByClient, session.EndingFIN, "", start) // not recorded either: it was stopped
 	if s := rec.Begin("off", req, start); s != nil {
 		t.Fatal("Begin while stopped returned a stream")
 	}
 	var nilStream *recording.Stream
 	nilStream.Write([]byte("data: x\n\n"), start) // nil-safe
-	nilStream.End("client", "FIN", "", start)
+	nilStream.End(session.EndedByClient, session.EndingFIN, "", start)
 	rec.SetEnabled(true)
 	again := rec.Begin("again", req, start)
-	again.End("client", "FIN", "", start)
+	again.End(session.EndedByClient, session.EndingFIN, "", start)
 	w.Close()
 	r, err := recording.Load(path)
 	if err != nil {
@@ -298,7 +298,7 @@ func TestRecorderNotSSE(t *testing.T) {
 	s := rec.Begin("h", req, now)
 	s.Response(200, http.Header{"Content-Type": {"text/plain"}}, now)
 	s.Write([]byte("data: looks like sse\n\n"), now)
-	s.End("server", "FIN", "EOF", now)
+	s.End(session.EndedByUpstream, session.EndingFIN, "EOF", now)
 	w.Close()
 	r, err := recording.Load(path)
 	if err != nil {

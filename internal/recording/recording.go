@@ -68,10 +68,9 @@ func Read(r *session.Reader) (*Recording, error) {
 	if skipped.Records > 0 {
 		rec.Unreadable[session.BucketRecStreams] = skipped
 	}
-	var badEvents session.Unreadable
 	var cur *Stored
 	var curPrefix []byte
-	err = r.Each(session.BucketRecEvents, func(key, val []byte) error {
+	badEvents, err := r.EachRecord(session.BucketRecEvents, func(key, val []byte) error {
 		// Keys are "<proxy>/<conn id>/<seq>": a stream's frames are
 		// contiguous, so the lookup happens once per stream.
 		if cur == nil || !bytes.HasPrefix(key, curPrefix) || len(key) != len(curPrefix)+10 {
@@ -88,8 +87,7 @@ func Read(r *session.Reader) (*Recording, error) {
 		}
 		var e session.RecEvent
 		if err := jsonUnmarshal(val, &e); err != nil {
-			badEvents.Add(key, err)
-			return nil
+			return session.SkipRecord(err)
 		}
 		cur.Events = append(cur.Events, e)
 		return nil

@@ -5,16 +5,19 @@ import (
 	"time"
 )
 
-// MetaCapture is the meta key of CaptureInfo.
-const MetaCapture = "capture"
-
-// CaptureInfo describes the packet capture of a run (meta/"capture"). A run
-// that could not capture (no root, no CAP_NET_RAW) writes it with Disabled
-// set, so a report knows its resets rest on socket evidence alone.
+// CaptureInfo describes one packet capture (bucket captures, key its ID). A
+// session file may hold several: one per interface of a run, and pcaps from
+// other hosts stored with capture analyze --store. A producer that could
+// not capture (no root, no CAP_NET_RAW) writes it with Disabled set, so a
+// report knows its resets rest on socket evidence alone.
 type CaptureInfo struct {
+	// ID names the capture within the file: "<host>/<iface>" for a live
+	// capture, "file:<base name of the pcap>" for an imported one.
+	ID      string    `json:"id"`
+	Host    string    `json:"host,omitempty"` // the host it ran on
 	Iface   string    `json:"iface,omitempty"`
 	Ports   []int     `json:"ports,omitempty"`
-	Out     string    `json:"out,omitempty"` // the pcap file
+	Pcap    string    `json:"pcap,omitempty"` // the pcap file written or read
 	Started time.Time `json:"started,omitzero"`
 	Stopped time.Time `json:"stopped,omitzero"`
 	// Packets counts the TCP packets processed (each once: the outgoing
@@ -26,57 +29,69 @@ type CaptureInfo struct {
 	KernelPackets uint64 `json:"kernel_packets"`
 	KernelDrops   uint64 `json:"kernel_drops"`
 	Flows         int64  `json:"flows"`
-	Resets        int64  `json:"resets"` // RST packets seen
+	RSTSegments   int64  `json:"rst_segments"` // RST packets seen
 	// Disabled says why no capture ran; "" when it did.
 	Disabled string `json:"disabled,omitempty"`
 }
 
-// Flow is the summary of one TCP connection seen by the capture (bucket
+func (CaptureInfo) Bucket() string { return BucketCaptures }
+
+// Key is the ID.
+func (c CaptureInfo) Key() []byte { return []byte(c.ID) }
+
+// Flow is the summary of one TCP connection seen by one capture (bucket
 // flows). The capture keeps only these summaries in the session file; the
-// packets themselves go to the pcap file.
+// packets themselves go to the pcap file. The same connection seen by two
+// captures (two links, two hosts) is two Flows with the same sequence
+// numbers; attribution joins them.
 type Flow struct {
-	// Client is the address that sent the SYN, Server the one that answered.
-	Client string `json:"client"`
-	Server string `json:"server"`
-	// Midstream is set when the capture began after the handshake: Client
-	// and Server are then guessed from the topology's ports.
+	Capture string `json:"capture"` // CaptureInfo.ID
+	// Dialer is the address that sent the SYN, Listener the one that
+	// answered it.
+	Dialer   string `json:"dialer"`
+	Listener string `json:"listener"`
+	// Midstream is set when the capture began after the handshake: Dialer
+	// and Listener are then guessed from the topology's ports.
 	Midstream bool      `json:"midstream,omitempty"`
 	First     time.Time `json:"first"` // first packet captured
 	Last      time.Time `json:"last"`  // last packet captured
 	SYN       time.Time `json:"syn,omitzero"`
 	SYNACK    time.Time `json:"syn_ack,omitzero"`
-	// FromClient and FromServer are the two directions.
-	FromClient FlowSide `json:"from_client"`
-	FromServer FlowSide `json:"from_server"`
-	// Resets are the RST packets of the flow in capture order (at most
-	// MaxFlowResets; ResetsOmitted counts the rest).
-	Resets        []RSTPacket `json:"resets,omitempty"`
-	ResetsOmitted int         `json:"resets_omitted,omitempty"`
+	// FromDialer and FromListener are the two directions.
+	FromDialer   FlowDirection `json:"from_dialer"`
+	FromListener FlowDirection `json:"from_listener"`
+	// RSTs are the RST packets of the flow in capture order (at most
+	// MaxFlowRSTs; RSTsOmitted counts the rest).
+	RSTs        []RSTPacket `json:"rsts,omitempty"`
+	RSTsOmitted int         `json:"rsts_omitted,omitempty"`
 }
 
 func (Flow) Bucket() string { return BucketFlows }
 
-// Key is FlowKey: the first packet's time, then both addresses, so flows
-// sort by time and a flow written twice (live, then from the pcap) keeps
-// one entry.
-func (f Flow) Key() []byte { return []byte(FlowKey(f.First, f.Client, f.Server)) }
+// Key is FlowKey: the first packet's time, both addresses and the capture,
+// so flows sort by time, a flow written twice (live, then from the pcap)
+// keeps one entry, and two captures of one flow keep one each.
+func (f Flow) Key() []byte { return []byte(FlowKey(f.First, f.Dialer, f.Listener, f.Capture)) }
 
-// FlowKey is "<first packet, Unix microseconds, 17 digits> <client> <server>".
-// Microseconds, because that is what a pcap file keeps.
-func FlowKey(first time.Time, client, server string) string {
-	b := make([]byte, 0, 17+2+len(client)+len(server))
+// FlowKey is "<first packet, Unix microseconds, 17 digits> <dialer>
+// <listener> <capture>". Microseconds, because that is what a pcap file
+// keeps.
+func FlowKey(first time.Time, dialer, listener, capture string) string {
+	b := make([]byte, 0, 17+3+len(dialer)+len(listener)+len(capture))
 	b = appendPadded(b, int(first.UnixMicro()), 17)
 	b = append(b, ' ')
-	b = append(b, client...)
+	b = append(b, dialer...)
 	b = append(b, ' ')
-	return string(append(b, server...))
+	b = append(b, listener...)
+	b = append(b, ' ')
+	return string(append(b, capture...))
 }
 
-// MaxFlowResets bounds Flow.Resets.
-const MaxFlowResets = 16
+// MaxFlowRSTs bounds Flow.RSTs.
+const MaxFlowRSTs = 16
 
-// FlowSide is one direction of a flow: what its sender sent.
-type FlowSide struct {
+// FlowDirection is one direction of a flow: what its sender sent.
+type FlowDirection struct {
 	Packets int64 `json:"packets"`
 	Bytes   int64 `json:"bytes"` // TCP payload bytes
 	// ISN is the initial sequence number (when the SYN was captured).
@@ -95,17 +110,17 @@ type FlowSide struct {
 	TTLMax uint8 `json:"ttl_max,omitempty"`
 }
 
-// Sides of a flow, as RSTPacket.From names them.
+// Ends of a flow, as RSTPacket.From names them.
 const (
-	SideClient = "client"
-	SideServer = "server"
+	FromDialer   = "dialer"
+	FromListener = "listener"
 )
 
 // RSTPacket is one RST packet of a flow, with what the capture knew of the
 // flow at that moment.
 type RSTPacket struct {
 	Time   time.Time `json:"time"`
-	From   string    `json:"from"` // SideClient or SideServer
+	From   string    `json:"from"` // FromDialer or FromListener
 	Seq    uint32    `json:"seq"`
 	Ack    uint32    `json:"ack,omitempty"`
 	HasAck bool      `json:"has_ack,omitempty"`
@@ -139,7 +154,7 @@ const (
 	ConfidenceLow    = "low"    // only the client's error says so
 )
 
-// Reasons an endpoint sent an RST (Reset.Reason).
+// Reasons an endpoint sent a RST, as the packets show it (Reset.Reason).
 const (
 	ReasonAbort      = "abort"       // the socket was closed with RST (SO_LINGER 0, unread data, a fault)
 	ReasonAfterClose = "after-close" // the sender had closed with FIN and got data it could not deliver
@@ -147,41 +162,42 @@ const (
 	ReasonRefused    = "refused"     // the answer to a SYN: nothing listened (or a firewall rejected it)
 )
 
-// Hop names beyond HopClient and HopUpstream.
-const (
-	HopDirect = "direct" // a generated client talking straight to the server
-)
+// LinkDirect is the link of a client talking straight to the server, with
+// no ssestress proxy between them.
+const LinkDirect = "direct"
 
 // Reset is one attributed RST (bucket resets): who sent it, to whom, on
-// which hop, and the client error it explains. Captured RSTs have
-// Confidence high; without a capture, resets are inferred from the
-// clients' errors and the proxies' hop records with lower confidence.
+// which hop, and the client error it explains. The bucket is a cache of the
+// producer's end-of-run attribution (for inspect and quick looks): a report
+// recomputes attribution from the raw records (flows, hop connections,
+// fault firings, errors) and never reads it as evidence.
 type Reset struct {
 	ID   string    `json:"id"` // the key
 	Time time.Time `json:"time"`
 	Flow string    `json:"flow,omitempty"` // FlowKey of the captured flow
-	// Hop is HopClient or HopUpstream (of Proxy), HopDirect, or the name of
-	// a middlebox endpoint of the topology.
-	Hop    string `json:"hop"`
+	// Proxy and Hop place it on an ssestress proxy's hop; Link names the
+	// stretch of path otherwise ("client → server", a middlebox's).
 	Proxy  string `json:"proxy,omitempty"`
+	Hop    string `json:"hop,omitempty"`
+	Link   string `json:"link,omitempty"`
 	ConnID string `json:"conn_id,omitempty"` // the proxy's conn id, shared by both hops
-	// Sender is the RST's source address; SenderRole who sent it: client,
-	// proxy, server, or middlebox when the RST was forged in the name of
-	// the endpoint at Sender; unknown when the address is not in the
-	// topology.
-	Sender       string `json:"sender"`
+	// SenderAddr is the RST's source address; SenderRole who sent it:
+	// client, proxy, server, or middlebox when the RST was forged in the
+	// name of the endpoint at SenderAddr; unknown when the address is not
+	// in the topology.
+	SenderAddr   string `json:"sender_addr"`
 	SenderRole   string `json:"sender_role"`
 	SenderName   string `json:"sender_name,omitempty"` // proxy or middlebox name
-	Receiver     string `json:"receiver"`
+	ReceiverAddr string `json:"receiver_addr"`
 	ReceiverRole string `json:"receiver_role"`
 	// Age is the connection's age at the RST; Idle the time since the last
-	// data packet either way (-1 when unknown: socket evidence only).
-	Age    time.Duration `json:"age_ns"`
-	Idle   time.Duration `json:"idle_ns"`
-	Reason string        `json:"reason,omitempty"` // ReasonAbort, ReasonAfterClose, ReasonReply, ReasonRefused
+	// data packet either way (-1 ns when unknown: socket evidence only).
+	Age    Seconds `json:"age_s"`
+	Idle   Seconds `json:"idle_s"`
+	Reason string  `json:"reason,omitempty"` // ReasonAbort, ReasonAfterClose, ReasonReply, ReasonRefused
 	// Injected: a fault of the proxy fired on this connection just before.
 	Injected  bool   `json:"injected,omitempty"`
-	Fault     string `json:"fault,omitempty"`
+	FaultName string `json:"fault_name,omitempty"`
 	FaultKind string `json:"fault_kind,omitempty"`
 	// Forged: no endpoint of the topology sent it; Evidence says why.
 	Forged     bool     `json:"forged,omitempty"`
@@ -221,7 +237,7 @@ func ResetID(t time.Time, sender, receiver string, n int) string {
 // ErrorRef names the client error a Reset explains.
 type ErrorRef struct {
 	Time       time.Time `json:"time"`
-	ConnID     string    `json:"conn_id"`
+	ClientID   string    `json:"client_id"`
 	Attempt    int       `json:"attempt"`
 	Class      string    `json:"class"`
 	LocalAddr  string    `json:"local_addr,omitempty"`

@@ -18,7 +18,11 @@ import (
 
 // fuzzMetaKeys are the meta keys a fuzzed value may be stored under when the
 // fuzzer picks the meta bucket: the ones readers decode, and a free one.
-var fuzzMetaKeys = []string{session.MetaRun, session.MetaSummary, session.MetaCapture, ""}
+var fuzzMetaKeys = []string{session.MetaRun, session.MetaSummary, v1MetaCapture, ""}
+
+// v1MetaCapture is the meta key of a version 1 file's capture description
+// (version 2 keeps captures in a bucket of their own).
+const v1MetaCapture = "capture"
 
 // FuzzSessionRecordDecode writes arbitrary bytes under an arbitrary key of
 // any bucket of a real bbolt file (and an arbitrary schema version), then
@@ -38,15 +42,17 @@ func FuzzSessionRecordDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(bucketIndex(bucket), []byte(key), raw, "1")
+		f.Add(bucketIndex(bucket), []byte(key), raw, "2")
 	}
 	seed(session.BucketMeta, session.MetaRun, session.RunInfo{Tool: "ssestress test", Command: "run", StartedAt: start})
 	seed(session.BucketMeta, session.MetaSummary, session.Summary{Scenario: "flood", Errors: map[string]int64{"ECONNRESET": 2}})
-	seed(session.BucketMeta, session.MetaCapture, session.CaptureInfo{})
+	f.Add(bucketIndex(session.BucketMeta), []byte(v1MetaCapture), []byte(`{"iface":"lo","out":"x.pcap","resets":3}`), "1")
+	seed(session.BucketCaptures, "lo", session.CaptureInfo{ID: "lo"})
+	seed(session.BucketProxies, "p1", session.ProxyInfo{Name: "p1"})
 	seed(session.BucketTopology, "\x00\x00\x00\x00\x00\x00\x00\x01", session.Endpoint{Role: session.RoleServer, Addr: "127.0.0.1:1"})
-	seed(session.BucketConns, "c0001/00000", session.ConnRecord{ConnID: "c0001", Start: start, End: start.Add(time.Second), EndClass: "ECONNRESET"})
-	seed(session.BucketErrors, "\x00\x00\x00\x00\x00\x00\x00\x01", session.ErrorRecord{Time: start, ConnID: "c0001", Class: "ECONNRESET", Age: time.Second})
-	seed(session.BucketSamples, "\x00\x00\x00\x00\x00\x00\x00\x01", session.Sample{Time: start, Active: 3, CPUUser: time.Second})
+	seed(session.BucketConns, "c0001/00000", session.ConnRecord{ClientID: "c0001", Start: start, End: start.Add(time.Second), EndClass: "ECONNRESET"})
+	seed(session.BucketErrors, "\x00\x00\x00\x00\x00\x00\x00\x01", session.ErrorRecord{Time: start, ClientID: "c0001", Class: "ECONNRESET", Age: session.Seconds(time.Second)})
+	seed(session.BucketSamples, "\x00\x00\x00\x00\x00\x00\x00\x01", session.Sample{Time: start, Active: 3, CPUUser: session.Seconds(time.Second)})
 	seed(session.BucketHopConns, "p1/client/1", session.HopConn{})
 	seed(session.BucketFaults, "\x00\x00\x00\x00\x00\x00\x00\x01", session.FaultEvent{})
 	seed(session.BucketFlows, "x", session.Flow{})
@@ -54,6 +60,8 @@ func FuzzSessionRecordDecode(f *testing.F) {
 	seed(session.BucketRecStreams, "p1/p1-1", session.RecStream{Proxy: "p1", ConnID: "p1-1", Start: start})
 	seed(session.BucketRecEvents, "p1/p1-1/0000000000", session.RecEvent{Proxy: "p1", ConnID: "p1-1", Kind: session.RecKindEvent, Data: "x"})
 	f.Add(bucketIndex(session.BucketConns), []byte("c/0"), []byte(`{"conn_id":1e999,"start":"yesterday"}`), "1")
+	f.Add(bucketIndex(session.BucketErrors), []byte("k"), []byte(`{"source":"proxy:p1","conn_id":"p1-1","age_ns":5,"since_last_byte_ns":"x"}`), "1")
+	f.Add(bucketIndex(session.BucketHopConns), []byte("p1/p1-1/client"), []byte(`{"how":"RST","closed_by":"proxy","faults":[{"fault":"r","kind":"reset","action":"rst"}]}`), "1")
 	f.Add(bucketIndex(session.BucketSamples), []byte("k"), []byte(`{"errors":{"A":-9223372036854775808},"uptime_ns":1e30}`), "1")
 	f.Add(bucketIndex(session.BucketErrors), []byte("k"), []byte(`null`), "1")
 	f.Add(bucketIndex(session.BucketRecEvents), []byte("k"), []byte(`[1,2,3]`), "1")
@@ -101,12 +109,12 @@ func FuzzSessionRecordDecode(f *testing.F) {
 		for _, m := range []struct {
 			key string
 			v   any
-		}{{session.MetaRun, &run}, {session.MetaSummary, &sum}, {session.MetaCapture, &capInfo}} {
+		}{{session.MetaRun, &run}, {session.MetaSummary, &sum}, {v1MetaCapture, &capInfo}} {
 			_, err := r.Meta(m.key, m.v)
 			metaErrs = append(metaErrs, err)
 		}
 		if bucket == session.BucketMeta && !json.Valid(val) {
-			for i, k := range []string{session.MetaRun, session.MetaSummary, session.MetaCapture} {
+			for i, k := range []string{session.MetaRun, session.MetaSummary, v1MetaCapture} {
 				if string(key) == k && metaErrs[i] == nil {
 					t.Fatalf("meta %q holds invalid JSON %q, Meta returned no error", k, val)
 				}
@@ -118,6 +126,8 @@ func FuzzSessionRecordDecode(f *testing.F) {
 			session.BucketConns:      decodeAll[session.ConnRecord](r, session.BucketConns),
 			session.BucketErrors:     decodeAll[session.ErrorRecord](r, session.BucketErrors),
 			session.BucketSamples:    decodeAll[session.Sample](r, session.BucketSamples),
+			session.BucketProxies:    decodeAll[session.ProxyInfo](r, session.BucketProxies),
+			session.BucketCaptures:   decodeAll[session.CaptureInfo](r, session.BucketCaptures),
 			session.BucketHopConns:   decodeAll[session.HopConn](r, session.BucketHopConns),
 			session.BucketFaults:     decodeAll[session.FaultEvent](r, session.BucketFaults),
 			session.BucketFlows:      decodeAll[session.Flow](r, session.BucketFlows),
@@ -136,6 +146,7 @@ func FuzzSessionRecordDecode(f *testing.F) {
 
 		// The readers behind the commands: they may refuse the value, but
 		// must not panic.
+		r.Captures()
 		recording.Read(r)
 		analysis.Load(r)
 	})

@@ -12,7 +12,9 @@ import (
 // what is committed (at most FlushInterval behind the Puts). Its Close
 // does nothing; the file closes with the Writer, and the Reader must not
 // be used after that.
-func (w *Writer) Reader() *Reader { return &Reader{db: w.db, path: w.path, borrowed: true} }
+func (w *Writer) Reader() *Reader {
+	return &Reader{db: w.db, path: w.path, version: SchemaVersion, borrowed: true}
+}
 
 // LiveSuffix names the file beside a session file that holds the address
 // of the live view (--http) of the process writing it, so that a reader

@@ -14,17 +14,17 @@ import (
 func TestWriterReader(t *testing.T) {
 	w, _ := newFile(t, Options{})
 	defer w.Close()
-	w.Put(ErrorRecord{ConnID: "c0001", Class: "ECONNRESET"})
+	w.Put(ErrorRecord{ClientID: "c0001", Class: "ECONNRESET"})
 	w.Flush()
 	r := w.Reader()
 	errs, err := All[ErrorRecord](r, BucketErrors)
-	if err != nil || len(errs) != 1 || errs[0].ConnID != "c0001" {
+	if err != nil || len(errs) != 1 || errs[0].ClientID != "c0001" {
 		t.Fatalf("read back %+v, %v", errs, err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w.Put(ErrorRecord{ConnID: "c0002", Class: "EOF"})
+	w.Put(ErrorRecord{ClientID: "c0002", Class: "EOF"})
 	w.Flush()
 	if n := w.Reader().Count(BucketErrors); n != 2 {
 		t.Fatalf("after the Reader's Close the Writer stored %d records, want 2", n)

@@ -28,6 +28,7 @@ var (
 type Reader struct {
 	db       *bolt.DB
 	path     string
+	version  int  // the file's schema version
 	borrowed bool // the Writer's database (Writer.Reader): Close leaves it open
 }
 
@@ -92,7 +93,10 @@ func open(path string, keyOrder bool) (*Reader, error) {
 			err = fmt.Errorf("%s %w (bad schema version %q)", path, ErrNotSession, version)
 		case v > SchemaVersion:
 			err = fmt.Errorf("%s %w: version %d, this ssestress reads up to %d", path, ErrNewerSchema, v, SchemaVersion)
+		case v < 1:
+			err = fmt.Errorf("%s %w (bad schema version %d)", path, ErrNotSession, v)
 		}
+		r.version = v
 	}
 	if err != nil {
 		db.Close()
@@ -138,6 +142,15 @@ func (r *Reader) Close() error {
 // the helpers below do not cover.
 func (r *Reader) DB() *bolt.DB { return r.db }
 
+// Version is the file's schema version (older files are read upgraded).
+func (r *Reader) Version() int { return r.version }
+
+// Upgrade returns a raw value of bucket as the current schema writes it
+// (see Upgrade); for consumers that walk the database themselves.
+func (r *Reader) Upgrade(bucket string, key, val []byte) ([]byte, error) {
+	return Upgrade(r.version, bucket, key, val)
+}
+
 // Meta decodes the meta value under key into v. It returns false when the
 // key is absent.
 func (r *Reader) Meta(key string, v any) (bool, error) {
@@ -148,9 +161,31 @@ func (r *Reader) Meta(key string, v any) (bool, error) {
 			return nil
 		}
 		found = true
+		raw, err := r.Upgrade(BucketMeta, []byte(key), raw)
+		if err != nil {
+			return err
+		}
 		return json.Unmarshal(raw, v)
 	})
 	return found, err
+}
+
+// Captures returns every capture the file describes (a version 1 file's
+// single capture included), in key order.
+func (r *Reader) Captures() ([]CaptureInfo, error) {
+	out, err := All[CaptureInfo](r, BucketCaptures)
+	if err != nil || r.version >= 2 {
+		return out, err
+	}
+	var ci CaptureInfo
+	found, err := r.Meta(v1MetaCapture, &ci)
+	if err != nil {
+		return nil, fmt.Errorf("%s: capture info: %w", r.path, err)
+	}
+	if found {
+		out = append(out, ci)
+	}
+	return out, nil
 }
 
 // Count is the number of records in bucket (0 when it does not exist).
@@ -165,14 +200,24 @@ func (r *Reader) Count(bucket string) int {
 	return n
 }
 
-// Each calls fn for every raw value of bucket, in key order.
+// Each calls fn for every raw value of bucket, in key order, as the
+// current schema writes it. The slices are valid only during the call.
 func (r *Reader) Each(bucket string, fn func(key, val []byte) error) error {
 	return r.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(fn)
+		if r.version >= SchemaVersion {
+			return b.ForEach(fn)
+		}
+		return b.ForEach(func(k, v []byte) error {
+			up, err := r.Upgrade(bucket, k, v)
+			if err != nil {
+				return fmt.Errorf("%s: bucket %s key %q: %w", r.path, bucket, k, err)
+			}
+			return fn(k, up)
+		})
 	})
 }
 

@@ -28,9 +28,9 @@ type RecStream struct {
 	Redacted []string  `json:"redacted,omitempty"`
 	Start    time.Time `json:"start"` // the request reached the proxy; offsets count from here
 
-	Status     int           `json:"status,omitempty"`
-	RespHeader http.Header   `json:"resp_header,omitempty"`
-	RespAt     time.Duration `json:"resp_at_ns,omitempty"` // response headers, since Start
+	Status     int         `json:"status,omitempty"`
+	RespHeader http.Header `json:"resp_header,omitempty"`
+	RespAt     Seconds     `json:"resp_at_s,omitempty"` // response headers, since Start
 
 	// Frames counts the frames recorded (events, comments, retries: the
 	// RecEvents of the stream) and Bytes the body bytes seen; both are final
@@ -38,12 +38,13 @@ type RecStream struct {
 	Frames int64 `json:"frames"`
 	Bytes  int64 `json:"bytes"`
 
-	Ended bool          `json:"ended"`
-	End   time.Duration `json:"end_ns,omitempty"` // since Start
-	// ClosedBy is who ended the stream: "client", "proxy" or "server".
-	ClosedBy string `json:"closed_by,omitempty"`
-	// How is "FIN" (clean close, or EOF seen) or "RST" (reset).
-	How string `json:"how,omitempty"`
+	Ended bool    `json:"ended"`
+	End   Seconds `json:"end_s,omitempty"` // since Start
+	// EndedBy is who ended the stream: EndedByClient, EndedByProxy or
+	// EndedByUpstream.
+	EndedBy string `json:"ended_by,omitempty"`
+	// Ending is EndingFIN (clean close, or EOF seen) or EndingRST (reset).
+	Ending string `json:"ending,omitempty"`
 	// Class is the error class that ended it (errclass), "" for none.
 	Class string `json:"class,omitempty"`
 	// Stopped is set when the recording was stopped (control API) while the
@@ -52,6 +53,13 @@ type RecStream struct {
 }
 
 func (RecStream) Bucket() string { return BucketRecStreams }
+
+// Who ended a recorded stream (RecStream.EndedBy).
+const (
+	EndedByClient   = "client"   // the client side (the client, or a fault on the client hop)
+	EndedByProxy    = "proxy"    // the recording proxy itself (a fault, its shutdown)
+	EndedByUpstream = "upstream" // the server side: the upstream the proxy forwarded to
+)
 
 // Key is "<proxy>/<conn id>".
 func (s RecStream) Key() []byte { return RecStreamKey(s.Proxy, s.ConnID) }
@@ -76,18 +84,18 @@ const (
 // Comment are UTF-8 text (invalid bytes become U+FFFD, as an EventSource
 // client decodes them).
 type RecEvent struct {
-	Proxy  string        `json:"proxy"`
-	ConnID string        `json:"conn_id"`
-	Seq    int           `json:"seq"` // 0, 1, 2, ... within the stream
-	Offset time.Duration `json:"offset_ns"`
-	Kind   string        `json:"kind"`
+	Proxy  string  `json:"proxy"`
+	ConnID string  `json:"conn_id"`
+	Seq    int     `json:"seq"` // 0, 1, 2, ... within the stream
+	Offset Seconds `json:"offset_s"`
+	Kind   string  `json:"kind"`
 	// ID is the stream's last event ID when the event was dispatched (it
 	// persists across events until the server sets another).
-	ID      string        `json:"id,omitempty"`
-	Type    string        `json:"type,omitempty"` // "message" when the stream named none
-	Data    string        `json:"data,omitempty"`
-	Comment string        `json:"comment,omitempty"`
-	Retry   time.Duration `json:"retry_ns,omitempty"`
+	ID      string  `json:"id,omitempty"`
+	Type    string  `json:"type,omitempty"` // "message" when the stream named none
+	Data    string  `json:"data,omitempty"`
+	Comment string  `json:"comment,omitempty"`
+	Retry   Seconds `json:"retry_s,omitempty"`
 }
 
 func (RecEvent) Bucket() string { return BucketRecEvents }

@@ -159,6 +159,11 @@ type salvager struct {
 	reached map[uint64]bool
 	// newestLost: the newest commit's meta page leads to no root.
 	newestLost bool
+	// version is the file's schema version once its meta record is read
+	// (the meta bucket is copied first), SchemaVersion until then:
+	// records of older versions are checked upgraded, and copied as they
+	// are.
+	version int
 }
 
 type salvageRoot struct {
@@ -195,7 +200,7 @@ func newSalvager(r *os.File, path string, size int64) (*salvager, error) {
 		}
 	}
 	bf.pages = uint64(size / bf.pageSize)
-	s := &salvager{bf: bf, reached: map[uint64]bool{}}
+	s := &salvager{bf: bf, reached: map[uint64]bool{}, version: SchemaVersion}
 	var metas []metaPage
 	var buf [pageHeaderSize + metaSize]byte
 	magic := false
@@ -448,7 +453,7 @@ func (s *salvager) copyLoosePages(w *salvageWriter, rep *SalvageReport) error {
 			continue
 		}
 		elems, _ := p.elements(false)
-		bucket := classifyPage(p, elems)
+		bucket := classifyPage(s.version, p, elems)
 		if bucket == "" {
 			if len(elems) > 0 {
 				rep.LoosePagesUnknown++
@@ -463,7 +468,7 @@ func (s *salvager) copyLoosePages(w *salvageWriter, rep *SalvageReport) error {
 		for _, e := range elems {
 			k, err1 := p.key(e)
 			v, err2 := p.value(e)
-			if err1 != nil || err2 != nil || e.isBucket() || !validRecord(bucket, k, v) {
+			if err1 != nil || err2 != nil || e.isBucket() || !validRecord(s.version, bucket, k, v) {
 				continue
 			}
 			stored, err := w.put(bucket, k, v, true)
@@ -489,7 +494,7 @@ var recordKinds = []struct {
 }{
 	{BucketMeta, func(key, val []byte) bool {
 		switch string(key) {
-		case MetaSchema, MetaRun, MetaSummary, MetaCapture:
+		case MetaSchema, MetaRun, MetaSummary, MetaKernel, v1MetaCapture:
 			return true
 		}
 		return false
@@ -498,12 +503,15 @@ var recordKinds = []struct {
 	{BucketConns, keyed[ConnRecord]},
 	{BucketErrors, sequenced[ErrorRecord]},
 	{BucketSamples, sequenced[Sample]},
+	{BucketProxies, keyed[ProxyInfo]},
 	{BucketHopConns, keyed[HopConn]},
 	{BucketFaults, sequenced[FaultEvent]},
+	{BucketCaptures, keyed[CaptureInfo]},
 	{BucketFlows, keyed[Flow]},
 	{BucketResets, keyed[Reset]},
 	{BucketRecStreams, keyed[RecStream]},
 	{BucketRecEvents, keyed[RecEvent]},
+	{BucketKernelEvents, keyed[KernelEvent]},
 }
 
 // keyed matches a record that decodes as T and whose own key is key.
@@ -526,8 +534,9 @@ func sequenced[T any](key, val []byte) bool {
 
 // classifyPage names the bucket most of the page's records match, "" when
 // none or two match as many. It looks at up to classifySample records
-// spread over the page (a leaf page holds one bucket's records).
-func classifyPage(p *page, elems []element) string {
+// spread over the page (a leaf page holds one bucket's records), upgraded
+// from the file's schema version.
+func classifyPage(version int, p *page, elems []element) string {
 	if len(elems) > classifySample {
 		sample := make([]element, classifySample)
 		for i := range sample {
@@ -541,7 +550,10 @@ func classifyPage(p *page, elems []element) string {
 		for _, e := range elems {
 			k, err1 := p.key(e)
 			v, err2 := p.value(e)
-			if err1 == nil && err2 == nil && !e.isBucket() && kind.match(k, v) {
+			if err1 != nil || err2 != nil || e.isBucket() {
+				continue
+			}
+			if up, err := Upgrade(version, kind.bucket, k, v); err == nil && kind.match(k, up) {
 				n++
 			}
 		}
@@ -659,7 +671,7 @@ func (b *bucketWalk) records(p *page, elems []element) {
 		case e.isBucket():
 			b.unreadable(k, "a nested bucket, not a record")
 			continue
-		case !validRecord(b.bucket, k, v):
+		case !validRecord(b.s.version, b.bucket, k, v):
 			b.unreadable(k, "value does not decode as its record type")
 			continue
 		}
@@ -667,6 +679,9 @@ func (b *bucketWalk) records(p *page, elems []element) {
 		if err != nil {
 			b.err = err
 			return
+		}
+		if b.bucket == BucketMeta && string(k) == MetaSchema && stored {
+			b.s.version, _ = strconv.Atoi(string(v))
 		}
 		if stored {
 			b.sb.Copied++
@@ -686,20 +701,27 @@ func (b *bucketWalk) unreadable(key []byte, why string) {
 }
 
 // validRecord reports whether val is what the schema stores under key of
-// bucket, as readers decode it: the schema version as a decimal, the
-// record type of the bucket (or of the meta key), JSON in a bucket the
-// schema does not know.
-func validRecord(bucket string, key, val []byte) bool {
+// bucket in a file of schema version, as readers decode it: the schema
+// version as a decimal, the record type of the bucket (or of the meta
+// key), JSON in a bucket the schema does not know.
+func validRecord(version int, bucket string, key, val []byte) bool {
+	if bucket == BucketMeta && string(key) == MetaSchema {
+		_, err := strconv.Atoi(string(val))
+		return err == nil
+	}
+	val, err := Upgrade(version, bucket, key, val)
+	if err != nil {
+		return false
+	}
 	if bucket == BucketMeta {
 		switch string(key) {
-		case MetaSchema:
-			_, err := strconv.Atoi(string(val))
-			return err == nil
 		case MetaRun:
 			return decodes[RunInfo](val)
 		case MetaSummary:
 			return decodes[Summary](val)
-		case MetaCapture:
+		case MetaKernel:
+			return decodes[KernelInfo](val)
+		case v1MetaCapture:
 			return decodes[CaptureInfo](val)
 		}
 	}
@@ -711,16 +733,19 @@ func validRecord(bucket string, key, val []byte) bool {
 
 // recordDecoders decode a record of each bucket as its readers do.
 var recordDecoders = map[string]func([]byte) bool{
-	BucketTopology:   decodes[Endpoint],
-	BucketConns:      decodes[ConnRecord],
-	BucketErrors:     decodes[ErrorRecord],
-	BucketSamples:    decodes[Sample],
-	BucketHopConns:   decodes[HopConn],
-	BucketFaults:     decodes[FaultEvent],
-	BucketFlows:      decodes[Flow],
-	BucketResets:     decodes[Reset],
-	BucketRecStreams: decodes[RecStream],
-	BucketRecEvents:  decodes[RecEvent],
+	BucketTopology:     decodes[Endpoint],
+	BucketConns:        decodes[ConnRecord],
+	BucketErrors:       decodes[ErrorRecord],
+	BucketSamples:      decodes[Sample],
+	BucketProxies:      decodes[ProxyInfo],
+	BucketHopConns:     decodes[HopConn],
+	BucketFaults:       decodes[FaultEvent],
+	BucketCaptures:     decodes[CaptureInfo],
+	BucketFlows:        decodes[Flow],
+	BucketResets:       decodes[Reset],
+	BucketRecStreams:   decodes[RecStream],
+	BucketRecEvents:    decodes[RecEvent],
+	BucketKernelEvents: decodes[KernelEvent],
 }
 
 func decodes[T any](val []byte) bool {

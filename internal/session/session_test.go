@@ -41,12 +41,12 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	w.PutMeta(MetaRun, RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: start})
 	w.Put(Endpoint{Role: RoleServer, Addr: "127.0.0.1:3000"})
-	w.Put(ConnRecord{ConnID: "c0001", Attempt: 0, Start: start})
+	w.Put(ConnRecord{ClientID: "c0001", Attempt: 0, Start: start})
 	// The close rewrites the open record under the same key.
-	w.Put(ConnRecord{ConnID: "c0001", Attempt: 0, Start: start, End: start.Add(time.Second), Events: 5, EndClass: "ECONNRESET"})
-	w.Put(ConnRecord{ConnID: "c0001", Attempt: 1, Start: start.Add(2 * time.Second)})
+	w.Put(ConnRecord{ClientID: "c0001", Attempt: 0, Start: start, End: start.Add(time.Second), Events: 5, EndClass: "ECONNRESET"})
+	w.Put(ConnRecord{ClientID: "c0001", Attempt: 1, Start: start.Add(2 * time.Second)})
 	for i := 0; i < 2500; i++ {
-		w.Put(ErrorRecord{Time: start, ConnID: fmt.Sprintf("c%04d", i), Class: "ECONNRESET", Age: time.Duration(i) * time.Millisecond})
+		w.Put(ErrorRecord{Time: start, ClientID: fmt.Sprintf("c%04d", i), Class: "ECONNRESET", Age: Seconds(time.Duration(i) * time.Millisecond)})
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	}
 	errs, _ := All[ErrorRecord](r, BucketErrors)
 	for i, e := range errs { // sequence keys keep the order of Put
-		if e.Age != time.Duration(i)*time.Millisecond {
+		if e.Age.D() != time.Duration(i)*time.Millisecond {
 			t.Fatalf("error %d out of order: %+v", i, e)
 		}
 	}
@@ -259,7 +259,7 @@ func BenchmarkWriterPut(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec := ErrorRecord{Time: time.Now(), ConnID: "c0001", Class: "ECONNRESET", Message: "read tcp 127.0.0.1:5000->127.0.0.1:3000: read: connection reset by peer", LocalAddr: "127.0.0.1:5000", RemoteAddr: "127.0.0.1:3000"}
+	rec := ErrorRecord{Time: time.Now(), ClientID: "c0001", Class: "ECONNRESET", Message: "read tcp 127.0.0.1:5000->127.0.0.1:3000: read: connection reset by peer", LocalAddr: "127.0.0.1:5000", RemoteAddr: "127.0.0.1:3000"}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

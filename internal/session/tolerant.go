@@ -2,9 +2,12 @@ package session
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Unreadable counts the records of one bucket a reader skipped because
@@ -29,14 +32,49 @@ func (u *Unreadable) Add(key []byte, err error) {
 // returns what it skipped. An error from fn or from reading the file
 // still stops it.
 func DecodeEach[T any](r *Reader, bucket string, fn func(*T) error) (Unreadable, error) {
-	var skipped Unreadable
-	err := r.Each(bucket, func(key, val []byte) error {
+	return r.EachRecord(bucket, func(key, val []byte) error {
 		var v T
 		if err := json.Unmarshal(val, &v); err != nil {
-			skipped.Add(key, err)
-			return nil
+			return SkipRecord(err)
 		}
 		return fn(&v)
+	})
+}
+
+// skipError is SkipRecord's error.
+type skipError struct{ err error }
+
+func (e skipError) Error() string { return e.err.Error() }
+
+// SkipRecord is what an EachRecord callback returns for a record it could
+// not read: the record is counted as unreadable and the walk goes on.
+func SkipRecord(err error) error { return skipError{err} }
+
+// EachRecord is Each that skips, and counts, the records that cannot be
+// read: a value an older schema's migration cannot upgrade, or one fn
+// refuses with SkipRecord. Another error from fn, or one reading the file,
+// stops it.
+func (r *Reader) EachRecord(bucket string, fn func(key, val []byte) error) (Unreadable, error) {
+	var skipped Unreadable
+	err := r.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			up, err := r.Upgrade(bucket, k, v)
+			if err != nil {
+				skipped.Add(k, err) // the migration could not read it
+				return nil
+			}
+			err = fn(k, up)
+			var skip skipError
+			if errors.As(err, &skip) {
+				skipped.Add(k, skip.err)
+				return nil
+			}
+			return err
+		})
 	})
 	return skipped, err
 }

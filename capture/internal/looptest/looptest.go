@@ -146,7 +146,7 @@ func StartClient(t *testing.T, w *session.Writer, addr, connID string) *SSEClien
 	}
 	c.conn = conn.(*net.TCPConn)
 	t.Cleanup(func() { c.conn.Close() })
-	rec := session.ConnRecord{ConnID: connID, URL: "http://" + addr + "/stream", LocalAddr: conn.LocalAddr().String(),
+	rec := session.ConnRecord{ClientID: connID, URL: "http://" + addr + "/stream", LocalAddr: conn.LocalAddr().String(),
 		RemoteAddr: conn.RemoteAddr().String(), Start: c.start, Connected: time.Now()}
 	w.Put(rec)
 	if _, err := io.WriteString(conn, "GET /stream?symbols=AAPL HTTP/1.1\r\nHost: "+addr+"\r\nAccept: text/event-stream\r\n\r\n"); err != nil {
@@ -182,12 +182,12 @@ func StartClient(t *testing.T, w *session.Writer, addr, connID string) *SSEClien
 		now := time.Now()
 		rec.End, rec.Events = now, c.events
 		if c.class != "" && !errors.Is(c.err, net.ErrClosed) {
-			rec.EndClass, rec.EndMessage, rec.ClosedBy = c.class, c.err.Error(), "server"
-			w.Put(session.ErrorRecord{Time: now, Source: "client", ConnID: connID, Class: c.class, Message: c.err.Error(),
-				LocalAddr: rec.LocalAddr, RemoteAddr: rec.RemoteAddr, Age: now.Sub(c.start), SinceLast: now.Sub(c.lastByte),
+			rec.EndClass, rec.EndMessage, rec.ClosedBy = c.class, c.err.Error(), session.ClosedByPeer
+			w.Put(session.ErrorRecord{Time: now, Source: session.SourceClient, ClientID: connID, Class: c.class, Message: c.err.Error(),
+				LocalAddr: rec.LocalAddr, RemoteAddr: rec.RemoteAddr, Age: session.Seconds(now.Sub(c.start)), Idle: session.Seconds(now.Sub(c.lastByte)),
 				Events: c.events})
 		} else {
-			rec.ClosedBy = "client"
+			rec.ClosedBy = session.ClosedBySelf
 		}
 		w.Put(rec)
 	}()

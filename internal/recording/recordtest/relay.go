@@ -21,6 +21,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // Relay forwards requests to Upstream and records them with Rec.
@@ -69,14 +70,14 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	out, err := http.NewRequestWithContext(req.Context(), req.Method, r.upstream+req.URL.RequestURI(), nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
-		s.End("proxy", "FIN", errclass.Classify(err), time.Now())
+		s.End(session.EndedByProxy, session.EndingFIN, errclass.Classify(err), time.Now())
 		return
 	}
 	out.Header = req.Header.Clone()
 	resp, err := r.client.Do(out)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
-		s.End("proxy", "FIN", errclass.Classify(err), time.Now())
+		s.End(session.EndedByProxy, session.EndingFIN, errclass.Classify(err), time.Now())
 		return
 	}
 	defer resp.Body.Close()
@@ -92,7 +93,7 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				s.End("client", how(werr), errclass.Classify(werr), time.Now())
+				s.End(session.EndedByClient, how(werr), errclass.Classify(werr), time.Now())
 				return
 			}
 			rc.Flush()
@@ -103,11 +104,11 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		switch {
 		case req.Context().Err() != nil:
-			s.End("client", "FIN", "", time.Now())
+			s.End(session.EndedByClient, session.EndingFIN, "", time.Now())
 		case errors.Is(rerr, io.EOF):
-			s.End("server", "FIN", errclass.EOF, time.Now())
+			s.End(session.EndedByUpstream, session.EndingFIN, errclass.EOF, time.Now())
 		default:
-			s.End("server", how(rerr), errclass.Classify(rerr), time.Now())
+			s.End(session.EndedByUpstream, how(rerr), errclass.Classify(rerr), time.Now())
 			// Pass a failed upstream on as a cut, not a clean end.
 			panic(http.ErrAbortHandler)
 		}
@@ -117,9 +118,9 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 func how(err error) string {
 	if errors.Is(err, syscall.ECONNRESET) {
-		return "RST"
+		return session.EndingRST
 	}
-	return "FIN"
+	return session.EndingFIN
 }
 
 // String names the relay.

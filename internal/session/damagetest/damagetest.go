@@ -107,10 +107,10 @@ func writeReal(path string, conns, errorRecords, frames, bigFrame int) ([]byte, 
 	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	w.PutMeta(session.MetaRun, session.RunInfo{Tool: "ssestress test", Command: "run", Scenario: "flood", StartedAt: start, EndedAt: start.Add(time.Minute)})
 	for i := range conns {
-		w.Put(session.ConnRecord{ConnID: fmt.Sprintf("c%04d", i), Start: start.Add(time.Duration(i) * time.Millisecond), Events: 3})
+		w.Put(session.ConnRecord{ClientID: fmt.Sprintf("c%04d", i), Start: start.Add(time.Duration(i) * time.Millisecond), Events: 3})
 	}
 	for i := range errorRecords {
-		w.Put(session.ErrorRecord{Time: start.Add(time.Duration(i) * time.Millisecond), ConnID: fmt.Sprintf("c%04d", i%conns), Class: "ECONNRESET",
+		w.Put(session.ErrorRecord{Time: start.Add(time.Duration(i) * time.Millisecond), ClientID: fmt.Sprintf("c%04d", i%conns), Class: "ECONNRESET",
 			Message: "read tcp 127.0.0.1:40000->127.0.0.1:8090: read: connection reset by peer"})
 	}
 	for s := range 3 {
@@ -121,7 +121,7 @@ func writeReal(path string, conns, errorRecords, frames, bigFrame int) ([]byte, 
 			if s == 0 && i == frames/2 {
 				data = strings.Repeat("x", bigFrame)
 			}
-			w.Put(session.RecEvent{Proxy: "p1", ConnID: conn, Seq: i, Offset: time.Duration(i) * time.Millisecond, Kind: session.RecKindEvent, Data: data})
+			w.Put(session.RecEvent{Proxy: "p1", ConnID: conn, Seq: i, Offset: session.Seconds(time.Duration(i) * time.Millisecond), Kind: session.RecKindEvent, Data: data})
 		}
 	}
 	if err := w.Close(); err != nil {
