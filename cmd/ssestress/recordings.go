@@ -85,7 +85,7 @@ func recordingsLs(args []string, stdout io.Writer) error {
 	t.Header("stream", "start", "request", "group", "status", "frames", "held", "ending")
 	for _, s := range rec.Streams {
 		t.Append(s.Name(), s.Start.Format("15:04:05.000"), requestURI(s), s.Group, status(s),
-			frameCount(s), held(s).Round(time.Millisecond).String(), ending(s))
+			frameCount(s), s.Held().Round(time.Millisecond).String(), ending(s))
 	}
 	if err := t.Render(); err != nil {
 		return err
@@ -116,17 +116,6 @@ func status(s *recording.Stored) string {
 		return "-"
 	}
 	return strconv.Itoa(s.Status)
-}
-
-// held is how long the stream lasted as far as the recording knows.
-func held(s *recording.Stored) time.Duration {
-	if s.Ended {
-		return s.End.D()
-	}
-	if n := len(s.Events); n > 0 {
-		return s.Events[n-1].Offset.D()
-	}
-	return s.RespAt.D()
 }
 
 // ending says how the stream ended, in one word or three.
@@ -197,7 +186,7 @@ func showStream(w io.Writer, s *recording.Stored, limit int) {
 	if len(s.Redacted) > 0 {
 		fmt.Fprintf(w, "  redacted %s\n", strings.Join(s.Redacted, ", "))
 	}
-	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), held(s).Round(time.Microsecond), len(s.Events), s.Bytes)
+	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), s.Held().Round(time.Microsecond), len(s.Events), s.Bytes)
 	n := min(limit, len(s.Events))
 	for _, e := range s.Events[:n] {
 		fmt.Fprintf(w, "  %12s  %s\n", fmtOffset(e.Offset.D()), frameText(e))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -26,6 +27,19 @@ type Stored struct {
 
 // Name is "<proxy>/<conn id>", the stream's key.
 func (s *Stored) Name() string { return s.Proxy + "/" + s.ConnID }
+
+// Held is how long the stream lasted as far as the recording knows: until
+// its end, or until its last frame (its response while it had none) for a
+// stream still open when the file was last written.
+func (s *Stored) Held() time.Duration {
+	if s.Ended {
+		return s.End.D()
+	}
+	if n := len(s.Events); n > 0 {
+		return s.Events[n-1].Offset.D()
+	}
+	return s.RespAt.D()
+}
 
 // Load reads the recording of the session file at path. A file without
 // recorded streams returns ErrEmpty (wrapped with the path).

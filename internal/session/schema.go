@@ -22,6 +22,8 @@
 //	             "run"                 RunInfo: tool, command, args (secrets replaced), config,
 //	                                   start/end, time scale, the clients' TCP keepalive
 //	             "summary"             Summary: the end-of-run totals of the generated clients
+//	             "replay"              ReplayEndings: replay run's recorded against replayed
+//	                                   endings, per ending kind, with their ages
 //	topology     seq                   Endpoint: an address and its role (client, proxy, server,
 //	                                   middlebox, or target: sent to, identity known elsewhere)
 //	conns        "<client id>/<attempt>" ConnRecord: one connection attempt of a generated
