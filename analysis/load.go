@@ -201,6 +201,7 @@ type accumulator struct {
 	attempts, reconnects                   int64
 	timeScale                              float64
 	seen                                   EvidenceSeen
+	recorded                               recordedFacts // replay comparisons, unrecorded tunnels
 }
 
 // maxDistinctMessages bounds the message table's memory on hostile input.
@@ -244,6 +245,9 @@ func (a *accumulator) readContext(r *session.Reader) error {
 		a.timeScale = s
 	}
 	a.files = append(a.files, f)
+	if err := a.readRecorded(r); err != nil {
+		return err
+	}
 
 	err = session.Decode(r, session.BucketTopology, func(*session.Endpoint) error {
 		f.info.Records[session.BucketTopology]++
@@ -577,7 +581,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // finish turns the accumulated numbers into the Report.
 func (a *accumulator) finish() *Report {
-	rep := &Report{TimeScale: a.timeScale, Evidence: a.seen}
+	rep := &Report{TimeScale: a.timeScale, Evidence: a.seen, Replay: a.recorded.replay, UnrecordedTunnels: a.recorded.unrecorded}
 	a.finishFiles(rep)
 	a.finishClasses(rep)
 	a.finishScenarios(rep)

@@ -47,6 +47,11 @@ type Report struct {
 	Graphs      []Graph      `json:"graphs"`
 	Verdict     Verdict      `json:"verdict"`
 	Evidence    EvidenceSeen `json:"evidence"`
+	// Replay and UnrecordedTunnels are what the files say about recording
+	// and replay (recorded.go): replay runs' recorded-against-replayed
+	// endings, and tunnels a proxy passed through without recording.
+	Replay            []ReplayComparison `json:"replay,omitempty"`
+	UnrecordedTunnels []UnrecordedTunnel `json:"unrecorded_tunnels,omitempty"`
 
 	// raw keeps each error's class, age, idle and time for the comparisons
 	// that need whole distributions (--production, --repeat).
