@@ -37,7 +37,7 @@ func openAll(paths []string) ([]*session.Reader, func(), error) {
 		}
 	}
 	for _, p := range paths {
-		r, err := session.Open(p)
+		r, err := session.OpenCommitted(p)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -240,6 +240,7 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	}
 	f.info.Command, f.info.Scenario, f.info.Shard, f.info.Host = f.run.Command, f.scenario, f.run.Shard, f.run.Host
 	f.info.StartedAt = f.run.StartedAt
+	f.info.SnapshotAt = r.SnapshotAt()
 	f.info.Interrupted, f.info.Dropped = f.summary.Interrupted, f.summary.RecordsDropped
 	if s := timeScaleOf(f.run); s != 1 {
 		a.timeScale = s

@@ -61,6 +61,16 @@ func (a *accumulator) readRecorded(r *session.Reader) error {
 // the files hold some.
 func recordedTables(rep *Report) []Table {
 	var out []Table
+	live := newTable("files_being_written", "Files still being written", "file", "what its writer had committed at")
+	live.Intro = []string{"These files were held by a running ssestress (a proxy recording into them): the report reads a snapshot of what had been committed; run it again for more."}
+	for _, f := range rep.Files {
+		if !f.SnapshotAt.IsZero() {
+			live.add(f.Name, f.SnapshotAt.UTC().Format("2006-01-02 15:04:05.000Z"))
+		}
+	}
+	if len(live.Rows) > 0 {
+		out = append(out, live)
+	}
 	if len(rep.Replay) > 0 {
 		t := newTable("replay_endings", "Replayed endings against the recording", "file", "ending", "recorded#", "replayed#",
 			"age recorded p50#", "age recorded p95#", "age replayed p50#", "age replayed p95#", "age error p95#", "ended otherwise")

@@ -81,6 +81,9 @@ type FileInfo struct {
 	Interrupted bool             `json:"interrupted,omitempty"`
 	// Dropped is what the writer could not store (queue or file full).
 	Dropped uint64 `json:"records_dropped,omitempty"`
+	// SnapshotAt is set when the file was being written: the report reads
+	// what its writer had committed at that time.
+	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
 }
 
 // EvidenceSeen says which kinds of evidence the files hold, so the verdict

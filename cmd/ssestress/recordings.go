@@ -29,7 +29,7 @@ Replay with: ssestress replay serve --recording session.db
              ssestress replay run --recording session.db --target URL --scale 20`
 
 // recordingsCommands are the subcommands of ssestress recordings.
-var recordingsCommands = map[string]func(args []string, stdout io.Writer) error{
+var recordingsCommands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"ls":     recordingsLs,
 	"show":   recordingsShow,
 	"export": recordingsExport,
@@ -55,7 +55,22 @@ func runRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !ok {
 		return usageErrorf("recordings: unknown subcommand %q (use ls, show, export or import)", args[0])
 	}
-	return sub(args[1:], stdout)
+	return sub(args[1:], stdout, stderr)
+}
+
+// loadRecording loads the recording at path; when a proxy is still
+// recording into it, it says on stderr that what follows is what the proxy
+// had committed.
+func loadRecording(path string, stderr io.Writer) (*recording.Recording, error) {
+	rec, err := recording.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.SnapshotAt.IsZero() {
+		fmt.Fprintf(stderr, "ssestress: note: %s is being written (a proxy is recording into it): this is what it had committed at %s; run the command again for more\n",
+			path, rec.SnapshotAt.Format("15:04:05.000"))
+	}
+	return rec, nil
 }
 
 // oneFile checks that exactly one file was given.
@@ -66,7 +81,7 @@ func oneFile(name string, positional []string, synopsis string) (string, error) 
 	return positional[0], nil
 }
 
-func recordingsLs(args []string, stdout io.Writer) error {
+func recordingsLs(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings ls FILE"
 	fs := newFlags("recordings ls")
 	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
@@ -77,7 +92,7 @@ func recordingsLs(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -133,7 +148,7 @@ func ending(s *recording.Stored) string {
 	return e
 }
 
-func recordingsShow(args []string, stdout io.Writer) error {
+func recordingsShow(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings show FILE [--conn ID] [--frames N]"
 	fs := newFlags("recordings show")
 	conn := fs.String("conn", "", "only this stream: its conn id, or <proxy>/<conn id>")
@@ -146,7 +161,7 @@ func recordingsShow(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -245,7 +260,7 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func recordingsExport(args []string, stdout io.Writer) error {
+func recordingsExport(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings export FILE --format jsonl [--out FILE]"
 	fs := newFlags("recordings export")
 	format := fs.String("format", "jsonl", "output format: jsonl (one JSON object per line: streams, then frames)")
@@ -261,7 +276,7 @@ func recordingsExport(args []string, stdout io.Writer) error {
 	if *format != "jsonl" {
 		return usageErrorf("recordings export: --format %q: only jsonl is supported", *format)
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -279,7 +294,7 @@ func recordingsExport(args []string, stdout io.Writer) error {
 	return f.Close()
 }
 
-func recordingsImport(args []string, stdout io.Writer) error {
+func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings import FILE.jsonl --out FILE.db"
 	fs := newFlags("recordings import")
 	out := fs.String("out", "", "session file to create (required; never overwritten)")

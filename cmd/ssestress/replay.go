@@ -110,7 +110,7 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return usageErrorf("replay serve: %v", err)
 		}
 	}
-	rec, err := recording.Load(o.recording)
+	rec, err := loadRecording(o.recording, stderr)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageErrorf("replay run: %v", err)
 		}
 	}
-	rec, err := recording.Load(o.recording)
+	rec, err := loadRecording(o.recording, stderr)
 	if err != nil {
 		return err
 	}

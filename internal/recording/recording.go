@@ -17,6 +17,10 @@ var ErrEmpty = errors.New("holds no recorded streams (record with: ssestress pro
 // Recording is every recorded stream of a session file, with its frames.
 type Recording struct {
 	Streams []*Stored // ordered by Start, then proxy and connection id
+	// SnapshotAt is set when the file was being written (a proxy recording
+	// into it): the recording is what the writer had committed at that
+	// time (session.OpenCommitted).
+	SnapshotAt time.Time
 }
 
 // Stored is one recorded stream with its frames in order.
@@ -41,10 +45,12 @@ func (s *Stored) Held() time.Duration {
 	return s.RespAt.D()
 }
 
-// Load reads the recording of the session file at path. A file without
-// recorded streams returns ErrEmpty (wrapped with the path).
+// Load reads the recording of the session file at path, or of what its
+// writer has committed when a proxy is still recording into it
+// (SnapshotAt). A finished file without recorded streams returns ErrEmpty
+// (wrapped with the path); one still being written may hold none yet.
 func Load(path string) (*Recording, error) {
-	r, err := session.Open(path)
+	r, err := session.OpenCommitted(path)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +59,8 @@ func Load(path string) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(rec.Streams) == 0 {
+	rec.SnapshotAt = r.SnapshotAt()
+	if len(rec.Streams) == 0 && rec.SnapshotAt.IsZero() {
 		return nil, fmt.Errorf("%s %w", path, ErrEmpty)
 	}
 	return rec, nil

@@ -29,6 +29,10 @@ type Reader struct {
 	path     string
 	version  int  // the file's schema version
 	borrowed bool // the Writer's database (Writer.Reader): Close leaves it open
+	// snapshotAt and cleanup are set on a snapshot of a file in use
+	// (OpenCommitted): when it was taken, and what removes its copy.
+	snapshotAt time.Time
+	cleanup    func()
 }
 
 // Open opens path read-only. It waits at most about a second for a writer's
@@ -142,7 +146,11 @@ func (r *Reader) Close() error {
 	if r.borrowed {
 		return nil
 	}
-	return r.db.Close()
+	err := r.db.Close()
+	if r.cleanup != nil {
+		r.cleanup()
+	}
+	return err
 }
 
 // DB gives read access to the underlying database for consumers with needs
