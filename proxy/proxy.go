@@ -387,7 +387,11 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		}
 		p.session.Put(p.Info())
 	}
-	p.stopAfter = context.AfterFunc(ctx, func() { p.Close() })
+	// ctx may end (a signal) before the assignment: hmu orders the two.
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	p.hmu.Lock()
+	p.stopAfter = stop
+	p.hmu.Unlock()
 	return p, nil
 }
 
@@ -575,8 +579,11 @@ func (p *Proxy) countError(hop, class string) {
 // seconds to return. Closing twice is harmless.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
-		if p.stopAfter != nil {
-			p.stopAfter()
+		p.hmu.Lock()
+		stop := p.stopAfter
+		p.hmu.Unlock()
+		if stop != nil {
+			stop()
 		}
 		p.closing.Store(true)
 		p.hmu.Lock()

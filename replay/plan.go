@@ -138,7 +138,10 @@ func hold(ending string, age time.Duration) time.Duration {
 // EndingOf is how the recorded stream ended as its client saw it: the
 // ending kind replay serve reproduces and replay run compares. A stream the
 // recording proxy itself ended (a fault, its policy on an upstream
-// failure) was ended by the server side as far as the client knows.
+// failure) was ended by the server side as far as the client knows; when
+// the proxy passed an upstream failure on by its --on-upstream-error
+// policy, the client saw the policy's ending (a reset, a cut body, a clean
+// end), whatever the upstream did.
 func EndingOf(s *recording.Stored) string {
 	switch {
 	case !s.Ended || s.Stopped:
@@ -147,6 +150,12 @@ func EndingOf(s *recording.Stored) string {
 		return session.EndKindStatus
 	case s.EndedBy == session.EndedByClient || s.EndedBy == "":
 		return session.EndKindClient
+	case s.UpstreamErrorAction == "reset":
+		return session.EndKindReset
+	case s.UpstreamErrorAction == "abort":
+		return session.EndKindCut
+	case s.UpstreamErrorAction == "eof":
+		return session.EndKindClean
 	case s.Ending == session.EndingRST || s.Class == errclass.ECONNRESET:
 		return session.EndKindReset
 	case s.Class == "" || s.Class == errclass.EOF:

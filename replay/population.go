@@ -133,10 +133,12 @@ func (p *Population) Schedule() clients.Scheduler {
 // Streams returns the stream factory of clients.Drive: connection n asks
 // target (its path prefixed to the recorded one) for its spec's request,
 // with the recorded headers and Last-Event-ID, extra's headers added or
-// replacing, and HeaderStream naming the recorded stream so that a replay
-// server answers with that one. Streams share one Options per header set,
-// made from base; in the recorded pattern each makes one attempt.
-func (p *Population) Streams(target *url.URL, base clients.Options, extra http.Header) func(n int) (*clients.Stream, error) {
+// replacing, HeaderStream naming the recorded stream so that a replay
+// server answers with that one, and HeaderRun naming the run (run, unique
+// to it) so that it resumes only on ids delivered to this run. Streams
+// share one Options per header set, made from base; in the recorded
+// pattern each makes one attempt.
+func (p *Population) Streams(target *url.URL, base clients.Options, extra http.Header, run string) func(n int) (*clients.Stream, error) {
 	base.NoReconnect = p.plan == nil
 	cache := map[string]*clients.Options{}
 	optionsFor := func(h http.Header) *clients.Options {
@@ -172,6 +174,7 @@ func (p *Population) Streams(target *url.URL, base clients.Options, extra http.H
 			h[k] = vs
 		}
 		h.Set(HeaderStream, c.Source)
+		h.Set(HeaderRun, run)
 		s := clients.NewStream(clients.ClientID(n), c.Group, u, optionsFor(h))
 		if c.LastEventID != "" {
 			s.SetLastEventID(c.LastEventID)

@@ -31,6 +31,12 @@ const DefaultListen = "127.0.0.1:8091"
 // replays ("<proxy>/<conn id>"), so a client can tell which one it got.
 const HeaderStream = "X-Ssestress-Replay"
 
+// HeaderRun names, in a request, the replay run its client belongs to
+// (replay run sends it): the event ids a server delivered count for the
+// clients of that run only, so that the runs of a --repeat series against
+// one replay server each start where the recording started.
+const HeaderRun = "X-Ssestress-Replay-Run"
+
 // Config configures a Server. The zero value replays at the recorded speed,
 // once, with the recorded endings.
 type Config struct {
@@ -60,9 +66,11 @@ type Config struct {
 //
 // Positions are the recording's: a Last-Event-ID resumes after the event
 // that carried it only when this server delivered that id in this replay
-// (a client reconnecting inside the replay). Any other id, such as one a
-// replaying client copied from the recorded request headers, starts the
-// stream where the recorded stream started, as the recorded server did.
+// (a client reconnecting inside the replay): to a client of the same replay
+// run (HeaderRun), or, for clients that name no run, to any of them. Any
+// other id, such as one a replaying client copied from the recorded
+// request headers, starts the stream where the recorded stream started,
+// as the recorded server did.
 //
 // After the last frame the recorded ending (EndingOf) is reproduced at its
 // recorded time: a clean end (the response ends), a reset (SetLinger(0) and
@@ -77,6 +85,10 @@ type Server struct {
 
 	mu sync.Mutex
 	rr map[string]int // round-robin position per (path, group) asked for
+	// delivered is, per replay run and track, the position (pass × frames
+	// + index) of the furthest frame sent, -1 before any: the ids up to it
+	// are the ones the run's clients can have got from this server.
+	delivered map[delivery]*atomic.Int64
 
 	served atomic.Int64
 	active atomic.Int64
@@ -88,7 +100,7 @@ func NewServer(rec *recording.Recording, cfg Config) (*Server, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
-	s := &Server{cfg: cfg, byPath: map[string][]*track{}, byName: map[string]*track{}, rr: map[string]int{}}
+	s := &Server{cfg: cfg, byPath: map[string][]*track{}, byName: map[string]*track{}, rr: map[string]int{}, delivered: map[delivery]*atomic.Int64{}}
 	for _, st := range rec.Streams {
 		if st.Status == 0 {
 			continue // no response recorded (the recording stopped first)
@@ -121,15 +133,17 @@ type track struct {
 	minID, maxID uint64
 	span         uint64
 	period       time.Duration // one pass of a looped stream
-	// delivered is the position (pass × frames + index) of the furthest
-	// frame this server has sent on this track, -1 before any: the ids up
-	// to it are the ones a client can have got from this replay.
-	delivered atomic.Int64
+}
+
+// delivery is a replay run's (HeaderRun, "" for clients naming none) use
+// of a track.
+type delivery struct {
+	run string
+	t   *track
 }
 
 func newTrack(st *recording.Stored) *track {
 	t := &track{Stored: st, symbols: map[string]bool{}}
-	t.delivered.Store(-1)
 	for _, sym := range strings.Split(st.Group, ",") {
 		if sym != "" {
 			t.symbols[sym] = true
@@ -187,7 +201,7 @@ func (t *track) score(group string, asked map[string]bool) float64 {
 // pick chooses the recorded stream for a request, or nil: the one named
 // (HeaderStream), else the one that delivered lastID, else the best match
 // of the symbols asked for (see Server).
-func (s *Server) pick(path, rawQuery, named, lastID string) *track {
+func (s *Server) pick(path, rawQuery, named, run, lastID string) *track {
 	if t := s.byName[named]; t != nil && t.Path == path {
 		return t
 	}
@@ -215,7 +229,7 @@ func (s *Server) pick(path, rawQuery, named, lastID string) *track {
 	if lastID != "" {
 		// A client of this replay reconnecting resumes where it was.
 		for _, t := range ties {
-			if t.wasDelivered(lastID) {
+			if s.wasDelivered(run, t, lastID) {
 				return t
 			}
 		}
@@ -232,19 +246,27 @@ func (s *Server) pick(path, rawQuery, named, lastID string) *track {
 func (t *track) position(k, i int) int64 { return int64(k)*int64(len(t.Events)) + int64(i) }
 
 // wasDelivered reports whether this server sent the event id lastID on
-// this track (in any stream of this replay).
-func (t *track) wasDelivered(lastID string) bool {
+// track t to a client of the replay run (in any of its streams).
+func (s *Server) wasDelivered(run string, t *track, lastID string) bool {
 	k, next, ok := t.resume(lastID)
 	if !ok || next == 0 || t.loopID(t.Events[next-1].ID, k) != lastID {
 		return false
 	}
-	return t.position(k, next-1) <= t.delivered.Load()
+	return t.position(k, next-1) <= s.deliveredOf(run, t).Load()
 }
 
-// markDelivered notes that the frames up to position pos were sent.
-func (t *track) markDelivered(pos int64) {
-	for cur := t.delivered.Load(); pos > cur && !t.delivered.CompareAndSwap(cur, pos); cur = t.delivered.Load() {
+// deliveredOf is the delivery position of track t to the replay run.
+func (s *Server) deliveredOf(run string, t *track) *atomic.Int64 {
+	key := delivery{run, t}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.delivered[key]
+	if d == nil {
+		d = new(atomic.Int64)
+		d.Store(-1)
+		s.delivered[key] = d
 	}
+	return d
 }
 
 // loopID is the id event id carries on pass k.
@@ -310,7 +332,8 @@ var hopHeaders = map[string]bool{
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	lastID := r.Header.Get("Last-Event-ID")
-	t := s.pick(r.URL.Path, r.URL.RawQuery, r.Header.Get(HeaderStream), lastID)
+	run := r.Header.Get(HeaderRun)
+	t := s.pick(r.URL.Path, r.URL.RawQuery, r.Header.Get(HeaderStream), run, lastID)
 	if t == nil {
 		http.Error(w, fmt.Sprintf("replay: no recorded stream for path %s", r.URL.Path), http.StatusNotFound)
 		return
@@ -318,8 +341,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.served.Add(1)
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	p := player{srv: s, t: t, w: w, ctx: r.Context(), t0: t0, speed: s.cfg.Speed}
-	p.play(lastID)
+	p := player{srv: s, t: t, w: w, ctx: r.Context(), t0: t0, speed: s.cfg.Speed, delivered: s.deliveredOf(run, t)}
+	p.play(run, lastID)
 }
 
 // player sends one replayed stream.
@@ -334,8 +357,10 @@ type player struct {
 	timer *time.Timer
 	buf   []byte
 	last  string // the last event id the client knows
-	// sent is the position of the last frame in buf (-1: none).
-	sent int64
+	// sent is the position of the last frame in buf (-1: none), and
+	// delivered the furthest position sent to the client's replay run.
+	sent      int64
+	delivered *atomic.Int64
 }
 
 // at is the wall time of recorded offset off (relative to base).
@@ -396,12 +421,12 @@ func (p *player) sleep(d time.Duration) bool {
 	}
 }
 
-func (p *player) play(lastID string) {
+func (p *player) play(run, lastID string) {
 	t := p.t
 	p.rc = http.NewResponseController(p.w)
 	k, next, resumed := 0, 0, false
 	p.sent = -1
-	if lastID != "" && t.wasDelivered(lastID) {
+	if lastID != "" && p.srv.wasDelivered(run, t, lastID) {
 		k, next, resumed = t.resume(lastID)
 	}
 	var base time.Duration // recorded offset that maps to t0
@@ -476,7 +501,8 @@ func (p *player) play(lastID string) {
 // them, and reconnect with their id, before the write returns here.
 func (p *player) send() bool {
 	if p.sent >= 0 {
-		p.t.markDelivered(p.sent)
+		for cur := p.delivered.Load(); p.sent > cur && !p.delivered.CompareAndSwap(cur, p.sent); cur = p.delivered.Load() {
+		}
 	}
 	if _, err := p.w.Write(p.buf); err != nil {
 		return false

@@ -319,6 +319,20 @@ func TestServeLoopAndResume(t *testing.T) {
 	if want := "4=d4 5=d5"; ids(g) != want {
 		t.Errorf("resume without loop: %s, want %s", ids(g), want)
 	}
+	// Ids count for the replay run they were delivered to: run b's
+	// clients start at the recorded start until run b got the id itself.
+	runA, runB := http.Header{replay.HeaderRun: {"a"}}, http.Header{replay.HeaderRun: {"b"}}
+	fetch(t, once.URL+"/stream?symbols=NUM", runA, 3, 5*time.Second)
+	for _, tc := range []struct {
+		h    http.Header
+		want string
+	}{{runB, "1=d1 2=d2"}, {runA, "4=d4 5=d5"}} {
+		h := tc.h.Clone()
+		h.Set("Last-Event-Id", "3")
+		if g := fetch(t, once.URL+"/stream?symbols=NUM", h, 2, 5*time.Second); ids(g) != tc.want {
+			t.Errorf("run %s, id 3: %s, want %s", h.Get(replay.HeaderRun), ids(g), tc.want)
+		}
+	}
 }
 
 // TestServeMatching: the stream a request names first, then the same group

@@ -321,7 +321,7 @@ func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
 	w, err := session.Create(*out, session.Options{
-		MaxPending: len(rec.Streams) + rec.Frames() + 16,
+		MaxPending: 2*len(rec.Streams) + rec.Frames() + 16, // a stream may bring its client hop record
 		OnError:    func(err error) { werr = err },
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -417,7 +418,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 
 	res := clients.Drive(ctx, clients.DriveConfig{
 		Schedule: p.Schedule(), Duration: p.Duration, Start: start,
-		NewStream: p.Streams(base, baseOpts, setup.header),
+		NewStream: p.Streams(base, baseOpts, setup.header, fmt.Sprintf("%s@%d", filepath.Base(path), start.UnixNano())),
 		OnError:   func(n int, err error) { fmt.Fprintf(errOut, "ssestress: connection %d: %v\n", n, err) },
 	})
 	elapsed := res.Elapsed

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -27,6 +29,12 @@ type Recording struct {
 type Stored struct {
 	session.RecStream
 	Events []session.RecEvent
+	// UpstreamErrorAction is what the recording proxy did to this stream's
+	// client when its upstream failed (its --on-upstream-error: "reset",
+	// "eof" or "abort"), as the client hop's record states it
+	// (session.HopConn.OnUpstreamError); "" when the proxy applied none.
+	// It is what the client saw of that failure.
+	UpstreamErrorAction string
 }
 
 // Name is "<proxy>/<conn id>", the stream's key.
@@ -109,8 +117,48 @@ func Read(r *session.Reader) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := readUpstreamErrorActions(r, byKey); err != nil {
+		return nil, err
+	}
 	rec.sort()
 	return rec, nil
+}
+
+// readUpstreamErrorActions sets Stored.UpstreamErrorAction from the client
+// hop records of the proxies that recorded the streams. A client hop
+// carries one connection's requests ("<conn id>", "<conn id>#2", ...); the
+// policy acts on the request whose upstream failed, and a reset or an
+// abort ends the connection with it, so it belongs to that connection's
+// streams that the upstream side ended with a failure.
+func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) error {
+	if len(byKey) == 0 {
+		return nil
+	}
+	byConn := map[string][]*Stored{}
+	for key, st := range byKey {
+		conn, _, _ := strings.Cut(key, "#")
+		byConn[conn] = append(byConn[conn], st)
+	}
+	marker := []byte(`"on_upstream_error"`)
+	return r.Each(session.BucketHopConns, func(key, val []byte) error {
+		if !bytes.HasSuffix(key, []byte("/"+session.HopClient)) || !bytes.Contains(val, marker) {
+			return nil
+		}
+		streams := byConn[string(key[:len(key)-len(session.HopClient)-1])]
+		if len(streams) == 0 {
+			return nil
+		}
+		var h session.HopConn
+		if err := jsonUnmarshal(val, &h); err != nil {
+			return fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), session.BucketHopConns, key, err)
+		}
+		for _, st := range streams {
+			if st.Ended && st.EndedBy != session.EndedByClient && st.Class != "" && st.Class != errclass.EOF {
+				st.UpstreamErrorAction = h.OnUpstreamError
+			}
+		}
+		return nil
+	})
 }
 
 func (rec *Recording) sort() {
@@ -144,16 +192,40 @@ func (rec *Recording) Find(id string) *Stored {
 }
 
 // Store queues every record of rec on w (streams, then frames). The keys
-// come from the records, so storing a loaded recording reproduces its file.
+// come from the records, so storing a loaded recording reproduces its
+// recorded streams. A stream with an UpstreamErrorAction also gets the
+// client hop record that states it, as far as the recording knows that
+// hop (its start, its end, its client).
 func (rec *Recording) Store(w *session.Writer) {
 	for _, s := range rec.Streams {
 		w.Put(s.RecStream)
+		if s.UpstreamErrorAction != "" {
+			conn, _, _ := strings.Cut(s.ConnID, "#")
+			ending := session.EndingFIN
+			if s.UpstreamErrorAction == "reset" {
+				ending = session.EndingRST
+			}
+			w.Put(session.HopConn{
+				Proxy: s.Proxy, ConnID: conn, Hop: session.HopClient, RemoteAddr: s.ClientAddr,
+				Method: s.Method, Path: requestPath(s), Status: s.Status,
+				Opened: s.Start, Closed: s.Start.Add(s.End.D()), ClosedBy: session.ClosedBySelf, Ending: ending,
+				OnUpstreamError: s.UpstreamErrorAction,
+			})
+		}
 	}
 	for _, s := range rec.Streams {
 		for _, e := range s.Events {
 			w.Put(e)
 		}
 	}
+}
+
+// requestPath is the stream's path and query.
+func requestPath(s *Stored) string {
+	if s.Query == "" {
+		return s.Path
+	}
+	return s.Path + "?" + s.Query
 }
 
 // Frames is the total number of recorded frames.
