@@ -1,16 +1,10 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"strings"
@@ -18,6 +12,8 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
 // MITMConfig configures the recording of TLS inside forward mode's CONNECT
@@ -84,7 +80,8 @@ func (p *Proxy) setupMITM(cfg MITMConfig) error {
 		m.ca = ca
 		m.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate[0]})
 	} else {
-		ca, certPEM, keyPEM, err := newMITMCA(p.name)
+		name := fmt.Sprintf("ssestress proxy %s MITM CA %s", p.name, time.Now().UTC().Format("2006-01-02T15:04:05Z"))
+		ca, certPEM, keyPEM, err := tlsutil.NewCA(name, 365*24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("proxy --mitm: %w", err)
 		}
@@ -127,46 +124,6 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-// newMITMCA generates an ECDSA P-256 CA for the proxy named name, valid a
-// year: the certificate, its PEM and its private key's PEM (PKCS #8).
-func newMITMCA(name string) (tls.Certificate, []byte, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject: pkix.Name{Organization: []string{"ssestress"},
-			CommonName: fmt.Sprintf("ssestress proxy %s MITM CA %s", name, now.UTC().Format("2006-01-02T15:04:05Z"))},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return tls.Certificate{}, nil, nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certPEM, keyPEM, nil
 }
 
 // serverConfig is the TLS configuration the proxy presents inside a tunnel
