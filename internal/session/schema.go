@@ -32,7 +32,8 @@
 //	errors       seq                   ErrorRecord: one classified failure with its 4-tuple
 //	samples      seq                   Sample: the monitor's periodic metrics
 //	proxies      "<proxy name>"        ProxyInfo: an ssestress proxy's listener, upstream,
-//	                                   keepalive, upstream-error policy, fault specs, totals
+//	                                   keepalive, upstream-error policy, fault specs, totals,
+//	                                   CONNECT tunnels it passed through unrecorded
 //	hop_conns    see HopConn            proxy: one proxied connection per hop (fault proxy)
 //	faults       seq                   FaultEvent: one fault that fired, with its action and
 //	                                   whether it ended the connection (Ending)
