@@ -24,6 +24,8 @@ const recordingsExamples = `  ssestress recordings ls session.db
   ssestress recordings export session.db --format jsonl > session.jsonl
   ssestress recordings import session.jsonl --out copy.db
 
+On a file a proxy is still recording into, ls, show and export read what it has committed so far.
+
 Record with: ssestress proxy --upstream URL --record session.db
 Replay with: ssestress replay serve --recording session.db
              ssestress replay run --recording session.db --target URL --scale 20`
@@ -144,6 +146,9 @@ func ending(s *recording.Stored) string {
 	e := "by " + s.EndedBy + ", " + s.Ending
 	if s.Class != "" {
 		e += ", " + s.Class
+	}
+	if s.UpstreamErrorAction != "" {
+		e += " (the proxy's " + s.UpstreamErrorAction + " to the client)"
 	}
 	return e
 }
