@@ -24,12 +24,14 @@ const recordingsExamples = `  ssestress recordings ls session.db
   ssestress recordings export session.db --format jsonl > session.jsonl
   ssestress recordings import session.jsonl --out copy.db
 
+On a file a proxy is still recording into, ls, show and export read what it has committed so far.
+
 Record with: ssestress proxy --upstream URL --record session.db
 Replay with: ssestress replay serve --recording session.db
              ssestress replay run --recording session.db --target URL --scale 20`
 
 // recordingsCommands are the subcommands of ssestress recordings.
-var recordingsCommands = map[string]func(args []string, stdout io.Writer) error{
+var recordingsCommands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	"ls":     recordingsLs,
 	"show":   recordingsShow,
 	"export": recordingsExport,
@@ -55,7 +57,22 @@ func runRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if !ok {
 		return usageErrorf("recordings: unknown subcommand %q (use ls, show, export or import)", args[0])
 	}
-	return sub(args[1:], stdout)
+	return sub(args[1:], stdout, stderr)
+}
+
+// loadRecording loads the recording at path; when a proxy is still
+// recording into it, it says on stderr that what follows is what the proxy
+// had committed.
+func loadRecording(path string, stderr io.Writer) (*recording.Recording, error) {
+	rec, err := recording.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.SnapshotAt.IsZero() {
+		fmt.Fprintf(stderr, "ssestress: note: %s is being written (a proxy is recording into it): this is what it had committed at %s; run the command again for more\n",
+			path, rec.SnapshotAt.Format("15:04:05.000"))
+	}
+	return rec, nil
 }
 
 // oneFile checks that exactly one file was given.
@@ -66,7 +83,7 @@ func oneFile(name string, positional []string, synopsis string) (string, error) 
 	return positional[0], nil
 }
 
-func recordingsLs(args []string, stdout io.Writer) error {
+func recordingsLs(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings ls FILE"
 	fs := newFlags("recordings ls")
 	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
@@ -77,7 +94,7 @@ func recordingsLs(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -85,7 +102,7 @@ func recordingsLs(args []string, stdout io.Writer) error {
 	t.Header("stream", "start", "request", "group", "status", "frames", "held", "ending")
 	for _, s := range rec.Streams {
 		t.Append(s.Name(), s.Start.Format("15:04:05.000"), requestURI(s), s.Group, status(s),
-			frameCount(s), held(s).Round(time.Millisecond).String(), ending(s))
+			frameCount(s), s.Held().Round(time.Millisecond).String(), ending(s))
 	}
 	if err := t.Render(); err != nil {
 		return err
@@ -118,17 +135,6 @@ func status(s *recording.Stored) string {
 	return strconv.Itoa(s.Status)
 }
 
-// held is how long the stream lasted as far as the recording knows.
-func held(s *recording.Stored) time.Duration {
-	if s.Ended {
-		return s.End.D()
-	}
-	if n := len(s.Events); n > 0 {
-		return s.Events[n-1].Offset.D()
-	}
-	return s.RespAt.D()
-}
-
 // ending says how the stream ended, in one word or three.
 func ending(s *recording.Stored) string {
 	switch {
@@ -141,10 +147,13 @@ func ending(s *recording.Stored) string {
 	if s.Class != "" {
 		e += ", " + s.Class
 	}
+	if s.UpstreamErrorAction != "" {
+		e += " (the proxy's " + s.UpstreamErrorAction + " to the client)"
+	}
 	return e
 }
 
-func recordingsShow(args []string, stdout io.Writer) error {
+func recordingsShow(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings show FILE [--conn ID] [--frames N]"
 	fs := newFlags("recordings show")
 	conn := fs.String("conn", "", "only this stream: its conn id, or <proxy>/<conn id>")
@@ -157,7 +166,7 @@ func recordingsShow(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -197,7 +206,7 @@ func showStream(w io.Writer, s *recording.Stored, limit int) {
 	if len(s.Redacted) > 0 {
 		fmt.Fprintf(w, "  redacted %s\n", strings.Join(s.Redacted, ", "))
 	}
-	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), held(s).Round(time.Microsecond), len(s.Events), s.Bytes)
+	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), s.Held().Round(time.Microsecond), len(s.Events), s.Bytes)
 	n := min(limit, len(s.Events))
 	for _, e := range s.Events[:n] {
 		fmt.Fprintf(w, "  %12s  %s\n", fmtOffset(e.Offset.D()), frameText(e))
@@ -256,7 +265,7 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func recordingsExport(args []string, stdout io.Writer) error {
+func recordingsExport(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings export FILE --format jsonl [--out FILE]"
 	fs := newFlags("recordings export")
 	format := fs.String("format", "jsonl", "output format: jsonl (one JSON object per line: streams, then frames)")
@@ -272,7 +281,7 @@ func recordingsExport(args []string, stdout io.Writer) error {
 	if *format != "jsonl" {
 		return usageErrorf("recordings export: --format %q: only jsonl is supported", *format)
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
@@ -290,7 +299,7 @@ func recordingsExport(args []string, stdout io.Writer) error {
 	return f.Close()
 }
 
-func recordingsImport(args []string, stdout io.Writer) error {
+func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	const syn = "recordings import FILE.jsonl --out FILE.db"
 	fs := newFlags("recordings import")
 	out := fs.String("out", "", "session file to create (required; never overwritten)")
@@ -317,7 +326,7 @@ func recordingsImport(args []string, stdout io.Writer) error {
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
 	w, err := session.Create(*out, session.Options{
-		MaxPending: len(rec.Streams) + rec.Frames() + 16,
+		MaxPending: 2*len(rec.Streams) + rec.Frames() + 16, // a stream may bring its client hop record
 		OnError:    func(err error) { werr = err },
 	})
 	if err != nil {
