@@ -37,7 +37,7 @@ func openAll(paths []string) ([]*session.Reader, func(), error) {
 		}
 	}
 	for _, p := range paths {
-		r, err := session.Open(p)
+		r, err := session.OpenCommitted(p)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -201,6 +201,7 @@ type accumulator struct {
 	attempts, reconnects                   int64
 	timeScale                              float64
 	seen                                   EvidenceSeen
+	recorded                               recordedFacts // replay comparisons, unrecorded tunnels
 }
 
 // maxDistinctMessages bounds the message table's memory on hostile input.
@@ -239,11 +240,15 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	}
 	f.info.Command, f.info.Scenario, f.info.Shard, f.info.Host = f.run.Command, f.scenario, f.run.Shard, f.run.Host
 	f.info.StartedAt = f.run.StartedAt
+	f.info.SnapshotAt = r.SnapshotAt()
 	f.info.Interrupted, f.info.Dropped = f.summary.Interrupted, f.summary.RecordsDropped
 	if s := timeScaleOf(f.run); s != 1 {
 		a.timeScale = s
 	}
 	a.files = append(a.files, f)
+	if err := a.readRecorded(r); err != nil {
+		return err
+	}
 
 	skipped, err := session.DecodeEach(r, session.BucketTopology, func(*session.Endpoint) error {
 		f.info.Records[session.BucketTopology]++
@@ -608,7 +613,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // finish turns the accumulated numbers into the Report.
 func (a *accumulator) finish() *Report {
-	rep := &Report{TimeScale: a.timeScale, Evidence: a.seen}
+	rep := &Report{TimeScale: a.timeScale, Evidence: a.seen, Replay: a.recorded.replay, UnrecordedTunnels: a.recorded.unrecorded}
 	a.finishFiles(rep)
 	a.finishClasses(rep)
 	a.finishScenarios(rep)

@@ -27,7 +27,7 @@ const maxClassColumns = 4
 
 // Tables lays a Report out as tables, in reading order.
 func Tables(rep *Report) []Table {
-	return []Table{
+	return append([]Table{
 		verdictTable(rep),
 		summaryTable(rep),
 		patternsTable(rep),
@@ -47,7 +47,7 @@ func Tables(rep *Report) []Table {
 		resourceSeriesTable(rep),
 		overheadTable(rep),
 		filesTable(rep),
-	}
+	}, recordedTables(rep)...)
 }
 
 // newTable makes a table whose columns ending in '#' are numeric (the '#'

@@ -83,6 +83,11 @@ type Options struct {
 	RetryOnHTTPError bool
 	// MaxReconnects ends the stream after that many reconnects (0: no limit).
 	MaxReconnects int
+	// NoReconnect makes one attempt: the stream ends with its first
+	// connection, however that ends. replay run sets it, because a recorded
+	// client's reconnect is a recorded stream of its own, replayed at its
+	// own time.
+	NoReconnect bool
 	// MaxLine bounds one SSE line (0: sse.DefaultMaxLine). A longer line
 	// ends the connection with LINE_TOO_LONG.
 	MaxLine int
@@ -162,7 +167,9 @@ var ErrGaveUp = errors.New("gave up after the maximum number of reconnects")
 // Run connects and reconnects until ctx ends (it then returns nil: a
 // client-initiated close is not an error) or the stream fails for good: an
 // HTTP status other than 200 or a wrong Content-Type (unless
-// RetryOnHTTPError), or MaxReconnects reached. That error is returned.
+// RetryOnHTTPError), or MaxReconnects reached. That error is returned. With
+// NoReconnect it returns after the first attempt, with that attempt's
+// failure (nil when the client closed it).
 func (s *Stream) Run(ctx context.Context) error {
 	if c := s.opts.Counters; c != nil {
 		c.Streams.Add(1)
@@ -195,7 +202,7 @@ func (s *Stream) Run(ctx context.Context) error {
 		} else {
 			s.localFailures = 0
 		}
-		if permanent {
+		if permanent || s.opts.NoReconnect {
 			return err
 		}
 		s.attempt++

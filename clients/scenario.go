@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -136,11 +135,12 @@ type Result struct {
 // ClientID names the n-th generated client of a run.
 func ClientID(n int) string { return fmt.Sprintf("c%04d", n) }
 
-// Run executes the plan for cfg.Duration: it opens and closes streams when
-// the schedule says, measured from the start so delays do not accumulate.
-// When ctx ends or the duration is over, every stream is closed by the
-// client (not an error) and Run returns after they all finished writing
-// their records.
+// Run executes the plan for cfg.Duration with Drive: it opens and closes
+// streams when the schedule says, measured from the start so delays do not
+// accumulate. When ctx ends or the duration is over, every stream is closed
+// by the client (not an error) and Run returns after they all finished
+// writing their records. Streams reconnect, so the run ends early only when
+// every one failed for good (AllFailed).
 func Run(ctx context.Context, cfg RunConfig) (Result, error) {
 	if err := cfg.Plan.Check(); err != nil {
 		return Result{}, err
@@ -166,96 +166,15 @@ func Run(ctx context.Context, cfg RunConfig) (Result, error) {
 		opts = &Options{}
 	}
 
-	start := time.Now()
-	streamsCtx, closeAll := context.WithCancel(context.Background())
-	defer closeAll()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		cancels = map[int]context.CancelFunc{}
-		changed = make(chan struct{}, 1)
-	)
-	open := func(n int) {
-		ug := urls[n%len(urls)]
-		sctx, cancel := context.WithCancel(streamsCtx)
-		s := NewStream(ClientID(n), ug.group, ug.url, opts)
-		mu.Lock()
-		cancels[n] = cancel
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.Run(sctx)
-			mu.Lock()
-			delete(cancels, n)
-			mu.Unlock()
-			cancel()
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}()
-	}
-	shut := func(n int) {
-		mu.Lock()
-		cancel := cancels[n]
-		delete(cancels, n)
-		mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-	}
-
-	res := Result{Start: start}
-	sched := cfg.Plan.Schedule()
-	end := time.NewTimer(cfg.Duration)
-	defer end.Stop()
-	next := time.NewTimer(time.Hour)
-	defer next.Stop()
-loop:
-	for {
-		a, more := sched.Peek()
-		more = more && a.At < cfg.Duration
-		var due <-chan time.Time
-		if more {
-			next.Reset(time.Until(start.Add(a.At)))
-			due = next.C
-		} else {
-			mu.Lock()
-			live := len(cancels)
-			mu.Unlock()
-			if _, planned := sched.Peek(); !planned && live == 0 {
-				res.AllFailed = true
-				break loop
-			}
-		}
-		select {
-		case <-ctx.Done():
-			res.Interrupted = true
-			break loop
-		case <-end.C:
-			break loop
-		case <-changed:
-		case <-due:
-			elapsed := time.Since(start)
-			for {
-				a, ok := sched.Peek()
-				if !ok || a.At > elapsed || a.At >= cfg.Duration {
-					break
-				}
-				sched.Next()
-				if a.Open {
-					open(a.Conn)
-				} else {
-					shut(a.Conn)
-				}
-			}
-		}
-	}
-	closeAll()
-	wg.Wait()
-	res.Elapsed = time.Since(start)
-	return res, nil
+	d := Drive(ctx, DriveConfig{
+		Schedule: cfg.Plan.Schedule(),
+		Duration: cfg.Duration,
+		NewStream: func(n int) (*Stream, error) {
+			ug := urls[n%len(urls)]
+			return NewStream(ClientID(n), ug.group, ug.url, opts), nil
+		},
+	})
+	return Result{Start: d.Start, Elapsed: d.Elapsed, Interrupted: d.Interrupted, AllFailed: d.Drained}, nil
 }
 
 type urlGroup struct {

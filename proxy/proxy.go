@@ -162,6 +162,8 @@ type Config struct {
 	Recorder *recording.Recorder `json:"-"`
 	// Logf receives one line per notable event; nil discards them.
 	Logf func(format string, args ...any) `json:"-"`
+	// MITMConfig records the TLS inside CONNECT tunnels (mitm.go).
+	MITMConfig
 }
 
 // Proxy is a running proxy. Create it with Start.
@@ -178,6 +180,7 @@ type Proxy struct {
 	logfn           func(string, ...any)
 	token           string
 
+	tunnels       tunnels     // forward mode's CONNECT tunnels (tunnel.go)
 	tlsConfig     *tls.Config // the listener's; nil: plain
 	certPEM       []byte      // the generated certificate
 	headerTimeout time.Duration
@@ -270,6 +273,9 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 			return nil, fmt.Errorf("%w: allow-host %q must be a host or host:port", ErrBadConfig, h)
 		}
 		p.allow = append(p.allow, h)
+	}
+	if err := p.setupMITM(cfg.MITMConfig); err != nil {
+		return nil, err
 	}
 	listen := LoopbackDefault(cfg.Listen, DefaultListen)
 	apiAddr := LoopbackDefault(cfg.API, "")
@@ -381,7 +387,11 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		}
 		p.session.Put(p.Info())
 	}
-	p.stopAfter = context.AfterFunc(ctx, func() { p.Close() })
+	// ctx may end (a signal) before the assignment: hmu orders the two.
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	p.hmu.Lock()
+	p.stopAfter = stop
+	p.hmu.Unlock()
 	return p, nil
 }
 
@@ -569,8 +579,11 @@ func (p *Proxy) countError(hop, class string) {
 // seconds to return. Closing twice is harmless.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
-		if p.stopAfter != nil {
-			p.stopAfter()
+		p.hmu.Lock()
+		stop := p.stopAfter
+		p.hmu.Unlock()
+		if stop != nil {
+			stop()
 		}
 		p.closing.Store(true)
 		p.hmu.Lock()
@@ -624,6 +637,7 @@ func (p *Proxy) Info() session.ProxyInfo {
 	if p.upstream != nil {
 		info.Mode, info.Upstream = session.ModeReverse, hostPort(p.upstream)
 	}
+	info.UnrecordedTunnels = p.tunnels.unrecordedCounts()
 	if len(st.Errors) > 0 {
 		info.Errors = make(map[string]int64, len(st.Errors))
 		for k, n := range st.Errors {
@@ -883,7 +897,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(w, http.StatusForbidden, fmt.Sprintf("CONNECT to %s refused: not an --allow-host of this proxy", r.Host))
 			return
 		}
-		p.gp.ServeHTTP(w, r)
+		p.serveConnect(w, r)
 		return
 	}
 	now := time.Now()

@@ -5,7 +5,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // ConnSpec is one connection of a replayed client population: what a load
@@ -13,9 +15,15 @@ import (
 type ConnSpec struct {
 	// Offset is when the connection opens, since the start of the run.
 	Offset time.Duration
-	// Hold is how long it stays open; 0 means until the run ends (the
-	// recorded stream was still open when the recording ended).
+	// Hold is when the client closes it, counted from Offset: the recorded
+	// age for a stream the client ended, EndBound of it for one the server
+	// side ended (which the replayed server ends first), and 0, until the
+	// run ends, for one still open when the recording ended.
 	Hold time.Duration
+	// Ending is how the recorded stream ended (EndingOf): what its replay
+	// reproduces. Age is its recorded age at that end (0 while open).
+	Ending string
+	Age    time.Duration
 	// RequestURI is the recorded path and query ("/stream?symbols=A,B").
 	RequestURI string
 	// Header holds the recorded request headers a client may resend: not
@@ -53,8 +61,9 @@ var clientSetHeaders = map[string]bool{
 // first at the recorded start (counted from the first recorded start), the
 // others spread evenly until the next recorded start (or, for the last
 // one, over the mean gap between recorded starts), so the arrival pattern
-// keeps its shape at Scale times the rate. Each is held as long as the
-// recorded client held its stream.
+// keeps its shape at Scale times the rate. Each keeps its recorded ending:
+// the client closes it at its recorded age when the recorded client did;
+// otherwise the server side ends it (Hold is then only a bound).
 func Plan(rec *recording.Recording, opts PlanOptions) []ConnSpec {
 	scale := max(opts.Scale, 1)
 	streams := rec.Streams // ordered by Start
@@ -78,11 +87,15 @@ func Plan(rec *recording.Recording, opts PlanOptions) []ConnSpec {
 		}
 		base := ConnSpec{
 			Offset:     offset,
-			Hold:       hold(s),
+			Ending:     EndingOf(s),
 			RequestURI: s.Path,
 			Group:      s.Group,
 			Source:     s.Name(),
 		}
+		if base.Ending != session.EndKindOpen {
+			base.Age = s.End.D()
+		}
+		base.Hold = hold(base.Ending, base.Age)
 		if s.Query != "" {
 			base.RequestURI += "?" + s.Query
 		}
@@ -98,14 +111,57 @@ func Plan(rec *recording.Recording, opts PlanOptions) []ConnSpec {
 	return specs
 }
 
-// hold is how long the recorded client kept the stream: until its end,
-// whoever ended it (a client that was cut reconnected as a new recorded
-// stream), or until the run ends for a stream still open.
-func hold(s *recording.Stored) time.Duration {
-	if s.Ended && s.End > 0 {
-		return s.End.D()
+// EndGrace is the least time past its recorded age that a replayed client
+// waits for the server side to end a stream it ended in the recording
+// (EndBound).
+const EndGrace = 5 * time.Second
+
+// EndBound is when a replayed client gives up waiting for the server side
+// to end a stream it ended at age in the recording, and closes it itself:
+// well past the recorded time (twice the age, and at least EndGrace
+// after it), so that a late replayed ending still reaches the client and
+// a target that never ends the stream does not hold the run forever.
+func EndBound(age time.Duration) time.Duration { return age + max(age, EndGrace) }
+
+// hold is when the replayed client closes a stream of the recorded ending
+// kind and age (ConnSpec.Hold).
+func hold(ending string, age time.Duration) time.Duration {
+	switch ending {
+	case session.EndKindOpen:
+		return 0
+	case session.EndKindClient:
+		return max(age, time.Nanosecond)
 	}
-	return 0
+	return EndBound(age)
+}
+
+// EndingOf is how the recorded stream ended as its client saw it: the
+// ending kind replay serve reproduces and replay run compares. A stream the
+// recording proxy itself ended (a fault, its policy on an upstream
+// failure) was ended by the server side as far as the client knows; when
+// the proxy passed an upstream failure on by its --on-upstream-error
+// policy, the client saw the policy's ending (a reset, a cut body, a clean
+// end), whatever the upstream did.
+func EndingOf(s *recording.Stored) string {
+	switch {
+	case !s.Ended || s.Stopped:
+		return session.EndKindOpen
+	case s.Status != 0 && s.Status != http.StatusOK:
+		return session.EndKindStatus
+	case s.EndedBy == session.EndedByClient || s.EndedBy == "":
+		return session.EndKindClient
+	case s.UpstreamErrorAction == "reset":
+		return session.EndKindReset
+	case s.UpstreamErrorAction == "abort":
+		return session.EndKindCut
+	case s.UpstreamErrorAction == "eof":
+		return session.EndKindClean
+	case s.Ending == session.EndingRST || s.Class == errclass.ECONNRESET:
+		return session.EndKindReset
+	case s.Class == "" || s.Class == errclass.EOF:
+		return session.EndKindClean
+	}
+	return session.EndKindCut
 }
 
 // resendable filters recorded request headers down to those a replaying

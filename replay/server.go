@@ -11,7 +11,6 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -33,9 +31,11 @@ const DefaultListen = "127.0.0.1:8091"
 // replays ("<proxy>/<conn id>"), so a client can tell which one it got.
 const HeaderStream = "X-Ssestress-Replay"
 
-// ErrNoStreams is returned by NewServer for a recording with no stream that
-// got a response (nothing to replay).
-var ErrNoStreams = errors.New("no recorded stream with a response to replay")
+// HeaderRun names, in a request, the replay run its client belongs to
+// (replay run sends it): the event ids a server delivered count for the
+// clients of that run only, so that the runs of a --repeat series against
+// one replay server each start where the recording started.
+const HeaderRun = "X-Ssestress-Replay-Run"
 
 // Config configures a Server. The zero value replays at the recorded speed,
 // once, with the recorded endings.
@@ -54,24 +54,41 @@ type Config struct {
 
 // Server replays a recording as an SSE server. It is an http.Handler.
 //
-// A request is matched to a recorded stream with the same path: those with
-// the same symbol group first, else those whose group shares the most
-// symbols with the request's; among equals, round-robin. The recorded
-// status and headers are sent after the recorded response delay, then every
-// frame at its recorded offset divided by Speed, scheduled against the
-// stream's start so that gaps never accumulate error. A Last-Event-ID
-// resumes after the recorded event that carried it. After the last frame
-// the recorded ending is reproduced: a clean end (the response ends), a
-// reset (SetLinger(0) and Close on the hijacked connection: the client sees
-// ECONNRESET) or a cut (the chunked body is aborted: UNEXPECTED_EOF). A
-// stream the client ended, or still open when the recording stopped, is
-// held open after its last frame until the client leaves.
+// A request is matched to a recorded stream with the same path: the one its
+// HeaderStream request header names (replay run sends it, so that each
+// replayed client gets the recorded stream it replays); else, for a
+// Last-Event-ID this server delivered, the stream that delivered it; else
+// those with the same symbol group first, then those whose group shares
+// the most symbols with the request's; among equals, round-robin. The
+// recorded status and headers are sent after the recorded response delay,
+// then every frame at its recorded offset divided by Speed, scheduled
+// against the stream's start so that gaps never accumulate error.
+//
+// Positions are the recording's: a Last-Event-ID resumes after the event
+// that carried it only when this server delivered that id in this replay
+// (a client reconnecting inside the replay): to a client of the same replay
+// run (HeaderRun), or, for clients that name no run, to any of them. Any
+// other id, such as one a replaying client copied from the recorded
+// request headers, starts the stream where the recorded stream started,
+// as the recorded server did.
+//
+// After the last frame the recorded ending (EndingOf) is reproduced at its
+// recorded time: a clean end (the response ends), a reset (SetLinger(0) and
+// Close on the hijacked connection: the client sees ECONNRESET) or a cut
+// (the chunked body is aborted: UNEXPECTED_EOF). A stream the client ended,
+// or still open when the recording stopped, is held open after its last
+// frame until the client leaves.
 type Server struct {
 	cfg    Config
 	byPath map[string][]*track
+	byName map[string]*track
 
 	mu sync.Mutex
 	rr map[string]int // round-robin position per (path, group) asked for
+	// delivered is, per replay run and track, the position (pass × frames
+	// + index) of the furthest frame sent, -1 before any: the ids up to it
+	// are the ones the run's clients can have got from this server.
+	delivered map[delivery]*atomic.Int64
 
 	served atomic.Int64
 	active atomic.Int64
@@ -83,12 +100,14 @@ func NewServer(rec *recording.Recording, cfg Config) (*Server, error) {
 	if cfg.Speed <= 0 {
 		cfg.Speed = 1
 	}
-	s := &Server{cfg: cfg, byPath: map[string][]*track{}, rr: map[string]int{}}
+	s := &Server{cfg: cfg, byPath: map[string][]*track{}, byName: map[string]*track{}, rr: map[string]int{}, delivered: map[delivery]*atomic.Int64{}}
 	for _, st := range rec.Streams {
 		if st.Status == 0 {
 			continue // no response recorded (the recording stopped first)
 		}
-		s.byPath[st.Path] = append(s.byPath[st.Path], newTrack(st))
+		t := newTrack(st)
+		s.byPath[st.Path] = append(s.byPath[st.Path], t)
+		s.byName[st.Name()] = t
 	}
 	if len(s.byPath) == 0 {
 		return nil, ErrNoStreams
@@ -114,6 +133,13 @@ type track struct {
 	minID, maxID uint64
 	span         uint64
 	period       time.Duration // one pass of a looped stream
+}
+
+// delivery is a replay run's (HeaderRun, "" for clients naming none) use
+// of a track.
+type delivery struct {
+	run string
+	t   *track
 }
 
 func newTrack(st *recording.Stored) *track {
@@ -172,8 +198,13 @@ func (t *track) score(group string, asked map[string]bool) float64 {
 	return float64(common) / float64(union)
 }
 
-// pick chooses the recorded stream for a request, or nil.
-func (s *Server) pick(path, rawQuery string) *track {
+// pick chooses the recorded stream for a request, or nil: the one named
+// (HeaderStream), else the one that delivered lastID, else the best match
+// of the symbols asked for (see Server).
+func (s *Server) pick(path, rawQuery, named, run, lastID string) *track {
+	if t := s.byName[named]; t != nil && t.Path == path {
+		return t
+	}
 	candidates := s.byPath[path]
 	if len(candidates) == 0 {
 		return nil
@@ -195,12 +226,47 @@ func (s *Server) pick(path, rawQuery string) *track {
 			ties = append(ties, t)
 		}
 	}
+	if lastID != "" {
+		// A client of this replay reconnecting resumes where it was.
+		for _, t := range ties {
+			if s.wasDelivered(run, t, lastID) {
+				return t
+			}
+		}
+	}
 	key := path + "?" + group
 	s.mu.Lock()
 	i := s.rr[key]
 	s.rr[key] = i + 1
 	s.mu.Unlock()
 	return ties[i%len(ties)]
+}
+
+// position is the delivery position of frame i in pass k.
+func (t *track) position(k, i int) int64 { return int64(k)*int64(len(t.Events)) + int64(i) }
+
+// wasDelivered reports whether this server sent the event id lastID on
+// track t to a client of the replay run (in any of its streams).
+func (s *Server) wasDelivered(run string, t *track, lastID string) bool {
+	k, next, ok := t.resume(lastID)
+	if !ok || next == 0 || t.loopID(t.Events[next-1].ID, k) != lastID {
+		return false
+	}
+	return t.position(k, next-1) <= s.deliveredOf(run, t).Load()
+}
+
+// deliveredOf is the delivery position of track t to the replay run.
+func (s *Server) deliveredOf(run string, t *track) *atomic.Int64 {
+	key := delivery{run, t}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.delivered[key]
+	if d == nil {
+		d = new(atomic.Int64)
+		d.Store(-1)
+		s.delivered[key] = d
+	}
+	return d
 }
 
 // loopID is the id event id carries on pass k.
@@ -265,7 +331,9 @@ var hopHeaders = map[string]bool{
 // ServeHTTP replays the recorded stream matched to r.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
-	t := s.pick(r.URL.Path, r.URL.RawQuery)
+	lastID := r.Header.Get("Last-Event-ID")
+	run := r.Header.Get(HeaderRun)
+	t := s.pick(r.URL.Path, r.URL.RawQuery, r.Header.Get(HeaderStream), run, lastID)
 	if t == nil {
 		http.Error(w, fmt.Sprintf("replay: no recorded stream for path %s", r.URL.Path), http.StatusNotFound)
 		return
@@ -273,8 +341,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.served.Add(1)
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	p := player{srv: s, t: t, w: w, ctx: r.Context(), t0: t0, speed: s.cfg.Speed}
-	p.play(r.Header.Get("Last-Event-ID"))
+	p := player{srv: s, t: t, w: w, ctx: r.Context(), t0: t0, speed: s.cfg.Speed, delivered: s.deliveredOf(run, t)}
+	p.play(run, lastID)
 }
 
 // player sends one replayed stream.
@@ -289,6 +357,10 @@ type player struct {
 	timer *time.Timer
 	buf   []byte
 	last  string // the last event id the client knows
+	// sent is the position of the last frame in buf (-1: none), and
+	// delivered the furthest position sent to the client's replay run.
+	sent      int64
+	delivered *atomic.Int64
 }
 
 // at is the wall time of recorded offset off (relative to base).
@@ -349,11 +421,12 @@ func (p *player) sleep(d time.Duration) bool {
 	}
 }
 
-func (p *player) play(lastID string) {
+func (p *player) play(run, lastID string) {
 	t := p.t
 	p.rc = http.NewResponseController(p.w)
 	k, next, resumed := 0, 0, false
-	if lastID != "" {
+	p.sent = -1
+	if lastID != "" && p.srv.wasDelivered(run, t, lastID) {
 		k, next, resumed = t.resume(lastID)
 	}
 	var base time.Duration // recorded offset that maps to t0
@@ -403,24 +476,17 @@ func (p *player) play(lastID string) {
 				return
 			}
 			p.append(e, k)
+			p.sent = t.position(k, next)
 			// Send what is due together, then flush once.
 			if next+1 < len(t.Events) && !time.Now().Before(p.at(t.Events[next+1].Offset.D()+time.Duration(k)*t.period-base)) {
 				continue
 			}
-			if _, err := p.w.Write(p.buf); err != nil {
-				return
-			}
-			p.buf = p.buf[:0]
-			if p.rc.Flush() != nil {
+			if !p.send() {
 				return
 			}
 		}
-		if len(p.buf) > 0 {
-			if _, err := p.w.Write(p.buf); err != nil {
-				return
-			}
-			p.buf = p.buf[:0]
-			p.rc.Flush()
+		if len(p.buf) > 0 && !p.send() {
+			return
 		}
 		if !p.srv.cfg.Loop {
 			break
@@ -428,6 +494,21 @@ func (p *player) play(lastID string) {
 		k, next = k+1, 0
 	}
 	p.ending(base)
+}
+
+// send writes and flushes what p.buf holds; false when the client is gone.
+// Its frames count as delivered from before the write: a client may read
+// them, and reconnect with their id, before the write returns here.
+func (p *player) send() bool {
+	if p.sent >= 0 {
+		for cur := p.delivered.Load(); p.sent > cur && !p.delivered.CompareAndSwap(cur, p.sent); cur = p.delivered.Load() {
+		}
+	}
+	if _, err := p.w.Write(p.buf); err != nil {
+		return false
+	}
+	p.buf = p.buf[:0]
+	return p.rc.Flush() == nil
 }
 
 // append adds the wire form of e (pass k) to p.buf.
@@ -491,22 +572,24 @@ func appendLine(b []byte, s string) []byte {
 	return append(b, '\n')
 }
 
-// ending reproduces how the recorded stream ended, after its last frame.
+// ending reproduces how the recorded stream ended (EndingOf), after its
+// last frame, at its recorded time.
 func (p *player) ending(base time.Duration) {
 	t := p.t
-	if p.srv.cfg.NoEndings || !t.Ended || t.Stopped || t.EndedBy == session.EndedByClient || t.EndedBy == "" {
+	kind := EndingOf(t.Stored)
+	switch {
+	case p.srv.cfg.NoEndings, kind != session.EndKindReset && kind != session.EndKindClean && kind != session.EndKindCut:
 		<-p.ctx.Done()
 		return
-	}
-	if !p.waitUntil(p.at(t.End.D() - base)) {
+	case !p.waitUntil(p.at(t.End.D() - base)):
 		return
 	}
-	switch {
-	case t.Ending == session.EndingRST || t.Class == errclass.ECONNRESET:
+	switch kind {
+	case session.EndKindReset:
 		p.reset()
-	case t.Class == "" || t.Class == errclass.EOF:
-		// A clean end: returning finishes the chunked body.
-	default:
+	case session.EndKindClean:
+		// Returning finishes the chunked body.
+	case session.EndKindCut:
 		p.rc.Flush()
 		panic(http.ErrAbortHandler) // the chunked body is cut: UNEXPECTED_EOF
 	}

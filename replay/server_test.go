@@ -244,8 +244,10 @@ func TestServeEndings(t *testing.T) {
 	}
 }
 
-// TestServeLoopAndResume: --loop keeps ids increasing across passes, and
-// Last-Event-ID resumes right after the event that carried it, in any pass.
+// TestServeLoopAndResume: --loop keeps ids increasing across passes, and a
+// Last-Event-ID this server delivered resumes right after the event that
+// carried it, in any pass; an id it did not deliver (one copied from a
+// recorded request) starts the stream where the recording's started.
 func TestServeLoopAndResume(t *testing.T) {
 	num := &recording.Stored{Events: events(1, 5, 5*time.Millisecond)}
 	num.Query = "symbols=NUM"
@@ -280,6 +282,12 @@ func TestServeLoopAndResume(t *testing.T) {
 	if want := "8=d3 9=d4 10=d5 11=d1"; ids(g) != want {
 		t.Errorf("resume after 7: %s, want %s", ids(g), want)
 	}
+	// An id of the recording this server has not sent yet starts SLOW
+	// from its recorded start; once sent, it resumes.
+	g = fetch(t, srv.URL+"/stream?symbols=SLOW", http.Header{"Last-Event-Id": {"5"}}, 5, 5*time.Second)
+	if want := "1=d1 2=d2 3=d3 4=d1 5=d2"; ids(g) != want {
+		t.Errorf("id 5 not delivered yet: %s, want %s", ids(g), want)
+	}
 	// A resume in a later pass goes on at the recorded pace: the next event
 	// comes its recorded gap (100 ms at speed 2: 50 ms) after the request,
 	// not a whole pass (300 ms) later.
@@ -289,25 +297,47 @@ func TestServeLoopAndResume(t *testing.T) {
 	} else if took := g.at[0].Sub(g.sent); took < 40*time.Millisecond || took > 150*time.Millisecond {
 		t.Errorf("resume after 5: next event after %v, want about 50ms", took)
 	}
+	fetch(t, srv.URL+"/stream?symbols=WORD", nil, 6, 5*time.Second) // delivers a#1
 	g = fetch(t, srv.URL+"/stream?symbols=WORD", http.Header{"Last-Event-Id": {"a#1"}}, 5, 5*time.Second)
 	if want := "b#1=B a#2=A b#2=B"; ids(g) != want || g.frames[0].Kind != 2 {
 		t.Errorf("resume after a#1: %s (first frame kind %v), want comment then %s", ids(g), g.frames[0].Kind, want)
 	}
 
-	// Without --loop, a resume inside the recording continues from there.
+	// Without --loop: an id from the recording that this server never
+	// sent starts the stream at the recorded start; a reconnect after it
+	// sent the id continues from there.
 	once, err := replay.Start("127.0.0.1:0", rec, replay.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer once.Shutdown()
+	g = fetch(t, once.URL+"/stream?symbols=NUM", http.Header{"Last-Event-Id": {"3"}}, 3, 5*time.Second)
+	if want := "1=d1 2=d2 3=d3"; ids(g) != want {
+		t.Errorf("recorded id never sent: %s, want %s", ids(g), want)
+	}
 	g = fetch(t, once.URL+"/stream?symbols=NUM", http.Header{"Last-Event-Id": {"3"}}, 2, 5*time.Second)
 	if want := "4=d4 5=d5"; ids(g) != want {
 		t.Errorf("resume without loop: %s, want %s", ids(g), want)
 	}
+	// Ids count for the replay run they were delivered to: run b's
+	// clients start at the recorded start until run b got the id itself.
+	runA, runB := http.Header{replay.HeaderRun: {"a"}}, http.Header{replay.HeaderRun: {"b"}}
+	fetch(t, once.URL+"/stream?symbols=NUM", runA, 3, 5*time.Second)
+	for _, tc := range []struct {
+		h    http.Header
+		want string
+	}{{runB, "1=d1 2=d2"}, {runA, "4=d4 5=d5"}} {
+		h := tc.h.Clone()
+		h.Set("Last-Event-Id", "3")
+		if g := fetch(t, once.URL+"/stream?symbols=NUM", h, 2, 5*time.Second); ids(g) != tc.want {
+			t.Errorf("run %s, id 3: %s, want %s", h.Get(replay.HeaderRun), ids(g), tc.want)
+		}
+	}
 }
 
-// TestServeMatching: same group first with round-robin, then the closest
-// group, and 404 for a path never recorded.
+// TestServeMatching: the stream a request names first, then the same group
+// with round-robin, then the closest group, and 404 for a path never
+// recorded.
 func TestServeMatching(t *testing.T) {
 	a1 := &recording.Stored{}
 	a1.Query, a1.ConnID = "symbols=A,B", "ab1"
@@ -334,6 +364,17 @@ func TestServeMatching(t *testing.T) {
 	// Z matches nothing: every stream of the path ties, round-robin.
 	if got, want := strings.Join(names, " "), "ab1 ab2 ab1 c ab1 ab2 ab1 ab2 c"; got != want {
 		t.Errorf("matched %s, want %s", got, want)
+	}
+	// A request naming a recorded stream (replay run's header) gets that
+	// one, whatever its symbols; a name that is not recorded, or recorded
+	// under another path, falls back to matching.
+	for _, tc := range []struct{ named, q, want string }{
+		{"p/c", "A,B", "c"}, {"p/ab2", "Z", "ab2"}, {"p/ab2", "C", "ab2"}, {"p/nope", "C", "c"}, {"p/other", "C", "c"},
+	} {
+		g := fetch(t, srv.URL+"/stream?symbols="+tc.q, http.Header{replay.HeaderStream: {tc.named}}, -1, 5*time.Second)
+		if got := strings.TrimPrefix(g.stream, "p/"); got != tc.want {
+			t.Errorf("%s named, symbols %s: got %s, want %s", tc.named, tc.q, got, tc.want)
+		}
 	}
 	g := fetch(t, srv.URL+"/never", nil, -1, 5*time.Second)
 	if g.status != http.StatusNotFound {

@@ -49,6 +49,7 @@ type proxyOptions struct {
 	upstreamHeaderTimeout       time.Duration
 	maxEventSize                int64
 	maxFileSize                 int64
+	mitm                        mitmFlags // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
 }
 
 const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
@@ -111,6 +112,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		on          bool
 		iface, pcap string
 	}
+	o.mitm.register(fs)
 	fs.BoolVar(&capt.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
 	fs.StringVar(&capt.iface, "iface", "", "with --capture: interface (default: the route to the upstream, lo for loopback)")
 	fs.StringVar(&capt.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
@@ -120,7 +122,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageErrorf("proxy: unexpected argument %q (see ssestress proxy --help)", fs.Arg(0))
 	}
-	cfg, err := o.proxyConfig(flagsSet(fs))
+	set := flagsSet(fs)
+	cfg, err := o.proxyConfig(set)
 	if err != nil {
 		return err
 	}
@@ -147,6 +150,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if path == "" {
 		path = defaultSessionPath("proxy", time.Now())
 	}
+	o.mitm.apply(&cfg, set, path)
 	var errMu sync.Mutex
 	logLine := func(format string, args ...any) {
 		errMu.Lock()
@@ -183,6 +187,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("proxy: %w", err)
 	}
 	printProxyStart(stdout, p, cfg, path)
+	printMITM(stdout, cfg)
 	var c *capture.Capture
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)

@@ -24,6 +24,8 @@ const recordingsExamples = `  ssestress recordings ls session.db
   ssestress recordings export session.db --format jsonl > session.jsonl
   ssestress recordings import session.jsonl --out copy.db
 
+On a file a proxy is still recording into, ls, show and export read what it has committed so far.
+
 Record with: ssestress proxy --upstream URL --record session.db
 Replay with: ssestress replay serve --recording session.db
              ssestress replay run --recording session.db --target URL --scale 20`
@@ -58,6 +60,25 @@ func runRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return sub(args[1:], stdout, stderr)
 }
 
+// loadRecording loads the recording at path and says on stderr how many
+// records were skipped because they could not be read, and, when a proxy
+// is still recording into it, that what follows is what the proxy had
+// committed.
+func loadRecording(path string, stderr io.Writer) (*recording.Recording, error) {
+	rec, err := recording.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if s := session.UnreadableSummary(rec.Unreadable); s != "" {
+		fmt.Fprintf(stderr, "ssestress: warning: %s: records that could not be read were skipped: %s (first: %s)\n", path, s, firstUnreadable(rec.Unreadable))
+	}
+	if !rec.SnapshotAt.IsZero() {
+		fmt.Fprintf(stderr, "ssestress: note: %s is being written (a proxy is recording into it): this is what it had committed at %s; run the command again for more\n",
+			path, rec.SnapshotAt.Format("15:04:05.000"))
+	}
+	return rec, nil
+}
+
 // oneFile checks that exactly one file was given.
 func oneFile(name string, positional []string, synopsis string) (string, error) {
 	if len(positional) != 1 {
@@ -85,7 +106,7 @@ func recordingsLs(args []string, stdout, stderr io.Writer) error {
 	t.Header("stream", "start", "request", "group", "status", "frames", "held", "ending")
 	for _, s := range rec.Streams {
 		t.Append(s.Name(), s.Start.Format("15:04:05.000"), requestURI(s), s.Group, status(s),
-			frameCount(s), held(s).Round(time.Millisecond).String(), ending(s))
+			frameCount(s), s.Held().Round(time.Millisecond).String(), ending(s))
 	}
 	if err := t.Render(); err != nil {
 		return err
@@ -118,17 +139,6 @@ func status(s *recording.Stored) string {
 	return strconv.Itoa(s.Status)
 }
 
-// held is how long the stream lasted as far as the recording knows.
-func held(s *recording.Stored) time.Duration {
-	if s.Ended {
-		return s.End.D()
-	}
-	if n := len(s.Events); n > 0 {
-		return s.Events[n-1].Offset.D()
-	}
-	return s.RespAt.D()
-}
-
 // ending says how the stream ended, in one word or three.
 func ending(s *recording.Stored) string {
 	switch {
@@ -140,6 +150,9 @@ func ending(s *recording.Stored) string {
 	e := "by " + s.EndedBy + ", " + s.Ending
 	if s.Class != "" {
 		e += ", " + s.Class
+	}
+	if s.UpstreamErrorAction != "" {
+		e += " (the proxy's " + s.UpstreamErrorAction + " to the client)"
 	}
 	return e
 }
@@ -197,7 +210,7 @@ func showStream(w io.Writer, s *recording.Stored, limit int) {
 	if len(s.Redacted) > 0 {
 		fmt.Fprintf(w, "  redacted %s\n", strings.Join(s.Redacted, ", "))
 	}
-	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), held(s).Round(time.Microsecond), len(s.Events), s.Bytes)
+	fmt.Fprintf(w, "  ending   %s after %v; %d frames, %d bytes\n", ending(s), s.Held().Round(time.Microsecond), len(s.Events), s.Bytes)
 	n := min(limit, len(s.Events))
 	for _, e := range s.Events[:n] {
 		fmt.Fprintf(w, "  %12s  %s\n", fmtOffset(e.Offset.D()), frameText(e))
@@ -317,7 +330,7 @@ func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
 	w, err := session.Create(*out, session.Options{
-		MaxPending: len(rec.Streams) + rec.Frames() + 16,
+		MaxPending: 2*len(rec.Streams) + rec.Frames() + 16, // a stream may bring its client hop record
 		OnError:    func(err error) { werr = err },
 	})
 	if err != nil {
@@ -341,17 +354,4 @@ func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "imported %d streams, %d frames into %s\n", len(rec.Streams), rec.Frames(), *out)
 	return nil
-}
-
-// loadRecording is recording.Load that says on warn how many records were
-// skipped because they could not be read.
-func loadRecording(path string, warn io.Writer) (*recording.Recording, error) {
-	rec, err := recording.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if s := session.UnreadableSummary(rec.Unreadable); s != "" {
-		fmt.Fprintf(warn, "ssestress: warning: %s: records that could not be read were skipped: %s (first: %s)\n", path, s, firstUnreadable(rec.Unreadable))
-	}
-	return rec, nil
 }

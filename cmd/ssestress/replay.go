@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/tw"
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
@@ -41,8 +45,13 @@ const replayRunExamples = `  ssestress replay run --recording session.db --targe
 Without --scenario the recorded client population is replayed: each recorded stream becomes
 --scale connections opened at the recorded offsets (spread until the next recorded start) with
 the recorded path, query and headers (redacted ones left out; --header, --cookie and the
---token-* flags add or replace), each held as long as it was recorded. --scenario keeps that mix
-of requests but opens and closes the connections as the scenario does (see ssestress run --help).
+--token-* flags add or replace) and an X-Ssestress-Replay header naming the recorded stream
+(replay serve answers with that one). Each makes one attempt and keeps its recorded ending: a
+stream the client ended is closed at its recorded age; one the server side ended (reset, cut,
+clean end) is held until the server ends it (at most twice its age, and 5 s past it). The
+summary compares, per ending kind, the recorded streams with their replayed connections
+(also in report). --scenario keeps the mix of requests but opens and closes the connections
+as the scenario does (see ssestress run --help), and they reconnect.
 --via-proxy, --fault and --capture put the in-process fault proxy and the packet capture between
 the clients and the target, as in run.`
 
@@ -257,107 +266,19 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return o.execute(ctx, rec, stdout, stderr)
 }
 
-// replaySchedule is the connection pattern of a replay run: which
-// connection opens or closes when. Connections are numbered; conn n uses
-// spec(n).
-type replaySchedule interface {
-	Peek() (clients.Action, bool)
-	Next() (clients.Action, bool)
-}
-
-// recordedSchedule opens each spec at its offset and closes it after its
-// hold: the recorded pattern, scaled.
-type recordedSchedule struct {
-	actions []clients.Action
-	i       int
-}
-
-func newRecordedSchedule(specs []replay.ConnSpec) *recordedSchedule {
-	s := &recordedSchedule{}
-	for n, c := range specs {
-		s.actions = append(s.actions, clients.Action{At: c.Offset, Open: true, Conn: n})
-		if c.Hold > 0 {
-			s.actions = append(s.actions, clients.Action{At: c.Offset + c.Hold, Open: false, Conn: n})
-		}
-	}
-	sort.SliceStable(s.actions, func(i, j int) bool { return s.actions[i].At < s.actions[j].At })
-	return s
-}
-
-func (s *recordedSchedule) Peek() (clients.Action, bool) {
-	if s.i >= len(s.actions) {
-		return clients.Action{}, false
-	}
-	return s.actions[s.i], true
-}
-
-func (s *recordedSchedule) Next() (clients.Action, bool) {
-	a, ok := s.Peek()
-	if ok {
-		s.i++
-	}
-	return a, ok
-}
-
-// recordingLength is how long the recorded population was active: from the
-// first stream's start to the last moment any stream was known to be open.
-func recordingLength(rec *recording.Recording) time.Duration {
-	if len(rec.Streams) == 0 {
-		return 0
-	}
-	origin := rec.Streams[0].Start
-	var end time.Duration
-	for _, s := range rec.Streams {
-		end = max(end, s.Start.Sub(origin)+held(s))
-	}
-	return end
-}
-
-// replayPattern is the connection pattern of one replay run: a fresh
-// schedule (schedules are consumed), the spec of each connection, and how
-// long and how many at once.
-type replayPattern struct {
-	sched    replaySchedule
-	spec     func(n int) replay.ConnSpec
-	duration time.Duration
-	scenario string
-	concur   int
-}
-
-// pattern builds the run's connection pattern. Without --scenario it is
-// the recorded one; with it, the scenario's over the recorded mix.
-func (o *replayRunOptions) pattern(rec *recording.Recording) (*replayPattern, error) {
-	p := &replayPattern{duration: time.Duration(o.duration), scenario: "replay"}
-	if o.scenario == "" {
-		specs := replay.Plan(rec, replay.PlanOptions{Scale: o.scale})
-		p.sched = newRecordedSchedule(specs)
-		p.spec = func(n int) replay.ConnSpec { return specs[n] }
-		if p.duration == 0 {
-			p.duration = max(recordingLength(rec)+100*time.Millisecond, time.Second)
-		}
-		p.concur = len(specs)
-		return p, nil
-	}
-	// The scenario's pattern over the recorded mix: connection n asks
-	// what the (n mod streams)-th recorded stream asked.
-	p.scenario = o.scenario
-	specs := replay.Plan(rec, replay.PlanOptions{Scale: 1})
-	if len(specs) == 0 {
-		return nil, fmt.Errorf("replay run: %s holds no recorded stream", o.recording)
-	}
-	def := clients.ScenarioDefaults[o.scenario]
-	plan, err := clients.PlanFor(o.scenario, len(specs)*o.scale, def.Rate, def.ChurnRate,
-		def.VariableMin*o.scale, def.VariableMax*o.scale, uint64(time.Now().UnixNano()))
-	if err != nil {
+// population builds the run's client population: the recorded pattern, or
+// with --scenario that scenario's over the recorded mix.
+func (o *replayRunOptions) population(rec *recording.Recording) (*replay.Population, error) {
+	pop, err := replay.NewPopulation(rec, replay.PopulationOptions{
+		Scale: o.scale, Scenario: o.scenario, Duration: time.Duration(o.duration), Seed: uint64(time.Now().UnixNano()),
+	})
+	switch {
+	case errors.Is(err, replay.ErrNoStreams):
+		return nil, fmt.Errorf("replay run: %s holds no recorded stream to replay", o.recording)
+	case err != nil:
 		return nil, usageErrorf("replay run: %v", err)
 	}
-	p.sched = plan.Schedule()
-	p.spec = func(n int) replay.ConnSpec { return specs[n%len(specs)] }
-	if p.duration == 0 {
-		p.duration = def.Duration
-	}
-	p.concur = plan.Concurrent()
-	return p, nil
+	return pop, nil
 }
 
 func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording, stdout, stderr io.Writer) error {
@@ -369,11 +290,11 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 		o.setup = &requestSetup{}
 	}
 	defer o.setup.close()
-	first, err := o.pattern(rec)
+	first, err := o.population(rec)
 	if err != nil {
 		return err
 	}
-	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: first.concur}); err != nil {
+	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: first.Concurrent}); err != nil {
 		return err
 	}
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
@@ -384,7 +305,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 			command: "replay run", args: redactArgs(o.args, o.setup.secrets), runs: o.repeat, expect: o.expect,
 			out: o.out, name: "replay", json: o.json,
 		}, func(ctx context.Context, path string) (session.Summary, error) {
-			p, err := o.pattern(rec)
+			p, err := o.population(rec)
 			if err != nil {
 				return session.Summary{}, err
 			}
@@ -405,9 +326,15 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 		return err
 	}
 	if o.json {
-		return json.NewEncoder(stdout).Encode(res.sum)
+		return json.NewEncoder(stdout).Encode(struct {
+			session.Summary
+			Replay *session.ReplayEndings `json:"replay,omitempty"`
+		}{res.sum, res.endings})
 	}
 	if err := printRunSummary(stdout, res.sum, res.maxLag); err != nil {
+		return err
+	}
+	if err := printReplayEndings(stdout, res.endings); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
@@ -417,7 +344,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 // runOnce replays the population once into the session file at path,
 // through the proxy and capture of --via-proxy/--fault/--capture, with the
 // live view of --http.
-func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replayPattern, path string, errOut *lockedWriter) (*runResult, error) {
+func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replay.Population, path string, errOut *lockedWriter) (*replayResult, error) {
 	setup := o.setup
 	start := time.Now()
 	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", err) }})
@@ -427,11 +354,11 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	defer w.Close()
 	cfgJSON, _ := json.Marshal(replayRunConfig{
 		Recording: o.recording, Target: redactURL(o.target), Scale: o.scale, Scenario: o.scenario,
-		Duration: dur.Duration(p.duration), MonitorInterval: o.monitorInterval, Header: redactHeader(setup.header),
+		Duration: dur.Duration(p.Duration), MonitorInterval: o.monitorInterval, Header: redactHeader(setup.header),
 	})
 	host, _ := os.Hostname()
 	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.scenario,
+		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario,
 		Target: redactURL(o.target), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
 		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
 	}
@@ -457,15 +384,15 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		pattern = "the " + o.scenario + " pattern"
 	}
 	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %v against %s; session file %s\n",
-		len(rec.Streams), o.scale, pattern, p.duration, redactURL(o.target), path)
+		len(rec.Streams), o.scale, pattern, p.Duration, redactURL(o.target), path)
 
 	counters := &clients.Counters{}
+	endings := replay.NewEndings(p, w)
 	baseOpts := clients.Options{
 		Transport: setup.transport, Redact: setup.redact,
-		UserAgent: "ssestress/" + version, Scenario: p.scenario, Recorder: w, Counters: counters,
+		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
-	optsFor := optionsByHeader(&baseOpts, setup.header)
 	mon := &clients.Monitor{
 		Interval: time.Duration(o.monitorInterval), Counters: counters, Recorder: w,
 		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: start,
@@ -475,7 +402,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	if o.httpAddr != "" {
 		live, err = startLiveView(liveConfig{
 			addr:    o.httpAddr,
-			collect: runMetrics("replay run", p.scenario, start, counters, w, setup, 0),
+			collect: runMetrics("replay run", p.Scenario, start, counters, w, setup, 0),
 			report:  file.report,
 			session: path,
 		})
@@ -489,26 +416,19 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.Run(monCtx) }()
 
-	interrupted := driveReplay(ctx, start, p.duration, p.sched, func(n int) (*clients.Stream, error) {
-		c := p.spec(n)
-		u, err := base.Parse(base.Path + c.RequestURI)
-		if err != nil {
-			return nil, err
-		}
-		s := clients.NewStream(clients.ClientID(n), c.Group, u, optsFor(c.Header))
-		if c.LastEventID != "" {
-			s.SetLastEventID(c.LastEventID)
-		}
-		return s, nil
-	}, errOut)
-	elapsed := time.Since(start)
+	res := clients.Drive(ctx, clients.DriveConfig{
+		Schedule: p.Schedule(), Duration: p.Duration, Start: start,
+		NewStream: p.Streams(base, baseOpts, setup.header, fmt.Sprintf("%s@%d", filepath.Base(path), start.UnixNano())),
+		OnError:   func(n int, err error) { fmt.Fprintf(errOut, "ssestress: connection %d: %v\n", n, err) },
+	})
+	elapsed := res.Elapsed
 	stopMon()
 	<-monDone
 	setup.close()
 	hops.stop()
 
 	sum := session.Summary{
-		Scenario:        p.scenario,
+		Scenario:        p.Scenario,
 		DurationS:       elapsed.Seconds(),
 		Clients:         counters.Streams.Load(),
 		Attempts:        counters.Attempts.Load(),
@@ -518,7 +438,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		Errors:          counters.Errors(),
 		MemoryPeakBytes: mon.PeakMemory(),
 		SessionFile:     path,
-		Interrupted:     interrupted,
+		Interrupted:     res.Interrupted,
 		RecordsDropped:  w.Dropped(),
 	}
 	if s := elapsed.Seconds(); s > 0 {
@@ -527,12 +447,64 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	info.EndedAt = time.Now()
 	w.PutMeta(session.MetaRun, info)
 	w.PutMeta(session.MetaSummary, sum)
+	var cmp *session.ReplayEndings
+	if p.Recorded() {
+		r := endings.Result(o.recording, o.scale)
+		cmp = &r
+		w.PutMeta(session.MetaReplay, r)
+	}
 	if err := file.close(); err != nil {
 		return nil, fmt.Errorf("session file %s: %w", path, err)
 	}
 	o.hop.attribute(ctx, path, errOut)
 	live.close()
-	return &runResult{sum: sum, maxLag: mon.MaxLag()}, nil
+	return &replayResult{runResult: runResult{sum: sum, maxLag: mon.MaxLag()}, endings: cmp}, nil
+}
+
+// replayResult is one replay run's outcome: run's, and the comparison of
+// the recorded and replayed endings (nil under a scenario).
+type replayResult struct {
+	runResult
+	endings *session.ReplayEndings
+}
+
+// printReplayEndings prints the recorded-against-replayed endings block.
+func printReplayEndings(w io.Writer, e *session.ReplayEndings) error {
+	if e == nil || len(e.Endings) == 0 {
+		return nil
+	}
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
+	t.Header("ending", "recorded", "replayed", "age recorded p50/p95", "age replayed p50/p95", "age error p95", "ended otherwise")
+	for _, k := range e.Endings {
+		share := "-"
+		if k.Expected > 0 {
+			share = fmt.Sprintf("%d of %d (%.0f%%)", k.Replayed, k.Expected, 100*float64(k.Replayed)/float64(k.Expected))
+		}
+		t.Append(k.Kind, strconv.FormatInt(k.Recorded, 10), share, agePair(k.RecordedAge), agePair(k.ReplayedAge),
+			ageOne(k.AgeError), otherEndings(k.Other))
+	}
+	return t.Render()
+}
+
+func agePair(d session.AgeDist) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return d.P50.D().Round(time.Millisecond).String() + " / " + d.P95.D().Round(time.Millisecond).String()
+}
+
+func ageOne(d session.AgeDist) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return d.P95.D().Round(100 * time.Microsecond).String()
+}
+
+func otherEndings(m map[string]int64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	return clients.FormatErrors(m)
 }
 
 // redactHeader returns h with the values of credential headers replaced,
@@ -550,113 +522,4 @@ func redactHeader(h http.Header) http.Header {
 		}
 	}
 	return out
-}
-
-// optionsByHeader returns, for a recorded header set, client Options that
-// send it (with the --header values added or replacing). Options are shared
-// by every stream with the same headers.
-func optionsByHeader(base *clients.Options, extra http.Header) func(http.Header) *clients.Options {
-	cache := map[string]*clients.Options{}
-	return func(h http.Header) *clients.Options {
-		merged := h.Clone()
-		if merged == nil {
-			merged = http.Header{}
-		}
-		for k, vs := range extra {
-			merged[k] = vs
-		}
-		var key strings.Builder
-		names := make([]string, 0, len(merged))
-		for k := range merged {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			fmt.Fprintf(&key, "%s:%q\n", k, merged[k])
-		}
-		if o := cache[key.String()]; o != nil {
-			return o
-		}
-		o := *base
-		o.Header = merged
-		cache[key.String()] = &o
-		return &o
-	}
-}
-
-// driveReplay runs sched until duration (measured from start, so delays do
-// not accumulate) or ctx ends, opening streams made by newStream and
-// closing them as told. At the end every stream is closed by the client and
-// waited for. It reports whether ctx ended first.
-func driveReplay(ctx context.Context, start time.Time, duration time.Duration, sched replaySchedule,
-	newStream func(n int) (*clients.Stream, error), errOut io.Writer) (interrupted bool) {
-	streamsCtx, closeAll := context.WithCancel(context.Background())
-	defer closeAll()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		cancels = map[int]context.CancelFunc{}
-	)
-	open := func(n int) {
-		s, err := newStream(n)
-		if err != nil {
-			fmt.Fprintf(errOut, "ssestress: connection %d: %v\n", n, err)
-			return
-		}
-		sctx, cancel := context.WithCancel(streamsCtx)
-		mu.Lock()
-		cancels[n] = cancel
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel()
-			s.Run(sctx)
-		}()
-	}
-	shut := func(n int) {
-		mu.Lock()
-		cancel := cancels[n]
-		delete(cancels, n)
-		mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-	}
-	end := time.NewTimer(time.Until(start.Add(duration)))
-	defer end.Stop()
-	next := time.NewTimer(time.Hour)
-	defer next.Stop()
-loop:
-	for {
-		var due <-chan time.Time
-		if a, ok := sched.Peek(); ok && a.At < duration {
-			next.Reset(time.Until(start.Add(a.At)))
-			due = next.C
-		}
-		select {
-		case <-ctx.Done():
-			interrupted = true
-			break loop
-		case <-end.C:
-			break loop
-		case <-due:
-			elapsed := time.Since(start)
-			for {
-				a, ok := sched.Peek()
-				if !ok || a.At > elapsed || a.At >= duration {
-					break
-				}
-				sched.Next()
-				if a.Open {
-					open(a.Conn)
-				} else {
-					shut(a.Conn)
-				}
-			}
-		}
-	}
-	closeAll()
-	wg.Wait()
-	return interrupted
 }

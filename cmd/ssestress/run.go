@@ -924,6 +924,7 @@ func printProxySummary(w io.Writer, s session.Summary, p session.ProxyInfo) erro
 		{"failures by hop", errs},
 		{"peak memory", clients.Bytes(s.MemoryPeakBytes)},
 	}
+	rows = append(rows, unrecordedRows(p)...)
 	return printSummaryTable(w, s, rows)
 }
 

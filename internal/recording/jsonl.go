@@ -16,6 +16,9 @@ import (
 // (session.RecStream, session.RecEvent, same JSON field names as in the
 // session file) with one more field, "record": "stream" or "event", first.
 // Streams come in recording order; frames grouped by stream in that order.
+// A stream line also carries "upstream_error_action" when the recording
+// proxy passed an upstream failure on to the client by its policy
+// (Stored.UpstreamErrorAction).
 
 // Line kinds of the jsonl format.
 const (
@@ -32,6 +35,7 @@ const MaxJSONLLine = 64 << 20
 type streamLine struct {
 	Record string `json:"record"`
 	session.RecStream
+	UpstreamErrorAction string `json:"upstream_error_action,omitempty"`
 }
 
 type eventLine struct {
@@ -45,7 +49,7 @@ func Export(w io.Writer, rec *Recording) error {
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	for _, s := range rec.Streams {
-		if err := enc.Encode(streamLine{LineStream, s.RecStream}); err != nil {
+		if err := enc.Encode(streamLine{LineStream, s.RecStream, s.UpstreamErrorAction}); err != nil {
 			return err
 		}
 	}
@@ -116,7 +120,7 @@ func Import(r io.Reader) (*Recording, error) {
 			if l.RespAt < 0 || l.End < 0 || l.Frames < 0 || l.Bytes < 0 {
 				return nil, bad("stream %q: negative time or count", key)
 			}
-			st := &Stored{RecStream: l.RecStream}
+			st := &Stored{RecStream: l.RecStream, UpstreamErrorAction: l.UpstreamErrorAction}
 			byKey[key] = st
 			rec.Streams = append(rec.Streams, st)
 		case LineEvent:

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+	"time"
 
+	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -20,21 +23,46 @@ type Recording struct {
 	// were skipped: one bad record costs that record (or a stream's
 	// frames, when it is the stream's), not the recording.
 	Unreadable map[string]session.Unreadable
+	// SnapshotAt is set when the file was being written (a proxy recording
+	// into it): the recording is what the writer had committed at that
+	// time (session.OpenCommitted).
+	SnapshotAt time.Time
 }
 
 // Stored is one recorded stream with its frames in order.
 type Stored struct {
 	session.RecStream
 	Events []session.RecEvent
+	// UpstreamErrorAction is what the recording proxy did to this stream's
+	// client when its upstream failed (its --on-upstream-error: "reset",
+	// "eof" or "abort"), as the client hop's record states it
+	// (session.HopConn.OnUpstreamError); "" when the proxy applied none.
+	// It is what the client saw of that failure.
+	UpstreamErrorAction string
 }
 
 // Name is "<proxy>/<conn id>", the stream's key.
 func (s *Stored) Name() string { return s.Proxy + "/" + s.ConnID }
 
-// Load reads the recording of the session file at path. A file without
-// recorded streams returns ErrEmpty (wrapped with the path).
+// Held is how long the stream lasted as far as the recording knows: until
+// its end, or until its last frame (its response while it had none) for a
+// stream still open when the file was last written.
+func (s *Stored) Held() time.Duration {
+	if s.Ended {
+		return s.End.D()
+	}
+	if n := len(s.Events); n > 0 {
+		return s.Events[n-1].Offset.D()
+	}
+	return s.RespAt.D()
+}
+
+// Load reads the recording of the session file at path, or of what its
+// writer has committed when a proxy is still recording into it
+// (SnapshotAt). A finished file without recorded streams returns ErrEmpty
+// (wrapped with the path); one still being written may hold none yet.
 func Load(path string) (*Recording, error) {
-	r, err := session.Open(path)
+	r, err := session.OpenCommitted(path)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +71,8 @@ func Load(path string) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(rec.Streams) == 0 {
+	rec.SnapshotAt = r.SnapshotAt()
+	if len(rec.Streams) == 0 && rec.SnapshotAt.IsZero() {
 		return nil, fmt.Errorf("%s %w", path, ErrEmpty)
 	}
 	return rec, nil
@@ -98,8 +127,52 @@ func Read(r *session.Reader) (*Recording, error) {
 	if badEvents.Records > 0 {
 		rec.Unreadable[session.BucketRecEvents] = badEvents
 	}
+	badHops, err := readUpstreamErrorActions(r, byKey)
+	if err != nil {
+		return nil, err
+	}
+	if badHops.Records > 0 {
+		rec.Unreadable[session.BucketHopConns] = badHops
+	}
 	rec.sort()
 	return rec, nil
+}
+
+// readUpstreamErrorActions sets Stored.UpstreamErrorAction from the client
+// hop records of the proxies that recorded the streams. A client hop
+// carries one connection's requests ("<conn id>", "<conn id>#2", ...); the
+// policy acts on the request whose upstream failed, and a reset or an
+// abort ends the connection with it, so it belongs to that connection's
+// streams that the upstream side ended with a failure.
+func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) (session.Unreadable, error) {
+	if len(byKey) == 0 {
+		return session.Unreadable{}, nil
+	}
+	byConn := map[string][]*Stored{}
+	for key, st := range byKey {
+		conn, _, _ := strings.Cut(key, "#")
+		byConn[conn] = append(byConn[conn], st)
+	}
+	marker := []byte(`"on_upstream_error"`)
+	return r.EachRecord(session.BucketHopConns, func(key, val []byte) error {
+		if !bytes.HasSuffix(key, []byte("/"+session.HopClient)) || !bytes.Contains(val, marker) {
+			return nil
+		}
+		streams := byConn[string(key[:len(key)-len(session.HopClient)-1])]
+		if len(streams) == 0 {
+			return nil
+		}
+		var h session.HopConn
+		if err := jsonUnmarshal(val, &h); err != nil {
+			return session.SkipRecord(err)
+		}
+		for _, st := range streams {
+			if st.Ended && st.EndedBy != session.EndedByClient && st.Class != "" && st.Class != errclass.EOF {
+				st.UpstreamErrorAction = h.OnUpstreamError
+			}
+		}
+		return nil
+	})
 }
 
 func (rec *Recording) sort() {
@@ -133,16 +206,40 @@ func (rec *Recording) Find(id string) *Stored {
 }
 
 // Store queues every record of rec on w (streams, then frames). The keys
-// come from the records, so storing a loaded recording reproduces its file.
+// come from the records, so storing a loaded recording reproduces its
+// recorded streams. A stream with an UpstreamErrorAction also gets the
+// client hop record that states it, as far as the recording knows that
+// hop (its start, its end, its client).
 func (rec *Recording) Store(w *session.Writer) {
 	for _, s := range rec.Streams {
 		w.Put(s.RecStream)
+		if s.UpstreamErrorAction != "" {
+			conn, _, _ := strings.Cut(s.ConnID, "#")
+			ending := session.EndingFIN
+			if s.UpstreamErrorAction == "reset" {
+				ending = session.EndingRST
+			}
+			w.Put(session.HopConn{
+				Proxy: s.Proxy, ConnID: conn, Hop: session.HopClient, RemoteAddr: s.ClientAddr,
+				Method: s.Method, Path: requestPath(s), Status: s.Status,
+				Opened: s.Start, Closed: s.Start.Add(s.End.D()), ClosedBy: session.ClosedBySelf, Ending: ending,
+				OnUpstreamError: s.UpstreamErrorAction,
+			})
+		}
 	}
 	for _, s := range rec.Streams {
 		for _, e := range s.Events {
 			w.Put(e)
 		}
 	}
+}
+
+// requestPath is the stream's path and query.
+func requestPath(s *Stored) string {
+	if s.Query == "" {
+		return s.Path
+	}
+	return s.Path + "?" + s.Query
 }
 
 // Frames is the total number of recorded frames.

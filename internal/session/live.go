@@ -49,7 +49,7 @@ func LiveURL(path string) string {
 // inUseError is ErrInUse for path, naming the live view when one is recorded.
 func inUseError(path string) error {
 	if u := LiveURL(path); u != "" {
-		return fmt.Errorf("%s %w: %s/report (add ?format=json, markdown, csv or html), %s/metrics", path, ErrInUse, u, u)
+		return fmt.Errorf("%s %w; its live view serves the same report: %s/report (add ?format=json, markdown, csv or html), %s/metrics", path, ErrInUse, u, u)
 	}
-	return fmt.Errorf("%s %w", path, ErrInUse)
+	return fmt.Errorf("%s %w (ssestress report and recordings read what it has committed so far)", path, ErrInUse)
 }

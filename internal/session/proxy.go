@@ -38,6 +38,12 @@ type ProxyInfo struct {
 	FaultsFired int64 `json:"faults_fired"`
 	// Errors counts the failures the proxy saw, by "<hop> <class>".
 	Errors map[string]int64 `json:"errors,omitempty"`
+	// UnrecordedTunnels counts, by target ("host:port"), the CONNECT
+	// tunnels of forward mode the proxy passed through without parsing
+	// or recording them: TLS inside and no --mitm, or a tunnel it could
+	// not take over (HTTP/2 CONNECT). Tunnels carrying plain HTTP, and TLS
+	// ones with --mitm, are recorded like any stream and not counted here.
+	UnrecordedTunnels map[string]int64 `json:"unrecorded_tunnels,omitempty"`
 }
 
 func (ProxyInfo) Bucket() string { return BucketProxies }

@@ -17,7 +17,7 @@ import (
 // Errors a Reader returns, each wrapped with the file's path.
 var (
 	// ErrInUse: another process holds the file open for writing.
-	ErrInUse = errors.New("is in use by a running ssestress (its live view, --http, serves the same report)")
+	ErrInUse = errors.New("is in use by a running ssestress")
 	// ErrNotSession: the file is not a bbolt file, or not one ssestress wrote.
 	ErrNotSession = errors.New("is not an ssestress session file")
 	// ErrNewerSchema: written by a newer ssestress.
@@ -30,6 +30,10 @@ type Reader struct {
 	path     string
 	version  int  // the file's schema version
 	borrowed bool // the Writer's database (Writer.Reader): Close leaves it open
+	// snapshotAt and cleanup are set on a snapshot of a file in use
+	// (OpenCommitted): when it was taken, and what removes its copy.
+	snapshotAt time.Time
+	cleanup    func()
 }
 
 // Open opens path read-only. It waits at most about a second for a writer's
@@ -135,7 +139,11 @@ func (r *Reader) Close() error {
 	if r.borrowed {
 		return nil
 	}
-	return r.db.Close()
+	err := r.db.Close()
+	if r.cleanup != nil {
+		r.cleanup()
+	}
+	return err
 }
 
 // DB gives read access to the underlying database for consumers with needs

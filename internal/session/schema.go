@@ -22,6 +22,8 @@
 //	             "run"                 RunInfo: tool, command, args (secrets replaced), config,
 //	                                   start/end, time scale, the clients' TCP keepalive
 //	             "summary"             Summary: the end-of-run totals of the generated clients
+//	             "replay"              ReplayEndings: replay run's recorded against replayed
+//	                                   endings, per ending kind, with their ages
 //	topology     seq                   Endpoint: an address and its role (client, proxy, server,
 //	                                   middlebox, or target: sent to, identity known elsewhere)
 //	conns        "<client id>/<attempt>" ConnRecord: one connection attempt of a generated
@@ -30,7 +32,8 @@
 //	errors       seq                   ErrorRecord: one classified failure with its 4-tuple
 //	samples      seq                   Sample: the monitor's periodic metrics
 //	proxies      "<proxy name>"        ProxyInfo: an ssestress proxy's listener, upstream,
-//	                                   keepalive, upstream-error policy, fault specs, totals
+//	                                   keepalive, upstream-error policy, fault specs, totals,
+//	                                   CONNECT tunnels it passed through unrecorded
 //	hop_conns    see HopConn            proxy: one proxied connection per hop (fault proxy)
 //	faults       seq                   FaultEvent: one fault that fired, with its action and
 //	                                   whether it ended the connection (Ending)

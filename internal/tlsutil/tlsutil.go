@@ -57,24 +57,10 @@ func SelfSigned(hosts []string, validFor time.Duration) (tls.Certificate, []byte
 	if validFor <= 0 {
 		validFor = DefaultValidity
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("generate key: %w", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("generate serial: %w", err)
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"ssestress"}, CommonName: "ssestress self-signed"},
-		NotBefore:             now.Add(-time.Hour), // tolerate clocks a little behind
-		NotAfter:              now.Add(validFor),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+		Subject:     pkix.Name{Organization: []string{"ssestress"}, CommonName: "ssestress self-signed"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -83,16 +69,58 @@ func SelfSigned(hosts []string, validFor time.Duration) (tls.Certificate, []byte
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
+	cert, certPEM, _, err := selfSign(tmpl, validFor)
+	return cert, certPEM, err
+}
+
+// NewCA generates an ECDSA P-256 certificate authority named commonName,
+// valid for validFor (DefaultValidity when zero or negative), that signs
+// server certificates (and no other CA): the certificate ready for
+// signing, its PEM (what clients trust) and its private key as PEM (PKCS
+// #8), a secret the caller must keep as one.
+func NewCA(commonName string, validFor time.Duration) (cert tls.Certificate, certPEM, keyPEM []byte, err error) {
+	if validFor <= 0 {
+		validFor = DefaultValidity
+	}
+	tmpl := &x509.Certificate{
+		Subject:        pkix.Name{Organization: []string{"ssestress"}, CommonName: commonName},
+		KeyUsage:       x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		MaxPathLenZero: true,
+	}
+	return selfSign(tmpl, validFor)
+}
+
+// selfSign completes tmpl as a CA valid for validFor from an hour ago (for
+// clocks a little behind), signs it with a new ECDSA P-256 key, and
+// returns it with its PEM and its key's PEM.
+func selfSign(tmpl *x509.Certificate, validFor time.Duration) (tls.Certificate, []byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return tls.Certificate{}, nil, nil, fmt.Errorf("generate serial: %w", err)
+	}
+	now := time.Now()
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(validFor)
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("create certificate: %w", err)
+		return tls.Certificate{}, nil, nil, fmt.Errorf("create certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return tls.Certificate{}, nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certPEM, nil
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certPEM, keyPEM, nil
 }
 
 // ServerOptions say where a TLS listener's certificate comes from. Exactly
