@@ -2,7 +2,6 @@ package session
 
 import (
 	"fmt"
-	"os"
 	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,16 +39,15 @@ func (e *PanicError) Error() string {
 
 func (e *PanicError) Unwrap() error { return ErrDamaged }
 
-// validateKeyOrder runs ValidateKeyOrder on the Reader's file.
+// validateKeyOrder runs ValidateKeyOrder on the Reader's file (the one
+// Open validated and bbolt maps; nothing for a Writer's own Reader).
 func (r *Reader) validateKeyOrder() error {
-	f, err := os.Open(r.path)
+	if r.file == nil {
+		return nil
+	}
+	st, err := r.file.Stat()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	return ValidateKeyOrder(f, r.path, st.Size())
+	return ValidateKeyOrder(r.file, r.path, st.Size())
 }

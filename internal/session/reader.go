@@ -34,6 +34,10 @@ type Reader struct {
 	// (OpenCommitted): when it was taken, and what removes its copy.
 	snapshotAt time.Time
 	cleanup    func()
+	// file is the file validated before bbolt opened it, kept open (with
+	// its shared lock) to validate the key order again for Check: the
+	// same bytes bbolt reads, even once a snapshot's copy is unlinked.
+	file *os.File
 }
 
 // Open opens path read-only. It waits at most about a second for a writer's
@@ -57,8 +61,14 @@ func open(path string, keyOrder bool) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	// f holds the shared lock until bbolt holds its own.
-	defer f.Close()
+	// f holds the shared lock until bbolt holds its own; it stays open
+	// with the Reader.
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+		}
+	}()
 	if err := lockShared(f, openLockTimeout); err != nil {
 		if errors.Is(err, errLocked) {
 			return nil, inUseError(path)
@@ -80,7 +90,7 @@ func open(path string, keyOrder bool) (*Reader, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	r := &Reader{db: db, path: path}
+	r := &Reader{db: db, path: path, file: f}
 	var version string
 	err = r.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket([]byte(BucketMeta))
@@ -106,6 +116,7 @@ func open(path string, keyOrder bool) (*Reader, error) {
 		db.Close()
 		return nil, err
 	}
+	ok = true
 	return r, nil
 }
 
@@ -140,6 +151,9 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	err := r.db.Close()
+	if r.file != nil {
+		r.file.Close()
+	}
 	if r.cleanup != nil {
 		r.cleanup()
 	}
