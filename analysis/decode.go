@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -24,11 +25,15 @@ const decodeChunk = 1024
 // own, in no particular order. Values are decoded straight from the
 // read-only memory map inside one read transaction: nothing is copied
 // before decoding.
-func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) error, fn func(*T)) error {
+//
+// A record that does not decode is skipped and counted in the returned
+// Unreadable: one bad record costs that record, not the report.
+func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) error, fn func(*T)) (session.Unreadable, error) {
 	workers := runtime.GOMAXPROCS(0)
 	old := r.Version() < session.SchemaVersion // values pass through the schema's migration
 	type chunk struct{ keys, vals [][]byte }
-	return r.DB().View(func(tx *bolt.Tx) error {
+	var skipped session.Unreadable
+	err := r.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -36,8 +41,8 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 		in := make(chan chunk, workers)
 		out := make(chan []T, workers)
 		var (
-			errOnce  sync.Once
-			firstErr error
+			skipMu   sync.Mutex
+			firstKey []byte
 			wg       sync.WaitGroup
 		)
 		for range workers {
@@ -48,20 +53,23 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 					vs := make([]T, len(c.vals))
 					n := 0
 					for i, v := range c.vals {
+						var err error
 						if old {
-							up, err := r.Upgrade(bucket, c.keys[i], v)
-							if err != nil {
-								errOnce.Do(func() {
-									firstErr = fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), bucket, c.keys[i], err)
-								})
-								continue
-							}
-							v = up
+							v, err = r.Upgrade(bucket, c.keys[i], v)
 						}
-						if err := decode(v, &vs[n]); err != nil {
-							errOnce.Do(func() {
-								firstErr = fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), bucket, c.keys[i], err)
-							})
+						if err == nil {
+							err = decode(v, &vs[n])
+						}
+						if err != nil {
+							skipMu.Lock()
+							// The first in key order, whichever worker sees it.
+							if skipped.Records == 0 || bytes.Compare(c.keys[i], firstKey) < 0 {
+								firstKey = c.keys[i]
+								skipped.First = fmt.Sprintf("key %q: %v", c.keys[i], err)
+							}
+							skipped.Records++
+							skipMu.Unlock()
+							vs[n] = *new(T)
 							continue
 						}
 						n++
@@ -95,11 +103,9 @@ func decodeAll[T any](r *session.Reader, bucket string, decode func([]byte, *T) 
 		wg.Wait()
 		close(out)
 		<-done
-		if err != nil {
-			return err
-		}
-		return firstErr
+		return err
 	})
+	return skipped, err
 }
 
 // connView is the part of a session.ConnRecord a report uses. Decoding

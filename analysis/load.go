@@ -228,10 +228,10 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	f := &fileState{connEvents: map[string]int64{}}
 	f.info = FileInfo{Name: filepath.Base(r.Path()), Path: r.Path(), Records: map[string]int64{}}
 	var err error
-	if f.hasRun, err = r.Meta(session.MetaRun, &f.run); err != nil {
+	if f.hasRun, err = f.meta(r, session.MetaRun, &f.run); err != nil {
 		return fmt.Errorf("%s: run info: %w", r.Path(), err)
 	}
-	if f.hasSummary, err = r.Meta(session.MetaSummary, &f.summary); err != nil {
+	if f.hasSummary, err = f.meta(r, session.MetaSummary, &f.summary); err != nil {
 		return fmt.Errorf("%s: summary: %w", r.Path(), err)
 	}
 	f.scenario = f.run.Scenario
@@ -250,14 +250,15 @@ func (a *accumulator) readContext(r *session.Reader) error {
 		return err
 	}
 
-	err = session.Decode(r, session.BucketTopology, func(*session.Endpoint) error {
+	skipped, err := session.DecodeEach(r, session.BucketTopology, func(*session.Endpoint) error {
 		f.info.Records[session.BucketTopology]++
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	err = session.Decode(r, session.BucketHopConns, func(h *session.HopConn) error {
+	f.skip(session.BucketTopology, skipped)
+	skipped, err = session.DecodeEach(r, session.BucketHopConns, func(h *session.HopConn) error {
 		f.info.Records[session.BucketHopConns]++
 		a.seen.ProxyRecords = true
 		a.ev.addHopConn(h)
@@ -268,7 +269,8 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	if err != nil {
 		return err
 	}
-	err = session.Decode(r, session.BucketFaults, func(fe *session.FaultEvent) error {
+	f.skip(session.BucketHopConns, skipped)
+	skipped, err = session.DecodeEach(r, session.BucketFaults, func(fe *session.FaultEvent) error {
 		f.info.Records[session.BucketFaults]++
 		a.seen.FaultEvents = true
 		a.ev.addFault(fe)
@@ -280,6 +282,7 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	if err != nil {
 		return err
 	}
+	f.skip(session.BucketFaults, skipped)
 	return a.readCapture(r, f)
 }
 
@@ -302,7 +305,7 @@ func (a *accumulator) readCapture(r *session.Reader, f *fileState) error {
 	if n := r.Count(session.BucketFlows); n > 0 {
 		f.info.Records[session.BucketFlows] = int64(n)
 	}
-	return session.Decode(r, session.BucketResets, func(rs *session.Reset) error {
+	skipped, err := session.DecodeEach(r, session.BucketResets, func(rs *session.Reset) error {
 		f.info.Records[session.BucketResets]++
 		if rs.Confidence == ConfidenceHigh {
 			a.seen.Capture = true
@@ -311,6 +314,19 @@ func (a *accumulator) readCapture(r *session.Reader, f *fileState) error {
 		f.see(rs.Time)
 		return nil
 	})
+	f.skip(session.BucketResets, skipped)
+	return err
+}
+
+// meta reads a meta value; one that does not decode is counted as
+// unreadable (meta bucket) and read as absent.
+func (f *fileState) meta(r *session.Reader, key string, v any) (bool, error) {
+	ok, err := r.Meta(key, v)
+	if err != nil && !errors.Is(err, session.ErrDamaged) {
+		f.skip(session.BucketMeta, session.Unreadable{Records: 1})
+		return false, nil
+	}
+	return ok, err
 }
 
 func (a *accumulator) hop(proxy, hop string) *HopStats {
@@ -348,21 +364,23 @@ func (a *accumulator) countHop(hc *session.HopConn) {
 // readCounted streams the file's conns, errors and samples.
 func (a *accumulator) readCounted(fileNo int, r *session.Reader) error {
 	f := a.files[fileNo]
-	err := decodeAll(r, session.BucketConns, decodeConnView, func(c *connView) {
+	skipped, err := decodeAll(r, session.BucketConns, decodeConnView, func(c *connView) {
 		f.info.Records[session.BucketConns]++
 		a.addConn(fileNo, f, c)
 	})
 	if err != nil {
 		return err
 	}
-	err = decodeAll(r, session.BucketErrors, decodeErrorRecord, func(er *session.ErrorRecord) {
+	f.skip(session.BucketConns, skipped)
+	skipped, err = decodeAll(r, session.BucketErrors, decodeErrorRecord, func(er *session.ErrorRecord) {
 		f.info.Records[session.BucketErrors]++
 		a.addError(fileNo, f, er)
 	})
 	if err != nil {
 		return err
 	}
-	return decodeAll(r, session.BucketSamples, jsonDecode[session.Sample], func(s *session.Sample) {
+	f.skip(session.BucketErrors, skipped)
+	skipped, err = decodeAll(r, session.BucketSamples, jsonDecode[session.Sample], func(s *session.Sample) {
 		f.info.Records[session.BucketSamples]++
 		f.see(s.Time)
 		f.samples = append(f.samples, sampleRow{
@@ -371,6 +389,19 @@ func (a *accumulator) readCounted(fileNo int, r *session.Reader) error {
 			uptime: s.Uptime.D(), cpu: (s.CPUUser + s.CPUSystem).D(), cpuUser: s.CPUUser.D(), cpuSys: s.CPUSystem.D(),
 		})
 	})
+	f.skip(session.BucketSamples, skipped)
+	return err
+}
+
+// skip counts the records of bucket that did not decode.
+func (f *fileState) skip(bucket string, u session.Unreadable) {
+	if u.Records == 0 {
+		return
+	}
+	if f.info.Unreadable == nil {
+		f.info.Unreadable = map[string]int64{}
+	}
+	f.info.Unreadable[bucket] += u.Records
 }
 
 // serverReading takes the server's readings (run --server-pid) out of a

@@ -81,6 +81,9 @@ type FileInfo struct {
 	Interrupted bool             `json:"interrupted,omitempty"`
 	// Dropped is what the writer could not store (queue or file full).
 	Dropped uint64 `json:"records_dropped,omitempty"`
+	// Unreadable counts per bucket the records that did not decode and
+	// were skipped.
+	Unreadable map[string]int64 `json:"records_unreadable,omitempty"`
 	// SnapshotAt is set when the file was being written: the report reads
 	// what its writer had committed at that time.
 	SnapshotAt time.Time `json:"snapshot_at,omitzero"`

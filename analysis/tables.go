@@ -470,6 +470,9 @@ func filesTable(rep *Report) Table {
 		if f.Interrupted {
 			dropped += " (interrupted)"
 		}
+		if len(f.Unreadable) > 0 {
+			dropped += "; unreadable, skipped: " + mapList(f.Unreadable)
+		}
 		t.add(f.Name, dashIfEmpty(f.Command), dashIfEmpty(f.Scenario), dashIfEmpty(f.Shard), started,
 			fmtSeconds(f.DurationS), mapList(f.Records), dropped)
 	}

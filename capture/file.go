@@ -16,6 +16,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/ssestress/ssestress/internal/inputfile"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -48,6 +49,10 @@ type FileResult struct {
 // is not in the file. Link types: Ethernet (and Linux loopback), Linux
 // cooked v1 and v2 (tcpdump -i any), raw IP, BSD loopback.
 func ReadFile(path string, ports []int) (*FileResult, error) {
+	// A FIFO or device would block or never end: a capture file is a file.
+	if err := inputfile.CheckRegular(path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

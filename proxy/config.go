@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/ssestress/ssestress/internal/dur"
+	"github.com/ssestress/ssestress/internal/inputfile"
 )
 
 // MaxConfigSize bounds a config file.
@@ -47,17 +47,9 @@ const configKeys = "listen, upstream, name, allow-host, fault, on-upstream-error
 // or an object of the same keys. Decoding is strict: an unknown key,
 // a bad value or trailing data is an error naming the file and the line.
 func LoadConfig(path string) (Config, error) {
-	f, err := os.Open(path)
+	data, err := inputfile.ReadFile(path, MaxConfigSize)
 	if err != nil {
 		return Config{}, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxConfigSize {
-		return Config{}, fmt.Errorf("%s: larger than %d bytes", path, MaxConfigSize)
 	}
 	return ParseConfig(path, data)
 }

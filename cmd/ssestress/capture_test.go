@@ -116,7 +116,7 @@ func TestCaptureBadInput(t *testing.T) {
 		{[]string{"capture", "analyze", garbage}, 1, garbage + ": is not a pcap or pcapng file"},
 		{[]string{"capture", "analyze", good, "--store"}, 2, "--store needs --session"},
 		{[]string{"capture", "analyze", good, "--session", filepath.Join(dir, "nosuch.db")}, 1, "nosuch.db: no such file"},
-		{[]string{"capture", "analyze", good, "--session", garbage}, 1, "is not an ssestress session file"},
+		{[]string{"capture", "analyze", good, "--session", garbage}, 4, "is not an ssestress session file"},
 		{[]string{"capture", "--port", "http"}, 2, `invalid value "http" for flag -port`},
 		{[]string{"capture", "--port", "70000"}, 2, `"70000" is not a TCP port`},
 		{[]string{"capture", "trace.pcap"}, 2, `unexpected argument "trace.pcap" (to read a file: ssestress capture analyze FILE)`},

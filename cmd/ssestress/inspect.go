@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -30,6 +31,11 @@ type inspectReport struct {
 	MaxTimerLag session.Seconds `json:"max_timer_lag_s"`
 	// Complete: the run recorded its end (a file left by kill -9 is not).
 	Complete bool `json:"complete"`
+	// Unreadable counts, per bucket, the records that could not be
+	// decoded and were skipped (meta counts a run info or summary).
+	Unreadable map[string]session.Unreadable `json:"unreadable,omitempty"`
+	// SummaryUnreadable: the file holds a summary that did not decode.
+	SummaryUnreadable bool `json:"summary_unreadable,omitempty"`
 }
 
 // connTotals adds up the conns bucket.
@@ -77,27 +83,52 @@ func inspectFile(path string) (*inspectReport, error) {
 		return nil, err
 	}
 	defer r.Close()
-	rep := &inspectReport{File: path, Counts: map[string]int{}, Errors: map[string]int64{}}
+	rep := &inspectReport{File: path, Counts: map[string]int{}, Errors: map[string]int64{}, Unreadable: map[string]session.Unreadable{}}
+	// One bad record costs that record: it is counted under its bucket and
+	// the rest is read.
+	skip := func(bucket string, u session.Unreadable) {
+		if u.Records > 0 {
+			t := rep.Unreadable[bucket]
+			if t.Records == 0 {
+				t.First = u.First
+			}
+			t.Records += u.Records
+			rep.Unreadable[bucket] = t
+		}
+	}
+	meta := func(key string, v any) (bool, error) {
+		ok, err := r.Meta(key, v)
+		if err != nil && !errors.Is(err, session.ErrDamaged) {
+			// Not the file: the value did not decode.
+			var u session.Unreadable
+			u.Add([]byte(key), err)
+			skip(session.BucketMeta, u)
+			return false, nil
+		}
+		return ok, err
+	}
 	var info session.RunInfo
-	if ok, err := r.Meta(session.MetaRun, &info); err != nil {
+	if ok, err := meta(session.MetaRun, &info); err != nil {
 		return nil, fmt.Errorf("%s: run info: %w", path, err)
 	} else if ok {
 		rep.Run = &info
 		rep.Complete = !info.EndedAt.IsZero()
 	}
 	var sum session.Summary
-	if ok, err := r.Meta(session.MetaSummary, &sum); err != nil {
+	before := rep.Unreadable[session.BucketMeta].Records
+	if ok, err := meta(session.MetaSummary, &sum); err != nil {
 		return nil, fmt.Errorf("%s: summary: %w", path, err)
 	} else if ok {
 		rep.Summary = &sum
 	}
+	rep.SummaryUnreadable = rep.Unreadable[session.BucketMeta].Records > before
 	for _, b := range session.Buckets {
 		if b != session.BucketMeta {
 			rep.Counts[b] = r.Count(b)
 		}
 	}
 	ids := map[string]bool{}
-	err = session.Decode(r, session.BucketConns, func(c *session.ConnRecord) error {
+	u, err := session.DecodeEach(r, session.BucketConns, func(c *session.ConnRecord) error {
 		ids[c.ClientID] = true
 		rep.Conns.Attempts++
 		rep.Conns.Events += c.Events
@@ -109,24 +140,32 @@ func inspectFile(path string) (*inspectReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	skip(session.BucketConns, u)
 	rep.Conns.Clients = len(ids)
-	if rep.Proxies, err = session.All[session.ProxyInfo](r, session.BucketProxies); err != nil {
+	u, err = session.DecodeEach(r, session.BucketProxies, func(p *session.ProxyInfo) error {
+		rep.Proxies = append(rep.Proxies, *p)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	err = session.Decode(r, session.BucketSamples, func(s *session.Sample) error {
+	skip(session.BucketProxies, u)
+	u, err = session.DecodeEach(r, session.BucketSamples, func(s *session.Sample) error {
 		rep.MaxTimerLag = max(rep.MaxTimerLag, s.TimerLag)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = session.Decode(r, session.BucketErrors, func(e *session.ErrorRecord) error {
+	skip(session.BucketSamples, u)
+	u, err = session.DecodeEach(r, session.BucketErrors, func(e *session.ErrorRecord) error {
 		rep.Errors[e.Class]++
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	skip(session.BucketErrors, u)
 	return rep, nil
 }
 
@@ -188,7 +227,14 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 	if len(rep.Errors) > 0 {
 		fmt.Fprintf(&b, "errors        %s\n", clients.FormatErrors(rep.Errors))
 	}
+	if s := session.UnreadableSummary(rep.Unreadable); s != "" {
+		fmt.Fprintf(&b, "unreadable    %s records skipped (first: %s)\n", s, firstUnreadable(rep.Unreadable))
+	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	if rep.SummaryUnreadable {
+		_, err := fmt.Fprintln(w, "summary       unreadable (see above)")
 		return err
 	}
 	if rep.Summary == nil {
@@ -210,4 +256,14 @@ func inspectBucketOrder(name string) int {
 		}
 	}
 	return len(session.Buckets)
+}
+
+// firstUnreadable is the first skipped record's problem, in bucket order.
+func firstUnreadable(byBucket map[string]session.Unreadable) string {
+	for _, b := range session.Buckets {
+		if u := byBucket[b]; u.Records > 0 {
+			return "bucket " + b + " " + u.First
+		}
+	}
+	return ""
 }

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // command is one subcommand.
@@ -35,6 +37,7 @@ var commands = map[string]command{
 	"capture":    {"capture packets and tell who sent each TCP reset, on which hop; analyze pcap files", runCapture},
 	"proxy":      {"run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API", runProxy},
 	"completion": {"print a shell completion script: bash, zsh or fish", runCompletion},
+	"salvage":    {"copy every record of a damaged session file that can still be read into a new one, and say what was lost", runSalvage},
 	"bench":      {"measure the clients, proxy, recording, capture, replay and reports side by side: one table of ratios and targets", runBench},
 }
 
@@ -51,6 +54,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	if (errors.Is(err, session.ErrDamaged) || errors.Is(err, session.ErrTruncated)) && !strings.HasPrefix(msg, "salvage:") {
+		msg += " (ssestress salvage copies what can still be read)"
+	}
 	fmt.Fprintln(stderr, "ssestress: "+msg)
 	var ue *usageError
 	if errors.As(err, &ue) {
@@ -60,7 +66,21 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.As(err, &te) {
 		return 3
 	}
+	if damagedInput(err) {
+		return 4
+	}
 	return 1
+}
+
+// damagedInput reports whether err means an input file is damaged or not
+// ours: exit code 4.
+func damagedInput(err error) bool {
+	for _, e := range []error{session.ErrDamaged, session.ErrTruncated, session.ErrNotSession, session.ErrNewerSchema} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // run dispatches to a subcommand. A panic becomes one line, not a trace.

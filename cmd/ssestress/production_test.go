@@ -280,7 +280,7 @@ func TestRequestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "--token-file", filepath.Join(dir, "nope")}, "run: --token-file: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
+		{[]string{"run", "--token-file", filepath.Join(dir, "nope")}, "run: --token-file: stat " + filepath.Join(dir, "nope") + ": no such file or directory"},
 		{[]string{"run", "--token-file", empty}, "run: --token-file " + empty + ": the token is empty"},
 		{[]string{"run", "--token-file", twoLines}, "run: --token-file " + twoLines + ": the token contains a control character (a line break in the middle?)"},
 		{[]string{"run", "--token-env", "SSESTRESS_UNSET_VARIABLE"}, "run: --token-env: environment variable SSESTRESS_UNSET_VARIABLE is not set"},

@@ -60,13 +60,17 @@ func runRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return sub(args[1:], stdout, stderr)
 }
 
-// loadRecording loads the recording at path; when a proxy is still
-// recording into it, it says on stderr that what follows is what the proxy
-// had committed.
+// loadRecording loads the recording at path and says on stderr how many
+// records were skipped because they could not be read, and, when a proxy
+// is still recording into it, that what follows is what the proxy had
+// committed.
 func loadRecording(path string, stderr io.Writer) (*recording.Recording, error) {
 	rec, err := recording.Load(path)
 	if err != nil {
 		return nil, err
+	}
+	if s := session.UnreadableSummary(rec.Unreadable); s != "" {
+		fmt.Fprintf(stderr, "ssestress: warning: %s: records that could not be read were skipped: %s (first: %s)\n", path, s, firstUnreadable(rec.Unreadable))
 	}
 	if !rec.SnapshotAt.IsZero() {
 		fmt.Fprintf(stderr, "ssestress: note: %s is being written (a proxy is recording into it): this is what it had committed at %s; run the command again for more\n",

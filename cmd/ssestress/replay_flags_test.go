@@ -278,7 +278,7 @@ func TestReplayRunFlagsBadInput(t *testing.T) {
 		{[]string{"--iface=lo"}, "replay run: --iface and --pcap need --capture"},
 		{[]string{"--expect=ECONNRESET"}, "replay run: --expect goes with --repeat N"},
 		{[]string{"--header=NoColon"}, "replay run: --header number 1 is not 'Name: value'"},
-		{[]string{"--token-file", path}, "replay run: --token-file: open " + path},
+		{[]string{"--token-file", path}, "replay run: --token-file: stat " + path},
 		{[]string{"--http", "127.0.0.1:http:x"}, "replay run: --http"},
 	} {
 		args := append([]string{"replay", "run", "--recording", path, "--target", "http://127.0.0.1:1"}, tc.args...)

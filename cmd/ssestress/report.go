@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/analysis"
+	"github.com/ssestress/ssestress/internal/inputfile"
 )
 
 // reportOptions are the flags of ssestress report.
@@ -153,7 +154,8 @@ func buildReport(o *reportOptions, files []string) (*analysis.Document, *analysi
 	if o.production == "" {
 		return rep.Doc(), rep, nil
 	}
-	f, err := os.Open(o.production)
+	// It may stream (<(zcat prod.csv.gz)), but not without end.
+	f, err := inputfile.Open(o.production, maxProductionSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("report: --production: %w", err)
 	}
@@ -164,6 +166,10 @@ func buildReport(o *reportOptions, files []string) (*analysis.Document, *analysi
 	}
 	return analysis.CompareProduction(rep, prod).Doc(rep, filepath.Base(o.production)), nil, nil
 }
+
+// maxProductionSize caps report --production: the production error log is
+// read whole into memory.
+const maxProductionSize = 1 << 30
 
 // parseInterspersed parses flags that may come before, between or after
 // the positional arguments (report SESSION.db --format html), which the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/inputfile"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
@@ -124,10 +125,12 @@ func (r *requestFlags) build() (*requestSetup, error) {
 	if r.tokenFile != "" && r.tokenEnv != "" {
 		return nil, errTokenConflict
 	}
+	// maxTokenFileSize caps --token-file (it may be <(pass show …)).
+	const maxTokenFileSize = 64 << 10
 	token := ""
 	switch {
 	case r.tokenFile != "":
-		raw, err := os.ReadFile(r.tokenFile)
+		raw, err := inputfile.ReadFile(r.tokenFile, maxTokenFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}

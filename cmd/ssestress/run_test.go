@@ -123,7 +123,7 @@ func TestRunBadInput(t *testing.T) {
 		{"positional argument", []string{"run", "flood"},
 			`run: unexpected argument "flood" (settings are flags, e.g. --duration=30s)`, 2},
 		{"missing config", []string{"run", "--config=" + filepath.Join(dir, "none.json")},
-			"run: config file: open " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
+			"run: config file: stat " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
 		{"malformed config", []string{"run", "--config=" + malformed},
 			"run: " + malformed + ": invalid JSON: unexpected end of file", 2},
 		{"unknown field in config", []string{"run", "--config=" + unknown},
@@ -383,7 +383,8 @@ func TestKill9LeavesReadableFile(t *testing.T) {
 }
 
 // TestInspectRejectsOtherFiles: a file that is not a session file, or
-// none at all, is one line and exit 1, and the file is left untouched.
+// none at all, is one line and exit 4 (1 for a missing file), and the
+// file is left untouched.
 func TestInspectRejectsOtherFiles(t *testing.T) {
 	dir := t.TempDir()
 	text := filepath.Join(dir, "notes.txt")
@@ -395,8 +396,8 @@ func TestInspectRejectsOtherFiles(t *testing.T) {
 		msg  string
 		code int
 	}{
-		{[]string{"inspect", text}, text + " is not an ssestress session file (too short to be a bbolt file)", 1},
-		{[]string{"inspect", big}, big + " is not an ssestress session file (invalid database)", 1},
+		{[]string{"inspect", text}, text + " is not an ssestress session file (too short to be a bbolt file)", 4},
+		{[]string{"inspect", big}, big + " is not an ssestress session file (not a bbolt database)", 4},
 		{[]string{"inspect", filepath.Join(dir, "none.db")}, "stat " + filepath.Join(dir, "none.db") + ": no such file or directory", 1},
 		{[]string{"inspect"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},
 		{[]string{"inspect", "a.db", "b.db"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/inputfile"
 )
 
 // runConfig is a run's configuration. Its JSON form is the config file of
@@ -433,11 +433,15 @@ func (c runConfig) plan() (clients.Plan, error) {
 	return clients.PlanFor(c.Scenario, c.Connections, ramp, c.ChurnRate, vmin, vmax, c.Seed)
 }
 
+// maxRunConfigSize caps the config file: a config is a few hundred bytes;
+// /dev/zero or a mistaken log file must not fill the memory.
+const maxRunConfigSize = 1 << 20
+
 // loadRunConfig reads a config file strictly: unknown keys, values of the
 // wrong type or out of range, and anything after the object are errors
 // naming the file, the line and the key.
 func loadRunConfig(path string) (runConfig, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.ReadFile(path, maxRunConfigSize)
 	if err != nil {
 		return runConfig{}, fmt.Errorf("config file: %w", err)
 	}

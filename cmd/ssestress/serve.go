@@ -18,6 +18,7 @@ type serveOptions struct {
 	heartbeat time.Duration
 	retry     time.Duration
 	history   int
+	expiry    time.Duration
 	tls       tlsutil.ServerOptions
 }
 
@@ -25,10 +26,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o serveOptions
 	fs := newFlags("serve")
 	fs.StringVar(&o.listen, "listen", feed.DefaultListen, "address to listen on (loopback by default)")
-	fs.StringVar(&o.rate, "message-rate", "600", "messages per minute per symbol group: N or MIN-MAX")
+	fs.StringVar(&o.rate, "message-rate", "600", "messages per minute per symbol group: N or MIN-MAX; 0 sends heartbeats only")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "interval of comment heartbeats (0 disables)")
 	fs.DurationVar(&o.retry, "retry", 3*time.Second, "reconnection time advertised with retry: (0 sends none)")
 	fs.IntVar(&o.history, "history", 10000, "events kept per symbol group for Last-Event-ID resumption")
+	fs.DurationVar(&o.expiry, "group-expiry", feed.DefaultGroupExpiry, "how long a symbol group without subscribers (and its history) is kept; its generator stops at once")
 	fs.StringVar(&o.tls.CertFile, "tls-cert", "", "serve https with this PEM certificate `file` (with --tls-key); HTTP/2 is offered too")
 	fs.StringVar(&o.tls.KeyFile, "tls-key", "", "PEM private key `file` of --tls-cert")
 	fs.BoolVar(&o.tls.SelfSigned, "tls-self-signed", false, "serve https with a certificate generated at start for 127.0.0.1, ::1 and localhost")
@@ -36,6 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err := parseFlags(fs, args, stdout, "serve [--listen ADDR] [--message-rate N|MIN-MAX] [--heartbeat D] [--tls-self-signed [--tls-cert-out FILE] | --tls-cert FILE --tls-key FILE]",
 		`  ssestress serve --listen 127.0.0.1:8090
   ssestress serve --message-rate 100-1000 --heartbeat 5s
+  ssestress serve --message-rate 0 --heartbeat 20s      # heartbeats only: test idle timeouts
   curl -N 'http://127.0.0.1:8090/stream?symbols=AAPL,MSFT'
   ssestress serve --listen 127.0.0.1:8443 --tls-self-signed --tls-cert-out feed-cert.pem
   ssestress tail --ca feed-cert.pem --http2 'https://127.0.0.1:8443/stream?symbols=AAPL'
@@ -63,7 +66,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.history <= 0 {
 		return usageErrorf("serve: --history must be positive")
 	}
-	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history}
+	if o.expiry <= 0 {
+		return usageErrorf("serve: --group-expiry must be positive")
+	}
+	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history, GroupExpiry: o.expiry}
 	srv, err := feed.StartTLS(o.listen, cfg, tlsConfig)
 	if err != nil {
 		return fmt.Errorf("serve: --listen %s: %w", o.listen, err)

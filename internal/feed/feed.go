@@ -3,16 +3,21 @@
 //
 // GET /stream?symbols=A,B,C streams "event: quote" events with JSON data for
 // the symbols of that group and increasing ids, at a configurable message
-// rate, with comment heartbeats and a retry advertisement. Each symbol group
-// has one generator and a bounded history, so a client that reconnects with
-// Last-Event-ID resumes without loss or duplicates while its id is still in
-// the history. Every write is flushed: nothing is buffered.
+// rate (or none: heartbeats only), with comment heartbeats and a retry
+// advertisement. Each symbol group has one generator and a bounded
+// history, so a client that reconnects with Last-Event-ID resumes without
+// loss or duplicates while its id is still in the history. A group's
+// generator runs only while the group has subscribers, and a group without
+// any is forgotten after Config.GroupExpiry: a feed without clients uses
+// no CPU, and one-off groups no memory. Every write is flushed: nothing is
+// buffered.
 package feed
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -36,17 +41,25 @@ const DefaultSymbols = "AAPL,MSFT,GOOG"
 // which each gap is drawn.
 type Rate struct{ Min, Max float64 }
 
-// ParseRate reads "600" or "100-1000" (messages per minute).
+// NoMessages is the Rate of a feed that sends no events, heartbeats only
+// ("0"): the natural stream to test idle timeouts with.
+var NoMessages = Rate{-1, -1}
+
+// ParseRate reads "600" or "100-1000" (messages per minute), or "0" for
+// NoMessages.
 func ParseRate(s string) (Rate, error) {
+	if v, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil && v == 0 {
+		return NoMessages, nil
+	}
 	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
 	min, err := strconv.ParseFloat(lo, 64)
-	if err != nil || min <= 0 {
+	if err != nil || !(min > 0) || math.IsInf(min, 0) {
 		return Rate{}, fmt.Errorf("invalid message rate %q (use messages per minute, e.g. 600 or 100-1000)", s)
 	}
 	max := min
 	if found {
 		max, err = strconv.ParseFloat(hi, 64)
-		if err != nil || max < min {
+		if err != nil || !(max >= min) || math.IsInf(max, 0) {
 			return Rate{}, fmt.Errorf("invalid message rate %q (use messages per minute, e.g. 600 or 100-1000)", s)
 		}
 	}
@@ -54,11 +67,17 @@ func ParseRate(s string) (Rate, error) {
 }
 
 func (r Rate) String() string {
+	if r.silent() {
+		return "0"
+	}
 	if r.Min == r.Max {
 		return strconv.FormatFloat(r.Min, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(r.Min, 'f', -1, 64) + "-" + strconv.FormatFloat(r.Max, 'f', -1, 64)
 }
+
+// silent reports whether the rate sends no messages (NoMessages).
+func (r Rate) silent() bool { return r.Min < 0 }
 
 // gap draws the time to the next message.
 func (r Rate) gap(rng *rand.Rand) time.Duration {
@@ -69,9 +88,14 @@ func (r Rate) gap(rng *rand.Rand) time.Duration {
 	return time.Duration(float64(time.Minute) / perMin)
 }
 
+// DefaultGroupExpiry is how long a symbol group without subscribers is
+// kept, with its history for Last-Event-ID resumption.
+const DefaultGroupExpiry = 10 * time.Minute
+
 // Config configures a Server. Zero values mean the defaults.
 type Config struct {
-	// Rate is the message rate of each symbol group (default 600/min).
+	// Rate is the message rate of each symbol group (default 600/min; a
+	// negative Min, NoMessages, sends heartbeats only).
 	Rate Rate
 	// Heartbeat is the interval of ": heartbeat" comments (default 15 s;
 	// negative disables them).
@@ -82,10 +106,19 @@ type Config struct {
 	// History is how many events per group are kept for Last-Event-ID
 	// resumption (default 10,000).
 	History int
+	// GroupExpiry is how long a symbol group with no subscriber is kept
+	// before it is forgotten, history and all (default
+	// DefaultGroupExpiry; negative: as soon as its last subscriber
+	// leaves). A group's generator stops when its last subscriber leaves
+	// and starts again with the next, so a feed without clients uses no
+	// CPU, and one-off groups cost no memory once expired. A client that
+	// comes back with Last-Event-ID after its group was forgotten gets
+	// ids that go on from its last one.
+	GroupExpiry time.Duration
 }
 
 func (c Config) withDefaults() Config {
-	if c.Rate.Min <= 0 {
+	if c.Rate == (Rate{}) {
 		c.Rate = Rate{600, 600}
 	}
 	if c.Heartbeat == 0 {
@@ -96,6 +129,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.History <= 0 {
 		c.History = 10000
+	}
+	if c.GroupExpiry == 0 {
+		c.GroupExpiry = DefaultGroupExpiry
 	}
 	return c
 }
@@ -111,9 +147,10 @@ type Server struct {
 	groups map[string]*group
 	wg     sync.WaitGroup
 
-	active atomic.Int64
-	opened atomic.Int64
-	sent   atomic.Int64
+	active     atomic.Int64
+	opened     atomic.Int64
+	sent       atomic.Int64
+	generating atomic.Int64
 }
 
 // New returns a Server. Its generators run until Close.
@@ -135,16 +172,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Stats are the server's counters.
 type Stats struct {
 	Active, Opened, Sent int64
+	// Groups are the symbol groups kept (with subscribers, or without for
+	// less than GroupExpiry); Generating those whose generator runs.
+	Groups, Generating int64
 }
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Opened: s.opened.Load(), Sent: s.sent.Load()}
+	s.mu.Lock()
+	groups := int64(len(s.groups))
+	s.mu.Unlock()
+	return Stats{Active: s.active.Load(), Opened: s.opened.Load(), Sent: s.sent.Load(),
+		Groups: groups, Generating: s.generating.Load()}
 }
 
 // Close stops the generators and ends every stream.
 func (s *Server) Close() {
 	s.cancel()
+	s.mu.Lock()
+	for _, g := range s.groups {
+		g.mu.Lock()
+		if g.expire != nil {
+			g.expire.Stop()
+		}
+		g.mu.Unlock()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -210,38 +263,113 @@ type event struct {
 
 // group is one symbol group: its generator, history and subscribers.
 type group struct {
+	key     string
 	symbols []string
 	mu      sync.Mutex
 	seq     uint64
 	history []event // the last History to 2*History events, oldest first
 	subs    map[chan event]struct{}
+	prices  []float64 // kept while the generator pauses
+	// stop is closed to stop the running generator; nil when none runs.
+	stop chan struct{}
+	// expire forgets the group GroupExpiry after its last subscriber left;
+	// idle numbers the idle periods, so a timer that fires after a new
+	// subscriber came (and left again) does nothing.
+	expire *time.Timer
+	idle   uint64
 }
 
 const subBuffer = 1024
 
-func (s *Server) group(key string) *group {
+// subscribe registers a subscriber of the group key, making the group if
+// it is not kept, and returns the history after lastID (resume), under the
+// server's lock so that the group cannot be forgotten in between. A group
+// made for a client resuming from lastID numbers its events from there.
+func (s *Server) subscribe(key string, lastID uint64, resume bool) (*group, chan event, []event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g := s.groups[key]
 	if g == nil {
-		g = &group{symbols: strings.Split(key, ","), subs: map[chan event]struct{}{}}
+		g = &group{key: key, symbols: strings.Split(key, ","), subs: map[chan event]struct{}{}}
+		if resume {
+			g.seq = lastID
+		}
+		g.prices = make([]float64, len(g.symbols))
+		for i := range g.prices {
+			g.prices[i] = 100 + rand.Float64()*100
+		}
 		s.groups[key] = g
-		s.wg.Add(1)
-		go s.generate(g)
 	}
-	return g
+	c := make(chan event, subBuffer)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.expire != nil {
+		g.expire.Stop()
+		g.expire = nil
+	}
+	var backlog []event
+	if resume {
+		i := sort.Search(len(g.history), func(i int) bool { return g.history[i].id > lastID })
+		backlog = append(backlog, g.history[i:]...)
+	}
+	g.subs[c] = struct{}{}
+	if g.stop == nil && !s.cfg.Rate.silent() && s.ctx.Err() == nil {
+		g.stop = make(chan struct{})
+		s.wg.Add(1)
+		s.generating.Add(1)
+		go s.generate(g, g.stop)
+	}
+	return g, c, backlog
 }
 
-// generate produces the group's events until the server closes. A
-// subscriber that cannot keep up (its buffer is full) is dropped, as a real
-// server would drop a slow consumer, and its stream ends.
-func (s *Server) generate(g *group) {
-	defer s.wg.Done()
-	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	prices := make([]float64, len(g.symbols))
-	for i := range prices {
-		prices[i] = 100 + rng.Float64()*100
+// unsubscribe removes a subscriber; the last one stops the generator and
+// starts the group's expiry.
+func (s *Server) unsubscribe(g *group, c chan event) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.subs, c)
+	s.idleIfEmpty(g)
+}
+
+// idleIfEmpty stops the generator of a group left without subscribers and
+// arms its expiry. g.mu is held.
+func (s *Server) idleIfEmpty(g *group) {
+	if len(g.subs) > 0 {
+		return
 	}
+	if g.stop != nil {
+		close(g.stop)
+		g.stop = nil
+	}
+	if g.expire != nil || s.ctx.Err() != nil {
+		return
+	}
+	g.idle++
+	idle := g.idle
+	g.expire = time.AfterFunc(max(s.cfg.GroupExpiry, 0), func() { s.forget(g, idle) })
+}
+
+// forget drops a group still idle since idle period idle.
+func (s *Server) forget(g *group, idle uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.idle != idle || len(g.subs) > 0 || s.groups[g.key] != g {
+		return
+	}
+	g.expire = nil
+	delete(s.groups, g.key)
+}
+
+// generate produces the group's events until stop is closed (its last
+// subscriber left) or the server closes. A subscriber that cannot keep up
+// (its buffer is full) is dropped, as a real server would drop a slow
+// consumer, and its stream ends.
+func (s *Server) generate(g *group, stop chan struct{}) {
+	defer s.wg.Done()
+	defer s.generating.Add(-1)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	next := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -256,14 +384,20 @@ func (s *Server) generate(g *group) {
 			}
 			g.mu.Unlock()
 			return
+		case <-stop:
+			return
 		case <-timer.C:
 		}
-		i := rng.IntN(len(g.symbols))
-		prices[i] *= 1 + (rng.Float64()-0.5)/100
 		now := time.Now()
-		buf = buf[:0]
-		buf = fmt.Appendf(buf, `{"symbol":%q,"price":%.4f,"ts":%d}`, g.symbols[i], prices[i], now.UnixMilli())
 		g.mu.Lock()
+		if g.stop != stop {
+			g.mu.Unlock()
+			return
+		}
+		i := rng.IntN(len(g.symbols))
+		g.prices[i] *= 1 + (rng.Float64()-0.5)/100
+		buf = buf[:0]
+		buf = fmt.Appendf(buf, `{"symbol":%q,"price":%.4f,"ts":%d}`, g.symbols[i], g.prices[i], now.UnixMilli())
 		g.seq++
 		ev := event{id: g.seq, data: string(buf)}
 		g.history = append(g.history, ev)
@@ -279,6 +413,7 @@ func (s *Server) generate(g *group) {
 				delete(g.subs, c)
 			}
 		}
+		s.idleIfEmpty(g)
 		g.mu.Unlock()
 		// Schedule against the ideal time so the rate does not drift.
 		next = next.Add(s.cfg.Rate.gap(rng))
@@ -289,27 +424,6 @@ func (s *Server) generate(g *group) {
 			timer.Reset(0)
 		}
 	}
-}
-
-// subscribe registers a subscriber and returns the history after lastID,
-// atomically, so nothing is lost or repeated between the two.
-func (g *group) subscribe(lastID uint64, resume bool) (chan event, []event) {
-	c := make(chan event, subBuffer)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var backlog []event
-	if resume {
-		i := sort.Search(len(g.history), func(i int) bool { return g.history[i].id > lastID })
-		backlog = append(backlog, g.history[i:]...)
-	}
-	g.subs[c] = struct{}{}
-	return c, backlog
-}
-
-func (g *group) unsubscribe(c chan event) {
-	g.mu.Lock()
-	delete(g.subs, c)
-	g.mu.Unlock()
 }
 
 // groupKey normalises the symbols parameter: "msft, aapl" → "AAPL,MSFT".
@@ -336,7 +450,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	g := s.group(groupKey(r.URL.Query().Get("symbols")))
 	var lastID uint64
 	resume := false
 	if h := r.Header.Get("Last-Event-ID"); h != "" {
@@ -344,8 +457,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			lastID, resume = v, true
 		}
 	}
-	sub, backlog := g.subscribe(lastID, resume)
-	defer g.unsubscribe(sub)
+	g, sub, backlog := s.subscribe(groupKey(r.URL.Query().Get("symbols")), lastID, resume)
+	defer s.unsubscribe(g, sub)
 	s.active.Add(1)
 	s.opened.Add(1)
 	defer s.active.Add(-1)
@@ -377,6 +490,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.ctx.Done():
+			return // the server closes (a stream with no generator too)
 		case ev, ok := <-sub:
 			if !ok {
 				return // server closing, or this client was too slow

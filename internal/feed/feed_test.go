@@ -73,7 +73,7 @@ func TestResumeWithoutLossOrDuplicates(t *testing.T) {
 		}
 		last = id
 	}
-	cut() // the client goes away; the feed keeps producing meanwhile
+	cut() // the client goes away; its group's generator pauses
 	time.Sleep(100 * time.Millisecond)
 
 	d2, _ := open(t, ctx, srv.URL+"/stream?symbols=AAPL,MSFT", strconv.FormatUint(last, 10))
@@ -141,12 +141,15 @@ func TestShutdownEndsStreams(t *testing.T) {
 }
 
 func TestParseRate(t *testing.T) {
-	for in, want := range map[string]Rate{"600": {600, 600}, "100-1000": {100, 1000}, " 5 ": {5, 5}} {
+	for in, want := range map[string]Rate{"600": {600, 600}, "100-1000": {100, 1000}, " 5 ": {5, 5}, "0": NoMessages, " 0.0 ": NoMessages} {
 		if got, err := ParseRate(in); err != nil || got != want {
 			t.Errorf("ParseRate(%q) = %v, %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"", "0", "-5", "10-5", "x", "5-x"} {
+	if s := NoMessages.String(); s != "0" {
+		t.Errorf("NoMessages prints as %q", s)
+	}
+	for _, bad := range []string{"", "-5", "10-5", "x", "5-x", "0-5", "NaN", "Inf", "5-Inf", "5-NaN"} {
 		if _, err := ParseRate(bad); err == nil {
 			t.Errorf("ParseRate(%q) accepted", bad)
 		}

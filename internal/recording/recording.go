@@ -19,6 +19,10 @@ var ErrEmpty = errors.New("holds no recorded streams (record with: ssestress pro
 // Recording is every recorded stream of a session file, with its frames.
 type Recording struct {
 	Streams []*Stored // ordered by Start, then proxy and connection id
+	// Unreadable counts, per bucket, the records that did not decode and
+	// were skipped: one bad record costs that record (or a stream's
+	// frames, when it is the stream's), not the recording.
+	Unreadable map[string]session.Unreadable
 	// SnapshotAt is set when the file was being written (a proxy recording
 	// into it): the recording is what the writer had committed at that
 	// time (session.OpenCommitted).
@@ -79,9 +83,9 @@ func Load(path string) (*Recording, error) {
 // two commits cannot produce them, since a stream is queued before its
 // frames, but an edited file can) are ignored.
 func Read(r *session.Reader) (*Recording, error) {
-	rec := &Recording{}
+	rec := &Recording{Unreadable: map[string]session.Unreadable{}}
 	byKey := map[string]*Stored{}
-	err := session.Decode(r, session.BucketRecStreams, func(s *session.RecStream) error {
+	skipped, err := session.DecodeEach(r, session.BucketRecStreams, func(s *session.RecStream) error {
 		st := &Stored{RecStream: *s}
 		rec.Streams = append(rec.Streams, st)
 		byKey[string(s.Key())] = st
@@ -90,9 +94,12 @@ func Read(r *session.Reader) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
+	if skipped.Records > 0 {
+		rec.Unreadable[session.BucketRecStreams] = skipped
+	}
 	var cur *Stored
 	var curPrefix []byte
-	err = r.Each(session.BucketRecEvents, func(key, val []byte) error {
+	badEvents, err := r.EachRecord(session.BucketRecEvents, func(key, val []byte) error {
 		// Keys are "<proxy>/<conn id>/<seq>": a stream's frames are
 		// contiguous, so the lookup happens once per stream.
 		if cur == nil || !bytes.HasPrefix(key, curPrefix) || len(key) != len(curPrefix)+10 {
@@ -109,7 +116,7 @@ func Read(r *session.Reader) (*Recording, error) {
 		}
 		var e session.RecEvent
 		if err := jsonUnmarshal(val, &e); err != nil {
-			return fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), session.BucketRecEvents, key, err)
+			return session.SkipRecord(err)
 		}
 		cur.Events = append(cur.Events, e)
 		return nil
@@ -117,8 +124,15 @@ func Read(r *session.Reader) (*Recording, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := readUpstreamErrorActions(r, byKey); err != nil {
+	if badEvents.Records > 0 {
+		rec.Unreadable[session.BucketRecEvents] = badEvents
+	}
+	badHops, err := readUpstreamErrorActions(r, byKey)
+	if err != nil {
 		return nil, err
+	}
+	if badHops.Records > 0 {
+		rec.Unreadable[session.BucketHopConns] = badHops
 	}
 	rec.sort()
 	return rec, nil
@@ -130,9 +144,9 @@ func Read(r *session.Reader) (*Recording, error) {
 // policy acts on the request whose upstream failed, and a reset or an
 // abort ends the connection with it, so it belongs to that connection's
 // streams that the upstream side ended with a failure.
-func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) error {
+func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) (session.Unreadable, error) {
 	if len(byKey) == 0 {
-		return nil
+		return session.Unreadable{}, nil
 	}
 	byConn := map[string][]*Stored{}
 	for key, st := range byKey {
@@ -140,7 +154,7 @@ func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) error
 		byConn[conn] = append(byConn[conn], st)
 	}
 	marker := []byte(`"on_upstream_error"`)
-	return r.Each(session.BucketHopConns, func(key, val []byte) error {
+	return r.EachRecord(session.BucketHopConns, func(key, val []byte) error {
 		if !bytes.HasSuffix(key, []byte("/"+session.HopClient)) || !bytes.Contains(val, marker) {
 			return nil
 		}
@@ -150,7 +164,7 @@ func readUpstreamErrorActions(r *session.Reader, byKey map[string]*Stored) error
 		}
 		var h session.HopConn
 		if err := jsonUnmarshal(val, &h); err != nil {
-			return fmt.Errorf("%s: bucket %s key %q: %w", r.Path(), session.BucketHopConns, key, err)
+			return session.SkipRecord(err)
 		}
 		for _, st := range streams {
 			if st.Ended && st.EndedBy != session.EndedByClient && st.Class != "" && st.Class != errclass.EOF {

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ssestress/ssestress/internal/inputfile"
 )
 
 // Errors a Reader returns, each wrapped with the file's path.
@@ -33,28 +34,65 @@ type Reader struct {
 	// (OpenCommitted): when it was taken, and what removes its copy.
 	snapshotAt time.Time
 	cleanup    func()
+	// file is the file validated before bbolt opened it, kept open (with
+	// its shared lock) to validate the key order again for Check: the
+	// same bytes bbolt reads, even once a snapshot's copy is unlinked.
+	file *os.File
 }
 
 // Open opens path read-only. It waits at most about a second for a writer's
-// lock and then returns ErrInUse.
-func Open(path string) (*Reader, error) {
-	st, err := os.Stat(path)
+// lock and then returns ErrInUse. Before bbolt maps the file, the file is
+// validated (Validate) under a shared lock, so that a damaged file is an
+// error naming what is wrong (ErrNotSession, ErrTruncated, ErrDamaged),
+// never a crash inside bbolt.
+func Open(path string) (*Reader, error) { return open(path, false) }
+
+// open is Open; keyOrder validates the order of every key too
+// (ValidateKeyOrder), as a writer appending to the file needs.
+func open(path string, keyOrder bool) (*Reader, error) {
+	if err := inputfile.CheckRegular(path); err != nil {
+		var nr *inputfile.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, fmt.Errorf("%s %w (it is %s)", path, ErrNotSession, nr.Kind)
+		}
+		return nil, err
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s %w", path, ErrNotSession)
+	// f holds the shared lock until bbolt holds its own; it stays open
+	// with the Reader.
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+		}
+	}()
+	if err := lockShared(f, openLockTimeout); err != nil {
+		if errors.Is(err, errLocked) {
+			return nil, inUseError(path)
+		}
+		return nil, fmt.Errorf("%s: lock: %w", path, err)
 	}
-	if err := checkSize(path, st.Size()); err != nil {
+	st, err := f.Stat()
+	if err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: 800 * time.Millisecond})
+	validate := Validate
+	if keyOrder {
+		validate = ValidateKeyOrder
+	}
+	if err := validate(f, path, st.Size()); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o444, &bolt.Options{ReadOnly: true, Timeout: openLockTimeout})
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	r := &Reader{db: db, path: path}
+	r := &Reader{db: db, path: path, file: f}
 	var version string
-	err = db.View(func(tx *bolt.Tx) error {
+	err = r.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket([]byte(BucketMeta))
 		if m == nil {
 			return fmt.Errorf("%s %w (no meta bucket)", path, ErrNotSession)
@@ -78,52 +116,18 @@ func Open(path string) (*Reader, error) {
 		db.Close()
 		return nil, err
 	}
+	ok = true
 	return r, nil
 }
 
 // ErrTruncated: the file is shorter than its own header says.
 var ErrTruncated = errors.New("is truncated (shorter than its header says); it cannot be read safely")
 
-// checkSize refuses a bbolt file shorter than the high-water mark its meta
-// pages record. bbolt maps the file and would fault (SIGSEGV, not an error)
-// on the first page past the end, so this is checked before it opens.
-//
-// Layout read here (bbolt 1.x): pages 0 and 1 are meta pages; each starts
-// with a 16-byte page header followed by magic u32, version u32, pageSize
-// u32, flags u32, root bucket (16 bytes), freelist pgid u64, pgid u64 (the
-// high-water mark), txid u64, checksum u64 — little-endian on every
-// platform bbolt supports here.
-func checkSize(path string, size int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	const hdr, magic = 16, 0xED0CDAED
-	var page0 [hdr + 64]byte
-	if _, err := f.ReadAt(page0[:], 0); err != nil {
-		return fmt.Errorf("%s %w (too short to be a bbolt file)", path, ErrNotSession)
-	}
-	pageSize := int64(binary.LittleEndian.Uint32(page0[hdr+8:]))
-	if binary.LittleEndian.Uint32(page0[hdr:]) != magic || pageSize < 512 || pageSize > 1<<20 {
-		return nil // not a bbolt file at all: bbolt's own check says so
-	}
-	var highWater int64
-	for i := int64(0); i < 2; i++ {
-		var m [hdr + 64]byte
-		if _, err := f.ReadAt(m[:], i*pageSize); err != nil {
-			continue
-		}
-		if binary.LittleEndian.Uint32(m[hdr:]) != magic {
-			continue
-		}
-		highWater = max(highWater, int64(binary.LittleEndian.Uint64(m[hdr+40:])))
-	}
-	if highWater*pageSize > size {
-		return fmt.Errorf("%s %w: %d bytes, header says %d", path, ErrTruncated, size, highWater*pageSize)
-	}
-	return nil
-}
+// openLockTimeout is how long Open waits for a writer's lock.
+const openLockTimeout = 800 * time.Millisecond
+
+// errLocked: lockShared's wait ran out.
+var errLocked = errors.New("locked by a writer")
 
 // openError turns bbolt's open errors into the package's errors.
 func openError(path string, err error) error {
@@ -147,6 +151,9 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	err := r.db.Close()
+	if r.file != nil {
+		r.file.Close()
+	}
 	if r.cleanup != nil {
 		r.cleanup()
 	}
@@ -170,7 +177,7 @@ func (r *Reader) Upgrade(bucket string, key, val []byte) ([]byte, error) {
 // key is absent.
 func (r *Reader) Meta(key string, v any) (bool, error) {
 	var found bool
-	err := r.db.View(func(tx *bolt.Tx) error {
+	err := r.View(func(tx *bolt.Tx) error {
 		raw := tx.Bucket([]byte(BucketMeta)).Get([]byte(key))
 		if raw == nil {
 			return nil
@@ -206,7 +213,7 @@ func (r *Reader) Captures() ([]CaptureInfo, error) {
 // Count is the number of records in bucket (0 when it does not exist).
 func (r *Reader) Count(bucket string) int {
 	n := 0
-	r.db.View(func(tx *bolt.Tx) error {
+	r.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(bucket)); b != nil {
 			n = b.Stats().KeyN
 		}
@@ -218,7 +225,7 @@ func (r *Reader) Count(bucket string) int {
 // Each calls fn for every raw value of bucket, in key order, as the
 // current schema writes it. The slices are valid only during the call.
 func (r *Reader) Each(bucket string, fn func(key, val []byte) error) error {
-	return r.db.View(func(tx *bolt.Tx) error {
+	return r.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
 			return nil
@@ -237,8 +244,14 @@ func (r *Reader) Each(bucket string, fn func(key, val []byte) error) error {
 }
 
 // Check runs bbolt's consistency check and returns the first problem found.
+// The key order is validated first (ValidateKeyOrder): bbolt's check
+// rebuilds an unsynced freelist with a walk that panics, in a goroutine of
+// its own, on the first key out of order.
 func (r *Reader) Check() error {
-	return r.db.View(func(tx *bolt.Tx) error {
+	if err := r.validateKeyOrder(); err != nil {
+		return err
+	}
+	return r.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			return err
 		}

@@ -73,8 +73,9 @@ func Create(path string, opts Options) (*Writer, error) {
 			return nil, fmt.Errorf("%s: %w (choose another --out, or remove it)", path, ErrExists)
 		}
 	} else if _, err := os.Stat(path); err == nil {
-		// Appending to an existing file: it must be a session file we can read.
-		r, err := Open(path)
+		// Appending to an existing file: it must be a session file we can
+		// read, with its keys in order (bbolt rebuilds the freelist).
+		r, err := open(path, true)
 		if err != nil {
 			return nil, err
 		}

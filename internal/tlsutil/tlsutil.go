@@ -9,6 +9,8 @@
 package tlsutil
 
 import (
+	"github.com/ssestress/ssestress/internal/inputfile"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -169,7 +171,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, []byte, error) {
 		if o.CertOut != "" {
 			return nil, nil, fmt.Errorf("%w: --tls-cert-out writes a generated certificate; with --tls-cert the clients already have %s", ErrConflict, o.CertFile)
 		}
-		cert, err = tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		cert, err = loadKeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("load certificate %s / key %s: %w", o.CertFile, o.KeyFile, err)
 		}
@@ -215,9 +217,27 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// MaxPEMSize caps a PEM file read (a CA bundle, a certificate, a key): a
+// system's whole CA bundle is a few hundred KiB.
+const MaxPEMSize = 4 << 20
+
+// loadKeyPair is tls.LoadX509KeyPair with each file read under MaxPEMSize
+// (a FIFO or /dev/zero given by mistake must not hang or fill the memory).
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := inputfile.ReadFile(certFile, MaxPEMSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := inputfile.ReadFile(keyFile, MaxPEMSize)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
 // CertPool returns the system roots plus the PEM certificates of path.
 func CertPool(path string) (*x509.CertPool, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.ReadFile(path, MaxPEMSize)
 	if err != nil {
 		return nil, fmt.Errorf("--ca: %w", err)
 	}
