@@ -51,7 +51,7 @@ func TestBaseline(t *testing.T) {
 	if c.RateUnit != "connection-hour" {
 		t.Errorf("rate unit %q", c.RateUnit)
 	}
-	if !strings.HasPrefix(c.Judgement, "Fewer resets: the rate fell from") || !strings.Contains(c.Judgement, "significant at 5 %") {
+	if !strings.HasPrefix(c.Judgement, "Fewer resets and cuts: the rate fell from") || !strings.Contains(c.Judgement, "significant at 5 %") {
 		t.Errorf("judgement %q", c.Judgement)
 	}
 	var reset *RateChange
@@ -80,7 +80,7 @@ func TestBaselineNotSignificant(t *testing.T) {
 	a, _ := LoadFiles(idleSession(t, filepath.Join(dir, "a.db"), 2))
 	b, _ := LoadFiles(idleSession(t, filepath.Join(dir, "b.db"), 3))
 	c := Compare(a, b)
-	if !strings.HasPrefix(c.Judgement, "No significant change in the reset rate") {
+	if !strings.HasPrefix(c.Judgement, "No significant change in the rate of resets and cuts") {
 		t.Errorf("judgement %q", c.Judgement)
 	}
 }

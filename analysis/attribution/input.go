@@ -1,0 +1,106 @@
+package attribution
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/ssestress/ssestress/internal/session"
+)
+
+// File is what one session file says about itself.
+type File struct {
+	Name string // base name, for messages
+	Run  session.RunInfo
+}
+
+// Input is the raw evidence of any number of session files and captures.
+// Records keep the index of the file they came from (in Files) so that
+// two files' proxies of the same name stay apart.
+type Input struct {
+	Files    []File
+	Topology []Rec[session.Endpoint]
+	Proxies  []Rec[session.ProxyInfo]
+	HopConns []Rec[session.HopConn]
+	Faults   []Rec[session.FaultEvent]
+	Captures []Rec[session.CaptureInfo]
+	Flows    []Rec[session.Flow]
+	// Conns and Errors are the generated clients' connection attempts and
+	// the classified failures. A consumer that streams them (analysis)
+	// leaves them empty and passes each to Engine.ClientConn and
+	// Engine.Explain.
+	Conns  []Rec[session.ConnRecord]
+	Errors []Rec[session.ErrorRecord]
+}
+
+// Rec is a record and the index of its file in Input.Files.
+type Rec[T any] struct {
+	File int
+	R    T
+}
+
+// AddFile registers a file and returns its index.
+func (in *Input) AddFile(name string, run session.RunInfo) int {
+	in.Files = append(in.Files, File{Name: name, Run: run})
+	return len(in.Files) - 1
+}
+
+// ReadFile reads what attribution needs from a session file: its run
+// info, topology, proxies, hop connections, fault firings, captures and
+// flows; with errors set, its clients' connection attempts and error
+// records too. It returns the file's index.
+func (in *Input) ReadFile(r *session.Reader, errors bool) (int, error) {
+	var run session.RunInfo
+	if _, err := r.Meta(session.MetaRun, &run); err != nil {
+		return 0, fmt.Errorf("%s: run info: %w", r.Path(), err)
+	}
+	f := in.AddFile(filepath.Base(r.Path()), run)
+	if err := readInto(r, session.BucketTopology, f, &in.Topology); err != nil {
+		return f, err
+	}
+	if err := readInto(r, session.BucketProxies, f, &in.Proxies); err != nil {
+		return f, err
+	}
+	if err := readInto(r, session.BucketHopConns, f, &in.HopConns); err != nil {
+		return f, err
+	}
+	if err := readInto(r, session.BucketFaults, f, &in.Faults); err != nil {
+		return f, err
+	}
+	captures, err := r.Captures()
+	if err != nil {
+		return f, err
+	}
+	for _, c := range captures {
+		in.Captures = append(in.Captures, Rec[session.CaptureInfo]{f, c})
+	}
+	if err := readInto(r, session.BucketFlows, f, &in.Flows); err != nil {
+		return f, err
+	}
+	if errors {
+		if err := readInto(r, session.BucketConns, f, &in.Conns); err != nil {
+			return f, err
+		}
+		if err := readInto(r, session.BucketErrors, f, &in.Errors); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+func readInto[T any](r *session.Reader, bucket string, file int, dst *[]Rec[T]) error {
+	return session.Decode(r, bucket, func(v *T) error {
+		*dst = append(*dst, Rec[T]{file, *v})
+		return nil
+	})
+}
+
+// AddCapture adds a capture read from a pcap file (capture.ReadFile) with
+// its flows, as a file of its own.
+func (in *Input) AddCapture(info session.CaptureInfo, flows []session.Flow) {
+	f := in.AddFile(info.ID, session.RunInfo{Command: "capture analyze", Host: info.Host})
+	in.Captures = append(in.Captures, Rec[session.CaptureInfo]{f, info})
+	for _, fl := range flows {
+		fl.Capture = info.ID
+		in.Flows = append(in.Flows, Rec[session.Flow]{f, fl})
+	}
+}
