@@ -413,7 +413,7 @@ func TestWriteGraphs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"active-connections", "events-per-second", "memory", "file-descriptors", "errors-by-class", "resets-by-hop"}
+	want := []string{"active-connections", "events-per-second", "memory", "file-descriptors", "errors-by-class", "resets-and-cuts-by-hop"}
 	if len(paths) != len(want) {
 		t.Fatalf("wrote %v", paths)
 	}

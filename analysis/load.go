@@ -1035,10 +1035,10 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 		class := a.classes[p.class]
 		bins[i].ByClass[class]++
 		if isBrokenClass(class) {
-			if bins[i].ResetsByHop == nil {
-				bins[i].ResetsByHop = map[string]int64{}
+			if bins[i].BrokenByHop == nil {
+				bins[i].BrokenByHop = map[string]int64{}
 			}
-			bins[i].ResetsByHop[a.attrs[p.attr].Hop]++
+			bins[i].BrokenByHop[a.attrs[p.attr].Hop]++
 		}
 	}
 	return Timeline{BinS: step.Seconds(), Bins: bins}

@@ -193,9 +193,9 @@ type TimeBin struct {
 	StartS  float64          `json:"start_s"`
 	Count   int64            `json:"count"`
 	ByClass map[string]int64 `json:"by_class"`
-	// ResetsByHop counts reset-like errors (ECONNRESET, UNEXPECTED_EOF,
+	// BrokenByHop counts the resets and cuts (ECONNRESET, UNEXPECTED_EOF,
 	// EPIPE) by hop.
-	ResetsByHop map[string]int64 `json:"resets_by_hop,omitempty"`
+	BrokenByHop map[string]int64 `json:"resets_and_cuts_by_hop,omitempty"`
 }
 
 // GroupStats is one symbol group.

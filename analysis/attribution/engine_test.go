@@ -283,3 +283,26 @@ func TestCleanInputBlamesNobody(t *testing.T) {
 		t.Errorf("verdict %+v", v)
 	}
 }
+
+// TestConflictIsSaid: proxy P recorded closing its upstream hop itself,
+// with no fault, while the packets show the server's RST 2.5 seconds
+// before: the packets decide who sent the first segment, and the verdict
+// says the two disagree instead of picking one silently.
+func TestConflictIsSaid(t *testing.T) {
+	in := proxyUpstreamInput(0, 15*time.Second)
+	for i := range in.HopConns {
+		if h := &in.HopConns[i].R; h.Hop == session.HopUpstream {
+			h.ClosedBy = session.ClosedBySelf
+		}
+	}
+	in.Captures = append(in.Captures, Rec[session.CaptureInfo]{0, session.CaptureInfo{ID: "eth0"}})
+	in.Flows = append(in.Flows, Rec[session.Flow]{0, flow("eth0", "10.1.0.2:50001", "10.2.0.2:8090", ms, 3*time.Second, 1, 2, 64, 63,
+		session.RSTPacket{Time: at(500 * ms), From: session.FromListener, Seq: 9, TTL: 63, HasAck: true})})
+	v := Analyze(in, Options{}).Verdict
+	if x := v.Cause; x == nil || x.Kind != KindNatural || x.Sender.Role != session.RoleServer || x.Evidence != EvidencePacket {
+		t.Fatalf("cause %+v", v.Cause)
+	}
+	if len(v.Conflicts) != 1 || !strings.Contains(v.Conflicts[0], "proxy P recorded ending its upstream hop itself (rst), but the packets show the server") {
+		t.Errorf("conflicts %q", v.Conflicts)
+	}
+}
