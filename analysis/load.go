@@ -584,7 +584,8 @@ func (a *accumulator) finish() *Report {
 	a.finishHeartbeat(rep)
 	a.finishResources(rep)
 	rep.Graphs = a.graphs(rep)
-	rep.Verdict = a.eng.Verdict(attribution.VerdictContext{RSTSegments: int64(len(a.eng.Segments(nil))),
+	segs := a.eng.Segments(nil)
+	rep.Verdict = a.eng.Verdict(attribution.VerdictContext{RSTSegments: int64(len(segs)), Reasons: attribution.SegmentReasons(segs),
 		HopRecords: a.seen.ProxyRecords, CaptureDisabled: a.seen.CaptureDisabled, CaptureDrops: a.seen.CaptureDrops})
 	timingHint(rep)
 	rep.raw = &rawErrors{classes: a.classes, attrs: a.attrs, points: a.points}

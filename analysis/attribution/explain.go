@@ -383,13 +383,13 @@ func (w *walker) lost(c *conn, a *act, by int, quiet time.Duration, revealed str
 	x.RevealedBy = w.revealer(c, other(peerEnd), quiet, revealed)
 	if by == endNone {
 		x.Sender, x.InNameOf = Party{Role: session.RoleMiddlebox}, &peer
-		w.step(fmt.Sprintf("state was lost between %s and %s on %s: after %s idle, %s was answered by a middlebox with a reset in the name of %s (%s)",
-			receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Words(), strings.Join(a.seg.forgedWhy, "; ")))
+		w.step(fmt.Sprintf("state was lost between %s and %s on %s: after %s idle, %s was answered by a middlebox with a reset in %s's name (%s)",
+			receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Noun(), strings.Join(a.seg.forgedWhy, "; ")))
 		return
 	}
 	x.Sender = peer
 	w.step(fmt.Sprintf("state was lost between %s and %s on %s: after %s idle, %s was answered with a reset by %s's host, which no longer knew the connection (a NAT, conntrack or firewall timeout, or a reset forged toward it)",
-		receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Words()))
+		receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Noun()))
 }
 
 // lostByRecords applies the records' test of lost state: the receiver of

@@ -103,7 +103,8 @@ func (e *Engine) Finish(xs []*Explanation) *Result {
 	res := &Result{Explanations: xs, Flows: len(e.flows), Captures: len(e.caps)}
 	res.Explanations = append(res.Explanations, e.ExplainProxyHops()...)
 	res.Segments = e.Segments(res.Explanations)
-	res.Verdict = e.Verdict(VerdictContext{RSTSegments: int64(len(res.Segments)), Captures: len(e.caps), HopRecords: len(e.hops) > 0})
+	res.Verdict = e.Verdict(VerdictContext{RSTSegments: int64(len(res.Segments)), Reasons: SegmentReasons(res.Segments),
+		Captures: len(e.caps), HopRecords: len(e.hops) > 0})
 	return res
 }
 
@@ -171,6 +172,15 @@ func (e *Engine) segmentOf(c *conn, s *segment, x *Explanation) Segment {
 		out.Explains, out.Chain = &inc, x.ChainText()
 	}
 	return out
+}
+
+// SegmentReasons counts segments by reason.
+func SegmentReasons(segs []Segment) map[string]int64 {
+	m := map[string]int64{}
+	for _, s := range segs {
+		m[s.Reason]++
+	}
+	return m
 }
 
 // CacheRecords turns the segments into the records of the resets bucket:

@@ -60,6 +60,22 @@ func (p Party) Words() string {
 	return "an unknown sender"
 }
 
+// Noun names the party again, once Words has named it in the sentence:
+// "proxy B", "the server", "the client", "a middlebox".
+func (p Party) Noun() string {
+	switch p.Role {
+	case session.RoleProxy:
+		return p.Words()
+	case session.RoleServer:
+		return "the server"
+	case session.RoleClient:
+		return "the client"
+	case session.RoleMiddlebox:
+		return "a middlebox"
+	}
+	return p.Words()
+}
+
 // Kinds of root cause.
 const (
 	KindInjected  = "injected"   // a fault of an ssestress proxy

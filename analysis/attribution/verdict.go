@@ -178,6 +178,8 @@ type CauseCount struct {
 // VerdictContext is what the verdict says beside the explanations.
 type VerdictContext struct {
 	RSTSegments int64
+	// Reasons counts the segments by why they were sent (Segment.Reason).
+	Reasons map[string]int64
 	Captures    int
 	HopRecords  bool
 	// CaptureDisabled says why an asked-for capture did not run;
@@ -227,7 +229,7 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 		v.Confidence = ConfidenceNone
 		v.Statement = "No client error was recorded and no proxy's client connection ended in a reset or a cut: nothing to explain."
 		if ctx.RSTSegments > 0 {
-			v.Statement += fmt.Sprintf(" %d RST %s were captured (see the reset chains).", ctx.RSTSegments, plural(ctx.RSTSegments, "segment"))
+			v.Statement += fmt.Sprintf(" %d RST %s were captured, behind no error (%s).", ctx.RSTSegments, plural(ctx.RSTSegments, "segment"), reasonList(ctx.Reasons))
 		}
 		return v
 	}
@@ -310,6 +312,25 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 	return v
 }
 
+// reasonWords says why segments were sent, for people.
+var reasonWords = map[string]string{
+	ReasonAbort:      "closed with a reset",
+	ReasonAfterClose: "sent by a socket that had closed and got more data",
+	ReasonReply:      "answers to late segments after a reset",
+	ReasonRefused:    "refused connections",
+	ReasonAnswer:     "answers from a peer that no longer knew the connection",
+}
+
+func reasonList(m map[string]int64) string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", m[k], reasonWords[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // incidentNoun names what was counted.
 func incidentNoun(source string, main []*Group) string {
 	if source == session.SourceClient {
@@ -348,13 +369,13 @@ func causeSummary(x *Explanation, n int64) string {
 			endingNoun(c.Ending, n), placeOfCause(c), groupWords(c.Receiver, n), groupWords(*c.InNameOf, n))
 	case KindLostState:
 		peer := c.Sender
-		answer := "by " + peer.Words() + "'s host, which no longer knew the connection"
+		answer := "by " + peer.Noun() + "'s host, which no longer knew the connection"
 		if c.InNameOf != nil {
 			peer = *c.InNameOf
-			answer = "by a middlebox in the name of " + peer.Words()
+			answer = "by a middlebox in " + peer.Noun() + "'s name"
 		}
-		s = fmt.Sprintf("State was lost between %s and %s, on %s (a NAT, conntrack or firewall timeout, or a reset forged toward %s): after %s idle, %s was answered with a reset %s",
-			c.Receiver.Words(), peer.Words(), placeOfCause(c), peer.Words(), words(c.Idle.D()), c.RevealedBy, answer)
+		s = fmt.Sprintf("State was lost between %s and %s, on %s: after %s idle, %s was answered with a reset %s (a NAT, conntrack or firewall timeout, or a reset forged toward %s)",
+			c.Receiver.Words(), peer.Words(), placeOfCause(c), words(c.Idle.D()), c.RevealedBy, answer, peer.Noun())
 	case KindNatural:
 		switch {
 		case c.Ending == session.EndingRefused:
