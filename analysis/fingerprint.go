@@ -90,27 +90,10 @@ func findClusters(sorted []float64) []span {
 func near(v, target float64) bool { return attribution.Near(v, target) }
 
 // fmtSeconds formats seconds for people: "0.25 s", "1.0 s", "60 s", "5.8 min".
-func fmtSeconds(s float64) string {
-	switch {
-	case s == 0:
-		return "0 s"
-	case s < 0.01:
-		return strconv.FormatFloat(s*1000, 'f', 2, 64) + " ms"
-	case s < 1:
-		return strconv.FormatFloat(s*1000, 'f', 0, 64) + " ms"
-	case s < 10:
-		return strconv.FormatFloat(s, 'f', 1, 64) + " s"
-	case s < 600:
-		return strconv.FormatFloat(s, 'f', 0, 64) + " s"
-	case s < 3*3600:
-		return strconv.FormatFloat(s/60, 'f', 1, 64) + " min"
-	default:
-		return strconv.FormatFloat(s/3600, 'f', 1, 64) + " h"
-	}
-}
+func fmtSeconds(s float64) string { return attribution.FmtSeconds(s) }
 
 // fmtScale writes a time scale: "60", "2.5".
-func fmtScale(s float64) string { return strconv.FormatFloat(s, 'g', 4, 64) }
+func fmtScale(s float64) string { return attribution.FmtScale(s) }
 
 // fmtPrecise formats seconds with one more digit than fmtSeconds ("1.02 s",
 // "60.4 s"), where a cluster's spread matters.

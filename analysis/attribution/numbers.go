@@ -205,7 +205,13 @@ func firstDuration(text string) (time.Duration, bool) {
 	return 0, false
 }
 
-// fmtSeconds formats seconds for people: "0.25 s", "1.0 s", "60 s", "5.8 min".
+// FmtSeconds formats seconds for people: "0.25 s", "1.0 s", "60 s", "5.8
+// min" (the reports' one format).
+func FmtSeconds(s float64) string { return fmtSeconds(s) }
+
+// FmtScale writes a time scale: "60", "2.5".
+func FmtScale(s float64) string { return fmtScale(s) }
+
 func fmtSeconds(s float64) string {
 	switch {
 	case s == 0:

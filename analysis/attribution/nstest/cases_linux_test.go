@@ -3,6 +3,7 @@
 package nstest
 
 import (
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -96,7 +97,9 @@ func TestServerKilledBehindProxy(t *testing.T) {
 	srv, srvURL := l.serve(l.client, "127.0.0.1:0", "--message-rate", "3000")
 	p, pURL := l.proxy(l.client, "P", srvURL, "--capture")
 	go func() {
-		time.Sleep(1500 * time.Millisecond)
+		// Once the three streams flow, the server dies.
+		l.waitEstablished(l.client, srvURL[strings.LastIndexByte(srvURL, ':')+1:], 3, 20*time.Second)
+		time.Sleep(500 * time.Millisecond)
 		srv.kill()
 	}()
 	l.run(l.client, pURL, "--connections", "3", "--duration", "3s", "--capture")
@@ -160,7 +163,7 @@ func TestClientAbortsWithLinger0(t *testing.T) {
 // routerCase runs clients → proxy P (client namespace) → router → server
 // (server namespace, with a capture of its own link), the router given
 // rules. It returns the lab after the run.
-func routerCase(t *testing.T, rules func(l *lab, port string), serveArgs []string, keepalive string, during func(l *lab)) *lab {
+func routerCase(t *testing.T, rules func(l *lab, port string), serveArgs []string, keepalive string, during func(l *lab, port string)) *lab {
 	l := newLab(t, true)
 	srv, srvURL := l.serve(l.server, l.serverIP+":0", serveArgs...)
 	port := srvURL[strings.LastIndexByte(srvURL, ':')+1:]
@@ -170,9 +173,9 @@ func routerCase(t *testing.T, rules func(l *lab, port string), serveArgs []strin
 	capS.waitFor(t, regexp.MustCompile(`capturing`), 10*time.Second)
 	p, pURL := l.proxy(l.client, "P", srvURL, "--capture", "--keepalive", keepalive)
 	if during != nil {
-		go during(l)
+		go during(l, port)
 	}
-	l.run(l.client, pURL, "--connections", "2", "--duration", "3s")
+	l.run(l.client, pURL, "--connections", "2", "--duration", "4s")
 	p.stop(t)
 	capS.stop(t)
 	srv.stop(t)
@@ -244,10 +247,15 @@ func TestNATLosesState(t *testing.T) {
 		l.in(l.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", l.prefix+"r1", "-j", "MASQUERADE")
 		l.in(l.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "INVALID", "-p", "tcp", "!", "--tcp-flags", "RST", "RST",
 			"-j", "REJECT", "--reject-with", "tcp-reset")
-	}, []string{"--message-rate", "1", "--heartbeat", "0"}, "1s", func(l *lab) {
-		// The streams are quiet after their first events: forget them.
-		time.Sleep(1200 * time.Millisecond)
-		l.in(l.router, "conntrack", "-D", "-p", "tcp")
+	}, []string{"--message-rate", "1", "--heartbeat", "0"}, "1s", func(l *lab, port string) {
+		// Once both streams are open (and quiet: one event a minute),
+		// the NAT forgets them.
+		l.waitEstablished(l.server, port, 2, 20*time.Second)
+		time.Sleep(300 * time.Millisecond)
+		// (Not l.in: this runs beside the test, which must not FailNow.)
+		if out, err := exec.Command("ip", "netns", "exec", l.router, "conntrack", "-D", "-p", "tcp").CombinedOutput(); err != nil {
+			t.Errorf("conntrack -D: %v\n%s", err, out)
+		}
 	})
 	w := want{kind: attribution.KindLostState, proxy: "P", hop: session.HopUpstream, relays: []string{"P"}, ending: session.EndingRST,
 		senderRole: session.RoleMiddlebox,

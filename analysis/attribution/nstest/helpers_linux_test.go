@@ -188,6 +188,25 @@ func (l *lab) in(ns string, args ...string) string {
 	return l.sh(append([]string{"ip", "netns", "exec", ns}, args...)...)
 }
 
+// waitEstablished waits until namespace ns holds at least n established
+// TCP connections on local port port (ss, iproute2), so a test acts on
+// streams that exist, however slowly the processes started.
+func (l *lab) waitEstablished(ns, port string, n int, timeout time.Duration) {
+	l.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-Htn", "state", "established", "sport", "= :"+port).Output()
+		if strings.Count(string(out), "\n") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Errorf("fewer than %d connections established on port %s within %s:\n%s", n, port, timeout, out)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // path is a file of the lab's directory.
 func (l *lab) path(name string) string { return filepath.Join(l.dir, name) }
 
