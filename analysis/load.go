@@ -401,7 +401,7 @@ func (a *accumulator) addConn(fileNo int, f *fileState, c *connView) {
 	a.events = append(a.events, float64(c.Events))
 	a.maxGaps = append(a.maxGaps, c.MaxGap.Seconds())
 	g := a.group(c.Group)
-	g.Connections++
+	g.Attempts++
 	g.Events += c.Events
 	if c.End.IsZero() {
 		s.sum.Active++
@@ -1048,8 +1048,8 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 func (a *accumulator) finishGroups(rep *Report) {
 	for _, name := range sortedKeys(a.groups) {
 		g := *a.groups[name]
-		if g.Connections > 0 {
-			g.ErrorsPerConn = float64(g.Errors) / float64(g.Connections)
+		if g.Attempts > 0 {
+			g.ErrorsPerAttempt = float64(g.Errors) / float64(g.Attempts)
 		}
 		rep.Groups = append(rep.Groups, g)
 	}

@@ -200,12 +200,14 @@ type TimeBin struct {
 
 // GroupStats is one symbol group.
 type GroupStats struct {
-	Group         string           `json:"group"`
-	Connections   int64            `json:"connections"`
-	Events        int64            `json:"events"`
-	Errors        int64            `json:"errors"`
-	ErrorsPerConn float64          `json:"errors_per_connection"`
-	ByClass       map[string]int64 `json:"by_class"`
+	Group string `json:"group"`
+	// Attempts counts the group's connection attempts (reconnects
+	// included); Errors its client errors.
+	Attempts         int64            `json:"attempts"`
+	Events           int64            `json:"events"`
+	Errors           int64            `json:"errors"`
+	ErrorsPerAttempt float64          `json:"errors_per_attempt"`
+	ByClass          map[string]int64 `json:"by_class"`
 }
 
 // MessageCount is one distinct error message (ports replaced by '*').

@@ -263,10 +263,10 @@ func timelineTable(rep *Report) Table {
 }
 
 func groupsTable(rep *Report) Table {
-	t := newTable("groups", "Per symbol group", "group", "connections#", "events#", "errors#", "errors/connection#", "errors by class")
+	t := newTable("groups", "Per symbol group", "group", "attempts#", "events#", "errors#", "errors/attempt#", "errors by class")
 	t.Empty = "no symbol groups recorded"
 	for _, g := range rep.Groups {
-		t.add(g.Group, count(g.Connections), count(g.Events), count(g.Errors), rate(g.ErrorsPerConn), classList(g.ByClass, rep.Classes))
+		t.add(g.Group, count(g.Attempts), count(g.Events), count(g.Errors), rate(g.ErrorsPerAttempt), classList(g.ByClass, rep.Classes))
 	}
 	return t
 }
@@ -362,7 +362,7 @@ func connectionsTable(rep *Report) Table {
 }
 
 func lifetimesTable(rep *Report) Table {
-	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime", "connections#", "share#")
+	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime", "attempts#", "share#")
 	t.Empty = "no closed connection attempts recorded"
 	total := int64(rep.Connections.LifetimeS.N)
 	for _, b := range rep.Connections.Lifetimes {
@@ -372,7 +372,7 @@ func lifetimesTable(rep *Report) Table {
 }
 
 func endingsTable(rep *Report) Table {
-	t := newTable("connection_endings", "How connection attempts ended", "ended by", "connections#", "share#")
+	t := newTable("connection_endings", "How connection attempts ended", "ended by", "attempts#", "share#")
 	t.Empty = "no client connections recorded"
 	keys := sortedKeys(rep.Connections.EndedBy)
 	sortByCount(keys, rep.Connections.EndedBy)
