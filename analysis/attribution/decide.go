@@ -124,7 +124,7 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 		}
 	}
 	// match finds the act a record states: the same deed within sameDeed.
-	match := func(by, kind string, t time.Time, sender int, viaPeer bool) *act {
+	match := func(kind string, t time.Time, sender int, viaPeer bool) *act {
 		var best *act
 		for _, a := range out {
 			if a.kind != kind || absDur(a.t.Sub(t)) > sameDeed {
@@ -148,7 +148,7 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 			if f.ending == "" {
 				continue
 			}
-			if a := match("", f.ending, f.t.Add(faultLead/2), end, false); a != nil && !a.t.Before(f.t.Add(-sameDeed)) {
+			if a := match(f.ending, f.t.Add(faultLead/2), end, false); a != nil && !a.t.Before(f.t.Add(-sameDeed)) {
 				if a.fault == nil {
 					a.fault, a.own = f, h
 				}
@@ -161,7 +161,7 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 		}
 		switch h.h.ClosedBy {
 		case session.ClosedBySelf:
-			if a := match("", h.h.Ending, h.closed, end, false); a != nil {
+			if a := match(h.h.Ending, h.closed, end, false); a != nil {
 				if a.own == nil {
 					a.own = h
 				}
@@ -169,7 +169,7 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 			}
 			out = append(out, &act{t: h.closed, by: end, toward: other(end), kind: h.h.Ending, own: h})
 		case session.ClosedByPeer:
-			if a := match("", h.h.Ending, h.closed, other(end), true); a != nil {
+			if a := match(h.h.Ending, h.closed, other(end), true); a != nil {
 				a.peer = h
 				continue
 			}
@@ -178,7 +178,7 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 	}
 	if client != nil {
 		if kind := kindOfClass(client.Class); kind != "" {
-			if a := match("", kind, clientAt, other(clientEnd), true); a != nil {
+			if a := match(kind, clientAt, other(clientEnd), true); a != nil {
 				a.client, a.clientKA = client, clientKA
 			} else if kind == session.EndingRST || kind == session.EndingFIN {
 				// What reached the client, without a packet or a record of

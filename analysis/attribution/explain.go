@@ -233,6 +233,7 @@ func (w *walker) why(c *conn, end int, client *session.ErrorRecord, clientKA tim
 	case root.seg != nil && root.seg.reason == ReasonAnswer:
 		w.lost(c, root, root.by, root.seg.quiet, revealedByPacket(root.seg))
 	case root.by != end && root.kind == session.EndingRST && root.seg == nil && w.lostByRecords(c, root):
+		// lostByRecords explained it.
 	default:
 		w.sentBy(c, root.by, root)
 	}
