@@ -179,9 +179,9 @@ type CauseCount struct {
 type VerdictContext struct {
 	RSTSegments int64
 	// Reasons counts the segments by why they were sent (Segment.Reason).
-	Reasons map[string]int64
-	Captures    int
-	HopRecords  bool
+	Reasons    map[string]int64
+	Captures   int
+	HopRecords bool
 	// CaptureDisabled says why an asked-for capture did not run;
 	// CaptureDrops counts packets the kernel dropped.
 	CaptureDisabled string
@@ -387,6 +387,11 @@ func causeSummary(x *Explanation, n int64) string {
 			}
 		case c.Sender.Role == session.RoleClient:
 			s = fmt.Sprintf("The clients %s, on %s", clientVerb(c.Ending), placeOfCause(c))
+		case c.Ending == session.EndingRST && (x.Evidence == EvidencePeer || x.Evidence == EvidenceClient):
+			// Only the receiver's word: a reset forged in the sender's name
+			// reads the same.
+			s = fmt.Sprintf("%s (or a middlebox in its name: without packets the two look the same) %s, on %s",
+				capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c))
 		default:
 			s = fmt.Sprintf("%s %s, on %s", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c))
 		}

@@ -79,6 +79,8 @@ func TestServerResetsThroughProxy(t *testing.T) {
 	check(t, "run.db P.db", a.verdict, a.sentence, w)
 	noPackets := w
 	noPackets.confidence = attribution.ConfidenceMedium // the proxy's record of what reached it
+	noPackets.never = []string{"injected"}
+	noPackets.say = append(noPackets.say, "(or a middlebox in its name: without packets the two look the same)")
 	check(t, "without packets", l.withoutPackets("run.db", "P.db"), "", noPackets)
 
 	alone := w
@@ -206,8 +208,10 @@ func TestRouterForgesResetTowardClientSide(t *testing.T) {
 	// Without packets the proxy's record cannot tell a forged reset from
 	// the server's: it says so, at lower confidence.
 	v := l.withoutPackets("run.db", "P.db")
-	if v.Confidence == attribution.ConfidenceHigh || len(v.Enable) == 0 {
-		t.Errorf("without packets: confidence %s, enable %v: a forged reset must not be told apart without packets", v.Confidence, v.Enable)
+	if v.Confidence == attribution.ConfidenceHigh || len(v.Enable) == 0 ||
+		!strings.Contains(attribution.FirstSentence(v.Statement), "(or a middlebox in its name: without packets the two look the same)") {
+		t.Errorf("without packets: confidence %s, enable %v: a forged reset must not be told apart without packets, and must be said so: %s",
+			v.Confidence, v.Enable, v.Statement)
 	}
 }
 
