@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -140,7 +141,8 @@ func TestRenderUnknownFormat(t *testing.T) {
 
 // TestIdleTimeoutFingerprintAndVerdict is the acceptance test:
 // resets injected at 1.0 s idle on the client hop of proxy p1 (time-scaled
-// preset), natural closes elsewhere.
+// preset), natural closes elsewhere. An injected fault is named as the
+// fault it is, never as a middlebox that shares its number.
 func TestIdleTimeoutFingerprintAndVerdict(t *testing.T) {
 	rep := loadIdle(t)
 	var idle *Cluster
@@ -155,9 +157,14 @@ func TestIdleTimeoutFingerprintAndVerdict(t *testing.T) {
 	if idle.Count != 48 || idle.CenterS < 1.0 || idle.CenterS > 1.05 || idle.MatchKind != "injected" {
 		t.Errorf("idle cluster = %+v, want 48 resets at 1.0–1.05 s, injected", idle)
 	}
-	for _, want := range []string{"cluster at 1.0 s idle", "matches injected idle-timeout on proxy p1 client hop", "nginx idle timeout (60 s at time scale 60 = 1.0 s)"} {
+	for _, want := range []string{"cluster at 1.0 s idle", "matches the injected idle-timeout on proxy p1 client hop"} {
 		if !strings.Contains(idle.Match, want) {
 			t.Errorf("fingerprint %q does not say %q", idle.Match, want)
+		}
+	}
+	for _, never := range []string{"nginx", "stands for", "load balancer"} {
+		if strings.Contains(idle.Match, never) {
+			t.Errorf("fingerprint %q names an injected fault as %q", idle.Match, never)
 		}
 	}
 	// The idle table's 1–2 s row carries the fingerprint; the buckets where
@@ -175,72 +182,101 @@ func TestIdleTimeoutFingerprintAndVerdict(t *testing.T) {
 		t.Errorf("idle buckets: match %v, no match %v: %+v", sawMatch, sawNoMatch, rep.IdleBuckets)
 	}
 	v := rep.Verdict
-	if v.Origin != "proxy p1" || v.Hop != "p1/client" || v.Fault != "idle-timeout" || v.Confidence != ConfidenceHigh {
-		t.Errorf("verdict = %+v", v)
+	x := v.Cause
+	if x == nil || x.Kind != attribution.KindInjected || x.Proxy != "p1" || x.Hop != session.HopClient || x.FaultKind != "idle-timeout" || v.Confidence != ConfidenceHigh {
+		t.Fatalf("verdict = %+v", v)
 	}
-	if !strings.Contains(v.Statement, "idle-timeout fault on proxy p1 client hop — 48 of 51 resets") {
-		t.Errorf("statement %q", v.Statement)
+	if want := "Proxy p1 injected the resets, on its client hop (fault aws-alb/idle-timeout): 48 of 51 client errors (ECONNRESET 48), high confidence."; attribution.FirstSentence(v.Statement) != want {
+		t.Errorf("statement %q\n want %q", v.Statement, want)
 	}
-	// Natural closes are put on the server, refused connects stay unknown.
+	if v.Resets != 48 || v.Cuts != 3 || v.ClientErrors != 62 {
+		t.Errorf("counts: %d resets, %d cuts, %d client errors; want 48, 3, 62", v.Resets, v.Cuts, v.ClientErrors)
+	}
+	// Natural closes are put on the server, through the proxy; refused
+	// connects are refusals of the proxy's address.
 	want := map[string]ErrorPattern{
-		errclass.EOF:           {Hop: "p1/upstream", Origin: OriginServer, Confidence: ConfidenceMedium, Count: 8},
-		errclass.UnexpectedEOF: {Hop: "p1/upstream", Origin: OriginServer, Confidence: ConfidenceMedium, Count: 3},
-		errclass.ECONNREFUSED:  {Hop: HopUnknown, Origin: OriginUnknown, Confidence: ConfidenceNone, Count: 3},
-		errclass.ECONNRESET:    {Hop: "p1/client", Origin: "proxy p1", Confidence: ConfidenceHigh, Fault: "idle-timeout", Count: 48},
+		errclass.EOF:           {Hop: "p1/upstream", Origin: "server", Cause: attribution.KindNatural, Via: "p1", Confidence: ConfidenceMedium, Count: 8},
+		errclass.UnexpectedEOF: {Hop: "p1/upstream", Origin: "server", Cause: attribution.KindNatural, Via: "p1", Confidence: ConfidenceMedium, Count: 3},
+		errclass.ECONNREFUSED:  {Hop: "p1/client", Origin: "proxy p1", Cause: attribution.KindNatural, Confidence: ConfidenceLow, Count: 3},
+		errclass.ECONNRESET:    {Hop: "p1/client", Origin: "proxy p1", Cause: attribution.KindInjected, Confidence: ConfidenceHigh, Fault: "idle-timeout", Count: 48},
 	}
 	if len(rep.Patterns) != len(want) {
 		t.Fatalf("patterns %+v", rep.Patterns)
 	}
 	for _, p := range rep.Patterns {
 		w := want[p.Class]
-		if p.Hop != w.Hop || p.Origin != w.Origin || p.Confidence != w.Confidence || p.Fault != w.Fault || p.Count != w.Count {
+		if p.Hop != w.Hop || p.Origin != w.Origin || p.Cause != w.Cause || p.Via != w.Via || p.Confidence != w.Confidence || p.Fault != w.Fault || p.Count != w.Count {
 			t.Errorf("pattern %+v, want %+v", p, w)
 		}
 	}
 	if len(rep.Heartbeat.Warnings) == 0 || !strings.Contains(rep.Heartbeat.Warnings[0], "idle timeout of proxy p1 client hop") {
 		t.Errorf("heartbeat warnings %q", rep.Heartbeat.Warnings)
 	}
+	// Chains grouped by cause, one row per cause, not per reset.
+	if len(rep.ResetChains) != 4 || rep.ResetChains[0].Count != 48 || !strings.Contains(rep.ResetChains[0].Chain, "a client saw ECONNRESET") {
+		t.Errorf("chains %+v", rep.ResetChains)
+	}
 }
 
 // TestNotEnoughEvidence: resets at 60 s idle on a direct path, no proxy,
-// no capture. The verdict must not claim an origin beyond a low-confidence
-// guess, and must say what to enable.
+// no capture, to an address no file describes. The verdict must not name
+// a sender; it says what to enable, and what the timing alone suggests.
 func TestNotEnoughEvidence(t *testing.T) {
 	rep := loadShards(t)
 	v := rep.Verdict
-	if !strings.HasPrefix(v.Statement, "Not enough evidence to name the sender of 50 of 50 resets.") {
+	if first := attribution.FirstSentence(v.Statement); first != "Not enough evidence to name who sent the resets: 50 of 50 client errors (ECONNRESET 50), seen on the link client→203.0.113.10:443." {
 		t.Errorf("statement %q", v.Statement)
 	}
-	if v.Confidence != ConfidenceLow || v.Origin != OriginMiddlebox || !strings.Contains(v.Statement, "load balancer / nginx idle timeout (60 s)") {
+	if v.Confidence != ConfidenceNone || v.Cause == nil || v.Cause.Kind != attribution.KindUnknown ||
+		!strings.Contains(v.Statement, "Timing alone suggests a middlebox, with low confidence") || !strings.Contains(v.Statement, "load balancer / nginx idle timeout (60 s)") {
 		t.Errorf("verdict %+v", v)
 	}
-	if len(v.Enable) != 2 || !strings.HasPrefix(v.Enable[0], "--capture") || !strings.HasPrefix(v.Enable[1], "--via-proxy") {
+	if len(v.Enable) != 3 || !strings.Contains(v.Enable[0], "--capture") || !strings.Contains(v.Enable[1], "--via-proxy") {
 		t.Errorf("enable %q", v.Enable)
 	}
 }
 
-// TestCapturedResets: RSTs the capture attributed (forged by a NAT gateway
-// after 350 s idle, a few sent by the server) decide the origin.
+// TestCapturedResets: RSTs a capture saw (forged in the server's name by a
+// NAT gateway after 350 s of silence or more, a few sent by the server)
+// decide the origin, recomputed from the flows alone; the forged ones
+// form a threshold fingerprint that matches the NAT gateway.
 func TestCapturedResets(t *testing.T) {
 	rep := loadCapture(t)
 	v := rep.Verdict
-	if v.Origin != "middlebox nat" || v.Hop != session.LinkDirect || v.Confidence != ConfidenceHigh {
-		t.Errorf("verdict %+v", v)
+	x := v.Cause
+	if x == nil || x.Kind != attribution.KindForged || x.Sender.Role != session.RoleMiddlebox || x.Link != session.LinkDirect || v.Confidence != ConfidenceHigh {
+		t.Fatalf("verdict %+v", v)
 	}
-	if !strings.Contains(v.Statement, "middlebox nat on the direct client–server path — 12 of 16 resets") ||
-		!strings.Contains(v.Statement, "NAT gateway idle timeout (350 s)") {
+	if first := attribution.FirstSentence(v.Statement); !strings.HasPrefix(first, "A middlebox forged the resets, on the direct client–server connections") ||
+		!strings.Contains(first, "in the name of the server 10.1.2.3:8080: 12 of 16 client errors") {
 		t.Errorf("statement %q", v.Statement)
 	}
-	if len(rep.ResetChains) != 2 || rep.ResetChains[0].Count != 12 || !rep.ResetChains[0].Forged || rep.ResetChains[1].Sender != OriginServer {
+	if !strings.Contains(v.Statement, "The other 4: The server 10.1.2.3:8080 sent the resets") {
+		t.Errorf("statement %q", v.Statement)
+	}
+	if len(rep.ResetChains) != 2 || rep.ResetChains[0].Count != 12 || !rep.ResetChains[0].Forged || rep.ResetChains[1].Sender != session.RoleServer {
 		t.Errorf("chains %+v", rep.ResetChains)
 	}
 	for _, p := range rep.Patterns {
-		if p.Evidence != EvidenceCapture || p.Confidence != ConfidenceHigh {
-			t.Errorf("pattern %+v not from the capture", p)
+		if p.Evidence != attribution.EvidencePacket || p.Confidence != ConfidenceHigh {
+			t.Errorf("pattern %+v not from the packets", p)
 		}
+	}
+	var threshold *Cluster
+	for i, c := range rep.Fingerprints {
+		if c.Shape == "threshold" {
+			threshold = &rep.Fingerprints[i]
+		}
+	}
+	if threshold == nil || threshold.Count != 12 || threshold.MatchKind != "known" || !strings.Contains(threshold.Match, "NAT gateway idle timeout (350 s)") ||
+		!strings.HasPrefix(threshold.Match, "every ECONNRESET from middlebox after ≥ 350 s idle") {
+		t.Errorf("threshold fingerprint %+v in %+v", threshold, rep.Fingerprints)
 	}
 	if len(v.Enable) != 0 {
 		t.Errorf("enable %q with every reset explained", v.Enable)
+	}
+	if v.RSTSegments != 16 {
+		t.Errorf("%d RST segments, want 16", v.RSTSegments)
 	}
 }
 
@@ -305,7 +341,7 @@ func TestProxyFileSeparate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Verdict.Hop != "p1/client" || rep.Verdict.Fault != "idle-timeout" {
+	if x := rep.Verdict.Cause; x == nil || x.Where() != "p1/client" || x.FaultKind != "idle-timeout" {
 		t.Errorf("verdict %+v", rep.Verdict)
 	}
 }
@@ -336,7 +372,7 @@ func TestEmptySession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Verdict.Statement != "No errors were recorded: nothing to explain." {
+	if rep.Verdict.Statement != "No client error was recorded and no proxy's client connection ended in a reset or a cut: nothing to explain." || rep.Verdict.Cause != nil {
 		t.Errorf("verdict %q", rep.Verdict.Statement)
 	}
 	for format := range formatExt {
@@ -377,7 +413,7 @@ func TestWriteGraphs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"active-connections", "events-per-second", "memory", "file-descriptors", "errors-by-class", "resets-by-hop"}
+	want := []string{"active-connections", "events-per-second", "memory", "file-descriptors", "errors-by-class", "resets-and-cuts-by-hop"}
 	if len(paths) != len(want) {
 		t.Fatalf("wrote %v", paths)
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ssestress/ssestress/analysis/attribution"
 )
 
 // Comparison is a report before a fix and after it, side by side, with the
@@ -19,11 +21,13 @@ type Comparison struct {
 	Metrics  []MetricChange `json:"metrics"`
 	ByClass  []RateChange   `json:"by_class"`
 	ByOrigin []RateChange   `json:"by_origin"`
-	// Judgement says in one sentence whether resets became rarer.
+	// Judgement says in one sentence whether broken streams (resets and
+	// cuts) became rarer.
 	Judgement string `json:"judgement"`
-	// ResetsPValue is the two-sided p-value of the reset rates being equal
-	// (rateTest); Regression is set when resets became significantly more
-	// frequent (report --baseline then exits 3, as a failed threshold).
+	// ResetsPValue is the two-sided p-value of the rates of resets and cuts
+	// being equal (rateTest); Regression is set when they became
+	// significantly more frequent (report --baseline then exits 3, as a
+	// failed threshold).
 	ResetsPValue float64 `json:"resets_p_value"`
 	Regression   bool    `json:"regression"`
 }
@@ -79,16 +83,24 @@ func Compare(before, after *Report) *Comparison {
 
 	classes := map[string][2]int64{}
 	origins := map[string][2]int64{}
-	var resets [2]int64
+	// broken counts resets (RST) and cuts (FIN inside the stream, HTTP/2
+	// stream resets): what a fix is meant to make rarer; resetsOnly and
+	// cuts are its two parts, named apart.
+	var resets, resetsOnly, cuts [2]int64
 	for side, rep := range []*Report{before, after} {
 		for _, p := range rep.Patterns {
 			v := classes[p.Class]
 			v[side] += p.Count
 			classes[p.Class] = v
-			if !isResetClass(p.Class) {
+			if !isBrokenClass(p.Class) {
 				continue
 			}
 			resets[side] += p.Count
+			if attribution.IsReset(p.Class) {
+				resetsOnly[side] += p.Count
+			} else {
+				cuts[side] += p.Count
+			}
 			key := originLabel(p)
 			v = origins[key]
 			v[side] += p.Count
@@ -124,8 +136,9 @@ func Compare(before, after *Report) *Comparison {
 		sum(after, func(s ScenarioSummary) float64 { return s.EventsPerS }), rate)
 	addMetric("errors", float64(errsB), float64(errsA), integer)
 	addMetric("errors per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
-	addMetric("resets", float64(resets[0]), float64(resets[1]), integer)
-	addMetric("resets per "+c.RateUnit, perUnit(resets[0], eb), perUnit(resets[1], ea), rate)
+	addMetric("resets (RST)", float64(resetsOnly[0]), float64(resetsOnly[1]), integer)
+	addMetric("cuts (FIN inside the stream)", float64(cuts[0]), float64(cuts[1]), integer)
+	addMetric("resets and cuts per "+c.RateUnit, perUnit(resets[0], eb), perUnit(resets[1], ea), rate)
 	addMetric("median connection lifetime", before.Connections.LifetimeS.P50, after.Connections.LifetimeS.P50, fmtSeconds)
 	c.Metrics = append(c.Metrics, MetricChange{Metric: "verdict", Before: verdictShort(before.Verdict), After: verdictShort(after.Verdict)})
 
@@ -134,18 +147,18 @@ func Compare(before, after *Report) *Comparison {
 	sig := c.ResetsPValue < significance
 	switch {
 	case resets[0] == 0 && resets[1] == 0:
-		c.Judgement = "No resets before or after: nothing to compare."
+		c.Judgement = "No resets or cuts before or after: nothing to compare."
 	case !sig:
-		c.Judgement = fmt.Sprintf("No significant change in the reset rate: %s → %s per %s (%s, p = %s): %d and %d resets over these exposures could come from one rate.",
+		c.Judgement = fmt.Sprintf("No significant change in the rate of resets and cuts: %s → %s per %s (%s, p = %s): %d and %d over these exposures could come from one rate.",
 			rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue), resets[0], resets[1])
 	case resets[0] == 0:
 		c.Regression = true
-		c.Judgement = fmt.Sprintf("Resets appeared: none before, %d after (%s per %s; p = %s).", resets[1], rate(ra), c.RateUnit, fmtP(c.ResetsPValue))
+		c.Judgement = fmt.Sprintf("Resets or cuts appeared: none before, %d after (%s per %s; p = %s).", resets[1], rate(ra), c.RateUnit, fmtP(c.ResetsPValue))
 	case ra < rb:
-		c.Judgement = fmt.Sprintf("Fewer resets: the rate fell from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
+		c.Judgement = fmt.Sprintf("Fewer resets and cuts: the rate fell from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
 	default:
 		c.Regression = true
-		c.Judgement = fmt.Sprintf("More resets: the rate rose from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
+		c.Judgement = fmt.Sprintf("More resets and cuts: the rate rose from %s to %s per %s (%s, significant: p = %s).", rate(rb), rate(ra), c.RateUnit, changeText(rb, ra), fmtP(c.ResetsPValue))
 	}
 	return c
 }
@@ -174,20 +187,18 @@ func originLabel(p ErrorPattern) string {
 }
 
 func verdictShort(v Verdict) string {
-	if v.Origin == "" {
-		if v.Resets == 0 {
-			return "no resets"
-		}
+	if v.Cause == nil {
+		return "nothing to explain"
+	}
+	if v.Cause.Kind == attribution.KindUnknown {
 		return "not enough evidence"
 	}
-	s := v.Origin
-	if v.Fault != "" {
-		s += " (" + v.Fault + ")"
+	o := originOf(v.Cause)
+	s := o.Origin
+	if o.Fault != "" {
+		s += " (" + o.Fault + ")"
 	}
-	if v.Hop != "" {
-		s += " on " + v.Hop
-	}
-	return s + ", " + v.Confidence
+	return s + " on " + o.Hop + ", " + v.Confidence
 }
 
 func perUnit(n int64, exposure float64) float64 {
@@ -295,7 +306,7 @@ func (c *Comparison) Doc() *Document {
 	for _, f := range c.After.Files {
 		d.Files = append(d.Files, "after: "+f.Name)
 	}
-	d.Conclusive = strings.HasPrefix(c.Judgement, "Fewer") || strings.HasPrefix(c.Judgement, "More") || strings.HasPrefix(c.Judgement, "Resets appeared")
+	d.Conclusive = strings.HasPrefix(c.Judgement, "Fewer") || strings.HasPrefix(c.Judgement, "More") || strings.HasPrefix(c.Judgement, "Resets or cuts appeared")
 
 	j := newTable("judgement", "Judgement", "item", "detail")
 	j.add("judgement", c.Judgement)
@@ -307,7 +318,7 @@ func (c *Comparison) Doc() *Document {
 	}
 	d.Tables = append(d.Tables, m,
 		rateTable("rate_by_class", "Error rate by class (per "+c.RateUnit+")", "class", c.ByClass),
-		rateTable("rate_by_origin", "Reset rate by origin (per "+c.RateUnit+")", "origin on hop", c.ByOrigin))
+		rateTable("rate_by_origin", "Rate of resets and cuts by origin (per "+c.RateUnit+")", "origin on hop", c.ByOrigin))
 
 	fp := newTable("fingerprints_compared", "Fingerprints before and after", "side", "class", "dimension", "centre#", "count#", "fingerprint")
 	fp.Empty = "no cluster on either side"

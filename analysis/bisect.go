@@ -18,10 +18,15 @@ type BisectEntry struct {
 type BisectPoint struct {
 	BisectEntry
 	Attempts int64 `json:"attempts"`
-	Resets   int64 `json:"resets"`
-	Errors   int64 `json:"errors"`
-	// ResetRate is resets per connection attempt.
-	ResetRate   float64      `json:"reset_rate"`
+	// Resets counts the client errors that were resets (a RST:
+	// ECONNRESET, EPIPE), Cuts those that were cuts (a FIN inside the
+	// stream, UNEXPECTED_EOF; HTTP/2 stream resets): together the broken
+	// streams the bisection looks for.
+	Resets int64 `json:"resets"`
+	Cuts   int64 `json:"cuts"`
+	Errors int64 `json:"errors"`
+	// BrokenRate is resets and cuts per connection attempt.
+	BrokenRate  float64      `json:"broken_rate"`
 	Fingerprint *Fingerprint `json:"fingerprint,omitempty"`
 	Verdict     string       `json:"verdict"`
 }
@@ -55,58 +60,62 @@ func Bisect(entries []BisectEntry) (*BisectResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		pt := BisectPoint{BisectEntry: e, Attempts: rep.Connections.Attempts, Resets: rep.Verdict.Resets, Verdict: rep.Verdict.Statement}
+		pt := BisectPoint{BisectEntry: e, Attempts: rep.Connections.Attempts, Resets: rep.Verdict.Resets, Cuts: rep.Verdict.Cuts, Verdict: rep.Verdict.Statement}
 		for _, p := range rep.Patterns {
 			pt.Errors += p.Count
 		}
 		if pt.Attempts > 0 {
-			pt.ResetRate = float64(pt.Resets) / float64(pt.Attempts)
+			pt.BrokenRate = float64(pt.broken()) / float64(pt.Attempts)
 		}
-		if pt.Resets > 0 {
+		if pt.broken() > 0 {
 			pt.Fingerprint = resetFingerprint(rep).Fingerprint
 			last = i
 		}
 		res.Points = append(res.Points, pt)
 	}
 	for i := 0; i < last; i++ {
-		if res.Points[i].Resets == 0 {
+		if res.Points[i].broken() == 0 {
 			res.Monotone = false
 		}
 	}
 	counts := func(p BisectPoint) string {
-		return fmt.Sprintf("%s: %d %s in %d connections", p.Name, p.Resets, plural(p.Resets, "reset"), p.Attempts)
+		return fmt.Sprintf("%s: %d %s and %d %s in %d connection attempts", p.Name, p.Resets, plural(p.Resets, "reset"),
+			p.Cuts, plural(p.Cuts, "cut"), p.Attempts)
 	}
 	switch {
 	case last < 0:
-		res.Statement = fmt.Sprintf("No resets at any of the %d entry points: nothing to bisect (run longer, or with more connections).", len(entries))
+		res.Statement = fmt.Sprintf("No resets or cuts at any of the %d entry points: nothing to bisect (run longer, or with more connections).", len(entries))
 	case last == len(entries)-1:
 		res.From = entries[last].Name
-		res.Statement = fmt.Sprintf("Even the innermost entry point shows resets (%s): they come from %s itself or beyond it.",
+		res.Statement = fmt.Sprintf("Even the innermost entry point shows resets or cuts (%s): they come from %s itself or beyond it.",
 			counts(res.Points[last]), entries[last].Name)
 	default:
 		res.From, res.To = entries[last].Name, entries[last+1].Name
-		res.Statement = fmt.Sprintf("The resets enter on the hop %s → %s: %s; %s.", res.From, res.To,
+		res.Statement = fmt.Sprintf("The resets and cuts enter on the hop %s → %s: %s; %s.", res.From, res.To,
 			counts(res.Points[last]), counts(res.Points[last+1]))
 	}
 	if !res.Monotone {
 		var quiet []string
 		for i := 0; i < last; i++ {
-			if res.Points[i].Resets == 0 {
+			if res.Points[i].broken() == 0 {
 				quiet = append(quiet, res.Points[i].Name)
 			}
 		}
-		res.Statement += fmt.Sprintf(" Not conclusive: %s, outside it, showed none; the resets are intermittent or the runs too short.", strings.Join(quiet, ", "))
+		res.Statement += fmt.Sprintf(" Not conclusive: %s, outside it, showed none; they are intermittent or the runs too short.", strings.Join(quiet, ", "))
 	}
 	return res, nil
 }
 
-// resetFingerprint is the fingerprint of a report's reset-like errors.
+// broken is the point's resets and cuts.
+func (p BisectPoint) broken() int64 { return p.Resets + p.Cuts }
+
+// resetFingerprint is the fingerprint of a report's resets and cuts.
 func resetFingerprint(rep *Report) RunResult {
 	best := RunResult{FirstS: -1}
 	seen := map[string]bool{}
 	for _, p := range rep.Patterns {
 		class := p.Class
-		if !isResetClass(class) || seen[class] {
+		if !isBrokenClass(class) || seen[class] {
 			continue
 		}
 		seen[class] = true
@@ -125,19 +134,19 @@ func (res *BisectResult) Doc() *Document {
 	j := newTable("bisect", "Hop at fault", "item", "detail")
 	j.add("statement", res.Statement)
 	if res.From != "" {
-		j.add("last entry point with resets", res.From)
+		j.add("last entry point with resets or cuts", res.From)
 	}
 	if res.To != "" {
 		j.add("first entry point without", res.To)
 	}
-	t := newTable("entry_points", "Entry points, outermost first", "entry point", "URL", "connections#", "resets#", "resets/connection#", "errors#", "fingerprint")
+	t := newTable("entry_points", "Entry points, outermost first", "entry point", "URL", "attempts#", "resets#", "cuts#", "resets and cuts/attempt#", "errors#", "fingerprint")
 	for _, p := range res.Points {
 		d.Files = append(d.Files, p.Name+": "+p.File)
 		fp := "-"
 		if p.Fingerprint != nil {
 			fp = p.Fingerprint.String()
 		}
-		t.add(p.Name, p.URL, count(p.Attempts), count(p.Resets), rate(p.ResetRate), count(p.Errors), fp)
+		t.add(p.Name, p.URL, count(p.Attempts), count(p.Resets), count(p.Cuts), rate(p.BrokenRate), count(p.Errors), fp)
 	}
 	d.Tables = []Table{j, t}
 	return d

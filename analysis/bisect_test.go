@@ -21,7 +21,7 @@ func TestBisect(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res.From != "nginx" || res.To != "app" || !res.Monotone ||
-		res.Statement != "The resets enter on the hop nginx → app: nginx: 25 resets in 30 connections; app: 0 resets in 0 connections." {
+		res.Statement != "The resets and cuts enter on the hop nginx → app: nginx: 25 resets and 0 cuts in 30 connection attempts; app: 0 resets and 0 cuts in 0 connection attempts." {
 		t.Errorf("%+v", res)
 	}
 	if fp := res.Points[0].Fingerprint; fp == nil || fp.Hop != "p1/client" || fp.Class != "ECONNRESET" {
@@ -33,12 +33,12 @@ func TestBisect(t *testing.T) {
 	goldenDoc(t, "bisect", res.Doc())
 
 	res, _ = Bisect([]BisectEntry{e("lb", quiet), e("app", resets)})
-	if res.From != "app" || res.To != "" || res.Monotone || !strings.HasPrefix(res.Statement, "Even the innermost entry point shows resets") ||
+	if res.From != "app" || res.To != "" || res.Monotone || !strings.HasPrefix(res.Statement, "Even the innermost entry point shows resets or cuts") ||
 		!strings.Contains(res.Statement, "Not conclusive: lb, outside it, showed none") {
 		t.Errorf("%+v", res)
 	}
 	res, _ = Bisect([]BisectEntry{e("lb", quiet), e("app", quiet2)})
-	if res.From != "" || !strings.HasPrefix(res.Statement, "No resets at any of the 2 entry points") {
+	if res.From != "" || !strings.HasPrefix(res.Statement, "No resets or cuts at any of the 2 entry points") {
 		t.Errorf("%+v", res)
 	}
 }

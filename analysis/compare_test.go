@@ -51,7 +51,7 @@ func TestBaseline(t *testing.T) {
 	if c.RateUnit != "connection-hour" {
 		t.Errorf("rate unit %q", c.RateUnit)
 	}
-	if !strings.HasPrefix(c.Judgement, "Fewer resets: the rate fell from") || !strings.Contains(c.Judgement, "significant: p = ") {
+	if !strings.HasPrefix(c.Judgement, "Fewer resets and cuts: the rate fell from") || !strings.Contains(c.Judgement, "significant: p = ") {
 		t.Errorf("judgement %q", c.Judgement)
 	}
 	var reset *RateChange
@@ -80,7 +80,7 @@ func TestBaselineNotSignificant(t *testing.T) {
 	a, _ := LoadFiles(idleSession(t, filepath.Join(dir, "a.db"), 2))
 	b, _ := LoadFiles(idleSession(t, filepath.Join(dir, "b.db"), 3))
 	c := Compare(a, b)
-	if !strings.HasPrefix(c.Judgement, "No significant change in the reset rate") {
+	if !strings.HasPrefix(c.Judgement, "No significant change in the rate of resets and cuts") {
 		t.Errorf("judgement %q", c.Judgement)
 	}
 }
@@ -123,7 +123,7 @@ func TestCompareSmallCounts(t *testing.T) {
 	rep := func(resets int64, hours float64) *Report {
 		r := &Report{Connections: ConnStats{ConnHours: hours}}
 		if resets > 0 {
-			r.Patterns = []ErrorPattern{{Class: errclass.ECONNRESET, Hop: "p1/upstream", Origin: OriginServer, Count: resets}}
+			r.Patterns = []ErrorPattern{{Class: errclass.ECONNRESET, Hop: "p1/upstream", Origin: "server", Cause: "natural", Count: resets}}
 		}
 		return r
 	}
@@ -132,7 +132,7 @@ func TestCompareSmallCounts(t *testing.T) {
 		t.Errorf("fix: %q p=%v regression=%v", fix.Judgement, fix.ResetsPValue, fix.Regression)
 	}
 	worse := Compare(rep(0, 0.12), rep(8, 0.03))
-	if !strings.HasPrefix(worse.Judgement, "Resets appeared") || !worse.Regression {
+	if !strings.HasPrefix(worse.Judgement, "Resets or cuts appeared") || !worse.Regression {
 		t.Errorf("regression: %q regression=%v", worse.Judgement, worse.Regression)
 	}
 	same := Compare(rep(3, 1), rep(4, 1))

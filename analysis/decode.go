@@ -125,4 +125,8 @@ type connView struct {
 	MaxGap     session.Seconds `json:"max_gap_s"`
 	EndClass   string          `json:"end_class,omitempty"`
 	ClosedBy   string          `json:"closed_by,omitempty"`
+	// LocalAddr and RemoteAddr tell attribution which proxy client hops
+	// were a generated client's.
+	LocalAddr  string `json:"local_addr,omitempty"`
+	RemoteAddr string `json:"remote_addr,omitempty"`
 }

@@ -267,7 +267,13 @@ func jsonTime(v []byte) (time.Time, bool) {
 }
 
 // decodeConnView decodes a conn record into v, fast or with encoding/json.
-func decodeConnView(data []byte, v *connView) error {
+func decodeConnView(data []byte, v *connView) error { return decodeConn(data, v, true) }
+
+// decodeConnViewNoAddrs is decodeConnView without the addresses, which only
+// the proxies' hop records need.
+func decodeConnViewNoAddrs(data []byte, v *connView) error { return decodeConn(data, v, false) }
+
+func decodeConn(data []byte, v *connView, addrs bool) error {
 	ok := true
 	err := scanObject(data, func(key, val []byte) bool {
 		var n int64
@@ -297,6 +303,14 @@ func decodeConnView(data []byte, v *connView) error {
 			v.EndClass, ok = jsonString(val)
 		case "closed_by":
 			v.ClosedBy, ok = jsonString(val)
+		case "local_addr":
+			if addrs {
+				v.LocalAddr, ok = jsonString(val)
+			}
+		case "remote_addr":
+			if addrs {
+				v.RemoteAddr, ok = jsonString(val)
+			}
 		}
 		return ok
 	})

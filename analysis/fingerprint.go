@@ -1,32 +1,21 @@
 package analysis
 
 import (
-	"fmt"
-	"math"
 	"strconv"
-	"strings"
-	"time"
+
+	"github.com/ssestress/ssestress/analysis/attribution"
 )
 
 // Middlebox is a known default timeout that cuts idle or long-lived
-// connections: the fingerprints a cluster of resets is compared with.
-type Middlebox struct {
-	Name    string
-	Timeout time.Duration
-}
+// connections (attribution's list is the one fingerprints are named by).
+type Middlebox = attribution.Middlebox
 
 // KnownTimeouts are the defaults the fingerprint column names.
-var KnownTimeouts = []Middlebox{
-	{"Node.js keep-alive timeout", 5 * time.Second},
-	{"load balancer / nginx idle timeout", 60 * time.Second},
-	{"Cloudflare proxy timeout", 100 * time.Second},
-	{"NAT gateway idle timeout", 350 * time.Second},
-}
+var KnownTimeouts = attribution.KnownTimeouts
 
-// matchTolerance is how far (relative) a cluster's centre may lie from a
-// timeout and still match it: timers fire late and idle is measured at the
-// client, so a little above the timeout is normal.
-const matchTolerance = 0.10
+// matchTolerance is how far (relative) a value may lie from another and
+// still match it.
+const matchTolerance = attribution.MatchTolerance
 
 // Cluster detection parameters.
 const (
@@ -97,84 +86,14 @@ func findClusters(sorted []float64) []span {
 	return out
 }
 
-// knownMatch names the known timeout that center (seconds) matches, at its
-// real value or shrunk by timeScale (the proxy's --time-scale: 60 makes a
-// 60 s timeout act in 1 s); "" when none does.
-func knownMatch(center, timeScale float64) string {
-	for _, m := range KnownTimeouts {
-		t := m.Timeout.Seconds()
-		if near(center, t) {
-			return fmt.Sprintf("%s (%s)", m.Name, fmtSeconds(t))
-		}
-	}
-	if timeScale > 0 && timeScale != 1 {
-		for _, m := range KnownTimeouts {
-			t := m.Timeout.Seconds() / timeScale
-			if near(center, t) {
-				return fmt.Sprintf("%s (%s at time scale %s = %s)", m.Name, fmtSeconds(m.Timeout.Seconds()),
-					fmtScale(timeScale), fmtSeconds(t))
-			}
-		}
-	}
-	return ""
-}
-
 // near reports whether v is within matchTolerance of target.
-func near(v, target float64) bool {
-	return target > 0 && math.Abs(v-target) <= matchTolerance*target
-}
-
-// durationIn finds the configured duration in a fault's detail: the one
-// after "bound", else the first Go duration ("1s", "250ms", "1m30s"), also
-// as key=value ("idle=1s"); ok is false when there is none.
-func durationIn(text string) (time.Duration, bool) {
-	// The proxy writes "idle 1.0003s (idle bound 1s)": the bound is the
-	// configured timeout.
-	if _, after, ok := strings.Cut(text, "bound "); ok {
-		if d, ok := firstDuration(after); ok {
-			return d, true
-		}
-	}
-	return firstDuration(text)
-}
-
-func firstDuration(text string) (time.Duration, bool) {
-	fields := strings.FieldsFunc(text, func(r rune) bool {
-		return r == ' ' || r == '=' || r == ',' || r == ';' || r == ':' || r == '(' || r == ')' || r == '\t'
-	})
-	for _, f := range fields {
-		if f == "" || (f[0] < '0' || f[0] > '9') && f[0] != '.' {
-			continue
-		}
-		if d, err := time.ParseDuration(f); err == nil && d > 0 {
-			return d, true
-		}
-	}
-	return 0, false
-}
+func near(v, target float64) bool { return attribution.Near(v, target) }
 
 // fmtSeconds formats seconds for people: "0.25 s", "1.0 s", "60 s", "5.8 min".
-func fmtSeconds(s float64) string {
-	switch {
-	case s == 0:
-		return "0 s"
-	case s < 0.01:
-		return strconv.FormatFloat(s*1000, 'f', 2, 64) + " ms"
-	case s < 1:
-		return strconv.FormatFloat(s*1000, 'f', 0, 64) + " ms"
-	case s < 10:
-		return strconv.FormatFloat(s, 'f', 1, 64) + " s"
-	case s < 600:
-		return strconv.FormatFloat(s, 'f', 0, 64) + " s"
-	case s < 3*3600:
-		return strconv.FormatFloat(s/60, 'f', 1, 64) + " min"
-	default:
-		return strconv.FormatFloat(s/3600, 'f', 1, 64) + " h"
-	}
-}
+func fmtSeconds(s float64) string { return attribution.FmtSeconds(s) }
 
 // fmtScale writes a time scale: "60", "2.5".
-func fmtScale(s float64) string { return strconv.FormatFloat(s, 'g', 4, 64) }
+func fmtScale(s float64) string { return attribution.FmtScale(s) }
 
 // fmtPrecise formats seconds with one more digit than fmtSeconds ("1.02 s",
 // "60.4 s"), where a cluster's spread matters.

@@ -310,9 +310,10 @@ func middleboxSession(t testing.TB, dir, name string, shard string, offset int) 
 }
 
 // captureSession writes a direct run with a packet capture: a NAT gateway
-// on the path forges RSTs after 350 s of silence (captured, attributed to
-// middlebox "nat", forged in the server's name), and the server itself
-// resets a few streams at random ages.
+// on the path forges RSTs in the server's name once a stream was silent
+// for 350 s or more (its RSTs arrive with TTL 63, the server's packets
+// with 61), and the server itself resets a few streams at random ages
+// (TTL 61). Only raw flows: the attribution is recomputed from them.
 func captureSession(t testing.TB, dir string) string {
 	run := session.RunInfo{
 		Tool: "ssestress test", Command: "run", Args: []string{"--target", "http://10.1.2.3:8080/stream", "--capture", "--duration", "1h"},
@@ -321,8 +322,6 @@ func captureSession(t testing.TB, dir string) string {
 	}
 	server := "10.1.2.3:8080"
 	recs := []session.Record{
-		session.Endpoint{Role: session.RoleClient, Addr: "10.0.0.9:0"},
-		session.Endpoint{Role: session.RoleMiddlebox, Name: "nat", Addr: "10.0.0.1:0"},
 		session.Endpoint{Role: session.RoleServer, Addr: server, URL: run.Target},
 	}
 	for i := range 16 {
@@ -330,39 +329,27 @@ func captureSession(t testing.TB, dir string) string {
 		local := fmt.Sprintf("10.0.0.9:%d", 40000+i)
 		start := time.Duration(i) * 90 * time.Second
 		busy := time.Duration(10+i*7) * time.Second
-		idle := 350*time.Second + ms(150+i*61%300)
+		idle := 350*time.Second + time.Duration(i*37)*time.Second + ms(150+i*61%300)
 		forged := i%4 != 3
+		ttl := uint8(63)
 		if !forged {
-			idle = time.Duration(2+i) * time.Second
+			idle, ttl = time.Duration(2+i)*time.Second, 61
 		}
 		end := start + busy + idle
 		msg := fmt.Sprintf("read tcp %s->%s: read: connection reset by peer", local, server)
-		flow := session.FlowKey(at(start), local, server, "eth0")
+		lastData := at(end - idle)
 		recs = append(recs,
 			session.ConnRecord{ClientID: connID, Scenario: "nat", Group: "EURUSD", URL: run.Target, LocalAddr: local, RemoteAddr: server,
 				Start: at(start), Connected: at(start + ms(2)), FirstByte: at(start + ms(9)), FirstEvent: at(start + ms(40)),
 				End: at(end), Status: 200, Events: int64(30 + i), MaxGap: session.Seconds(idle), EndClass: errclass.ECONNRESET, EndMessage: msg, ClosedBy: session.ClosedByPeer},
 			session.ErrorRecord{Time: at(end), Source: "client", ClientID: connID, Scenario: "nat", Group: "EURUSD", Hop: session.HopClient,
 				Class: errclass.ECONNRESET, Message: msg, LocalAddr: local, RemoteAddr: server, Age: session.Seconds(busy + idle), Idle: session.Seconds(idle), Events: int64(30 + i)},
-			session.Flow{Capture: "eth0", Dialer: local, Listener: server, First: at(start), Last: at(end), SYN: at(start), SYNACK: at(start + ms(1)),
-				FromDialer: session.FlowDirection{Packets: 12, Bytes: 200}, FromListener: session.FlowDirection{Packets: int64(40 + i), Bytes: int64(4000 + i*100)},
-				RSTs: []session.RSTPacket{{Time: at(end - ms(1)), From: session.FromListener, TTL: 61, SeqKnown: true, InSequence: true}}},
+			session.Flow{Capture: "eth0", Dialer: local, Listener: server, First: at(start), Last: at(end - ms(1)), SYN: at(start), SYNACK: at(start + ms(1)),
+				FromDialer:   session.FlowDirection{Packets: 12, Bytes: 200, ISN: uint32(1000 + i), TTLMin: 64, TTLMax: 64, LastData: at(start + ms(3))},
+				FromListener: session.FlowDirection{Packets: int64(40 + i), Bytes: int64(4000 + i*100), ISN: uint32(9000 + i), TTLMin: 61, TTLMax: 61, LastData: lastData},
+				RSTs: []session.RSTPacket{{Time: at(end - ms(1)), From: session.FromListener, TTL: ttl, HasAck: true, SeqKnown: true, InSequence: true,
+					SenderLastData: lastData, ReceiverLastData: at(start + ms(3))}}},
 		)
-		r := session.Reset{
-			ID: session.ResetID(at(end-ms(1)), server, local, 0), Time: at(end - ms(1)), Flow: flow, Link: session.LinkDirect,
-			SenderAddr: server, ReceiverAddr: local, ReceiverRole: session.RoleClient, Age: session.Seconds(busy + idle), Idle: session.Seconds(idle),
-			Confidence: ConfidenceHigh, Root: true,
-			Error: &session.ErrorRef{Time: at(end), ClientID: connID, Class: errclass.ECONNRESET, LocalAddr: local, RemoteAddr: server},
-		}
-		if forged {
-			r.SenderRole, r.SenderName, r.Forged, r.Reason = session.RoleMiddlebox, "nat", true, session.ReasonAbort
-			r.Evidence = []string{"TTL 61 outside the server's 64", "server sent data after the RST"}
-			r.Chain = "middlebox nat (forged as server) → client"
-		} else {
-			r.SenderRole, r.Reason = session.RoleServer, session.ReasonAbort
-			r.Chain = "server → client"
-		}
-		recs = append(recs, r)
 	}
 	w, err := session.Create(filepath.Join(dir, "capture.db"), session.Options{})
 	if err != nil {

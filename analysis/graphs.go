@@ -112,14 +112,14 @@ func (a *accumulator) graphs(rep *Report) []Graph {
 
 		hopSet := map[string]bool{}
 		for _, b := range tl.Bins {
-			for h := range b.ResetsByHop {
+			for h := range b.BrokenByHop {
 				hopSet[h] = true
 			}
 		}
 		if len(hopSet) > 0 {
 			hops := sortedKeys(hopSet)
-			resets := Graph{ID: "resets-by-hop", Title: fmt.Sprintf("Resets by hop (per %s)", fmtSeconds(tl.BinS)), YLabel: "resets"}
-			resets.Series = binSeries(x, tl.Bins, hops, func(b TimeBin) map[string]int64 { return b.ResetsByHop })
+			resets := Graph{ID: "resets-and-cuts-by-hop", Title: fmt.Sprintf("Resets and cuts by hop (per %s)", fmtSeconds(tl.BinS)), YLabel: "resets and cuts"}
+			resets.Series = binSeries(x, tl.Bins, hops, func(b TimeBin) map[string]int64 { return b.BrokenByHop })
 			out = append(out, resets)
 		}
 	}

@@ -3,13 +3,16 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -65,7 +68,7 @@ func Load(readers ...*session.Reader) (*Report, error) {
 			return nil, err
 		}
 	}
-	a.ev.finish()
+	a.eng = attribution.New(a.in, attribution.Options{})
 	// Pass 2: the records that are counted.
 	for i, r := range readers {
 		if err := a.readCounted(i, r); err != nil {
@@ -75,16 +78,11 @@ func Load(readers ...*session.Reader) (*Report, error) {
 	return a.finish(), nil
 }
 
-// isResetClass reports whether a class means a connection or stream was cut
-// rather than closed: what the verdict explains. HTTP/2 stream resets and
-// GOAWAYs count beside TCP resets.
-func isResetClass(class string) bool {
-	switch class {
-	case errclass.ECONNRESET, errclass.UnexpectedEOF, errclass.EPIPE:
-		return true
-	}
-	return errclass.IsH2Cut(class)
-}
+// isBrokenClass reports whether a class means a stream was broken: a
+// reset (a RST: ECONNRESET, EPIPE) or a cut (a FIN inside the stream,
+// UNEXPECTED_EOF; an HTTP/2 stream reset or GOAWAY). attribution.Seen is
+// the one definition.
+func isBrokenClass(class string) bool { return attribution.IsBroken(class) }
 
 // durationEdges are the bucket edges (seconds) of age, idle and lifetime
 // tables; the last bucket is open.
@@ -95,7 +93,7 @@ type errPoint struct {
 	at    int64   // unix nanoseconds
 	age   float64 // seconds
 	idle  float64 // seconds
-	attr  int32   // index into accumulator.attrs
+	attr  int32   // index into accumulator.attrs (the error's origin)
 	file  uint16
 	class uint16
 }
@@ -178,13 +176,17 @@ type msgAcc struct {
 
 // accumulator builds a Report from streamed records.
 type accumulator struct {
-	ev    *evidence
+	// in is the evidence of every file; eng the attribution engine built
+	// on it after pass 1, which explains each error as pass 2 streams it.
+	in    *attribution.Input
+	eng   *attribution.Engine
 	files []*fileState
 
 	classIdx map[string]uint16
 	classes  []string
-	attrIdx  map[attribution]int32
-	attrs    []attribution
+	attrIdx  map[origin]int32
+	attrs    []origin
+	keyAttr  map[string]int32 // explanation key → its origin's index
 
 	points   []errPoint
 	patterns map[[2]int32]int64 // class, attr → count
@@ -209,9 +211,10 @@ const maxDistinctMessages = 10000
 
 func newAccumulator() *accumulator {
 	return &accumulator{
-		ev:        newEvidence(),
+		in:        &attribution.Input{},
 		classIdx:  map[string]uint16{},
-		attrIdx:   map[attribution]int32{},
+		attrIdx:   map[origin]int32{},
+		keyAttr:   map[string]int32{},
 		patterns:  map[[2]int32]int64{},
 		scenarios: map[string]*scenarioAcc{},
 		groups:    map[string]*GroupStats{},
@@ -250,51 +253,32 @@ func (a *accumulator) readContext(r *session.Reader) error {
 		return err
 	}
 
-	skipped, err := session.DecodeEach(r, session.BucketTopology, func(*session.Endpoint) error {
-		f.info.Records[session.BucketTopology]++
-		return nil
-	})
+	// The attribution engine's evidence: topology, proxies, hop records,
+	// fault firings, captures and flows (errors are streamed in pass 2).
+	hops, faults, topo := len(a.in.HopConns), len(a.in.Faults), len(a.in.Topology)
+	flows, captures := len(a.in.Flows), len(a.in.Captures)
+	fileIndex, err := a.in.ReadFile(r, false)
 	if err != nil {
 		return err
 	}
-	f.skip(session.BucketTopology, skipped)
-	skipped, err = session.DecodeEach(r, session.BucketHopConns, func(h *session.HopConn) error {
+	for bucket, u := range a.in.Skipped[fileIndex] {
+		f.skip(bucket, u)
+	}
+	f.info.Records[session.BucketTopology] = int64(len(a.in.Topology) - topo)
+	for _, rec := range a.in.HopConns[hops:] {
 		f.info.Records[session.BucketHopConns]++
 		a.seen.ProxyRecords = true
-		a.ev.addHopConn(h)
-		a.countHop(h)
-		f.see(h.Opened)
-		return nil
-	})
-	if err != nil {
-		return err
+		a.countHop(&rec.R)
+		f.see(rec.R.Opened)
 	}
-	f.skip(session.BucketHopConns, skipped)
-	skipped, err = session.DecodeEach(r, session.BucketFaults, func(fe *session.FaultEvent) error {
+	for _, rec := range a.in.Faults[faults:] {
 		f.info.Records[session.BucketFaults]++
 		a.seen.FaultEvents = true
-		a.ev.addFault(fe)
-		h := a.hop(fe.Proxy, fe.Hop)
-		h.Faults[fe.FaultKind]++
-		f.see(fe.Time)
-		return nil
-	})
-	if err != nil {
-		return err
+		a.hop(rec.R.Proxy, rec.R.Hop).Faults[rec.R.FaultKind]++
+		f.see(rec.R.Time)
 	}
-	f.skip(session.BucketFaults, skipped)
-	return a.readCapture(r, f)
-}
-
-// readCapture reads the capture's description (meta/"capture"), counts
-// its flows and indexes the capture analysis's resets.
-func (a *accumulator) readCapture(r *session.Reader, f *fileState) error {
-	captures, err := r.Captures()
-	if err != nil {
-		return err
-	}
-	for _, ci := range captures {
-		if ci.Disabled != "" {
+	for _, rec := range a.in.Captures[captures:] {
+		if ci := rec.R; ci.Disabled != "" {
 			a.seen.CaptureDisabled = ci.Disabled
 		} else {
 			a.seen.Capture = true
@@ -302,20 +286,16 @@ func (a *accumulator) readCapture(r *session.Reader, f *fileState) error {
 			a.seen.CaptureDrops += ci.KernelDrops
 		}
 	}
-	if n := r.Count(session.BucketFlows); n > 0 {
+	if n := len(a.in.Flows) - flows; n > 0 {
 		f.info.Records[session.BucketFlows] = int64(n)
+		a.seen.Capture = true
 	}
-	skipped, err := session.DecodeEach(r, session.BucketResets, func(rs *session.Reset) error {
-		f.info.Records[session.BucketResets]++
-		if rs.Confidence == ConfidenceHigh {
-			a.seen.Capture = true
-		}
-		a.ev.captured.add(rs)
-		f.see(rs.Time)
-		return nil
-	})
-	f.skip(session.BucketResets, skipped)
-	return err
+	// The resets bucket is a cache of an earlier attribution: counted,
+	// never read as evidence.
+	if n := r.Count(session.BucketResets); n > 0 {
+		f.info.Records[session.BucketResets] = int64(n)
+	}
+	return nil
 }
 
 // meta reads a meta value; one that does not decode is counted as
@@ -364,7 +344,11 @@ func (a *accumulator) countHop(hc *session.HopConn) {
 // readCounted streams the file's conns, errors and samples.
 func (a *accumulator) readCounted(fileNo int, r *session.Reader) error {
 	f := a.files[fileNo]
-	skipped, err := decodeAll(r, session.BucketConns, decodeConnView, func(c *connView) {
+	decodeConn := decodeConnView
+	if !a.seen.ProxyRecords {
+		decodeConn = decodeConnViewNoAddrs // nothing to join them with
+	}
+	skipped, err := decodeAll(r, session.BucketConns, decodeConn, func(c *connView) {
 		f.info.Records[session.BucketConns]++
 		a.addConn(fileNo, f, c)
 	})
@@ -429,6 +413,7 @@ func (a *accumulator) scenario(name string) *scenarioAcc {
 
 func (a *accumulator) addConn(fileNo int, f *fileState, c *connView) {
 	a.seen.ClientRecords = true
+	a.eng.ClientConn(fileNo, &session.ConnRecord{LocalAddr: c.LocalAddr, RemoteAddr: c.RemoteAddr, Start: c.Start, End: c.End})
 	f.see(c.Start)
 	f.see(c.End)
 	name := c.Scenario
@@ -451,7 +436,7 @@ func (a *accumulator) addConn(fileNo int, f *fileState, c *connView) {
 	a.events = append(a.events, float64(c.Events))
 	a.maxGaps = append(a.maxGaps, c.MaxGap.Seconds())
 	g := a.group(c.Group)
-	g.Connections++
+	g.Attempts++
 	g.Events += c.Events
 	if c.End.IsZero() {
 		s.sum.Active++
@@ -504,7 +489,7 @@ func (a *accumulator) intern(class string) uint16 {
 	return i
 }
 
-func (a *accumulator) attr(at attribution) int32 {
+func (a *accumulator) attr(at origin) int32 {
 	if i, ok := a.attrIdx[at]; ok {
 		return i
 	}
@@ -520,14 +505,16 @@ func (a *accumulator) addError(fileNo int, f *fileState, er *session.ErrorRecord
 	if class == "" {
 		class = errclass.Other
 	}
-	var at attribution
-	if er.Source == session.SourceProxy {
-		at = a.ev.attributeProxy(er, er.Proxy)
-	} else {
+	if er.Source != session.SourceProxy {
 		a.seen.ClientRecords = true
-		at = a.ev.attributeClient(er)
 	}
-	ci, ai := a.intern(class), a.attr(at)
+	x := a.eng.ExplainShared(fileNo, er)
+	ai, ok := a.keyAttr[x.Key()]
+	if !ok {
+		ai = a.attr(originOf(x))
+		a.keyAttr[x.Key()] = ai
+	}
+	ci := a.intern(class)
 	a.patterns[[2]int32{int32(ci), ai}]++
 	a.points = append(a.points, errPoint{
 		at: er.Time.UnixNano(), age: er.Age.Seconds(), idle: er.Idle.Seconds(),
@@ -614,6 +601,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // finish turns the accumulated numbers into the Report.
 func (a *accumulator) finish() *Report {
 	rep := &Report{TimeScale: a.timeScale, Evidence: a.seen, Replay: a.recorded.replay, UnrecordedTunnels: a.recorded.unrecorded}
+	// The proxies' client connections no client recorded are explained
+	// too (a proxy's file alone), before anything reads the tally.
+	a.eng.ExplainProxyHops()
 	a.finishFiles(rep)
 	a.finishClasses(rep)
 	a.finishScenarios(rep)
@@ -629,7 +619,10 @@ func (a *accumulator) finish() *Report {
 	a.finishHeartbeat(rep)
 	a.finishResources(rep)
 	rep.Graphs = a.graphs(rep)
-	rep.Verdict = verdict(rep)
+	segs := a.eng.Segments(nil)
+	rep.Verdict = a.eng.Verdict(attribution.VerdictContext{RSTSegments: int64(len(segs)), Reasons: attribution.SegmentReasons(segs),
+		HopRecords: a.seen.ProxyRecords, CaptureDisabled: a.seen.CaptureDisabled, CaptureDrops: a.seen.CaptureDrops})
+	timingHint(rep)
 	rep.raw = &rawErrors{classes: a.classes, attrs: a.attrs, points: a.points}
 	for _, f := range a.files {
 		rep.raw.fileStarts = append(rep.raw.fileStarts, f.start().UnixNano())
@@ -740,7 +733,7 @@ func (a *accumulator) finishPatterns(rep *Report) {
 	for k, n := range a.patterns {
 		at := a.attrs[k[1]]
 		rep.Patterns = append(rep.Patterns, ErrorPattern{
-			Class: a.classes[k[0]], Hop: at.Hop, Origin: at.Origin, Confidence: at.Confidence,
+			Class: a.classes[k[0]], Hop: at.Hop, Origin: at.Origin, Cause: at.Cause, Via: at.Via, Confidence: at.Confidence,
 			Fault: at.Fault, Evidence: at.Evidence, Count: n, Share: float64(n) / float64(total),
 		})
 	}
@@ -751,7 +744,7 @@ func (a *accumulator) finishPatterns(rep *Report) {
 			}
 			return 1
 		}
-		return strings.Compare(x.Class+x.Hop+x.Origin+x.Fault+x.Evidence, y.Class+y.Hop+y.Origin+y.Fault+y.Evidence)
+		return strings.Compare(x.Class+x.Hop+x.Origin+x.Cause+x.Via+x.Fault+x.Evidence, y.Class+y.Hop+y.Origin+y.Cause+y.Via+y.Fault+y.Evidence)
 	})
 }
 
@@ -870,6 +863,7 @@ func (a *accumulator) finishClusters(rep *Report) {
 				rep.Fingerprints = append(rep.Fingerprints, c)
 			}
 		}
+		a.thresholds(rep, class, pts)
 	}
 	for i := range rep.AgeBuckets {
 		rep.AgeBuckets[i].Fingerprint = bucketFingerprint(append(slices.Clip(rep.Fingerprints), folded...), "age", rep.AgeBuckets[i])
@@ -921,7 +915,7 @@ func (a *accumulator) describeCluster(class, dim string, values []float64, membe
 		CenterS: quantileSorted(values, 0.5), LoS: values[0], HiS: values[len(values)-1],
 		Count: int64(len(values)), Share: float64(len(values)) / float64(classTotal),
 	}
-	// The attribution most members share.
+	// The origin most members share.
 	counts := map[int32]int{}
 	for _, m := range members {
 		counts[m.attr]++
@@ -937,62 +931,94 @@ func (a *accumulator) describeCluster(class, dim string, values []float64, membe
 		c.Hop, c.Origin = at.Hop, at.Origin
 	}
 	where := fmt.Sprintf("cluster at %s %s", fmtSeconds(c.CenterS), dim)
-	known := knownMatch(c.CenterS, a.timeScale)
-	switch {
-	case at.Fault != "" && bestN*2 >= len(members):
-		c.MatchKind = "injected"
-		c.Match = fmt.Sprintf("%s: matches injected %s on %s (%d of %d)", where, at.Fault, hopWords(at.Hop), bestN, len(members))
-		if known != "" {
-			c.Match += "; it stands for the " + known
-		}
-	case a.configuredMatch(c.CenterS) != "":
-		c.MatchKind = "configured"
-		c.Match = where + ": matches " + a.configuredMatch(c.CenterS)
-		if known != "" {
-			c.Match += "; it stands for the " + known
-		}
-	case known != "":
-		c.MatchKind = "known"
-		c.Match = where + ": matches the " + known
-	case c.CenterS < connectAge:
-		c.MatchKind = "none"
+	a.nameFingerprint(&c, where, at, bestN, len(members))
+	if c.MatchKind == "none" && c.CenterS < connectAge {
 		if dim == "age" {
 			c.Match = where + ": at connect, not a timeout"
 		} else {
 			c.Match = where + ": while data was flowing, not an idle timeout"
 		}
-	default:
-		c.MatchKind = "none"
-		c.Match = where + ", no known middlebox"
 	}
 	return c
 }
 
-// configuredMatch names a fault whose configured idle timeout equals center.
-func (a *accumulator) configuredMatch(center float64) string {
-	for _, t := range sortedTimeouts(a.ev.timeouts) {
-		if near(center, t.TimeoutS) {
-			return fmt.Sprintf("the %s timeout (%s) configured on %s", t.Source, fmtSeconds(t.TimeoutS), t.Where)
-		}
+// nameFingerprint names what a fingerprint's value matches, ours first: a
+// fault that injected most of its members, our own keepalive (a probe
+// that only revealed a connection the peer no longer knew), a duration of
+// a fault we configured; only then a known middlebox default. A number of
+// ours is never named as a middlebox that shares it.
+func (a *accumulator) nameFingerprint(c *Cluster, where string, at origin, n, members int) {
+	value := c.CenterS
+	if c.Shape == "threshold" {
+		value = c.LoS
 	}
-	return ""
+	num, ok := attribution.NameNumber(a.eng.Numbers(), value)
+	switch {
+	case at.Fault != "" && n*2 >= members:
+		c.MatchKind = "injected"
+		c.Match = fmt.Sprintf("%s: matches the injected %s on %s (%d of %d)", where, at.Fault, hopWords(at.Hop), n, members)
+	case ok && num.Kind == attribution.NumberKeepalive:
+		c.MatchKind = "keepalive"
+		c.Match = fmt.Sprintf("%s: matches %s, which only revealed connections the peer no longer knew (state lost during the silence), not a timeout", where, num.Words)
+	case ok && num.Kind == attribution.NumberFault:
+		c.MatchKind = "fault"
+		c.Match = fmt.Sprintf("%s: matches %s", where, num.Words)
+	case ok:
+		c.MatchKind = "known"
+		c.Match = fmt.Sprintf("%s: matches the %s", where, num.Words)
+	default:
+		c.MatchKind = "none"
+		c.Match = where + ", no known middlebox"
+	}
 }
 
-func sortedTimeouts(m map[HopTimeout]bool) []HopTimeout {
-	out := make([]HopTimeout, 0, len(m))
-	for t := range m {
-		out = append(out, t)
+// thresholdMinCount is the fewest errors a threshold is drawn from: the
+// lowest of a handful of values lands on some known number by chance.
+const thresholdMinCount = 5
+
+// thresholds finds, per broken class and origin, the idle time no error
+// came below when the errors are not one cluster: "every reset after ≥
+// 350 s idle" is how a NAT gateway's timeout shows once data or a probe
+// follows the silence at any time after it.
+func (a *accumulator) thresholds(rep *Report, class string, pts []errPoint) {
+	if !isBrokenClass(class) {
+		return
 	}
-	slices.SortFunc(out, func(x, y HopTimeout) int {
-		if c := strings.Compare(x.Where, y.Where); c != 0 {
-			return c
+	byOrigin := map[int32][]float64{}
+	for _, p := range pts {
+		byOrigin[p.attr] = append(byOrigin[p.attr], p.idle)
+	}
+	for _, ai := range slices.Sorted(maps.Keys(byOrigin)) {
+		idle := byOrigin[ai]
+		if len(idle) < thresholdMinCount {
+			continue
 		}
-		if c := cmpFloat(x.TimeoutS, y.TimeoutS); c != 0 {
-			return c
+		slices.Sort(idle)
+		lo, hi := idle[0], idle[len(idle)-1]
+		if lo < 1 || hi <= lo*(1+clusterWidth)+clusterSlack {
+			continue // no silence before them, or one cluster (found already)
 		}
-		return strings.Compare(x.Source, y.Source)
-	})
-	return out
+		covered := false
+		for _, c := range rep.Fingerprints {
+			if c.Class == class && c.Dimension == "idle" && c.LoS <= lo && c.HiS >= hi {
+				covered = true
+			}
+		}
+		if covered {
+			continue
+		}
+		c := Cluster{Shape: "threshold", Dimension: "idle", Class: class, CenterS: quantileSorted(idle, 0.5), LoS: lo, HiS: hi,
+			Count: int64(len(idle)), Share: float64(len(idle)) / float64(len(pts))}
+		at := a.attrs[ai]
+		if at.Origin != OriginUnknown {
+			c.Hop, c.Origin = at.Hop, at.Origin
+		}
+		a.nameFingerprint(&c, fmt.Sprintf("every %s from %s after ≥ %s idle (up to %s)", class, at.Origin, fmtSeconds(lo), fmtSeconds(hi)), at, len(idle), len(idle))
+		if c.MatchKind == "none" && len(idle) < 10 {
+			continue // a lower bound of a few errors that names nothing says nothing
+		}
+		rep.Fingerprints = append(rep.Fingerprints, c)
+	}
 }
 
 // bucketFingerprint names the clusters of dim whose centre lies in b.
@@ -1044,11 +1070,11 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 		bins[i].Count++
 		class := a.classes[p.class]
 		bins[i].ByClass[class]++
-		if isResetClass(class) {
-			if bins[i].ResetsByHop == nil {
-				bins[i].ResetsByHop = map[string]int64{}
+		if isBrokenClass(class) {
+			if bins[i].BrokenByHop == nil {
+				bins[i].BrokenByHop = map[string]int64{}
 			}
-			bins[i].ResetsByHop[a.attrs[p.attr].Hop]++
+			bins[i].BrokenByHop[a.attrs[p.attr].Hop]++
 		}
 	}
 	return Timeline{BinS: step.Seconds(), Bins: bins}
@@ -1057,8 +1083,8 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 func (a *accumulator) finishGroups(rep *Report) {
 	for _, name := range sortedKeys(a.groups) {
 		g := *a.groups[name]
-		if g.Connections > 0 {
-			g.ErrorsPerConn = float64(g.Errors) / float64(g.Connections)
+		if g.Attempts > 0 {
+			g.ErrorsPerAttempt = float64(g.Errors) / float64(g.Attempts)
 		}
 		rep.Groups = append(rep.Groups, g)
 	}
@@ -1100,20 +1126,57 @@ func (a *accumulator) finishHops(rep *Report) {
 }
 
 func (a *accumulator) finishResetChains(rep *Report) {
-	for c, n := range a.ev.captured.chains {
-		c.Count = n
-		rep.ResetChains = append(rep.ResetChains, c)
+	for _, g := range a.eng.Tally().Groups() {
+		x := g.Example
+		o := originOf(x)
+		rep.ResetChains = append(rep.ResetChains, ResetChain{
+			Chain: generalChain(x.ChainText(), g.IdleMin, g.IdleMax), Sender: o.Origin, Hop: o.Hop, Cause: x.Kind, Seen: x.Seen,
+			Confidence: x.Confidence, Injected: x.Kind == attribution.KindInjected, Fault: x.FaultName,
+			Forged: x.Kind == attribution.KindForged || x.InNameOf != nil, Idle: idleRange(g.IdleMin, g.IdleMax),
+			Count: g.Count, Source: x.Incident.Source,
+		})
 	}
-	slices.SortFunc(rep.ResetChains, func(x, y ResetChain) int {
-		if x.Count != y.Count {
-			if x.Count > y.Count {
-				return -1
+}
+
+// idleRange writes a group's idle times as the buckets of the idle table.
+func idleRange(lo, hi time.Duration) string {
+	a, b := bucketLabel(durationEdges[bucketIndex(lo.Seconds())], bucketHi(bucketIndex(lo.Seconds()))),
+		bucketLabel(durationEdges[bucketIndex(hi.Seconds())], bucketHi(bucketIndex(hi.Seconds())))
+	if a == b {
+		return a
+	}
+	return a + " … " + b
+}
+
+func bucketHi(i int) float64 {
+	if i+1 < len(durationEdges) {
+		return durationEdges[i+1]
+	}
+	return 0
+}
+
+// generalChain writes a chain for its group: the ephemeral ports of
+// addresses as '*' (a listener's port, the same for the whole group,
+// stays), the client's id as "a client", and durations as the group's
+// idle range.
+func generalChain(chain string, lo, hi time.Duration) string {
+	chain = clientID.ReplaceAllString(chain, "a client")
+	chain = durationWords.ReplaceAllString(chain, "after "+idleRange(lo, hi)+" idle")
+	return ephemeralPort.ReplaceAllStringFunc(chain, func(m string) string {
+		if i := strings.LastIndexByte(m, ':'); i >= 0 {
+			if p, err := strconv.Atoi(m[i+1:]); err == nil && p >= 32768 {
+				return m[:i+1] + "*"
 			}
-			return 1
 		}
-		return strings.Compare(x.Chain+x.Sender+x.Hop+x.Confidence, y.Chain+y.Sender+y.Hop+y.Confidence)
+		return m
 	})
 }
+
+var (
+	clientID      = regexp.MustCompile(`client c[0-9A-Za-z_-]+`)
+	durationWords = regexp.MustCompile(`after [0-9.<]+ (ms|s) idle`)
+	ephemeralPort = regexp.MustCompile(`[0-9a-fA-F.:\[\]]+:[0-9]{1,5}\b`)
+)
 
 func (a *accumulator) finishConnections(rep *Report) {
 	cs := ConnStats{Attempts: a.attempts, Reconnects: a.reconnects, EndedBy: a.endedBy}
@@ -1146,9 +1209,13 @@ func (a *accumulator) finishHeartbeat(rep *Report) {
 	if len(a.heartbeats) > 0 {
 		hb.IntervalS = distOf(a.heartbeats).P50
 	}
-	hb.Timeouts = sortedTimeouts(a.ev.timeouts)
+	for _, n := range a.eng.Numbers() {
+		if n.Kind == attribution.NumberFault && n.Idle {
+			hb.Timeouts = append(hb.Timeouts, HopTimeout{Where: hopWords(n.Where), TimeoutS: n.Seconds, Source: n.Words})
+		}
+	}
 	for _, c := range rep.Fingerprints {
-		if c.Dimension == "idle" && isResetClass(c.Class) && c.MatchKind != "injected" && c.MatchKind != "configured" {
+		if c.Dimension == "idle" && isBrokenClass(c.Class) && c.MatchKind != "injected" && c.MatchKind != "fault" && c.MatchKind != "keepalive" {
 			where := "the path"
 			if c.Hop != "" && c.Hop != HopUnknown {
 				where = hopWords(c.Hop)
@@ -1324,4 +1391,20 @@ func messageRate(s []sampleRow, i int) float64 {
 		return 0
 	}
 	return math.Max(0, float64(s[i].messages-s[i-1].messages)/dt)
+}
+
+// timingHint adds to a verdict that cannot name a sender what the timing
+// alone suggests: a fingerprint of the errors that matches a known
+// middlebox default (never one of our own numbers, named as ours).
+func timingHint(rep *Report) {
+	v := &rep.Verdict
+	if v.Cause == nil || v.Cause.Kind != attribution.KindUnknown {
+		return
+	}
+	for _, c := range rep.Fingerprints {
+		if c.MatchKind == "known" && isBrokenClass(c.Class) {
+			v.Statement += fmt.Sprintf(" Timing alone suggests a middlebox, with low confidence: %d %s in a %s.", c.Count, c.Class, c.Match)
+			return
+		}
+	}
 }

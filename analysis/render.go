@@ -12,6 +12,8 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/ssestress/ssestress/analysis/attribution"
 )
 
 // ErrUnknownFormat is returned by Render for a format it does not know.
@@ -54,7 +56,7 @@ func Formats() []string { return sortedKeys(Renderers) }
 func (rep *Report) Doc() *Document {
 	d := &Document{
 		Title: "ssestress report", Lead: rep.Verdict.Statement, LeadItems: rep.Verdict.Evidence, Advice: rep.Verdict.Enable,
-		Conclusive: rep.Verdict.Origin != "", Tables: Tables(rep), Graphs: rep.Graphs, Value: rep,
+		Conclusive: rep.Verdict.Cause != nil && rep.Verdict.Cause.Kind != attribution.KindUnknown, Tables: Tables(rep), Graphs: rep.Graphs, Value: rep,
 	}
 	for _, f := range rep.Files {
 		d.Files = append(d.Files, f.Name)

@@ -14,6 +14,10 @@ package analysis
 
 import "time"
 
+// The explanation of every error comes from package attribution (the one
+// engine behind capture analyze, report, bisect and the end-of-run lines):
+// the report groups its answers into tables.
+
 // Report is everything the report says about one or more session files.
 // Durations are float seconds in fields whose JSON name ends in _s.
 type Report struct {
@@ -36,7 +40,8 @@ type Report struct {
 	Messages     []MessageCount   `json:"messages"`
 	// MessagesOmitted counts distinct messages beyond the ones listed.
 	MessagesOmitted int `json:"messages_omitted,omitempty"`
-	// ResetChains are the capture's attributed resets, grouped by chain.
+	// ResetChains are the explained errors (and failed proxy client
+	// connections), grouped by cause.
 	ResetChains []ResetChain `json:"reset_chains"`
 	// Hops summarises the proxies' hop connections: how each hop ended.
 	Hops        []HopStats   `json:"hops"`
@@ -61,7 +66,7 @@ type Report struct {
 // rawErrors are the errors as Load kept them.
 type rawErrors struct {
 	classes    []string
-	attrs      []attribution
+	attrs      []origin
 	points     []errPoint
 	fileStarts []int64 // unix ns, per file
 }
@@ -125,15 +130,26 @@ type ScenarioSummary struct {
 
 // ErrorPattern is one cell of errors by class × hop × origin.
 type ErrorPattern struct {
-	Class  string `json:"class"`
-	Hop    string `json:"hop"`    // "p1/client", "p1/upstream", "direct", "?"
-	Origin string `json:"origin"` // sender role: server, proxy p1, middlebox, client, unknown
-	// Confidence in the origin: high (a fault event or a captured RST on
-	// this connection), medium (a proxy's record of how the hop ended),
-	// low (timing only), none.
+	Class string `json:"class"`
+	// Hop is where the root of the error happened: a proxy's hop
+	// ("p1/upstream"), "direct", or "?".
+	Hop string `json:"hop"`
+	// Origin is who sent the segment at the root: server, proxy p1,
+	// middlebox, client, unknown.
+	Origin string `json:"origin"`
+	// Cause is injected (a fault of ours), natural, forged (a middlebox in
+	// an endpoint's name), lost-state (the peer no longer knew the
+	// connection) or unknown.
+	Cause string `json:"cause"`
+	// Via lists the proxies that passed it on to the client, innermost
+	// first ("B, A").
+	Via string `json:"via,omitempty"`
+	// Confidence in the origin: high (packets, a fault firing, the
+	// sender's own record), medium (the receiving proxy's record), low
+	// (the client's error alone), none.
 	Confidence string  `json:"confidence"`
 	Fault      string  `json:"fault,omitempty"` // kind of the injected fault, "" when natural
-	Evidence   string  `json:"evidence"`        // fault event, capture, proxy hop, none
+	Evidence   string  `json:"evidence"`        // packets, fault firing, own record, peer's record, client error, none
 	Count      int64   `json:"count"`
 	Share      float64 `json:"share"` // of all errors
 }
@@ -151,8 +167,12 @@ type DurationBucket struct {
 }
 
 // Cluster is a group of errors of one class at nearly the same connection
-// age or idle time: the fingerprint of a timeout somewhere on the path.
+// age or idle time, or a threshold no error of the class came below: the
+// fingerprint of a timeout somewhere on the path.
 type Cluster struct {
+	// Shape is "cluster" (the errors at one value) or "threshold" (every
+	// error at or above LoS, none below).
+	Shape     string  `json:"shape"`
 	Dimension string  `json:"dimension"` // "idle" or "age"
 	Class     string  `json:"class"`
 	CenterS   float64 `json:"center_s"` // median of the cluster
@@ -160,10 +180,12 @@ type Cluster struct {
 	HiS       float64 `json:"hi_s"`
 	Count     int64   `json:"count"`
 	Share     float64 `json:"share"` // of the class's errors
-	// MatchKind is "injected" (the members' connections carry a fault event
-	// of that idle), "configured" (a fault's configured timeout equals the
-	// centre), "known" (a known middlebox default, possibly time-scaled) or
-	// "none".
+	// MatchKind is "injected" (most members were injected by one fault),
+	// "keepalive" (our own keepalive period: the probe only revealed a
+	// connection the peer no longer knew), "fault" (a duration of a fault
+	// we configured), "known" (a known middlebox default, possibly
+	// time-scaled) or "none". Ours are matched first: a number of ours is
+	// never named as a middlebox that shares it.
 	MatchKind string `json:"match_kind"`
 	Match     string `json:"match"` // the fingerprint in words
 	Hop       string `json:"hop,omitempty"`
@@ -182,19 +204,21 @@ type TimeBin struct {
 	StartS  float64          `json:"start_s"`
 	Count   int64            `json:"count"`
 	ByClass map[string]int64 `json:"by_class"`
-	// ResetsByHop counts reset-like errors (ECONNRESET, UNEXPECTED_EOF,
+	// BrokenByHop counts the resets and cuts (ECONNRESET, UNEXPECTED_EOF,
 	// EPIPE) by hop.
-	ResetsByHop map[string]int64 `json:"resets_by_hop,omitempty"`
+	BrokenByHop map[string]int64 `json:"resets_and_cuts_by_hop,omitempty"`
 }
 
 // GroupStats is one symbol group.
 type GroupStats struct {
-	Group         string           `json:"group"`
-	Connections   int64            `json:"connections"`
-	Events        int64            `json:"events"`
-	Errors        int64            `json:"errors"`
-	ErrorsPerConn float64          `json:"errors_per_connection"`
-	ByClass       map[string]int64 `json:"by_class"`
+	Group string `json:"group"`
+	// Attempts counts the group's connection attempts (reconnects
+	// included); Errors its client errors.
+	Attempts         int64            `json:"attempts"`
+	Events           int64            `json:"events"`
+	Errors           int64            `json:"errors"`
+	ErrorsPerAttempt float64          `json:"errors_per_attempt"`
+	ByClass          map[string]int64 `json:"by_class"`
 }
 
 // MessageCount is one distinct error message (ports replaced by '*').
@@ -206,17 +230,26 @@ type MessageCount struct {
 	LastS   float64 `json:"last_s"`
 }
 
-// ResetChain is a group of root resets of the capture analysis (bucket
-// resets) with the same chain and attribution.
+// ResetChain is a group of explained errors (or failed proxy client
+// connections) with one cause: same sender, hop, cause and relays. Chain
+// is one of them in words, with client addresses and durations written
+// generally (ports as '*', idle as the group's range).
 type ResetChain struct {
 	Chain      string `json:"chain"`
-	Sender     string `json:"sender"` // server, proxy p1, middlebox lb, unknown
+	Sender     string `json:"sender"` // server, proxy p1, middlebox, client, unknown
 	Hop        string `json:"hop"`
+	Cause      string `json:"cause"` // injected, natural, forged, lost-state, unknown
+	Seen       string `json:"seen"`  // what the clients felt: reset, cut, close, ...
 	Confidence string `json:"confidence"`
 	Injected   bool   `json:"injected"`
 	Fault      string `json:"fault,omitempty"`
 	Forged     bool   `json:"forged,omitempty"`
-	Count      int64  `json:"count"`
+	// Idle is the range of the idle times before the errors.
+	Idle  string `json:"idle"`
+	Count int64  `json:"count"`
+	// Source says what was counted: client errors, or proxy client
+	// connections (a proxy's file with no client records).
+	Source string `json:"source"`
 }
 
 // HopStats is how the connections of one proxy hop ended.
@@ -330,20 +363,4 @@ type Series struct {
 	Name string    `json:"name"`
 	X    []float64 `json:"x"`
 	Y    []float64 `json:"y"`
-}
-
-// Verdict is the report's conclusion on where the resets come from.
-type Verdict struct {
-	// Resets counts reset-like errors (ECONNRESET, UNEXPECTED_EOF, EPIPE).
-	Resets     int64  `json:"resets"`
-	Origin     string `json:"origin"` // "" when not enough evidence
-	Hop        string `json:"hop,omitempty"`
-	Fault      string `json:"fault,omitempty"`
-	Confidence string `json:"confidence"`
-	// Statement is the one-paragraph answer.
-	Statement string `json:"statement"`
-	// Evidence lists the counts behind the statement.
-	Evidence []string `json:"evidence"`
-	// Enable lists what to turn on to get better evidence.
-	Enable []string `json:"enable,omitempty"`
 }

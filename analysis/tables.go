@@ -149,19 +149,34 @@ func verdictTable(rep *Report) Table {
 	v := rep.Verdict
 	t := newTable("verdict", "Verdict", "item", "detail")
 	t.add("statement", v.Statement)
-	if v.Origin != "" {
-		t.add("origin", v.Origin)
-	}
-	if v.Hop != "" {
-		t.add("hop", v.Hop)
-	}
-	if v.Fault != "" {
-		t.add("fault", v.Fault)
+	if x := v.Cause; x != nil {
+		t.add("cause", x.Kind)
+		t.add("sender", x.Sender.Words())
+		if x.InNameOf != nil {
+			t.add("in the name of", x.InNameOf.Words())
+		}
+		t.add("where", hopWords(x.Where()))
+		if x.FaultName != "" {
+			t.add("fault", x.FaultName)
+		}
+		if len(x.Relays) > 0 {
+			t.add("passed on by", originOf(x).Via)
+		}
+		t.add("chain", x.ChainText())
 	}
 	t.add("confidence", v.Confidence)
-	t.add("resets", count(v.Resets))
+	t.add("client errors", count(v.ClientErrors))
+	if v.ProxyConnections > 0 {
+		t.add("failed proxy client connections", count(v.ProxyConnections))
+	}
+	t.add("resets (RST) felt", count(v.Resets))
+	t.add("cuts (FIN inside the stream) felt", count(v.Cuts))
+	t.add("RST segments captured", count(v.RSTSegments))
 	for _, e := range v.Evidence {
 		t.add("evidence", e)
+	}
+	for _, e := range v.Conflicts {
+		t.add("conflict", e)
 	}
 	for _, e := range v.Enable {
 		t.add("enable", e)
@@ -190,14 +205,10 @@ func distCell(d Dist, v float64) string {
 }
 
 func patternsTable(rep *Report) Table {
-	t := newTable("error_patterns", "Errors by class × hop × origin", "class", "hop", "origin", "confidence", "fault", "evidence", "count#", "share#")
+	t := newTable("error_patterns", "Errors by class × hop × origin", "class", "hop", "origin", "cause", "via", "confidence", "fault", "evidence", "count#", "share#")
 	t.Empty = "no errors recorded"
 	for _, p := range rep.Patterns {
-		fault := p.Fault
-		if fault == "" {
-			fault = "-"
-		}
-		t.add(p.Class, p.Hop, p.Origin, p.Confidence, fault, p.Evidence, count(p.Count), share(p.Share))
+		t.add(p.Class, p.Hop, p.Origin, p.Cause, dashIfEmpty(p.Via), p.Confidence, dashIfEmpty(p.Fault), p.Evidence, count(p.Count), share(p.Share))
 	}
 	return t
 }
@@ -252,10 +263,10 @@ func timelineTable(rep *Report) Table {
 }
 
 func groupsTable(rep *Report) Table {
-	t := newTable("groups", "Per symbol group", "group", "connections#", "events#", "errors#", "errors/connection#", "errors by class")
+	t := newTable("groups", "Per symbol group", "group", "attempts#", "events#", "errors#", "errors/attempt#", "errors by class")
 	t.Empty = "no symbol groups recorded"
 	for _, g := range rep.Groups {
-		t.add(g.Group, count(g.Connections), count(g.Events), count(g.Errors), rate(g.ErrorsPerConn), classList(g.ByClass, rep.Classes))
+		t.add(g.Group, count(g.Attempts), count(g.Events), count(g.Errors), rate(g.ErrorsPerAttempt), classList(g.ByClass, rep.Classes))
 	}
 	return t
 }
@@ -275,24 +286,25 @@ func messagesTable(rep *Report) Table {
 }
 
 func resetChainsTable(rep *Report) Table {
-	t := newTable("reset_chains", "Reset chains (capture)", "chain", "sender", "hop", "confidence", "injected", "forged", "count#")
-	t.Empty = "no capture in these files (run with --capture to attribute each RST to its sender)"
+	t := newTable("reset_chains", "Reset and cut chains, grouped by cause", "chain", "sender", "hop", "cause", "felt", "idle", "confidence", "count#")
+	t.Empty = "no error and no failed proxy client connection to explain"
 	if rep.Evidence.CaptureDisabled != "" {
 		t.Intro = append(t.Intro, "The capture did not run: "+rep.Evidence.CaptureDisabled+".")
 	}
 	if rep.Evidence.Capture && rep.Evidence.CapturePackets > 0 {
-		t.Intro = append(t.Intro, fmt.Sprintf("%d packets captured, %d dropped by the kernel.", rep.Evidence.CapturePackets, rep.Evidence.CaptureDrops))
+		t.Intro = append(t.Intro, fmt.Sprintf("%d packets captured, %d dropped by the kernel; %d RST segments (each once).",
+			rep.Evidence.CapturePackets, rep.Evidence.CaptureDrops, rep.Verdict.RSTSegments))
 	}
 	for _, c := range rep.ResetChains {
-		injected := "-"
-		if c.Injected {
-			injected = dashIfEmpty(c.Fault)
+		cause := c.Cause
+		if c.Injected && c.Fault != "" {
+			cause += " (" + c.Fault + ")"
 		}
-		forged := "-"
-		if c.Forged {
-			forged = "forged"
+		felt := c.Seen
+		if c.Source == "proxy" {
+			felt += " (proxy client connection)"
 		}
-		t.add(dashIfEmpty(c.Chain), c.Sender, c.Hop, c.Confidence, injected, forged, count(c.Count))
+		t.add(dashIfEmpty(c.Chain), c.Sender, c.Hop, cause, felt, c.Idle, c.Confidence, count(c.Count))
 	}
 	return t
 }
@@ -350,7 +362,7 @@ func connectionsTable(rep *Report) Table {
 }
 
 func lifetimesTable(rep *Report) Table {
-	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime", "connections#", "share#")
+	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime", "attempts#", "share#")
 	t.Empty = "no closed connection attempts recorded"
 	total := int64(rep.Connections.LifetimeS.N)
 	for _, b := range rep.Connections.Lifetimes {
@@ -360,7 +372,7 @@ func lifetimesTable(rep *Report) Table {
 }
 
 func endingsTable(rep *Report) Table {
-	t := newTable("connection_endings", "How connection attempts ended", "ended by", "connections#", "share#")
+	t := newTable("connection_endings", "How connection attempts ended", "ended by", "attempts#", "share#")
 	t.Empty = "no client connections recorded"
 	keys := sortedKeys(rep.Connections.EndedBy)
 	sortByCount(keys, rep.Connections.EndedBy)

@@ -1,24 +1,21 @@
-// Package capture sees the TCP packets of a run and says where each reset
-// came from.
+// Package capture sees the TCP packets of a run and summarizes each
+// connection for attribution.
 //
 // Packets enter in two ways: live, through an AF_PACKET socket
 // (gopacket's pcapgo.EthernetHandle, no cgo) with a BPF filter on the
-// topology's ports (Start), or from a pcap or pcapng file written by this
-// package or by tcpdump (ReadFile). Either way each TCP packet is decoded
-// once and folded into a per-flow summary (session.Flow: handshake, FINs,
-// RST packets with their sequence numbers, last data and bytes each way);
-// live, the full packets also go to a pcap file and the summaries to the
-// session file.
+// topology's ports (Start, or StartEach for one capture per interface),
+// or from a pcap or pcapng file written by this package or by tcpdump
+// (ReadFile). Either way each TCP packet is decoded once and folded into a
+// per-flow summary (session.Flow: handshake, FINs, RST packets with their
+// sequence numbers, TTLs and what came before and after them, last data
+// and bytes each way); live, the full packets also go to a pcap file and
+// the summaries, with the capture's CaptureInfo, to the session file.
 //
-// Attribution (Attribute, AttributeFile) joins those summaries with what
-// the rest of ssestress recorded in the session file (topology, client
-// connections and errors, proxy hop connections and fault events) and
-// leaves one session.Reset per RST in the resets bucket: the hop, who sent
-// it to whom, the connection's age and idle time, whether a proxy fault
-// injected it or a third party forged it, and the chain of resets that
-// ended in a client's error. A report only reads that bucket. When no
-// capture was possible (no root or CAP_NET_RAW) the same entry point
-// infers resets from socket evidence alone, with lower confidence.
+// Who sent each RST, on which hop and why is not decided here: package
+// analysis/attribution joins these summaries with every other record of
+// any number of session files and captures. When no capture was possible
+// (no root or CAP_NET_RAW) Start says so in the session file, and
+// attribution rests on the records alone, with lower confidence.
 package capture
 
 import (

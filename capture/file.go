@@ -11,6 +11,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/gopacket"
@@ -128,7 +129,18 @@ func ReadPackets(r io.Reader, ports []int) (*FileResult, error) {
 		return nil, fmt.Errorf("link type %d is not supported (Ethernet, Linux cooked, raw IP and BSD loopback are)", link)
 	}
 
-	tr := newTracker(ports, func(f session.Flow) { res.Flows = append(res.Flows, f) })
+	// A flow revived by a late segment is handed over again: the later
+	// summary replaces the earlier one.
+	written := map[string]int{}
+	tr := newTracker(ports, func(f session.Flow) {
+		k := session.FlowKey(f.First, f.Dialer, f.Listener, "")
+		if i, ok := written[k]; ok {
+			res.Flows[i] = f
+			return
+		}
+		written[k] = len(res.Flows)
+		res.Flows = append(res.Flows, f)
+	})
 	dec := newDecoder()
 	var p packet
 	for {
@@ -175,13 +187,31 @@ func ReadPackets(r io.Reader, ports []int) (*FileResult, error) {
 func FileCaptureID(path string) string { return "file:" + filepath.Base(path) }
 
 // LiveCaptureID is the capture ID of a live capture on iface of this host:
-// "<host name>/<iface>".
+// "<host name>/<iface>", and "<host name>/netns:<inode>/<iface>" inside a
+// network namespace other than the host's, so two namespaces' "lo" or
+// "eth0" stay two captures when their files are read together.
 func LiveCaptureID(iface string) string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"
 	}
+	if ns := netnsID(); ns != "" {
+		host += "/netns:" + ns
+	}
 	return host + "/" + iface
+}
+
+// netnsID is the inode of this process's network namespace when it is not
+// the one of process 1 (the host's), "" otherwise or when unknown.
+func netnsID() string {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return ""
+	}
+	if init, err := os.Readlink("/proc/1/ns/net"); err == nil && init == self {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(self, "net:["), "]")
 }
 
 // maxPacket bounds the bytes of one packet a file may claim (loopback with

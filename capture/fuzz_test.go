@@ -3,12 +3,12 @@ package capture
 import (
 	"bytes"
 	"testing"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -55,13 +55,19 @@ func FuzzReadPackets(f *testing.F) {
 		if rsts != res.Resets || res.Resets > res.Packets {
 			t.Fatalf("flows hold %d RSTs, the reader counted %d of %d packets", rsts, res.Resets, res.Packets)
 		}
-		rs := Attribute(&Evidence{Flows: res.Flows, Ports: []int{8080}})
-		if uint64(len(rs)) != rsts {
-			t.Fatalf("%d resets attributed for %d RST packets", len(rs), rsts)
+		in := &attribution.Input{}
+		in.AddCapture(session.CaptureInfo{ID: "fuzz"}, res.Flows)
+		out := attribution.Analyze(in, attribution.Options{})
+		var kept int
+		for _, fl := range res.Flows {
+			kept += len(fl.RSTs)
 		}
-		for _, r := range rs {
-			if r.ID == "" || r.Time.Before(time.Time{}) || r.SenderAddr == "" {
-				t.Fatalf("bad reset %+v", r)
+		if len(out.Segments) > kept {
+			t.Fatalf("%d segments attributed for %d RST packets kept", len(out.Segments), kept)
+		}
+		for _, s := range out.Segments {
+			if s.Sender.Role == "" || len(s.Captures) != 1 || s.Kind == "" {
+				t.Fatalf("bad segment %+v", s)
 			}
 		}
 		_ = session.Reset{}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture/internal/looptest"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
@@ -80,8 +81,9 @@ func (l *lab) topology(role, name, side, addr string) {
 	l.w.Put(session.Endpoint{Role: role, Name: name, Hop: side, Addr: addr})
 }
 
-// finish stops the capture, closes the session file and attributes it.
-func (l *lab) finish() *Result {
+// finish stops the capture, closes the session file and attributes it
+// with the attribution engine, as report does.
+func (l *lab) finish() *attribution.Result {
 	l.t.Helper()
 	st, err := l.cap.Stop()
 	if err != nil {
@@ -92,14 +94,35 @@ func (l *lab) finish() *Result {
 		l.t.Fatal(err)
 	}
 	l.stopped = true
-	res, err := AttributeFile(context.Background(), l.path, AnalyzeOptions{})
+	return attributeFile(l.t, l.path, nil)
+}
+
+// attributeFile reads a session file (and the flows of pcap files, as
+// capture analyze does) into the attribution engine.
+func attributeFile(t *testing.T, path string, pcaps map[string][]session.Flow) *attribution.Result {
+	t.Helper()
+	r, err := session.Open(path)
 	if err != nil {
-		l.t.Fatalf("attribute: %v", err)
+		t.Fatal(err)
 	}
-	for _, r := range res.Resets {
-		l.t.Logf("reset %s %s→%s hop=%s reason=%s forged=%v injected=%v conf=%s evidence=%q chain=%q",
-			r.SenderRole, r.SenderAddr, r.ReceiverAddr, r.Hop, r.Reason, r.Forged, r.Injected, r.Confidence, r.Evidence, r.Chain)
+	in := &attribution.Input{}
+	_, err = in.ReadFile(r, true)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if pcaps != nil {
+		in.Captures, in.Flows = nil, nil
+		for id, flows := range pcaps {
+			in.AddCapture(session.CaptureInfo{ID: id}, flows)
+		}
+	}
+	res := attribution.Analyze(in, attribution.Options{})
+	for _, s := range res.Segments {
+		t.Logf("segment %s → %s on %s reason=%s kind=%s conf=%s evidence=%q chain=%q",
+			s.Sender.Words(), s.Receiver.Words(), s.Where(), s.Reason, s.Kind, s.Confidence, s.Evidence, s.Chain)
+	}
+	t.Logf("verdict: %s", res.Verdict.Statement)
 	return res
 }
 
@@ -238,13 +261,25 @@ func (p *relayPair) injectReset(hop string) {
 	p.r.w.Put(*o)
 }
 
-// only returns the resets matching pred.
-func only(rs []session.Reset, pred func(session.Reset) bool) []session.Reset {
-	var out []session.Reset
-	for _, r := range rs {
-		if pred(r) {
-			out = append(out, r)
+// only returns the segments matching pred.
+func only(ss []attribution.Segment, pred func(attribution.Segment) bool) []attribution.Segment {
+	var out []attribution.Segment
+	for _, s := range ss {
+		if pred(s) {
+			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// explanationOf is the explanation of a client's error.
+func explanationOf(t *testing.T, res *attribution.Result, clientID string) *attribution.Explanation {
+	t.Helper()
+	for _, x := range res.Explanations {
+		if x.Incident.ClientID == clientID {
+			return x
+		}
+	}
+	t.Fatalf("no explanation of %s's error", clientID)
+	return nil
 }

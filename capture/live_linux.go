@@ -66,7 +66,8 @@ type Capture struct {
 	mu         sync.Mutex // guards the fields below
 	stats      Stats
 	resetFlows []session.Flow
-	err        error // the first failure of the reader or of the file
+	resetIndex map[string]int // FlowKey → index in resetFlows
+	err        error          // the first failure of the reader or of the file
 
 	// Reader-owned.
 	lastTick   time.Time
@@ -407,8 +408,15 @@ func (c *Capture) flowDone(f session.Flow) {
 		c.cfg.Session.Put(f)
 	}
 	if len(f.RSTs) > 0 {
+		k := string(f.Key())
 		c.mu.Lock()
-		if len(c.resetFlows) < keptResetFlows {
+		if i, ok := c.resetIndex[k]; ok {
+			c.resetFlows[i] = f // a revived flow, written again
+		} else if len(c.resetFlows) < keptResetFlows {
+			if c.resetIndex == nil {
+				c.resetIndex = map[string]int{}
+			}
+			c.resetIndex[k] = len(c.resetFlows)
 			c.resetFlows = append(c.resetFlows, f)
 		}
 		c.mu.Unlock()
@@ -438,13 +446,19 @@ func (c *Capture) shutdown() {
 		s.Stopped = stopped
 	})
 	if c.cfg.Session != nil {
-		s := c.Progress()
-		host, _ := os.Hostname()
-		c.cfg.Session.Put(session.CaptureInfo{
-			ID: c.id, Host: host, Iface: c.iface, Ports: c.cfg.Ports, Pcap: c.cfg.Out,
-			Started: s.Started, Stopped: s.Stopped,
-			Packets: s.Packets, KernelPackets: s.KernelPackets, KernelDrops: s.KernelDrops,
-			Flows: int64(s.Flows), RSTSegments: int64(s.Resets),
-		})
+		c.cfg.Session.Put(c.Info())
+	}
+}
+
+// Info is the capture's description as the session file keeps it (final
+// after Stop).
+func (c *Capture) Info() session.CaptureInfo {
+	s := c.Progress()
+	host, _ := os.Hostname()
+	return session.CaptureInfo{
+		ID: c.id, Host: host, Iface: c.iface, Ports: c.cfg.Ports, Pcap: c.cfg.Out,
+		Started: s.Started, Stopped: s.Stopped,
+		Packets: s.Packets, KernelPackets: s.KernelPackets, KernelDrops: s.KernelDrops,
+		Flows: int64(s.Flows), RSTSegments: int64(s.Resets),
 	}
 }

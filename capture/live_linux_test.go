@@ -11,6 +11,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture/internal/looptest"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -37,8 +38,8 @@ func TestHandleFD(t *testing.T) {
 }
 
 // TestServerAborts: the server resets the stream (SO_LINGER 0 + close);
-// the RST is attributed to the server on the direct hop and explains the
-// client's ECONNRESET.
+// the RST is the server's, on the direct client–server connection, and
+// explains the client's ECONNRESET.
 func TestServerAborts(t *testing.T) {
 	l := newLab(t)
 	srv := looptest.NewSSEServer(t)
@@ -55,22 +56,26 @@ func TestServerAborts(t *testing.T) {
 	}
 	res := l.finish()
 
-	rs := only(res.Resets, func(r session.Reset) bool { return r.Reason != session.ReasonReply })
+	rs := only(res.Segments, func(s attribution.Segment) bool { return s.Reason != attribution.ReasonReply })
 	if len(rs) != 1 {
-		t.Fatalf("got %d resets, want 1: %+v", len(rs), res.Resets)
+		t.Fatalf("got %d segments, want 1: %+v", len(rs), res.Segments)
 	}
 	r := rs[0]
-	if r.SenderRole != session.RoleServer || r.SenderAddr != srv.Addr() || r.ReceiverRole != session.RoleClient ||
-		r.Link != session.LinkDirect || r.Forged || r.Injected || r.Confidence != session.ConfidenceHigh {
-		t.Errorf("attribution = %+v, want server → client on hop direct, high confidence", r)
+	if r.Sender.Role != session.RoleServer || r.Sender.Addr != srv.Addr() || r.Receiver.Role != session.RoleClient ||
+		r.Link != session.LinkDirect || r.Kind != attribution.KindNatural || r.Confidence != attribution.ConfidenceHigh {
+		t.Errorf("attribution = %+v, want server → client on the direct link, natural, high confidence", r)
 	}
-	if r.Error == nil || r.Error.Class != "ECONNRESET" || r.Error.ClientID != "c0001" || !r.Root {
-		t.Errorf("error = %+v root=%v, want the client's ECONNRESET as root", r.Error, r.Root)
+	if r.Explains == nil || r.Explains.Class != "ECONNRESET" || r.Explains.ClientID != "c0001" {
+		t.Errorf("explains %+v, want the client's ECONNRESET", r.Explains)
 	}
 	looptest.IdleAbout(t, "idle", r.Idle.D(), idleBeforeAbort)
-	want := "server " + srv.Addr() + " sent RST to client on hop direct after "
-	if !strings.HasPrefix(r.Chain, want) || !strings.HasSuffix(r.Chain, " idle → client saw ECONNRESET") {
-		t.Errorf("chain = %q, want %q... idle → client saw ECONNRESET", r.Chain, want)
+	x := explanationOf(t, res, "c0001")
+	want := "the server " + srv.Addr() + " sent a reset (RST) to the client "
+	if chain := x.ChainText(); !strings.HasPrefix(chain, want) || !strings.HasSuffix(chain, " idle → client c0001 saw ECONNRESET") {
+		t.Errorf("chain = %q, want %q... idle → client c0001 saw ECONNRESET", chain, want)
+	}
+	if x.Kind != attribution.KindNatural || x.Sender.Role != session.RoleServer || x.Confidence != attribution.ConfidenceHigh {
+		t.Errorf("explanation %+v", x.Cause)
 	}
 	checkPcap(t, l, res)
 }
@@ -90,16 +95,16 @@ func TestClientAborts(t *testing.T) {
 	looptest.WaitReset(t, sc)
 	res := l.finish()
 
-	if len(res.Resets) != 1 {
-		t.Fatalf("got %d resets, want 1", len(res.Resets))
+	if len(res.Segments) != 1 {
+		t.Fatalf("got %d segments, want 1", len(res.Segments))
 	}
-	r := res.Resets[0]
-	if r.SenderRole != session.RoleClient || r.ReceiverRole != session.RoleServer || r.ReceiverAddr != srv.Addr() ||
-		r.Link != session.LinkDirect || r.Forged || r.Reason != session.ReasonAbort {
-		t.Errorf("attribution = %+v, want client → server abort on hop direct", r)
+	r := res.Segments[0]
+	if r.Sender.Role != session.RoleClient || r.Receiver.Role != session.RoleServer || r.Receiver.Addr != srv.Addr() ||
+		r.Link != session.LinkDirect || r.Kind != attribution.KindNatural || r.Reason != attribution.ReasonAbort {
+		t.Errorf("attribution = %+v, want client → server abort on the direct link", r)
 	}
-	if r.Error != nil {
-		t.Errorf("a client's own abort explains no client error, got %+v", r.Error)
+	if r.Explains != nil {
+		t.Errorf("a client's own abort explains no client error, got %+v", r.Explains)
 	}
 	checkPcap(t, l, res)
 }
@@ -149,26 +154,29 @@ func TestForgedReset(t *testing.T) {
 	looptest.WaitReset(t, sc)
 	res := l.finish()
 
-	forged := only(res.Resets, func(r session.Reset) bool { return r.Forged })
+	forged := only(res.Segments, func(s attribution.Segment) bool { return s.Kind == attribution.KindForged })
 	if len(forged) != 1 {
-		t.Fatalf("got %d forged resets, want 1", len(forged))
+		t.Fatalf("got %d forged segments, want 1", len(forged))
 	}
 	r := forged[0]
-	if r.SenderRole != session.RoleMiddlebox || r.SenderAddr != srv.Addr() || r.ReceiverRole != session.RoleClient || r.Link != session.LinkDirect {
-		t.Errorf("attribution = %+v, want a middlebox in the server's name → client on hop direct", r)
+	if r.Sender.Role != session.RoleMiddlebox || r.InNameOf == nil || r.InNameOf.Addr != srv.Addr() || r.Receiver.Role != session.RoleClient ||
+		r.Link != session.LinkDirect {
+		t.Errorf("attribution = %+v, want a middlebox in the server's name → client on the direct link", r)
 	}
 	if !strings.Contains(strings.Join(r.Evidence, "; "), "kept sending") {
 		t.Errorf("evidence %q does not say the server kept sending", r.Evidence)
 	}
-	if r.Error == nil || r.Error.Class != "ECONNRESET" || !r.Root {
-		t.Errorf("error = %+v, want the client's ECONNRESET", r.Error)
+	if r.Explains == nil || r.Explains.Class != "ECONNRESET" {
+		t.Errorf("explains %+v, want the client's ECONNRESET", r.Explains)
 	}
-	if want := "a middlebox forged an RST as server " + srv.Addr() + " to client on hop direct"; !strings.HasPrefix(r.Chain, want) {
-		t.Errorf("chain = %q, want prefix %q", r.Chain, want)
+	x := explanationOf(t, res, "c0003")
+	if want := "a middlebox on the direct client–server connection forged a reset to the client"; !strings.HasPrefix(x.ChainText(), want) ||
+		x.Kind != attribution.KindForged || x.InNameOf == nil || x.InNameOf.Role != session.RoleServer {
+		t.Errorf("explanation %+v chain %q, want prefix %q", x.Cause, x.ChainText(), want)
 	}
 	looptest.IdleAbout(t, "idle", r.Idle.D(), idleBeforeAbort)
-	replies := only(res.Resets, func(r session.Reset) bool { return r.Reason == session.ReasonReply })
-	if len(replies) != 1 || replies[0].SenderRole != session.RoleClient || replies[0].Forged {
+	replies := only(res.Segments, func(s attribution.Segment) bool { return s.Reason == attribution.ReasonReply })
+	if len(replies) != 1 || replies[0].Sender.Role != session.RoleClient || replies[0].Kind != attribution.KindNatural {
 		t.Errorf("want one reply RST from the client's stack, got %+v", replies)
 	}
 	checkPcap(t, l, res)
@@ -186,7 +194,7 @@ func TestServerResetThroughProxy(t *testing.T) {
 }
 
 // serverResetThroughProxy runs the traffic of TestServerResetThroughProxy.
-func serverResetThroughProxy(t *testing.T, l *lab, srv *looptest.SSEServer, rl *relay) *Result {
+func serverResetThroughProxy(t *testing.T, l *lab, srv *looptest.SSEServer, rl *relay) *attribution.Result {
 	cl := looptest.StartClient(t, l.w, rl.addr(), "c0004")
 	sc := srv.Next(t)
 	p := rl.next(t)
@@ -201,29 +209,33 @@ func serverResetThroughProxy(t *testing.T, l *lab, srv *looptest.SSEServer, rl *
 	return l.finish()
 }
 
-func checkChainThroughProxy(t *testing.T, res *Result, srv *looptest.SSEServer, rl *relay) {
+func checkChainThroughProxy(t *testing.T, res *attribution.Result, srv *looptest.SSEServer, rl *relay) {
 	t.Helper()
-	rs := only(res.Resets, func(r session.Reset) bool { return r.Reason != session.ReasonReply })
+	rs := only(res.Segments, func(s attribution.Segment) bool { return s.Reason != attribution.ReasonReply })
 	if len(rs) != 2 {
-		t.Fatalf("got %d resets, want 2 (upstream, then client hop)", len(rs))
+		t.Fatalf("got %d segments, want 2 (upstream, then client hop)", len(rs))
 	}
 	up, ch := rs[0], rs[1]
-	if up.SenderRole != session.RoleServer || up.SenderAddr != srv.Addr() || up.ReceiverRole != session.RoleProxy ||
-		up.Hop != session.HopUpstream || up.Proxy != "p1" || up.Injected || up.Forged {
+	if up.Sender.Role != session.RoleServer || up.Sender.Addr != srv.Addr() || up.Receiver.Role != session.RoleProxy ||
+		up.Hop != session.HopUpstream || up.Proxy != "p1" || up.Kind != attribution.KindNatural {
 		t.Errorf("upstream reset = %+v, want server → proxy p1 on hop upstream", up)
 	}
-	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.SenderAddr != rl.addr() || ch.ReceiverRole != session.RoleClient ||
-		ch.Hop != session.HopClient || ch.Injected || ch.Forged || ch.CausedBy != up.ID {
-		t.Errorf("client-hop reset = %+v, want proxy p1 → client on hop client, caused by %s", ch, up.ID)
+	if ch.Sender.Role != session.RoleProxy || ch.Sender.Name != "p1" || ch.Sender.Addr != rl.addr() || ch.Receiver.Role != session.RoleClient ||
+		ch.Hop != session.HopClient || ch.Kind != attribution.KindNatural {
+		t.Errorf("client-hop reset = %+v, want proxy p1 → client on hop client", ch)
 	}
-	if !up.Root || ch.Root || up.Error == nil || ch.Error == nil || up.Error.Class != "ECONNRESET" || up.Error.ClientID != "c0004" {
-		t.Errorf("error/root: upstream %+v root=%v, client hop %+v root=%v", up.Error, up.Root, ch.Error, ch.Root)
+	if up.Explains == nil || up.Explains.Class != "ECONNRESET" || up.Explains.ClientID != "c0004" || ch.Explains != nil {
+		t.Errorf("explains: upstream %+v, client hop %+v; want the upstream reset as the root of c0004's ECONNRESET", up.Explains, ch.Explains)
 	}
 	looptest.IdleAbout(t, "upstream idle", up.Idle.D(), idleBeforeAbort)
-	want := "server " + srv.Addr() + " sent RST to proxy on hop upstream after " + words(up.Idle.D()) +
-		" idle → proxy reset the client hop → client saw ECONNRESET"
-	if up.Chain != want || ch.Chain != want {
-		t.Errorf("chain = %q\n want %q", up.Chain, want)
+	x := explanationOf(t, res, "c0004")
+	want := "the server " + srv.Addr() + " sent a reset (RST) to proxy p1, on proxy p1's upstream hop after " + attribution.Words(up.Idle.D()) +
+		" idle → proxy p1 reset its client hop (--on-upstream-error=reset) → client c0004 saw ECONNRESET"
+	if x.ChainText() != want {
+		t.Errorf("chain = %q\n want %q", x.ChainText(), want)
+	}
+	if len(x.Relays) != 1 || x.Relays[0].Proxy != "p1" || x.Relays[0].Policy != "reset" {
+		t.Errorf("relays %+v, want p1 by its reset policy", x.Relays)
 	}
 }
 
@@ -243,21 +255,22 @@ func TestProxyResetsClientHop(t *testing.T) {
 	}
 	res := l.finish()
 
-	rs := only(res.Resets, func(r session.Reset) bool { return r.Reason != session.ReasonReply })
+	rs := only(res.Segments, func(s attribution.Segment) bool { return s.Reason != attribution.ReasonReply })
 	if len(rs) != 1 {
-		t.Fatalf("got %d resets, want 1", len(rs))
+		t.Fatalf("got %d segments, want 1", len(rs))
 	}
 	r := rs[0]
-	if r.SenderRole != session.RoleProxy || r.SenderName != "p1" || r.Hop != session.HopClient || r.ReceiverRole != session.RoleClient ||
-		!r.Injected || r.FaultName != "reset" || r.Forged || r.ConnID != p.id {
+	if r.Sender.Role != session.RoleProxy || r.Sender.Name != "p1" || r.Hop != session.HopClient || r.Receiver.Role != session.RoleClient ||
+		r.Kind != attribution.KindInjected || r.FaultName != "reset" {
 		t.Errorf("attribution = %+v, want an injected reset of proxy p1 on hop client", r)
 	}
-	if r.Error == nil || r.Error.ClientID != "c0005" || !r.Root {
-		t.Errorf("error = %+v, want c0005's ECONNRESET", r.Error)
+	if r.Explains == nil || r.Explains.ClientID != "c0005" {
+		t.Errorf("explains %+v, want c0005's ECONNRESET", r.Explains)
 	}
-	if want := `fault "reset" (reset) of proxy p1 sent RST from ` + rl.addr() + " to client on hop client after "; !strings.HasPrefix(r.Chain, want) ||
-		!strings.HasSuffix(r.Chain, "→ client saw ECONNRESET") {
-		t.Errorf("chain = %q, want prefix %q", r.Chain, want)
+	x := explanationOf(t, res, "c0005")
+	if want := `proxy p1's fault "reset" sent a reset (RST) to the client `; !strings.HasPrefix(x.ChainText(), want) ||
+		!strings.HasSuffix(x.ChainText(), "→ client c0005 saw ECONNRESET") || x.Kind != attribution.KindInjected || x.Hop != session.HopClient {
+		t.Errorf("chain = %q, want prefix %q", x.ChainText(), want)
 	}
 	checkPcap(t, l, res)
 }
@@ -280,19 +293,21 @@ func TestProxyResetsUpstreamHop(t *testing.T) {
 	}
 	res := l.finish()
 
-	if len(res.Resets) != 1 {
-		t.Fatalf("got %d resets, want 1", len(res.Resets))
+	if len(res.Segments) != 1 {
+		t.Fatalf("got %d segments, want 1", len(res.Segments))
 	}
-	r := res.Resets[0]
-	if r.SenderRole != session.RoleProxy || r.SenderName != "p1" || r.Hop != session.HopUpstream || r.ReceiverRole != session.RoleServer ||
-		r.ReceiverAddr != srv.Addr() || !r.Injected || r.Forged {
+	r := res.Segments[0]
+	if r.Sender.Role != session.RoleProxy || r.Sender.Name != "p1" || r.Hop != session.HopUpstream || r.Receiver.Role != session.RoleServer ||
+		r.Receiver.Addr != srv.Addr() || r.Kind != attribution.KindInjected {
 		t.Errorf("attribution = %+v, want an injected reset of proxy p1 toward the server on hop upstream", r)
 	}
-	if r.Error == nil || r.Error.ClientID != "c0006" || r.Error.Class != "UNEXPECTED_EOF" || !r.Root {
-		t.Errorf("error = %+v, want c0006's UNEXPECTED_EOF", r.Error)
+	if r.Explains == nil || r.Explains.ClientID != "c0006" || r.Explains.Class != "UNEXPECTED_EOF" {
+		t.Errorf("explains %+v, want c0006's UNEXPECTED_EOF", r.Explains)
 	}
-	if !strings.HasSuffix(r.Chain, "→ proxy closed the client hop with FIN → client saw UNEXPECTED_EOF") {
-		t.Errorf("chain = %q", r.Chain)
+	x := explanationOf(t, res, "c0006")
+	if !strings.HasSuffix(x.ChainText(), "→ proxy p1 passed the end on to its client hop (FIN) → client c0006 saw UNEXPECTED_EOF") ||
+		x.Kind != attribution.KindInjected || x.Hop != session.HopUpstream || x.Seen != attribution.SeenCut {
+		t.Errorf("explanation %+v seen %s chain %q", x.Cause, x.Seen, x.ChainText())
 	}
 	checkPcap(t, l, res)
 }
@@ -311,9 +326,9 @@ func proxyLab(t *testing.T) (*lab, *looptest.SSEServer, *relay) {
 
 // checkPcap checks that the pcap file holds every RST the attribution
 // counted, read back by ReadFile and, when installed, by tcpdump -r.
-func checkPcap(t *testing.T, l *lab, res *Result) {
+func checkPcap(t *testing.T, l *lab, res *attribution.Result) {
 	t.Helper()
-	captured := len(only(res.Resets, func(r session.Reset) bool { return r.Confidence == session.ConfidenceHigh }))
+	captured := len(res.Segments) // one capture: every RST packet is a segment of its own
 	fr, err := ReadFile(l.pcap, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -34,3 +34,6 @@ func (c *Capture) ResetFlows() []session.Flow { return nil }
 
 // Stop ends the capture.
 func (c *Capture) Stop() (Stats, error) { return Stats{}, nil }
+
+// Info is the capture's description.
+func (c *Capture) Info() session.CaptureInfo { return session.CaptureInfo{} }

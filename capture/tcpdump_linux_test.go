@@ -4,16 +4,17 @@ package capture
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture/internal/looptest"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -114,15 +115,6 @@ func TestTcpdumpFileSameAttribution(t *testing.T) {
 	res := serverResetThroughProxy(t, l, srv, rl)
 	checkChainThroughProxy(t, res, srv, rl)
 
-	r, err := session.Open(l.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := LoadEvidence(context.Background(), r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, run := range runs {
 		file := l.pcap
 		if run != nil {
@@ -136,9 +128,8 @@ func TestTcpdumpFileSameAttribution(t *testing.T) {
 		if fr.Packets != l.stats.Packets {
 			t.Errorf("%s: %d packets, the live capture processed %d", name, fr.Packets, l.stats.Packets)
 		}
-		fev := *ev
-		fev.Flows = fr.Flows
-		sameAttribution(t, name, Attribute(&fev), res.Resets)
+		got := attributeFile(t, l.path, map[string][]session.Flow{FileCaptureID(file): fr.Flows})
+		sameAttribution(t, name, got, res)
 	}
 }
 
@@ -146,41 +137,40 @@ func TestTcpdumpFileSameAttribution(t *testing.T) {
 // packet: the kernel stamps each socket's copy on its own (measured: 1-2 µs).
 const timeTolerance = 100 * time.Microsecond
 
+var durationText = regexp.MustCompile(`[0-9.<]+ (ms|s)\b`)
+
 // sameAttribution compares two attributions of the same traffic field by
-// field: times (and the IDs and flow keys built from them) within
-// timeTolerance, everything else exactly.
-func sameAttribution(t *testing.T, name string, got, want []session.Reset) {
+// field: times within timeTolerance, the capture's name aside, everything
+// else exactly.
+func sameAttribution(t *testing.T, name string, got, want *attribution.Result) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Errorf("%s: %d resets, live %d", name, len(got), len(want))
+	if len(got.Segments) != len(want.Segments) {
+		t.Errorf("%s: %d segments, live %d", name, len(got.Segments), len(want.Segments))
 		return
 	}
-	index := func(rs []session.Reset) map[string]int {
-		m := map[string]int{}
-		for i, r := range rs {
-			m[r.ID] = i
-		}
-		return m
-	}
-	gi, wi := index(got), index(want)
 	near := func(a, b time.Duration) bool { d := a - b; return d < timeTolerance && d > -timeTolerance }
-	for i := range want {
-		g, w := got[i], want[i]
+	for i := range want.Segments {
+		g, w := got.Segments[i], want.Segments[i]
 		if !near(g.Time.Sub(w.Time), 0) || !near(g.Age.D(), w.Age.D()) || !near(g.Idle.D(), w.Idle.D()) {
-			t.Errorf("%s: reset %d time/age/idle %v/%v/%v, live %v/%v/%v", name, i, g.Time, g.Age, g.Idle, w.Time, w.Age, w.Idle)
+			t.Errorf("%s: segment %d time/age/idle %v/%v/%v, live %v/%v/%v", name, i, g.Time, g.Age, g.Idle, w.Time, w.Age, w.Idle)
 		}
-		if (g.CausedBy == "") != (w.CausedBy == "") || (g.CausedBy != "" && gi[g.CausedBy] != wi[w.CausedBy]) {
-			t.Errorf("%s: reset %d caused by %q, live %q", name, i, g.CausedBy, w.CausedBy)
-		}
-		if (g.Flow == "") != (w.Flow == "") {
-			t.Errorf("%s: reset %d flow %q, live %q", name, i, g.Flow, w.Flow)
-		}
-		for _, r := range []*session.Reset{&g, &w} {
-			r.ID, r.Time, r.Age, r.Idle, r.CausedBy, r.Flow = "", time.Time{}, 0, 0, "", ""
+		for _, s := range []*attribution.Segment{&g, &w} {
+			s.Time, s.Age, s.Idle, s.Flow, s.Captures, s.Chain = time.Time{}, 0, 0, "", nil, durationText.ReplaceAllString(s.Chain, "D")
+			if s.Explains != nil {
+				e := *s.Explains
+				e.Age, e.Idle = 0, 0
+				s.Explains = &e
+			}
+			for k := range s.Evidence {
+				s.Evidence[k] = durationText.ReplaceAllString(s.Evidence[k], "D")
+			}
 		}
 		if a, b := jsonOf(t, g), jsonOf(t, w); a != b {
-			t.Errorf("%s: reset %d differs from live\n got  %s\n want %s", name, i, a, b)
+			t.Errorf("%s: segment %d differs from live\n got  %s\n want %s", name, i, a, b)
 		}
+	}
+	if a, b := durationText.ReplaceAllString(got.Verdict.Statement, "D"), durationText.ReplaceAllString(want.Verdict.Statement, "D"); a != b {
+		t.Errorf("%s: verdict %q, live %q", name, a, b)
 	}
 }
 

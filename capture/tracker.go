@@ -19,6 +19,15 @@ const (
 	defaultMaxFlows = 1_000_000
 	// evictEvery is how often ended flows are swept.
 	evictEvery = time.Second
+	// answerWindow is how long an ended flow, once written, stays known by
+	// its addresses: a segment of the same 4-tuple without SYN within it
+	// (a late RST, the answer to a retransmission or a keepalive probe)
+	// belongs to that connection and rewrites its summary, instead of
+	// opening a "midstream" flow of its own. Two minutes is TCP's
+	// TIME_WAIT twice over.
+	answerWindow = 2 * time.Minute
+	// maxEnded bounds the ended flows kept for answerWindow.
+	maxEnded = 200_000
 )
 
 // flowKey is a flow's two addresses, the smaller first, so both directions
@@ -37,6 +46,10 @@ type sideState struct {
 	seqValid bool
 	ttlValid bool
 	rst      bool
+	// lastPacket is the side's last packet other than a RST, and gapBefore
+	// the silence of the flow (no packet either way) before it.
+	lastPacket time.Time
+	gapBefore  time.Duration
 }
 
 // flowState is one flow in the tracker's table.
@@ -48,6 +61,8 @@ type flowState struct {
 	synSeen           bool
 	ended             bool
 	awaitingSentAfter int // RSTs whose SenderSentAfter is still open
+	// lastAny is the flow's last packet either way.
+	lastAny time.Time
 }
 
 // tracker keeps one summary per TCP flow. It is fed packets in capture
@@ -56,7 +71,10 @@ type flowState struct {
 // never reads the clock, so a live capture and a read-back of its pcap file
 // produce the same summaries.
 type tracker struct {
-	flows    map[flowKey]*flowState
+	flows map[flowKey]*flowState
+	// ended are flows written out that their 4-tuple may still answer
+	// (answerWindow).
+	ended    map[flowKey]*flowState
 	ports    map[uint16]bool // server ports of the topology, to orient midstream flows
 	sink     func(session.Flow)
 	linger   time.Duration
@@ -73,6 +91,7 @@ type tracker struct {
 func newTracker(ports []int, sink func(session.Flow)) *tracker {
 	t := &tracker{
 		flows:    map[flowKey]*flowState{},
+		ended:    map[flowKey]*flowState{},
 		ports:    map[uint16]bool{},
 		sink:     sink,
 		linger:   defaultLinger,
@@ -92,11 +111,24 @@ func (t *tracker) add(p *packet) {
 	t.packets++
 	k := keyOf(p.src, p.dst)
 	fs := t.flows[k]
-	if fs != nil && p.has(flagSYN) && !p.has(flagACK) && p.src == fs.client &&
+	newSYN := p.has(flagSYN) && !p.has(flagACK)
+	if fs != nil && newSYN && p.src == fs.client &&
 		(fs.ended || (fs.synSeen && fs.rec.FromDialer.ISN != p.seq)) {
 		// The 4-tuple is reused by a new connection.
 		t.finish(k, fs)
 		fs = nil
+	}
+	if fs == nil {
+		if old := t.ended[k]; old != nil {
+			delete(t.ended, k)
+			if !newSYN && p.ts.Sub(old.rec.Last) <= answerWindow {
+				// A late segment of a connection already written: it
+				// belongs to it, and its summary is written again.
+				fs = old
+				t.flows[k] = fs
+				t.flowsDone-- // written again when it ends again
+			}
+		}
 	}
 	if fs == nil {
 		if len(t.flows) >= t.maxFlows {
@@ -156,6 +188,11 @@ func (t *tracker) update(fs *flowState, p *packet) {
 	fs.rec.Last = p.ts
 	side.Packets++
 	side.LastPacket = p.ts
+	gap := time.Duration(0)
+	if !fs.lastAny.IsZero() {
+		gap = p.ts.Sub(fs.lastAny)
+	}
+	fs.lastAny = p.ts
 
 	if p.has(flagRST) {
 		t.resets++
@@ -165,8 +202,12 @@ func (t *tracker) update(fs *flowState, p *packet) {
 			SeqKnown:       st.seqValid,
 			InSequence:     st.seqValid && p.seq == side.NextSeq,
 			SenderLastData: side.LastData, ReceiverLastData: other.LastData,
-			SenderFINBefore: !side.FIN.IsZero(),
-			PeerRSTBefore:   otherSt.rst,
+			SenderFINBefore:    !side.FIN.IsZero(),
+			PeerRSTBefore:      otherSt.rst,
+			ReceiverLastPacket: otherSt.lastPacket,
+		}
+		if !otherSt.lastPacket.IsZero() {
+			r.QuietBefore = session.Seconds(otherSt.gapBefore)
 		}
 		if len(fs.rec.RSTs) < session.MaxFlowRSTs {
 			fs.rec.RSTs = append(fs.rec.RSTs, r)
@@ -179,6 +220,7 @@ func (t *tracker) update(fs *flowState, p *packet) {
 		return
 	}
 
+	st.lastPacket, st.gapBefore = p.ts, gap
 	// A non-RST packet: if this side "sent" an RST earlier, its socket was
 	// alive after all.
 	if fs.awaitingSentAfter > 0 {
@@ -239,7 +281,8 @@ func (t *tracker) update(fs *flowState, p *packet) {
 	}
 }
 
-// sweep writes out flows that ended more than linger before now.
+// sweep writes out flows that ended more than linger before now, keeping
+// them answerable for answerWindow, and forgets those older than that.
 func (t *tracker) sweep(now time.Time) {
 	t.lastSweep = now
 	var done []flowKey
@@ -251,10 +294,22 @@ func (t *tracker) sweep(now time.Time) {
 	// Write in time order, so a session file reads chronologically.
 	slices.SortFunc(done, func(x, y flowKey) int { return t.flows[x].rec.First.Compare(t.flows[y].rec.First) })
 	for _, k := range done {
-		t.finish(k, t.flows[k])
+		fs := t.flows[k]
+		t.finish(k, fs)
+		if len(t.ended) < maxEnded {
+			t.ended[k] = fs
+		}
+	}
+	for k, fs := range t.ended {
+		if now.Sub(fs.rec.Last) > answerWindow {
+			delete(t.ended, k)
+		}
 	}
 }
 
+// finish writes a flow's summary and takes it out of the table. A flow
+// revived by a late segment is written again with the same key: its later
+// summary replaces the earlier one.
 func (t *tracker) finish(k flowKey, fs *flowState) {
 	delete(t.flows, k)
 	t.flowsDone++

@@ -233,6 +233,79 @@ func TestTrackerSweepsEndedFlows(t *testing.T) {
 	}
 }
 
+// TestTrackerLateRSTJoinsEndedFlow: a flow that ended and was written is
+// still known by its 4-tuple for answerWindow: a RST that answers a late
+// segment of the same 4-tuple (after the linger) rewrites its summary with
+// the same key instead of opening a midstream "abort" flow of its own.
+func TestTrackerLateRSTJoinsEndedFlow(t *testing.T) {
+	c, s := "127.0.0.1:50000", "127.0.0.1:8080"
+	segs := []seg{
+		{at: 0, src: c, dst: s, flags: "S", seq: 1000},
+		{at: 100 * time.Microsecond, src: s, dst: c, flags: "SA", seq: 5000, ack: 1001},
+		{at: 200 * time.Microsecond, src: c, dst: s, flags: "A", seq: 1001, ack: 5001},
+		{at: time.Millisecond, src: s, dst: c, flags: "PA", seq: 5001, ack: 1001, payload: 100},
+		{at: 2 * time.Millisecond, src: s, dst: c, flags: "FA", seq: 5101, ack: 1001},
+		{at: 3 * time.Millisecond, src: c, dst: s, flags: "FA", seq: 1001, ack: 5102},
+		// Long after the linger, an unrelated packet sweeps the flow out;
+		// then the client's stack answers a late segment with a RST.
+		{at: 30 * time.Second, src: "127.0.0.1:50001", dst: s, flags: "S", seq: 7},
+		{at: 40 * time.Second, src: s, dst: c, flags: "A", seq: 5102, ack: 1002},
+		{at: 40*time.Second + 50*time.Microsecond, src: c, dst: s, flags: "R", seq: 1002},
+	}
+	var flows []session.Flow
+	tr := newTracker(nil, func(f session.Flow) { flows = append(flows, f) })
+	d := newDecoder()
+	for _, sg := range segs {
+		var p packet
+		d.decode(linkEthernet, frame(t, linkEthernet, sg), t0.Add(sg.at), &p)
+		tr.add(&p)
+	}
+	tr.close()
+	byKey := map[string]session.Flow{}
+	for _, f := range flows {
+		byKey[string(f.Key())] = f // a later write replaces an earlier one, as in the session file
+	}
+	var ours []session.Flow
+	for _, f := range byKey {
+		if f.Dialer == c {
+			ours = append(ours, f)
+		}
+	}
+	if len(ours) != 1 || ours[0].Midstream || len(ours[0].RSTs) != 1 || ours[0].RSTs[0].From != session.FromDialer || !ours[0].RSTs[0].SenderFINBefore {
+		t.Fatalf("want the late RST in the ended flow, after the dialer's FIN: %+v", ours)
+	}
+	if tr.flowsDone != 2 {
+		t.Errorf("flows done %d, want 2 (a revived flow counts once)", tr.flowsDone)
+	}
+	// Past the answer window, the same 4-tuple without SYN is a new,
+	// midstream flow.
+	late := append(segs[:7:7], seg{at: 3 * time.Minute, src: c, dst: s, flags: "R", seq: 1002})
+	flows = track(t, nil, late...)
+	if n := len(flows); n != 3 || !flows[2].Midstream {
+		t.Errorf("after the answer window: %d flows, last %+v", n, flows[n-1])
+	}
+}
+
+// TestTrackerQuietBeforeAnswer: a RST that follows the receiver's first
+// segment after a silence carries that segment's time and the silence, the
+// marks of a peer that no longer knew the connection.
+func TestTrackerQuietBeforeAnswer(t *testing.T) {
+	c, s := "127.0.0.1:50000", "127.0.0.1:8080"
+	segs := serverAbortSegs(c, s)[:6]
+	segs = append(segs,
+		seg{at: 15 * time.Second, src: c, dst: s, flags: "A", seq: 1080, ack: 5201}, // a keepalive probe after 15 s
+		seg{at: 15*time.Second + 80*time.Microsecond, src: s, dst: c, flags: "R", seq: 5201},
+	)
+	flows := track(t, nil, segs...)
+	if len(flows) != 1 || len(flows[0].RSTs) != 1 {
+		t.Fatalf("flows %+v", flows)
+	}
+	r := flows[0].RSTs[0]
+	if !r.ReceiverLastPacket.Equal(t0.Add(15*time.Second)) || r.QuietBefore.D() != 15*time.Second-3*time.Millisecond || r.HasAck {
+		t.Errorf("reset %+v: want the probe at 15 s after 14.997 s of quiet, no ACK", r)
+	}
+}
+
 func TestReadFileFormats(t *testing.T) {
 	segs := serverAbortSegs("127.0.0.1:50000", "127.0.0.1:8080")
 	want := track(t, nil, segs...)

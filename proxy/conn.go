@@ -552,6 +552,8 @@ func (h *hopConn) record() session.HopConn {
 	if !h.finalized {
 		// Still open: the peer's end, if seen, is only provisional.
 		rec.Closed, rec.ClosedBy, rec.Ending, rec.Class = time.Time{}, "", "", ""
+	} else if idle := h.endAt.Sub(h.lastActivity(DirBoth)); idle > 0 {
+		rec.Idle = session.Seconds(idle)
 	}
 	return rec
 }

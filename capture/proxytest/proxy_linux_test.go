@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture"
 	"github.com/ssestress/ssestress/capture/internal/looptest"
 	"github.com/ssestress/ssestress/internal/session"
@@ -85,8 +86,8 @@ func start(t *testing.T, faults ...string) *run {
 }
 
 // finish ends the run as run --capture does: proxy, capture, session file,
-// then the attribution stored into the file, read back by the report.
-func (r *run) finish() []session.Reset {
+// then the attribution of the file, as report computes it.
+func (r *run) finish() (*attribution.Result, []attribution.Segment) {
 	r.t.Helper()
 	r.client.Wait(r.t)
 	r.px.Close()
@@ -96,26 +97,26 @@ func (r *run) finish() []session.Reset {
 	if err := r.w.Close(); err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := capture.AttributeFile(context.Background(), r.path, capture.AnalyzeOptions{}); err != nil {
-		r.t.Fatal(err)
-	}
 	rd, err := session.Open(r.path)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer rd.Close()
-	rs, err := session.All[session.Reset](rd, session.BucketResets)
+	in := &attribution.Input{}
+	_, err = in.ReadFile(rd, true)
+	rd.Close()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	var out []session.Reset
-	for _, x := range rs {
-		r.t.Logf("reset %s %s→%s hop=%s reason=%s injected=%v forged=%v chain=%q", x.SenderRole, x.SenderAddr, x.ReceiverAddr, x.Hop, x.Reason, x.Injected, x.Forged, x.Chain)
-		if x.Reason != session.ReasonReply {
+	res := attribution.Analyze(in, attribution.Options{})
+	var out []attribution.Segment
+	for _, x := range res.Segments {
+		r.t.Logf("segment %s → %s on %s reason=%s kind=%s chain=%q", x.Sender.Words(), x.Receiver.Words(), x.Where(), x.Reason, x.Kind, x.Chain)
+		if x.Reason != attribution.ReasonReply {
 			out = append(out, x)
 		}
 	}
-	return out
+	r.t.Logf("verdict: %s", res.Verdict.Statement)
+	return res, out
 }
 
 // TestServerResetThroughProxy: the server aborts; the proxy (default
@@ -124,44 +125,50 @@ func TestServerResetThroughProxy(t *testing.T) {
 	r := start(t)
 	time.Sleep(idle)
 	looptest.Abort(t, r.stream)
-	rs := r.finish()
+	res, rs := r.finish()
 	if r.client.Class() != "ECONNRESET" {
 		t.Fatalf("client saw %s (%v)", r.client.Class(), r.client.Err())
 	}
 	if len(rs) != 2 {
-		t.Fatalf("%d resets, want 2", len(rs))
+		t.Fatalf("%d segments, want 2", len(rs))
 	}
 	up, ch := rs[0], rs[1]
-	if up.SenderRole != session.RoleServer || up.Hop != session.HopUpstream || up.Proxy != "p1" || up.Injected || up.Forged || !up.Root {
+	if up.Sender.Role != session.RoleServer || up.Hop != session.HopUpstream || up.Proxy != "p1" || up.Kind != attribution.KindNatural || up.Explains == nil {
 		t.Errorf("upstream reset %+v", up)
 	}
-	if ch.SenderRole != session.RoleProxy || ch.SenderName != "p1" || ch.Hop != session.HopClient || ch.Injected || ch.CausedBy != up.ID {
+	if ch.Sender.Role != session.RoleProxy || ch.Sender.Name != "p1" || ch.Hop != session.HopClient || ch.Kind != attribution.KindNatural {
 		t.Errorf("client-hop reset %+v", ch)
 	}
 	looptest.IdleAbout(t, "idle", up.Idle.D(), idle)
-	want := "server " + r.srv.Addr() + " sent RST to proxy on hop upstream after "
-	if !strings.HasPrefix(up.Chain, want) || !strings.HasSuffix(up.Chain, " idle → proxy reset the client hop → client saw ECONNRESET") {
-		t.Errorf("chain %q", up.Chain)
+	x := res.Verdict.Cause
+	if x == nil || x.Kind != attribution.KindNatural || x.Sender.Role != session.RoleServer || x.Hop != session.HopUpstream ||
+		len(x.Relays) != 1 || x.Relays[0].Proxy != "p1" || x.Relays[0].Policy != proxy.UpstreamReset {
+		t.Fatalf("verdict cause %+v", x)
+	}
+	want := "the server " + r.srv.Addr() + " sent a reset (RST) to proxy p1, on proxy p1's upstream hop after "
+	if chain := x.ChainText(); !strings.HasPrefix(chain, want) || !strings.HasSuffix(chain, " idle → proxy p1 reset its client hop (--on-upstream-error=reset) → client c0001 saw ECONNRESET") {
+		t.Errorf("chain %q", chain)
 	}
 }
 
 // TestFaultResetsClientHop: the proxy's reset fault on the client hop.
 func TestFaultResetsClientHop(t *testing.T) {
 	r := start(t, "reset:hop=client,after=300ms")
-	rs := r.finish()
+	res, rs := r.finish()
 	if r.client.Class() != "ECONNRESET" {
 		t.Fatalf("client saw %s (%v)", r.client.Class(), r.client.Err())
 	}
 	if len(rs) != 1 {
-		t.Fatalf("%d resets, want 1", len(rs))
+		t.Fatalf("%d segments, want 1", len(rs))
 	}
-	x := rs[0]
-	if x.SenderRole != session.RoleProxy || x.Hop != session.HopClient || !x.Injected || x.FaultKind != "reset" ||
-		!strings.HasPrefix(x.FaultName, "reset:hop=client") || x.Error == nil || !x.Root {
-		t.Errorf("reset %+v", x)
+	s := rs[0]
+	if s.Sender.Role != session.RoleProxy || s.Hop != session.HopClient || s.Kind != attribution.KindInjected || s.FaultKind != "reset" ||
+		!strings.HasPrefix(s.FaultName, "reset:hop=client") || s.Explains == nil {
+		t.Errorf("segment %+v", s)
 	}
-	if !strings.HasPrefix(x.Chain, `fault "`+x.FaultName+`" (reset) of proxy p1 sent RST from `+r.px.Addr()+" to client on hop client") {
-		t.Errorf("chain %q", x.Chain)
+	x := res.Verdict.Cause
+	if x == nil || !strings.HasPrefix(x.ChainText(), `proxy p1's fault "`+s.FaultName+`" sent a reset (RST) to the client `) {
+		t.Errorf("cause %+v", x)
 	}
 }
 
@@ -171,12 +178,12 @@ func TestFaultResetsClientHop(t *testing.T) {
 func TestFaultResetsUpstreamHop(t *testing.T) {
 	r := start(t, "reset:hop=upstream,after=300ms")
 	looptest.WaitReset(t, r.stream)
-	rs := r.finish()
+	res, rs := r.finish()
 	if r.client.Class() != "ECONNRESET" {
 		t.Fatalf("client saw %s (%v)", r.client.Class(), r.client.Err())
 	}
 	if len(rs) != 2 {
-		t.Fatalf("%d resets, want 2", len(rs))
+		t.Fatalf("%d segments, want 2", len(rs))
 	}
 	// The two RSTs leave the proxy within microseconds of each other, in
 	// either order: tell them apart by hop, not by position.
@@ -184,17 +191,19 @@ func TestFaultResetsUpstreamHop(t *testing.T) {
 	if up.Hop != session.HopUpstream {
 		up, ch = ch, up
 	}
-	if up.SenderRole != session.RoleProxy || up.ReceiverRole != session.RoleServer || up.Hop != session.HopUpstream ||
-		!up.Injected || !up.Root || up.Error == nil {
+	if up.Sender.Role != session.RoleProxy || up.Receiver.Role != session.RoleServer || up.Hop != session.HopUpstream ||
+		up.Kind != attribution.KindInjected || up.Explains == nil {
 		t.Errorf("upstream reset %+v", up)
 	}
-	if ch.SenderRole != session.RoleProxy || ch.Hop != session.HopClient || ch.Injected || ch.CausedBy != up.ID {
+	if ch.Sender.Role != session.RoleProxy || ch.Hop != session.HopClient || ch.Kind != attribution.KindNatural {
 		t.Errorf("client-hop reset %+v", ch)
 	}
-	if !strings.HasPrefix(up.Chain, `fault "`+up.FaultName+`" (reset) of proxy p1 sent RST from `) {
-		t.Errorf("chain %q", up.Chain)
+	x := res.Verdict.Cause
+	if x == nil || x.Kind != attribution.KindInjected || x.Hop != session.HopUpstream {
+		t.Fatalf("cause %+v", x)
 	}
-	if !strings.Contains(up.Chain, "to server on hop upstream") || !strings.HasSuffix(up.Chain, "→ proxy reset the client hop → client saw ECONNRESET") {
-		t.Errorf("chain %q", up.Chain)
+	if chain := x.ChainText(); !strings.HasPrefix(chain, `proxy p1's fault "`+up.FaultName+`" sent a reset (RST) to the server `) ||
+		!strings.HasSuffix(chain, "→ proxy p1 reset its client hop (--on-upstream-error=reset) → client c0001 saw ECONNRESET") {
+		t.Errorf("chain %q", chain)
 	}
 }

@@ -57,7 +57,7 @@ func TestBisectChain(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if res.From != "p2" || res.To != "server" || !res.Monotone || !strings.HasPrefix(res.Statement, "The resets enter on the hop p2 → server: p2: ") {
+	if res.From != "p2" || res.To != "server" || !res.Monotone || !strings.HasPrefix(res.Statement, "The resets and cuts enter on the hop p2 → server: p2: ") {
 		t.Fatalf("result %+v", res)
 	}
 	if len(res.Points) != 3 || res.Points[0].Resets == 0 || res.Points[1].Resets == 0 || res.Points[2].Resets != 0 {

@@ -12,20 +12,24 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
 const captureExamples = `  ssestress capture --iface lo --port 8080 --port 8090 --out trace.pcap --duration 10m
+  ssestress capture --iface lo --iface eth0 --port 8080 --port 8090 --session capture.db   (one capture per interface)
   ssestress capture --target 127.0.0.1:8090 --port 8090 --session capture.db
   ssestress capture analyze trace.pcap
   ssestress capture analyze trace.pcap --session run.db          (roles and client errors from the run)
+  ssestress capture analyze client-side.pcap server-side.pcap --session run.db --session proxy.db
   tcpdump -i any -w other.pcap 'tcp port 8090' && ssestress capture analyze other.pcap --port 8090`
 
 const analyzeExamples = `  ssestress capture analyze trace.pcap
   ssestress capture analyze trace.pcap --port 8090 --json
   ssestress capture analyze trace.pcap --session run.db
-  ssestress capture analyze trace.pcap --session run.db --store   (keep the resets in run.db for report)`
+  ssestress capture analyze a.pcap b.pcap --session run.db --session proxy.db   (several links and files, one picture)
+  ssestress capture analyze trace.pcap --session run.db --store   (keep the capture in run.db for report)`
 
 // portList is a repeatable --port flag that also takes "8080,8090".
 type portList []int
@@ -49,9 +53,24 @@ func (p *portList) Set(v string) error {
 	return nil
 }
 
+// ifaceList is a repeatable --iface flag that also takes "lo,eth0".
+type ifaceList []string
+
+func (l *ifaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *ifaceList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			return fmt.Errorf("%q: empty interface name", v)
+		}
+		*l = append(*l, f)
+	}
+	return nil
+}
+
 // captureOptions are the flags of ssestress capture.
 type captureOptions struct {
-	iface    string
+	ifaces   ifaceList
 	target   string
 	ports    portList
 	out      string
@@ -61,27 +80,27 @@ type captureOptions struct {
 	json     bool
 }
 
-// runCapture is ssestress capture: a stand-alone live capture that writes a
-// pcap file (and, with --session, the flow summaries and the attributed
-// resets into a new session file), then prints who sent each RST.
-// "capture analyze FILE" reads a pcap file instead.
+// runCapture is ssestress capture: a stand-alone live capture, one per
+// interface, that writes pcap files (and, with --session, the flow
+// summaries and the captures into a new session file), then prints who
+// sent each RST. "capture analyze FILE..." reads pcap files instead.
 func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "analyze" {
 		return runCaptureAnalyze(ctx, args[1:], stdout, stderr)
 	}
 	var o captureOptions
 	fs := newFlags("capture")
-	fs.StringVar(&o.iface, "iface", "", "interface to capture on (default: the route to --target, lo for loopback)")
+	fs.Var(&o.ifaces, "iface", "interface to capture on; repeat (or comma-separate) for one capture per interface (default: the route to --target, lo for loopback)")
 	fs.StringVar(&o.target, "target", "", "host:port or URL the traffic goes to, to pick the interface")
 	fs.Var(&o.ports, "port", "TCP port of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
-	fs.StringVar(&o.out, "out", "trace.pcap", "pcap file to write (never overwritten)")
+	fs.StringVar(&o.out, "out", "trace.pcap", "pcap file to write (never overwritten); with several interfaces, the second and later get -IFACE before .pcap")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
 	fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
-	fs.StringVar(&o.session, "session", "", "also write flow summaries and attributed resets to this new session file")
+	fs.StringVar(&o.session, "session", "", "also write the captures and their flow summaries (and the attributed resets, as a cache) to this new session file")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	err := parseFlags(fs, args, stdout,
-		"capture [--iface IF | --target HOST:PORT] --port P [--port P] [--out FILE] [--duration D] [--session FILE]\n"+
-			"       ssestress capture analyze FILE [--session FILE] [--port P] [--store] [--json]", captureExamples)
+		"capture [--iface IF ... | --target HOST:PORT] --port P [--port P] [--out FILE] [--duration D] [--session FILE]\n"+
+			"       ssestress capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]", captureExamples)
 	if err != nil {
 		return err
 	}
@@ -91,7 +110,7 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.duration < 0 || o.snaplen < 64 {
 		return usageErrorf("capture: --duration must not be negative and --snaplen at least 64")
 	}
-	if o.iface == "" && o.target == "" {
+	if len(o.ifaces) == 0 && o.target == "" {
 		o.target = "127.0.0.1"
 	}
 
@@ -110,8 +129,8 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
-	c, err := capture.Start(ctx, capture.Config{Iface: o.iface, Target: o.target, Ports: o.ports, Out: o.out,
-		Snaplen: o.snaplen, Session: w})
+	c, err := capture.StartEach(ctx, capture.Config{Target: o.target, Ports: o.ports, Out: o.out,
+		Snaplen: o.snaplen, Session: w}, o.ifaces)
 	if err != nil {
 		if w != nil {
 			w.Close()
@@ -142,103 +161,156 @@ wait:
 		}
 	}
 	st, stopErr := c.Stop()
-	var res *capture.Result
+	var in *attribution.Input
 	if w != nil {
 		info.EndedAt = time.Now()
 		w.PutMeta(session.MetaRun, info)
 		if err := w.Close(); err != nil {
 			return err
 		}
-		if res, err = capture.AttributeFile(context.WithoutCancel(ctx), o.session, capture.AnalyzeOptions{Ports: o.ports}); err != nil {
+		if in, err = readEvidence([]string{o.session}); err != nil {
 			return err
 		}
 	} else {
-		ev := &capture.Evidence{Flows: c.ResetFlows(), Ports: o.ports}
-		res = capture.Summarize(ev, capture.Attribute(ev))
-		res.Flows = int(st.Flows)
+		in = captureInput(c)
+	}
+	res := attribution.Analyze(in, attribution.Options{Resolve: resolver(context.WithoutCancel(ctx))})
+	if w != nil && len(res.Segments) > 0 {
+		if err := storeAttribution(o.session, res, nil, nil); err != nil {
+			return err
+		}
 	}
 	if o.json {
 		if err := json.NewEncoder(stdout).Encode(struct {
-			Capture capture.Stats   `json:"capture"`
-			Out     string          `json:"out"`
-			Result  *capture.Result `json:"result"`
+			Capture capture.Stats       `json:"capture"`
+			Out     string              `json:"out"`
+			Result  *attribution.Result `json:"result"`
 		}{st, o.out, res}); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "captured %d packets in %s (%.0f packets/s) on %s; the kernel passed %d and dropped %d; %d flows, %d RSTs → %s\n",
+		fmt.Fprintf(stdout, "captured %d packets in %s (%.0f packets/s) on %s; the kernel passed %d and dropped %d; %d flows, %d RST packets → %s\n",
 			st.Packets, st.Stopped.Sub(st.Started).Round(time.Millisecond), st.PacketsPerSecond(), st.Iface,
 			st.KernelPackets, st.KernelDrops, st.Flows, st.Resets, o.out)
-		if err := printResets(stdout, res); err != nil {
+		if err := printAttribution(stdout, res); err != nil {
 			return err
 		}
 	}
 	return stopErr
 }
 
-// runCaptureAnalyze is ssestress capture analyze FILE: the attribution of a
-// pcap or pcapng file, from this tool or from tcpdump, optionally with the
-// topology and client errors of a run's session file.
+// runCaptureAnalyze is ssestress capture analyze FILE...: the attribution
+// of pcap or pcapng files (from this tool or tcpdump, one per link or
+// host), together with the records of any number of session files.
 func runCaptureAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("capture analyze")
 	var ports portList
+	var sessions stringList
 	fs.Var(&ports, "port", "server-side TCP port (orients flows whose handshake is missing); repeatable")
-	sessionPath := fs.String("session", "", "session file of the run: topology, client errors and proxy records")
-	store := fs.Bool("store", false, "store the file's flows and the attributed resets into --session (for report)")
+	fs.Var(&sessions, "session", "session file whose records join the packets (topology, client errors, proxy records, other captures); repeatable")
+	store := fs.Bool("store", false, "store the files' captures and flows, and the attributed resets as a cache, into the first --session (for report)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
-	var files []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest, stdout, "capture analyze FILE [--session FILE] [--port P] [--store] [--json]", analyzeExamples); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	files, err := parseInterspersed(fs, args, stdout, "capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]", analyzeExamples)
+	if err != nil {
+		return err
 	}
-	if len(files) != 1 {
-		return usageErrorf("capture analyze: give one pcap file (usage: ssestress capture analyze FILE [--session FILE])")
+	if len(files) == 0 {
+		return usageErrorf("capture analyze: give at least one pcap file (usage: ssestress capture analyze FILE... [--session FILE])")
 	}
-	if *store && *sessionPath == "" {
+	if *store && len(sessions) == 0 {
 		return usageErrorf("capture analyze: --store needs --session")
 	}
-	fr, err := capture.ReadFile(files[0], ports)
+	in, err := readEvidence(sessions)
 	if err != nil {
-		if fr == nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "ssestress: %v (analyzing the packets before it)\n", err)
+		return err
 	}
-	var res *capture.Result
-	if *sessionPath != "" {
-		res, err = capture.AttributeFile(ctx, *sessionPath, capture.AnalyzeOptions{Pcap: fr, Ports: ports, DryRun: !*store})
+	// The topology's listening ports orient flows whose handshake the
+	// files missed.
+	for _, r := range in.Proxies {
+		ports = appendPort(ports, r.R.Listen)
+	}
+	for _, r := range in.Topology {
+		if r.R.Role != session.RoleClient {
+			ports = appendPort(ports, r.R.Addr)
+		}
+	}
+	type read struct {
+		File string              `json:"file"`
+		Read *capture.FileResult `json:"read"`
+	}
+	var reads []read
+	var infos []session.CaptureInfo
+	var flows [][]session.Flow
+	for _, path := range files {
+		fr, err := capture.ReadFile(path, ports)
 		if err != nil {
+			if fr == nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "ssestress: %v (analyzing the packets before it)\n", err)
+		}
+		ci := session.CaptureInfo{ID: capture.FileCaptureID(path), Pcap: path, Started: fr.First, Stopped: fr.Last,
+			Packets: fr.Packets, Flows: int64(len(fr.Flows)), RSTSegments: int64(fr.Resets)}
+		in.AddCapture(ci, fr.Flows)
+		reads = append(reads, read{path, fr})
+		infos, flows = append(infos, ci), append(flows, fr.Flows)
+	}
+	res := attribution.Analyze(in, attribution.Options{Resolve: resolver(ctx)})
+	if *store {
+		if err := storeAttribution(sessions[0], res, infos, flows); err != nil {
 			return err
 		}
-	} else {
-		ev := &capture.Evidence{Flows: fr.Flows, Ports: ports}
-		res = capture.Summarize(ev, capture.Attribute(ev))
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
-			File   string              `json:"file"`
-			Read   *capture.FileResult `json:"read"`
-			Result *capture.Result     `json:"result"`
-		}{files[0], fr, res})
+			Files  []read              `json:"files"`
+			Result *attribution.Result `json:"result"`
+		}{reads, res})
 	}
-	fmt.Fprintf(stdout, "%s: %s, link type %s, %d TCP packets (%d other frames), %d flows, %d RSTs\n",
-		files[0], fr.Format, linkName(fr.LinkType), fr.Packets, fr.Skipped, len(fr.Flows), fr.Resets)
-	if fr.Truncated {
-		fmt.Fprintln(stdout, "the file ends in the middle of a packet (a capture that was killed): the packets before it are analyzed")
+	for _, r := range reads {
+		fr := r.Read
+		fmt.Fprintf(stdout, "%s: %s, link type %s, %d TCP packets (%d other frames), %d flows, %d RST packets\n",
+			r.File, fr.Format, linkName(fr.LinkType), fr.Packets, fr.Skipped, len(fr.Flows), fr.Resets)
+		if fr.Truncated {
+			fmt.Fprintln(stdout, "the file ends in the middle of a packet (a capture that was killed): the packets before it are analyzed")
+		}
 	}
-	if err := printResets(stdout, res); err != nil {
+	if err := printAttribution(stdout, res); err != nil {
 		return err
 	}
 	if *store {
-		fmt.Fprintf(stdout, "stored %d flows and %d resets in %s\n", len(fr.Flows), len(res.Resets), *sessionPath)
+		var n int
+		for _, f := range flows {
+			n += len(f)
+		}
+		fmt.Fprintf(stdout, "stored %d %s (%d flows) and %d RST segments in %s\n", len(infos), pluralWord(len(infos), "capture"), n, len(res.Segments), sessions[0])
 	}
 	return nil
+}
+
+// appendPort adds the port of host:port to ports, once.
+func appendPort(ports portList, addr string) portList {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return ports
+	}
+	n, err := strconv.Atoi(addr[i+1:])
+	if err != nil || n <= 0 || n > 65535 {
+		return ports
+	}
+	for _, p := range ports {
+		if p == n {
+			return ports
+		}
+	}
+	return append(ports, n)
+}
+
+func pluralWord(n int, w string) string {
+	if n == 1 {
+		return w
+	}
+	return w + "s"
 }
 
 func linkName(t int) string {
@@ -250,57 +322,66 @@ func linkName(t int) string {
 	return strconv.Itoa(t)
 }
 
-// printResets prints the attributed resets as a table, then the chains
-// that explain client errors.
-func printResets(w io.Writer, res *capture.Result) error {
-	if len(res.Resets) == 0 {
-		fmt.Fprintln(w, "no RST")
+// printAttribution prints the verdict, the causes with their counts and
+// an example chain each, then every RST segment (each once, whatever
+// number of captures saw it).
+func printAttribution(w io.Writer, res *attribution.Result) error {
+	v := res.Verdict
+	fmt.Fprintln(w, v.Statement)
+	for _, c := range v.Causes {
+		noun := "client errors"
+		if c.Source == session.SourceProxy {
+			noun = "proxy client connections"
+		}
+		fmt.Fprintf(w, "  %d %s: %s\n      %s\n", c.Count, noun, c.Summary, c.Chain)
+	}
+	for _, c := range v.Conflicts {
+		fmt.Fprintf(w, "  conflict: %s\n", c)
+	}
+	for _, e := range v.Enable {
+		fmt.Fprintf(w, "  for more certainty: %s\n", e)
+	}
+	if len(res.Segments) == 0 {
+		fmt.Fprintln(w, "no RST segment captured")
 		return nil
 	}
+	fmt.Fprintf(w, "\n%d RST %s (each once):\n", len(res.Segments), pluralWord(len(res.Segments), "segment"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tHOP\tSENDER\tRECEIVER\tAGE s\tIDLE s\tWHAT\tCONFIDENCE\tCLIENT ERROR")
-	for _, r := range res.Resets {
-		hop := r.Link
-		if r.Proxy != "" {
-			hop = r.Proxy + "/" + r.Hop
+	fmt.Fprintln(tw, "TIME\tWHERE\tSENDER\tRECEIVER\tAGE s\tIDLE s\tREASON\tKIND\tCAPTURES\tEXPLAINS")
+	for _, s := range res.Segments {
+		sender := s.Sender.Words()
+		if s.InNameOf != nil {
+			sender += " as " + s.InNameOf.Words()
 		}
-		sender := r.SenderRole + " " + r.SenderAddr
-		if r.SenderRole == session.RoleProxy && r.SenderName != "" {
-			sender = "proxy " + r.SenderName + " " + r.SenderAddr
+		kind := s.Kind
+		if s.FaultName != "" {
+			kind += " (" + s.FaultName + ")"
 		}
-		what := r.Reason
-		switch {
-		case r.Forged:
-			what = "forged"
-		case r.Injected:
-			what = "injected (" + r.FaultName + ")"
+		explains := "-"
+		if s.Explains != nil {
+			explains = s.Explains.ClientID + " " + s.Explains.Class
+			if s.Explains.Source == session.SourceProxy {
+				explains = "proxy " + s.Explains.Proxy + " " + s.Explains.ConnID
+			}
 		}
-		clientErr := "-"
-		if r.Error != nil {
-			clientErr = r.Error.ClientID + " " + r.Error.Class
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("15:04:05.000000"), hop, sender,
-			r.ReceiverRole, r.ReceiverAddr, capture.Seconds(r.Age.D()), capture.Seconds(r.Idle.D()), what, r.Confidence, clientErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Time.Local().Format("15:04:05.000000"), s.Where(), sender,
+			s.Receiver.Words(), seconds(s.Age.D()), seconds(s.Idle.D()), s.Reason, kind, len(s.Captures), explains)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var chains []session.Reset
-	for _, r := range res.Resets {
-		if r.Root && r.Error != nil {
-			chains = append(chains, r)
-		}
-	}
-	if len(chains) > 0 {
-		fmt.Fprintf(w, "\n%d of %d client errors explained:\n", len(chains), res.Errors)
-		for _, r := range chains {
-			fmt.Fprintf(w, "  %s %s: %s\n", r.Error.ClientID, r.Error.Class, r.Chain)
-		}
-	}
-	for _, r := range res.Resets {
-		if r.Forged {
-			fmt.Fprintf(w, "\nforged RST %s → %s: %s\n", r.SenderAddr, r.ReceiverAddr, strings.Join(r.Evidence, "; "))
+	for _, s := range res.Segments {
+		if len(s.Evidence) > 0 && s.Kind != attribution.KindNatural && s.Kind != attribution.KindInjected {
+			fmt.Fprintf(w, "\n%s RST %s → %s: %s\n", s.Kind, s.Sender.Words(), s.Receiver.Words(), strings.Join(s.Evidence, "; "))
 		}
 	}
 	return nil
+}
+
+// seconds formats a duration in seconds with one decimal, "-" when unknown.
+func seconds(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64)
 }

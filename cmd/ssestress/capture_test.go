@@ -111,7 +111,7 @@ func TestCaptureBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"capture", "analyze"}, 2, "capture analyze: give one pcap file"},
+		{[]string{"capture", "analyze"}, 2, "capture analyze: give at least one pcap file"},
 		{[]string{"capture", "analyze", filepath.Join(dir, "nosuch.pcap")}, 1, "no such file or directory"},
 		{[]string{"capture", "analyze", garbage}, 1, garbage + ": is not a pcap or pcapng file"},
 		{[]string{"capture", "analyze", good, "--store"}, 2, "--store needs --session"},
@@ -132,14 +132,15 @@ func TestCaptureBadInput(t *testing.T) {
 
 // TestCaptureAnalyzeWithSession: a pcap file analyzed against a run's
 // session file names the roles from the topology and explains the client's
-// error; --store keeps the resets for report.
+// error; --store keeps the capture (and the attribution's cache) for
+// report, and storing it again replaces it.
 func TestCaptureAnalyzeWithSession(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "trace.pcap")
 	writeAbortPcap(t, pcap, "127.0.0.1:50000", "127.0.0.1:8080")
 
 	out, _, code := captureCLI(t, context.Background(), "capture", "analyze", pcap)
-	if code != 0 || !strings.Contains(out, "1 flows, 1 RSTs") || !strings.Contains(out, "server 127.0.0.1:8080") {
+	if code != 0 || !strings.Contains(out, "1 flows, 1 RST packets") || !strings.Contains(out, "the server 127.0.0.1:8080") {
 		t.Fatalf("analyze without a session: exit %d\n%s", code, out)
 	}
 
@@ -157,31 +158,45 @@ func TestCaptureAnalyzeWithSession(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	want := "c0042 ECONNRESET: server 127.0.0.1:8080 sent RST to client on hop direct after 2.0 s idle → client saw ECONNRESET"
-	if !strings.Contains(out, want) || !strings.Contains(out, "1 of 1 client errors explained") {
+	want := "the server 127.0.0.1:8080 sent a reset (RST) to the client 127.0.0.1:50000, on the direct client–server connection after 2.0 s idle → client c0042 saw ECONNRESET"
+	if !strings.Contains(out, want) || !strings.Contains(out, "The server 127.0.0.1:8080 sent the reset, on the direct client–server connections: 1 of 1 client errors (ECONNRESET 1), high confidence.") {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
-	r, err := session.Open(db)
-	if err != nil {
-		t.Fatal(err)
+	counts := func() (int, int, int) {
+		r, err := session.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		return r.Count(session.BucketResets), r.Count(session.BucketFlows), r.Count(session.BucketCaptures)
 	}
-	if n, m := r.Count(session.BucketResets), r.Count(session.BucketFlows); n != 1 || m != 1 {
-		t.Errorf("stored %d resets and %d flows, want 1 and 1", n, m)
+	if n, m, c := counts(); n != 1 || m != 1 || c != 1 {
+		t.Errorf("stored %d resets, %d flows and %d captures, want 1 each", n, m, c)
 	}
-	r.Close()
-	// The flows are in the file now: storing a second capture's flows on
-	// top is refused, printing is not.
-	if _, stderr, code := captureCLI(t, context.Background(), "capture", "analyze", pcap, "--session", db, "--store"); code != 1 ||
-		!strings.Contains(stderr, "already holds the flows of its own capture") {
+	// Storing the same capture again replaces it: one capture, one flow.
+	if _, stderr, code := captureCLI(t, context.Background(), "capture", "analyze", pcap, "--session", db, "--store"); code != 0 {
 		t.Errorf("second --store: exit %d, %q", code, stderr)
+	}
+	if n, m, c := counts(); n != 1 || m != 1 || c != 1 {
+		t.Errorf("stored again: %d resets, %d flows and %d captures, want 1 each", n, m, c)
+	}
+	// report reads the stored capture as evidence: the same answer.
+	rep, _, code := reportCLI(t, "report", db, "--format", "json")
+	if code != 0 || !strings.Contains(rep, `"statement": "The server 127.0.0.1:8080 sent the reset, on the direct client–server connections: 1 of 1 client errors (ECONNRESET 1), high confidence."`) {
+		t.Errorf("report of the stored capture: exit %d\n%.2000s", code, rep)
 	}
 	var res struct {
 		Result struct {
-			Resets []session.Reset `json:"resets"`
+			Segments []struct {
+				Explains *struct {
+					ClientID string `json:"client_id"`
+				} `json:"explains"`
+			} `json:"segments"`
 		} `json:"result"`
 	}
 	out, _, code = captureCLI(t, context.Background(), "capture", "analyze", pcap, "--session", db, "--json")
-	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 || len(res.Result.Resets) != 1 || res.Result.Resets[0].Error == nil {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 || len(res.Result.Segments) != 1 || res.Result.Segments[0].Explains == nil ||
+		res.Result.Segments[0].Explains.ClientID != "c0042" {
 		t.Errorf("--json: exit %d, %v: %s", code, err, out)
 	}
 }
@@ -244,12 +259,12 @@ func TestCaptureLive(t *testing.T) {
 		t.Fatal("capture did not stop with its context")
 	}
 	out := stdout.String()
-	row := "server 127.0.0.1:" + strconv.Itoa(port)
-	if !strings.Contains(out, "1 RSTs → "+pcap) || !strings.Contains(out, row) {
+	row := "the server 127.0.0.1:" + strconv.Itoa(port)
+	if !strings.Contains(out, "1 RST packets → "+pcap) || !strings.Contains(out, row) {
 		t.Fatalf("output:\n%s", out)
 	}
 	again, _, code := captureCLI(t, context.Background(), "capture", "analyze", pcap, "--port", strconv.Itoa(port))
-	if code != 0 || !strings.Contains(again, "1 RSTs") || !strings.Contains(again, row) {
+	if code != 0 || !strings.Contains(again, "1 RST packets") || !strings.Contains(again, row) {
 		t.Errorf("analyze of the written file:\n%s", again)
 	}
 	r, err := session.Open(db)

@@ -114,7 +114,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	o.mitm.register(fs)
 	fs.BoolVar(&capt.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
-	fs.StringVar(&capt.iface, "iface", "", "with --capture: interface (default: the route to the upstream, lo for loopback)")
+	fs.StringVar(&capt.iface, "iface", "", "with --capture: interfaces, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
 	fs.StringVar(&capt.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
 	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
 		return err
@@ -188,7 +188,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)
-	var c *capture.Capture
+	var c *capture.Multi
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)
 	}
@@ -221,13 +221,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("proxy: closing %s: %w", path, err)
 	}
 	dropped := w.Dropped()
-	if capt.on {
-		if res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{}); err != nil {
-			logLine("ssestress: reset attribution: %v", err)
-		} else if len(res.Resets) > 0 {
-			fmt.Fprintf(stdout, "%d resets attributed to their sender and hop (ssestress report %s)\n", len(res.Resets), path)
-		}
-	}
+	endOfRunAttribution(ctx, "proxy", path, stdout)
 	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
 		st.Conns, st.Streams, st.FaultsFired, path)
 	if st.AcceptErrors > 0 || st.DialErrors > 0 {
@@ -379,7 +373,7 @@ func orDefault(s, def string) string {
 // startProxyCapture captures the proxy's listen port and the upstream's
 // port. Without permission it says so and the proxy goes on: resets are
 // then attributed from the proxy's own socket evidence.
-func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Capture {
+func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Multi {
 	upstreamAddr := ""
 	if u, err := url.Parse(upstream); err == nil {
 		upstreamAddr = clients.HostPort(u)
@@ -389,6 +383,6 @@ func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pca
 		logLine("ssestress: note: %v; going on without capture: resets are attributed from the proxy's socket evidence only", err)
 		return nil
 	}
-	fmt.Fprintf(stdout, "capturing TCP ports %v into %s\n", ports, out)
+	fmt.Fprintf(stdout, "capturing TCP ports %v on %s into %s\n", ports, c.Iface(), out)
 	return c
 }

@@ -365,7 +365,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	w.PutMeta(session.MetaRun, info)
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
 	targetAddr := clients.HostPort(targetURL)
-	w.Put(session.Endpoint{Role: session.RoleServer, Name: "target", Addr: targetAddr, URL: redactURL(o.target)})
+	w.Put(session.Endpoint{Role: session.RoleTarget, Addr: targetAddr, URL: redactURL(o.target)})
 	w.Flush()
 	// The proxy and the capture go between the clients and the target, as
 	// in run.

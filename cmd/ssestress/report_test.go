@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/session"
@@ -121,8 +122,8 @@ func TestReportFormats(t *testing.T) {
 		want := map[string]string{
 			"table":    "== Verdict ==",
 			"markdown": "## Errors by class × hop × origin",
-			"csv":      "error_patterns,ECONNRESET,?,unknown,none,-,none,16,80.0%",
-			"json":     `"statement": "Not enough evidence to name the sender of 16 of 16 resets."`,
+			"csv":      "error_patterns,ECONNRESET,?,unknown,unknown,-,none,-,none,16,80.0%",
+			"json":     `"statement": "Not enough evidence to name who sent the resets: 16 of 16 client errors (ECONNRESET 16).`,
 			"html":     `<h2 id="fingerprints">`,
 		}[format]
 		if !strings.Contains(stdout, want) {
@@ -160,7 +161,7 @@ func TestReportModes(t *testing.T) {
 		t.Fatalf("baseline: exit %d: %s", code, stderr)
 	}
 	var cmp struct{ Judgement string }
-	if err := json.Unmarshal([]byte(stdout), &cmp); err != nil || !strings.HasPrefix(cmp.Judgement, "No significant change in the reset rate") {
+	if err := json.Unmarshal([]byte(stdout), &cmp); err != nil || !strings.HasPrefix(cmp.Judgement, "No significant change in the rate of resets and cuts") {
 		t.Errorf("baseline judgement %q (%v)", cmp.Judgement, err)
 	}
 
@@ -181,7 +182,7 @@ func TestReportModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, code = reportCLI(t, "report", "--baseline", quiet, db)
-	if code != 3 || !strings.Contains(stdout, "Resets appeared") || !strings.Contains(stderr, "report: --baseline: Resets appeared") {
+	if code != 3 || !strings.Contains(stdout, "Resets or cuts appeared") || !strings.Contains(stderr, "report: --baseline: Resets or cuts appeared") {
 		t.Errorf("regression: exit %d, stderr %q\n%s", code, stderr, stdout)
 	}
 	stdout, stderr, code = reportCLI(t, "report", "--baseline", db, quiet)
@@ -272,20 +273,20 @@ func TestReportRealIdleTimeout(t *testing.T) {
 			CenterS                 float64 `json:"center_s"`
 			Count                   int64
 		}
-		Verdict struct{ Origin, Hop, Fault, Confidence, Statement string }
+		Verdict attribution.Verdict
 	}
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatal(err)
 	}
 	v := rep.Verdict
-	if v.Origin != "proxy p1" || v.Hop != "p1/client" || v.Fault != "idle-timeout" {
+	if x := v.Cause; x == nil || x.Kind != attribution.KindInjected || x.Sender.Name != "p1" || x.Where() != "p1/client" || x.FaultKind != "idle-timeout" {
 		t.Fatalf("verdict %+v\n%s", v, stdout[:min(len(stdout), 4000)])
 	}
 	found := false
 	for _, c := range rep.Fingerprints {
 		// 1 s idle, with a tolerance for timers on a loaded machine.
 		if c.Class == errclass.ECONNRESET && c.Dimension == "idle" && c.CenterS >= 0.95 && c.CenterS <= 1.3 &&
-			strings.Contains(c.Match, "matches injected idle-timeout on proxy p1 client hop") {
+			strings.Contains(c.Match, "matches the injected idle-timeout on proxy p1 client hop") {
 			found = true
 		}
 	}

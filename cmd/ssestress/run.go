@@ -362,7 +362,9 @@ func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 			return nil, err
 		}
 		return &runTarget{url: cfg.Target, endpoints: []session.Endpoint{
-			{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(u), URL: redactURL(cfg.Target)},
+			// The run only sends to --target; another file may say what it
+			// is (a proxy's listener), so it is a target, not the server.
+			{Role: session.RoleTarget, Addr: clients.HostPort(u), URL: redactURL(cfg.Target)},
 		}}, nil
 	}
 	rate, err := feed.ParseRate(cfg.MessageRate)

@@ -112,8 +112,8 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 			Errors   int64  `json:"errors"`
 		} `json:"scenarios"`
 		Groups []struct {
-			Group       string `json:"group"`
-			Connections int64  `json:"connections"`
+			Group    string `json:"group"`
+			Attempts int64  `json:"attempts"`
 		} `json:"groups"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
@@ -132,7 +132,7 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 	}
 	gotGroups := map[string]int64{}
 	for _, g := range rep.Groups {
-		gotGroups[g.Group] = g.Connections
+		gotGroups[g.Group] = g.Attempts
 	}
 	if fmt.Sprint(gotGroups) != fmt.Sprint(wantGroups) {
 		t.Fatalf("merged groups %v, the unsharded plan's %v", gotGroups, wantGroups)

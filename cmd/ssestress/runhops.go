@@ -43,7 +43,7 @@ func (h *hopFlags) register(fs *flag.FlagSet) {
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
-	fs.StringVar(&h.iface, "iface", "", "with --capture: interface (default: the route to the target, lo for loopback)")
+	fs.StringVar(&h.iface, "iface", "", "with --capture: interfaces, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
 }
 
@@ -100,7 +100,7 @@ func (h *hopFlags) command() string {
 // hops is what runs between the clients and the target.
 type hops struct {
 	proxy   *proxy.Proxy
-	capture *capture.Capture
+	capture *capture.Multi
 }
 
 // start starts the proxy and the capture, records them in the session
@@ -145,7 +145,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			return "", nil, err
 		default:
 			hp.capture = c
-			fmt.Fprintf(errOut, "ssestress %s: capturing TCP ports %v into %s\n", h.command(), ports, out)
+			fmt.Fprintf(errOut, "ssestress %s: capturing TCP ports %v on %s into %s\n", h.command(), ports, c.Iface(), out)
 		}
 	}
 	return clientURL, hp, nil
@@ -167,21 +167,14 @@ func (hp *hops) stop() {
 	}
 }
 
-// attribute runs reset attribution on the closed session file when there
+// attribute runs the attribution on the closed session file when there
 // is evidence beyond the clients' own errors, and says in one line what it
-// found.
+// found (the verdict's first sentence).
 func (h *hopFlags) attribute(ctx context.Context, path string, errOut io.Writer) {
 	if !h.viaProxy && !h.capture {
 		return
 	}
-	res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{})
-	if err != nil {
-		fmt.Fprintf(errOut, "ssestress: reset attribution: %v\n", err)
-		return
-	}
-	if n := len(res.Resets); n > 0 {
-		fmt.Fprintf(errOut, "ssestress %s: %d resets attributed to their sender and hop (ssestress report %s)\n", h.command(), n, path)
-	}
+	endOfRunAttribution(ctx, h.command(), path, errOut)
 }
 
 // splitOrigin splits a target URL (which may hold a {symbols} template)
@@ -200,8 +193,10 @@ func splitOrigin(target string) (origin, rest string, err error) {
 
 // startCapture captures the TCP ports of addrs (host:port) into pcap, by
 // default the session file's name with .pcap, and returns the ports and the
-// file. Used by run, replay run and proxy.
-func startCapture(ctx context.Context, target string, addrs []string, iface, pcap, sessionPath string, w *session.Writer) (*capture.Capture, []int, string, error) {
+// file. iface lists interfaces, comma-separated; without it every
+// interface the traffic to target and addrs goes through gets a capture of
+// its own. Used by run, replay run and proxy.
+func startCapture(ctx context.Context, target string, addrs []string, iface, pcap, sessionPath string, w *session.Writer) (*capture.Multi, []int, string, error) {
 	var ports []int
 	for _, a := range addrs {
 		if _, p, err := net.SplitHostPort(a); err == nil {
@@ -213,6 +208,15 @@ func startCapture(ctx context.Context, target string, addrs []string, iface, pca
 	if pcap == "" {
 		pcap = strings.TrimSuffix(sessionPath, ".db") + ".pcap"
 	}
-	c, err := capture.Start(ctx, capture.Config{Iface: iface, Target: target, Ports: ports, Out: pcap, Session: w})
+	var ifaces []string
+	for _, i := range strings.Split(iface, ",") {
+		if i = strings.TrimSpace(i); i != "" {
+			ifaces = append(ifaces, i)
+		}
+	}
+	if len(ifaces) == 0 {
+		ifaces, _ = capture.Ifaces(ctx, append([]string{target}, addrs...))
+	}
+	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w}, ifaces)
 	return c, ports, pcap, err
 }

@@ -145,6 +145,14 @@ type RSTPacket struct {
 	// after this RST: a socket that reset sends nothing more, so this is
 	// the mark of an RST forged in its name.
 	SenderSentAfter time.Time `json:"sender_sent_after,omitzero"`
+	// ReceiverLastPacket is the receiver's last packet other than a RST
+	// before this one, and QuietBefore the silence of the flow (no packet
+	// either way) that ended with that packet. A RST that follows at once
+	// a segment sent after a long silence, from a sender that had sent
+	// neither FIN nor RST, is the answer of a stack (or a middlebox) that
+	// no longer knew the connection.
+	ReceiverLastPacket time.Time `json:"receiver_last_packet,omitzero"`
+	QuietBefore        Seconds   `json:"quiet_before_s,omitempty"`
 }
 
 // Confidence of a Reset's attribution.

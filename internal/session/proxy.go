@@ -88,11 +88,15 @@ type HopConn struct {
 	// Ending is how it ended as the proxy's socket saw it: EndingFIN (EOF
 	// on read, or a clean close by the proxy) or EndingRST (ECONNRESET on
 	// read, or a SetLinger(0) close by the proxy).
-	Ending     string `json:"ending,omitempty"`
-	Class      string `json:"class,omitempty"` // error class seen on this hop, if any
-	BytesUp    int64  `json:"bytes_up"`        // toward the upstream
-	BytesDown  int64  `json:"bytes_down"`      // toward the client
-	EventsDown int64  `json:"events_down"`     // SSE events forwarded toward the client
+	Ending string `json:"ending,omitempty"`
+	// Idle is the time with no byte either way on this hop before it
+	// closed (set once Closed is): a RST from the peer after exactly the
+	// proxy's keepalive period of silence answered the proxy's own probe.
+	Idle       Seconds `json:"idle_s,omitempty"`
+	Class      string  `json:"class,omitempty"` // error class seen on this hop, if any
+	BytesUp    int64   `json:"bytes_up"`        // toward the upstream
+	BytesDown  int64   `json:"bytes_down"`      // toward the client
+	EventsDown int64   `json:"events_down"`     // SSE events forwarded toward the client
 	// OnUpstreamError is set on the client hop when the upstream hop failed
 	// and the proxy ended this hop by its policy: "reset", "eof" or
 	// "abort" (ProxyInfo.OnUpstreamError).
