@@ -101,7 +101,7 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	info.Host, _ = os.Hostname()
 	if o.session != "" {
 		if w, err = session.Create(o.session, session.Options{}); err != nil {
-			return err
+			return sessionExists(err, "--session")
 		}
 		w.PutMeta(session.MetaRun, info)
 	}

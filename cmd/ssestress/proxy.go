@@ -19,6 +19,7 @@ import (
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 	"github.com/ssestress/ssestress/proxy"
 )
 
@@ -158,9 +159,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := limits.RaiseNoFile(); err != nil {
 		logLine("ssestress: %v", err)
 	}
-	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) { logLine("ssestress: %v", err) }})
+	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) { logLine("ssestress: %v", sessionWriteError(err, "proxy")) }})
 	if err != nil {
-		return fmt.Errorf("proxy: %w", err)
+		return fmt.Errorf("proxy: %w", sessionExists(err, "--out"))
 	}
 	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: args, Target: cfg.Upstream,
 		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now(), TimeScale: cfg.TimeScale}
@@ -177,6 +178,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		w.Close()
 		os.Remove(path) // nothing was recorded
+		if tlsErr := proxyTLSFlags.explain(err); tlsErr != err {
+			return usageErrorf("proxy: %v", tlsErr)
+		}
 		if errors.Is(err, proxy.ErrAPINotLoopback) || errors.Is(err, proxy.ErrBadConfig) || errors.Is(err, proxy.ErrBadFault) {
 			return usageErrorf("proxy: %v", err)
 		}
@@ -237,6 +241,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return nil
 }
+
+// proxyTLSFlags name the proxy's TLS flags: the upstream's trust and the
+// listener's certificate.
+var proxyTLSFlags = tlsFlags{tlsutil.OptCAFile: "--upstream-ca", tlsutil.OptInsecure: "--upstream-insecure"}.with(serverTLSFlags)
 
 // keepaliveConfig turns the --keepalive flag (0: off) into
 // proxy.Config.Keepalive (0: the default, negative: off).

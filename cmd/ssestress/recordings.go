@@ -77,7 +77,7 @@ func recordingsLs(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func recordingsShow(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path)
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func recordingsExport(args []string, stdout io.Writer) error {
 	if *format != "jsonl" {
 		return usageErrorf("recordings export: --format %q: only jsonl is supported", *format)
 	}
-	rec, err := recording.Load(path)
+	rec, err := loadRecording(path)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func recordingsImport(args []string, stdout io.Writer) error {
 		OnError:    func(err error) { werr = err },
 	})
 	if err != nil {
-		return err
+		return sessionExists(err, "--out")
 	}
 	host, _ := os.Hostname()
 	now := time.Now()

@@ -102,7 +102,7 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return usageErrorf("replay serve: %v", err)
 		}
 	}
-	rec, err := recording.Load(o.recording)
+	rec, err := loadRecording(o.recording)
 	if err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageErrorf("replay run: %v", err)
 		}
 	}
-	rec, err := recording.Load(o.recording)
+	rec, err := loadRecording(o.recording)
 	if err != nil {
 		return err
 	}
@@ -373,7 +373,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err != nil {
 		return err
 	}
-	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: first.concur}); err != nil {
+	if err := checkCapacity(first.concur, 1); err != nil {
 		return err
 	}
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
@@ -420,9 +420,9 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replayPattern, path string, errOut *lockedWriter) (*runResult, error) {
 	setup := o.setup
 	start := time.Now()
-	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", err) }})
+	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", sessionWriteError(err, "run")) }})
 	if err != nil {
-		return nil, err
+		return nil, sessionExists(err, "--out")
 	}
 	defer w.Close()
 	cfgJSON, _ := json.Marshal(replayRunConfig{

@@ -155,7 +155,7 @@ func (r *requestFlags) build() (*requestSetup, error) {
 
 	s.tlsConfig, err = tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: r.ca, Insecure: r.insecure})
 	if err != nil {
-		return nil, err
+		return nil, clientTLSFlags.explain(err)
 	}
 	if r.http2 {
 		s.h2 = &clients.HTTP2{TLSConfig: s.tlsConfig}

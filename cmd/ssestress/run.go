@@ -394,7 +394,11 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := checkRunFDLimit(o.cfg, plan); err != nil {
+	perConn := 1
+	if o.cfg.Target == "" {
+		perConn = 2 // the embedded server's side too
+	}
+	if err := checkCapacity(plan.Concurrent(), perConn); err != nil {
 		return err
 	}
 	errOut := &lockedWriter{w: stderr}
@@ -495,10 +499,10 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 
 	start := time.Now()
 	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) {
-		fmt.Fprintln(errOut, "ssestress:", err)
+		fmt.Fprintln(errOut, "ssestress:", sessionWriteError(err, "run"))
 	}})
 	if err != nil {
-		return nil, err
+		return nil, sessionExists(err, "--out")
 	}
 	defer w.Close()
 	stored := cfg
@@ -969,34 +973,6 @@ func writerIsTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// checkRunFDLimit raises the soft limit on open files to the hard limit and
-// refuses a run that cannot hold its connections: each takes a descriptor,
-// and with the embedded server in the same process, two.
-func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return nil // not knowable here: let the run find out
-	}
-	if lim.Cur < lim.Max {
-		raised := lim
-		raised.Cur = lim.Max
-		if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
-			lim = raised
-		}
-	}
-	concurrent := uint64(plan.Concurrent())
-	perConn := uint64(1)
-	if cfg.Target == "" {
-		perConn = 2
-	}
-	const reserve = 64 // session file, listener, stdio, DNS, ...
-	if need := concurrent*perConn + reserve; need > lim.Cur {
-		return fmt.Errorf("%d connections need about %d file descriptors, but the limit is %d (raise it with ulimit -n, or use fewer connections)",
-			concurrent, need, lim.Cur)
-	}
-	return nil
 }
 
 // runMetrics returns the /metrics families of a run, read from the same

@@ -86,7 +86,7 @@ func TestRunBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	tooMany := lim.Max/2 + 1 // with the embedded server each takes two descriptors
-	fdMsg, fdCode := fmt.Sprintf("%d connections need about %d file descriptors, but the limit is %d (raise it with ulimit -n, or use fewer connections)",
+	fdMsg, fdCode := fmt.Sprintf("%d connections need about %d file descriptors in this process but the limit is %d (the hard limit; raise it with ulimit -Hn or systemd's LimitNOFILE); or use fewer --connections, split the run with --shard, or give --target so the server runs in another process",
 		tooMany, 2*tooMany+64, lim.Max), 1
 	if tooMany > maxConnections { // an unlimited descriptor limit: the range check answers first
 		fdMsg, fdCode = fmt.Sprintf("run: --connections: must be a positive integer up to %d, got %d", maxConnections, tooMany), 2
@@ -230,7 +230,7 @@ func TestRunConfigFileAndFlags(t *testing.T) {
   "connections": 50,
   "duration": "72h",
   "symbolGroups": [["AAPL", "MSFT"], ["AMZN", "META"]],
-  "monitorInterval": 0.2,
+  "monitorInterval": "200ms",
   "rate": "40"
 }`), 0o644)
 	out := filepath.Join(dir, "lr.db")

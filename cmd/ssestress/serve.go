@@ -53,7 +53,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.tls.Enabled() {
 		tlsConfig, _, err = tlsutil.ServerConfig(o.tls)
 		if err != nil {
-			return usageErrorf("serve: %v", err)
+			return usageErrorf("serve: %v", serverTLSFlags.explain(err))
 		}
 	}
 	rate, err := feed.ParseRate(o.rate)

@@ -16,7 +16,7 @@ import (
 // Errors a Reader returns, each wrapped with the file's path.
 var (
 	// ErrInUse: another process holds the file open for writing.
-	ErrInUse = errors.New("is in use by a running ssestress (its live view, --http, serves the same report)")
+	ErrInUse = errors.New("is in use by a running ssestress")
 	// ErrNotSession: the file is not a bbolt file, or not one ssestress wrote.
 	ErrNotSession = errors.New("is not an ssestress session file")
 	// ErrNewerSchema: written by a newer ssestress.
