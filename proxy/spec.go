@@ -495,3 +495,48 @@ func pathQuery(u *url.URL) string {
 	}
 	return p
 }
+
+// KindInfo describes a fault kind for help and shell completion: its
+// name, what it does, its own keys, whether it takes direction, and the
+// hops it may act on.
+type KindInfo struct {
+	Name        string
+	Summary     string
+	Keys        []string // the kind's own keys (the common ones are commonKeys)
+	Directional bool
+	Hops        []string
+}
+
+// Kinds lists the fault kinds in name order.
+func Kinds() []KindInfo {
+	var out []KindInfo
+	for _, n := range KindNames() {
+		k := kinds[n]
+		info := KindInfo{Name: n, Summary: k.summary, Directional: k.directional, Hops: k.hops}
+		if len(info.Hops) == 0 {
+			info.Hops = []string{session.HopClient, session.HopUpstream}
+		}
+		for _, kd := range k.keys {
+			info.Keys = append(info.Keys, kd.name)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// PresetInfo describes a preset: its name, what it stands for, and its
+// faults in the --fault syntax.
+type PresetInfo struct {
+	Name    string
+	Summary string
+	Faults  []string
+}
+
+// Presets lists the presets in name order.
+func Presets() []PresetInfo {
+	var out []PresetInfo
+	for _, n := range PresetNames() {
+		out = append(out, PresetInfo{Name: n, Summary: presets[n].summary, Faults: presets[n].faults})
+	}
+	return out
+}

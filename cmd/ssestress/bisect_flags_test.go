@@ -17,7 +17,7 @@ func TestBisectRequestFlags(t *testing.T) {
 	outer, inner := authServer(t), authServer(t)
 	t.Setenv("SSESTRESS_BISECT_TOKEN", testToken)
 	dir := filepath.Join(t.TempDir(), "bisect")
-	stdout, stderr, code := reportCLI(t, "bisect", "--hop", "outer="+outer.URL, "--hop", "inner="+inner.URL,
+	stdout, stderr, code := reportCLI(t, "bisect", "--entry", "outer="+outer.URL, "--entry", "inner="+inner.URL,
 		"--token-env", "SSESTRESS_BISECT_TOKEN", "--cookie", "sid="+testCookie, "--header", "X-Api-Key: "+testAPIKey,
 		"--scenario=flood", "--connections=4", "--rate=50", "--duration=1s", "--dir", dir, "--format", "json")
 	if code != 0 {
@@ -42,7 +42,7 @@ func TestBisectRequestFlags(t *testing.T) {
 			}
 		}
 		args := strings.Join(info.Args, " ")
-		for _, want := range []string{"--token-env SSESTRESS_BISECT_TOKEN", "sid=[redacted]", "X-Api-Key: [redacted]"} {
+		for _, want := range []string{"--token-env=SSESTRESS_BISECT_TOKEN", "sid=[redacted]", "X-Api-Key: [redacted]"} {
 			if !strings.Contains(args, want) {
 				t.Errorf("%s: stored args lack %q: %s", name, want, args)
 			}
@@ -54,9 +54,9 @@ func TestBisectRequestFlags(t *testing.T) {
 // apply to bisect's one run per entry point.
 func TestBisectRefusesSeriesFlags(t *testing.T) {
 	for _, flag := range []string{"--repeat=3", "--expect=ECONNRESET", "--shard=1/2"} {
-		_, stderr, code := runCLI(t, context.Background(), "bisect", "--hop", "a=http://127.0.0.1:1", "--hop", "b=http://127.0.0.1:2", flag)
+		_, stderr, code := runCLI(t, context.Background(), "bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "b=http://127.0.0.1:2", flag)
 		name, _, _ := strings.Cut(strings.TrimPrefix(flag, "--"), "=")
-		want := "ssestress: bisect: --" + name + " does not apply: bisect runs once against each entry point\n"
+		want := "ssestress: bisect: --" + name + ": does not apply: bisect runs once against each entry point\n"
 		if code != 2 || stderr != want {
 			t.Errorf("%s: exit %d, stderr %q; want 2, %q", flag, code, stderr, want)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,8 +17,8 @@ import (
 	"github.com/ssestress/ssestress/internal/session"
 )
 
-const captureExamples = `  ssestress capture --iface lo --port 8080 --port 8090 --out trace.pcap --duration 10m
-  ssestress capture --target 127.0.0.1:8090 --port 8090 --session capture.db
+const captureExamples = `  ssestress capture --iface lo --port 8080 --port 8090 --pcap trace.pcap --duration 10m
+  ssestress capture --target 127.0.0.1:8090 --port 8090 --out capture.db
   ssestress capture analyze trace.pcap
   ssestress capture analyze trace.pcap --session run.db          (roles and client errors from the run)
   tcpdump -i any -w other.pcap 'tcp port 8090' && ssestress capture analyze other.pcap --port 8090`
@@ -54,40 +55,80 @@ type captureOptions struct {
 	iface    string
 	target   string
 	ports    portList
-	out      string
+	pcap     string
 	duration time.Duration
 	snaplen  int
-	session  string
+	out      string // the session file (optional)
 	json     bool
+	args     []string
 }
 
-// runCapture is ssestress capture: a stand-alone live capture that writes a
-// pcap file (and, with --session, the flow summaries and the attributed
-// resets into a new session file), then prints who sent each RST.
-// "capture analyze FILE" reads a pcap file instead.
-func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "analyze" {
-		return runCaptureAnalyze(ctx, args[1:], stdout, stderr)
+var captureCmd = &command{
+	name:    "capture",
+	summary: "capture packets and tell who sent each TCP reset, on which hop; analyze pcap files",
+	synopsis: "capture [--iface IF | --target HOST:PORT] --port P [--port P] [--pcap FILE] [--duration D] [--out FILE]\n" +
+		"capture analyze FILE [--session FILE] [--port P] [--store] [--json]",
+	about:    "To read a pcap file (this tool's or tcpdump's): ssestress capture analyze FILE.",
+	examples: captureExamples,
+	args:     argSpec{none: "to read a file: ssestress capture analyze FILE"},
+	setup: func(fs *flagSet) action {
+		var o captureOptions
+		fs.StringVar(&o.iface, "iface", "", "`INTERFACE` to capture on (default: the route to --target, lo for loopback)")
+		fs.StringVar(&o.target, "target", "", "`HOST:PORT` or URL the traffic goes to, to pick the interface")
+		fs.Var(&o.ports, "port", "TCP `PORT` of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
+		fs.StringVar(&o.pcap, "pcap", "", "pcap `FILE` to write (default capture-<timestamp>.pcap; never overwritten)")
+		fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+		fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
+		fs.Var((*captureOut)(&o.out), "out", "also write flow summaries and attributed resets to this new session `FILE`")
+		fs.deprecated("session", "out", "--out names the session file a command writes")
+		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+		fs.values(wordsOf(interfaceNames), "iface")
+		fs.values(files(), "pcap", "out")
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			return o.run(ctx, stdout, stderr)
+		}
+	},
+	subs: []*command{{
+		name: "analyze", summary: "attribute the resets of a pcap or pcapng file, with a run's session file for roles",
+		synopsis: "capture analyze FILE [--session FILE] [--port P] [--store] [--json]", examples: analyzeExamples,
+		args: argSpec{name: "FILE", what: "pcap file", min: 1, max: 1, values: files()},
+		setup: func(fs *flagSet) action {
+			var o analyzeOptions
+			fs.Var(&o.ports, "port", "server-side TCP `PORT` (orients flows whose handshake is missing); repeatable")
+			fs.StringVar(&o.session, "session", "", "session `FILE` of the run: topology, client errors and proxy records")
+			fs.BoolVar(&o.store, "store", false, "store the file's flows and the attributed resets into --session (for report)")
+			fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+			fs.values(files(), "session")
+			return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+				return o.run(ctx, files[0], stdout, stderr)
+			}
+		},
+	}},
+}
+
+// captureOut is capture's --out, the session file. Until the flags were
+// renamed capture's --out was the pcap file and --session the session
+// file: a pcap name is refused, and so is a second value (--out and the
+// old --session together), rather than written over.
+type captureOut string
+
+func (c *captureOut) String() string { return string(*c) }
+func (c *captureOut) Set(v string) error {
+	if ext := strings.ToLower(filepath.Ext(v)); ext == ".pcap" || ext == ".pcapng" {
+		return errors.New("--out names the session file now; the pcap file is --pcap FILE")
 	}
-	var o captureOptions
-	fs := newFlags("capture")
-	fs.StringVar(&o.iface, "iface", "", "interface to capture on (default: the route to --target, lo for loopback)")
-	fs.StringVar(&o.target, "target", "", "host:port or URL the traffic goes to, to pick the interface")
-	fs.Var(&o.ports, "port", "TCP port of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
-	fs.StringVar(&o.out, "out", "trace.pcap", "pcap file to write (never overwritten)")
-	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-	fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
-	fs.StringVar(&o.session, "session", "", "also write flow summaries and attributed resets to this new session file")
-	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
-	err := parseFlags(fs, args, stdout,
-		"capture [--iface IF | --target HOST:PORT] --port P [--port P] [--out FILE] [--duration D] [--session FILE]\n"+
-			"       ssestress capture analyze FILE [--session FILE] [--port P] [--store] [--json]", captureExamples)
-	if err != nil {
-		return err
+	if *c != "" {
+		return fmt.Errorf("the session file is given twice (%s and %s; --session is now --out)", string(*c), v)
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("capture: unexpected argument %q (to read a file: ssestress capture analyze FILE)", fs.Arg(0))
-	}
+	*c = captureOut(v)
+	return nil
+}
+
+// run is ssestress capture: a stand-alone live capture that writes a pcap
+// file (and, with --out, the flow summaries and the attributed resets into
+// a new session file), then prints who sent each RST.
+func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if o.duration < 0 || o.snaplen < 64 {
 		return usageErrorf("capture: --duration must not be negative and --snaplen at least 64")
 	}
@@ -95,13 +136,19 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		o.target = "127.0.0.1"
 	}
 
-	var w *session.Writer
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: args, Target: o.target,
+	if o.pcap == "" {
+		o.pcap = freshName("capture", ".pcap", time.Now())
+	}
+	var (
+		w   *session.Writer
+		err error
+	)
+	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: o.args, Target: o.target,
 		PID: os.Getpid(), StartedAt: time.Now()}
 	info.Host, _ = os.Hostname()
-	if o.session != "" {
-		if w, err = session.Create(o.session, session.Options{}); err != nil {
-			return sessionExists(err, "--session")
+	if o.out != "" {
+		if w, err = session.Create(o.out, session.Options{}); err != nil {
+			return sessionExists(err, "--out")
 		}
 		w.PutMeta(session.MetaRun, info)
 	}
@@ -110,11 +157,14 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
-	c, err := capture.Start(ctx, capture.Config{Iface: o.iface, Target: o.target, Ports: o.ports, Out: o.out,
+	c, err := capture.Start(ctx, capture.Config{Iface: o.iface, Target: o.target, Ports: o.ports, Out: o.pcap,
 		Snaplen: o.snaplen, Session: w})
 	if err != nil {
 		if w != nil {
+			// Nothing was captured: the session file would hold only the
+			// run's start.
 			w.Close()
+			os.Remove(o.out)
 		}
 		if errors.Is(err, capture.ErrNotPermitted) {
 			return fmt.Errorf("capture: %w: run as root, or give the binary the capability (setcap cap_net_raw+ep ssestress)", err)
@@ -126,7 +176,7 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		what = "TCP ports " + o.ports.String()
 	}
 	if !o.json {
-		fmt.Fprintf(stdout, "capturing %s on %s into %s; Ctrl-C stops\n", what, c.Iface(), o.out)
+		fmt.Fprintf(stdout, "capturing %s on %s into %s; Ctrl-C stops\n", what, c.Iface(), o.pcap)
 	}
 	progress := time.NewTicker(30 * time.Second)
 	defer progress.Stop()
@@ -149,7 +199,7 @@ wait:
 		if err := w.Close(); err != nil {
 			return err
 		}
-		if res, err = capture.AttributeFile(context.WithoutCancel(ctx), o.session, capture.AnalyzeOptions{Ports: o.ports}); err != nil {
+		if res, err = capture.AttributeFile(context.WithoutCancel(ctx), o.out, capture.AnalyzeOptions{Ports: o.ports}); err != nil {
 			return err
 		}
 	} else {
@@ -159,16 +209,17 @@ wait:
 	}
 	if o.json {
 		if err := json.NewEncoder(stdout).Encode(struct {
-			Capture capture.Stats   `json:"capture"`
-			Out     string          `json:"out"`
-			Result  *capture.Result `json:"result"`
-		}{st, o.out, res}); err != nil {
+			Capture     capture.Stats   `json:"capture"`
+			Pcap        string          `json:"pcap"`
+			SessionFile string          `json:"session_file,omitempty"`
+			Result      *capture.Result `json:"result"`
+		}{st, o.pcap, o.out, res}); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(stdout, "captured %d packets in %s (%.0f packets/s) on %s; the kernel passed %d and dropped %d; %d flows, %d RSTs → %s\n",
 			st.Packets, st.Stopped.Sub(st.Started).Round(time.Millisecond), st.PacketsPerSecond(), st.Iface,
-			st.KernelPackets, st.KernelDrops, st.Flows, st.Resets, o.out)
+			st.KernelPackets, st.KernelDrops, st.Flows, st.Resets, o.pcap)
 		if err := printResets(stdout, res); err != nil {
 			return err
 		}
@@ -176,34 +227,22 @@ wait:
 	return stopErr
 }
 
-// runCaptureAnalyze is ssestress capture analyze FILE: the attribution of a
-// pcap or pcapng file, from this tool or from tcpdump, optionally with the
+// analyzeOptions are the flags of ssestress capture analyze.
+type analyzeOptions struct {
+	ports   portList
+	session string
+	store   bool
+	json    bool
+}
+
+// run is ssestress capture analyze FILE: the attribution of a pcap or
+// pcapng file, from this tool or from tcpdump, optionally with the
 // topology and client errors of a run's session file.
-func runCaptureAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("capture analyze")
-	var ports portList
-	fs.Var(&ports, "port", "server-side TCP port (orients flows whose handshake is missing); repeatable")
-	sessionPath := fs.String("session", "", "session file of the run: topology, client errors and proxy records")
-	store := fs.Bool("store", false, "store the file's flows and the attributed resets into --session (for report)")
-	asJSON := fs.Bool("json", false, "print the result as one JSON object")
-	var files []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest, stdout, "capture analyze FILE [--session FILE] [--port P] [--store] [--json]", analyzeExamples); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(files) != 1 {
-		return usageErrorf("capture analyze: give one pcap file (usage: ssestress capture analyze FILE [--session FILE])")
-	}
-	if *store && *sessionPath == "" {
+func (o *analyzeOptions) run(ctx context.Context, file string, stdout, stderr io.Writer) error {
+	if o.store && o.session == "" {
 		return usageErrorf("capture analyze: --store needs --session")
 	}
-	fr, err := capture.ReadFile(files[0], ports)
+	fr, err := capture.ReadFile(file, o.ports)
 	if err != nil {
 		if fr == nil {
 			return err
@@ -211,32 +250,32 @@ func runCaptureAnalyze(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "ssestress: %v (analyzing the packets before it)\n", err)
 	}
 	var res *capture.Result
-	if *sessionPath != "" {
-		res, err = capture.AttributeFile(ctx, *sessionPath, capture.AnalyzeOptions{Pcap: fr, Ports: ports, DryRun: !*store})
+	if o.session != "" {
+		res, err = capture.AttributeFile(ctx, o.session, capture.AnalyzeOptions{Pcap: fr, Ports: o.ports, DryRun: !o.store})
 		if err != nil {
 			return err
 		}
 	} else {
-		ev := &capture.Evidence{Flows: fr.Flows, Ports: ports}
+		ev := &capture.Evidence{Flows: fr.Flows, Ports: o.ports}
 		res = capture.Summarize(ev, capture.Attribute(ev))
 	}
-	if *asJSON {
+	if o.json {
 		return json.NewEncoder(stdout).Encode(struct {
 			File   string              `json:"file"`
 			Read   *capture.FileResult `json:"read"`
 			Result *capture.Result     `json:"result"`
-		}{files[0], fr, res})
+		}{file, fr, res})
 	}
 	fmt.Fprintf(stdout, "%s: %s, link type %s, %d TCP packets (%d other frames), %d flows, %d RSTs\n",
-		files[0], fr.Format, linkName(fr.LinkType), fr.Packets, fr.Skipped, len(fr.Flows), fr.Resets)
+		file, fr.Format, linkName(fr.LinkType), fr.Packets, fr.Skipped, len(fr.Flows), fr.Resets)
 	if fr.Truncated {
 		fmt.Fprintln(stdout, "the file ends in the middle of a packet (a capture that was killed): the packets before it are analyzed")
 	}
 	if err := printResets(stdout, res); err != nil {
 		return err
 	}
-	if *store {
-		fmt.Fprintf(stdout, "stored %d flows and %d resets in %s\n", len(fr.Flows), len(res.Resets), *sessionPath)
+	if o.store {
+		fmt.Fprintf(stdout, "stored %d flows and %d resets in %s\n", len(fr.Flows), len(res.Resets), o.session)
 	}
 	return nil
 }

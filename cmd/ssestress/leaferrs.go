@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/ssestress/ssestress/internal/limits"
-	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
@@ -61,7 +60,7 @@ func (f tlsFlags) explain(err error) error {
 	case errors.As(err, &me):
 		return usageErrorf("%s needs %s", name(me.Given), name(me.Missing))
 	case errors.As(err, &oe):
-		return &usageError{fmt.Sprintf("%s: %v", name(oe.Option), oe.Err)}
+		return badValue(name(oe.Option), oe.Err)
 	case errors.Is(err, tlsutil.ErrNoServerCert):
 		return usageErrorf("TLS needs %s and %s, or %s", name(tlsutil.OptCertFile), name(tlsutil.OptKeyFile), name(tlsutil.OptSelfSigned))
 	}
@@ -86,16 +85,6 @@ func sessionWriteError(err error, producer string) error {
 			full.Path, full.MaxSize, full.Dropped, producer)
 	}
 	return err
-}
-
-// loadRecording is recording.Load with the way to make a recording named
-// when the file has none.
-func loadRecording(path string) (*recording.Recording, error) {
-	rec, err := recording.Load(path)
-	if errors.Is(err, recording.ErrEmpty) {
-		return nil, fmt.Errorf("%w (record with: ssestress proxy --record FILE)", err)
-	}
-	return rec, err
 }
 
 // checkCapacity refuses a run that cannot hold its connections, naming the

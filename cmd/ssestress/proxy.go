@@ -50,6 +50,12 @@ type proxyOptions struct {
 	upstreamHeaderTimeout       time.Duration
 	maxEventSize                int64
 	maxFileSize                 int64
+	monitorInterval             time.Duration
+	capture                     struct {
+		on          bool
+		iface, pcap string
+	}
+	args []string
 }
 
 const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
@@ -69,59 +75,66 @@ Fault kinds (--fault KIND[:key=value,...]; common keys: hop=client|upstream,
 direction=down|up|both, toxicity=0..1, match=/path-prefix, after=DURATION, name=NAME):
 `
 
-func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o proxyOptions
-	fs := newFlags("proxy")
-	fs.StringVar(&o.config, "config", "", "JSON config file: keys named like these flags (flags given override it)")
+var proxyCmd = &command{
+	name:     "proxy",
+	summary:  "run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API",
+	synopsis: proxySynopsis,
+	examples: proxyExamples + proxy.KindHelp(),
+	setup: func(fs *flagSet) action {
+		o := newProxyOptions(fs)
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			return o.run(ctx, flagsSet(fs.FlagSet), stdout, stderr)
+		}
+	},
+}
+
+// newProxyOptions registers the proxy's flags on fs.
+func newProxyOptions(fs *flagSet) *proxyOptions {
+	o := &proxyOptions{}
+	fs.StringVar(&o.config, "config", "", "JSON config `FILE`: keys named like these flags (flags given override it)")
 	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
-	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// URL)")
+	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// `URL`)")
 	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's name in records (give chained proxies distinct names)")
-	fs.Var(&o.allowHosts, "allow-host", "host or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
-	fs.Var(&o.faults, "fault", "fault to inject: KIND[:key=value,...] or preset:NAME (repeatable)")
+	fs.Var(&o.allowHosts, "allow-host", "`HOST` or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
+	fs.Var(&o.faults, "fault", "fault to inject: `KIND[:key=value,...]` or preset:NAME (repeatable)")
 	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
-	fs.StringVar(&o.apiToken, "api-token", "", "token the control API requires (Authorization: Bearer TOKEN); needed off loopback")
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
-	fs.StringVar(&o.record, "record", "", "record every stream into this session file (same as --out, with recording on)")
-	fs.Var(&o.redact, "redact", "header whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
+	fs.StringVar(&o.apiToken, "api-token", "", "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
+	fs.StringVar(&o.record, "record", "", "record every stream into this session `FILE` (same as --out, with recording on)")
+	fs.Var(&o.redact, "redact", "`HEADER` whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
 	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header as it was, credentials included")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print fault firings and upstream failures")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "listen with TLS, with a certificate generated at start for loopback and the listen host")
 	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
-	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates trusted for an https upstream, besides the system roots")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates `FILE` trusted for an https upstream, besides the system roots")
 	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
 	o.keepalive = dur.Duration(proxy.DefaultKeepalive)
-	fs.Var(&o.keepalive, "keepalive", "TCP keepalive idle period (and probe interval) of both hops' sockets; 0 turns keepalive off. Recorded in the session file, so a reset answering the proxy's own probe is never taken for a middlebox's timeout")
+	fs.Var(&o.keepalive, "keepalive", "TCP keepalive idle period `D` (and probe interval) of both hops' sockets; 0 turns keepalive off. Recorded in the session file, so a reset answering the proxy's own probe is never taken for a middlebox's timeout")
 	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
-	fs.Func("max-event-size", "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)", func(v string) error {
-		n, err := parseSize(v)
-		o.maxEventSize = n
-		return err
-	})
-	fs.Func("max-file-size", "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(v string) error {
-		n, err := parseSize(v)
-		o.maxFileSize = n
-		return err
-	})
-	monitorInterval := clients.DefaultMonitorInterval
-	fs.DurationVar(&monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
-	var capt struct {
-		on          bool
-		iface, pcap string
-	}
-	fs.BoolVar(&capt.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
-	fs.StringVar(&capt.iface, "iface", "", "with --capture: interface (default: the route to the upstream, lo for loopback)")
-	fs.StringVar(&capt.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
-	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("proxy: unexpected argument %q (see ssestress proxy --help)", fs.Arg(0))
-	}
-	cfg, err := o.proxyConfig(flagsSet(fs))
+	fs.SizeVar(&o.maxEventSize, "max-event-size", 0, "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB or 16MiB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)")
+	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
+	fs.DurationVar(&o.monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
+	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
+	fs.StringVar(&o.capture.iface, "iface", "", "with --capture: `INTERFACE` (default: the route to the upstream, lo for loopback)")
+	fs.StringVar(&o.capture.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	fs.values(files(), "config", "out", "record", "tls-cert", "tls-key", "tls-cert-out", "upstream-ca", "pcap")
+	fs.values(valueSpec{kind: valFault}, "fault")
+	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
+	fs.values(wordsOf(interfaceNames), "iface")
+	return o
+}
+
+// run is ssestress proxy once its flags are parsed; set says which were
+// given (they override the config file).
+func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, stderr io.Writer) error {
+	capt := o.capture
+	monitorInterval := o.monitorInterval
+	cfg, err := o.proxyConfig(set)
 	if err != nil {
 		return err
 	}
@@ -163,7 +176,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("proxy: %w", sessionExists(err, "--out"))
 	}
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: args, Target: cfg.Upstream,
+	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: o.args, Target: cfg.Upstream,
 		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now(), TimeScale: cfg.TimeScale}
 	info.Host, _ = os.Hostname()
 	w.PutMeta(session.MetaRun, info)

@@ -151,7 +151,7 @@ func TestProxyCommandErrors(t *testing.T) {
 		{[]string{"proxy", "--upstream", "https://127.0.0.1:1", "--upstream-ca", "c.pem", "--upstream-insecure"},
 			"ssestress: proxy: --upstream-ca trusts a certificate, --upstream-insecure trusts any: give one or the other"},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--upstream-header-timeout", "-1s"},
-			"ssestress: proxy: --upstream-header-timeout -1s must not be negative"},
+			`ssestress: proxy: invalid value "-1s" for flag -upstream-header-timeout: invalid duration "-1s": negative`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--max-file-size", "lots"},
 			`ssestress: proxy: invalid value "lots" for flag -max-file-size: invalid size "lots"`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--fault", "h2-goaway:hop=upstream"},

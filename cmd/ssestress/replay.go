@@ -46,26 +46,37 @@ of requests but opens and closes the connections as the scenario does (see ssest
 --via-proxy, --fault and --capture put the in-process fault proxy and the packet capture between
 the clients and the target, as in run.`
 
-// runReplay is ssestress replay: serve a recording as a server, or re-drive
-// its clients against a target.
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintf(stdout, "Usage: ssestress %s\n\n", replaySynopsis)
-		fmt.Fprintln(stdout, "  serve   stand in for the recorded server: recorded headers, events, gaps and endings")
-		fmt.Fprintln(stdout, "  run     re-drive the recorded clients against a target, at --scale, into a session file")
-		fmt.Fprintf(stdout, "\nExamples:\n%s\n%s\n", replayServeExamples, strings.SplitN(replayRunExamples, "\n\n", 2)[0])
-		if len(args) == 0 {
-			return usageErrorf("replay: give serve or run")
-		}
-		return errHelp
-	}
-	switch args[0] {
-	case "serve":
-		return replayServe(ctx, args[1:], stdout, stderr)
-	case "run":
-		return replayRun(ctx, args[1:], stdout, stderr)
-	}
-	return usageErrorf("replay: unknown subcommand %q (use serve or run)", args[0])
+var replayCmd = &command{
+	name:     "replay",
+	summary:  "replay a recording: serve it as the SSE server, or re-drive its clients at --scale",
+	synopsis: replaySynopsis,
+	examples: replayServeExamples + "\n" + strings.SplitN(replayRunExamples, "\n\n", 2)[0],
+	subs: []*command{
+		{name: "serve", summary: "stand in for the recorded server: recorded headers, events, gaps and endings",
+			synopsis: replayServeSynopsis, examples: replayServeExamples, args: argSpec{none: "the file goes after --recording"},
+			setup: func(fs *flagSet) action {
+				var o replayServeOptions
+				fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
+				fs.StringVar(&o.listen, "listen", replay.DefaultListen, "address to listen on (loopback by default)")
+				fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
+				fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
+				fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
+				fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus)")
+				fs.values(files(), "recording")
+				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+					return o.run(ctx, stdout)
+				}
+			}},
+		{name: "run", summary: "re-drive the recorded clients against a target, at --scale, into a session file",
+			synopsis: replayRunSynopsis, examples: replayRunExamples, args: argSpec{none: "the file goes after --recording"},
+			setup: func(fs *flagSet) action {
+				o := newReplayRunOptions(fs)
+				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+					o.args = fs.argv
+					return o.run(ctx, stdout, stderr)
+				}
+			}},
+	},
 }
 
 // replayServeOptions are the flags of ssestress replay serve.
@@ -76,21 +87,7 @@ type replayServeOptions struct {
 	cfg       replay.Config
 }
 
-func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o replayServeOptions
-	fs := newFlags("replay serve")
-	fs.StringVar(&o.recording, "recording", "", "session file holding the recording (required)")
-	fs.StringVar(&o.listen, "listen", replay.DefaultListen, "address to listen on (loopback by default)")
-	fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
-	fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
-	fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
-	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus)")
-	if err := parseFlags(fs, args, stdout, replayServeSynopsis, replayServeExamples); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("replay serve: unexpected argument %q (the file goes after --recording)", fs.Arg(0))
-	}
+func (o *replayServeOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.recording == "" {
 		return usageErrorf("replay serve: --recording FILE is required")
 	}
@@ -102,13 +99,13 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return usageErrorf("replay serve: %v", err)
 		}
 	}
-	rec, err := loadRecording(o.recording)
+	rec, err := recording.Load(o.recording)
 	if err != nil {
 		return err
 	}
 	srv, err := replay.Start(o.listen, rec, o.cfg)
 	if err != nil {
-		return fmt.Errorf("%s: %w", o.recording, err)
+		return badValue("replay serve: --listen "+o.listen, err)
 	}
 	fmt.Fprintf(stdout, "replaying %d recorded streams (%d frames) from %s on %s (speed %v%s)\n",
 		len(rec.Streams), rec.Frames(), o.recording, srv.URL, o.cfg.Speed, serveModes(o.cfg))
@@ -189,29 +186,31 @@ type replayRunConfig struct {
 	Header http.Header `json:"header,omitempty"`
 }
 
-func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := replayRunOptions{args: args}
-	fs := newFlags("replay run")
-	fs.StringVar(&o.recording, "recording", "", "session file holding the recording (required)")
-	fs.StringVar(&o.target, "target", "", "base URL of the service to drive, e.g. http://127.0.0.1:8090 (required)")
+// newReplayRunOptions registers replay run's flags on fs.
+func newReplayRunOptions(fs *flagSet) *replayRunOptions {
+	o := &replayRunOptions{}
+	fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
+	fs.StringVar(&o.target, "target", "", "base `URL` of the service to drive, e.g. http://127.0.0.1:8090 (required)")
 	fs.IntVar(&o.scale, "scale", 1, "connections per recorded one")
 	fs.StringVar(&o.scenario, "scenario", "", "apply this scenario's connection pattern ("+strings.Join(clients.Scenarios, ", ")+") to the recorded mix of requests")
-	fs.Var(&o.duration, "duration", "run length (default: the recording's length; with --scenario, the scenario's)")
+	fs.Var(&o.duration, "duration", "run length `D` (default: the recording's length; with --scenario, the scenario's)")
 	o.monitorInterval = dur.Duration(time.Second)
-	fs.Var(&o.monitorInterval, "monitor-interval", "interval of the stored metric samples")
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-replay-<timestamp>.db; never overwritten)")
+	fs.Var(&o.monitorInterval, "monitor-interval", "interval `D` of the stored metric samples")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-replay-<timestamp>.db; never overwritten)")
 	o.req.register(fs)
 	o.hop.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
-	if err := parseFlags(fs, args, stdout, replayRunSynopsis, replayRunExamples); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("replay run: unexpected argument %q (the file goes after --recording)", fs.Arg(0))
-	}
+	fs.values(files(), "recording", "out")
+	fs.values(words(clients.Scenarios...), "scenario")
+	fs.values(wordsOf(func() []string { return errorClasses }), "expect")
+	return o
+}
+
+// run is ssestress replay run, once its flags are parsed.
+func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch {
 	case o.recording == "":
 		return usageErrorf("replay run: --recording FILE is required")
@@ -250,7 +249,7 @@ func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageErrorf("replay run: %v", err)
 		}
 	}
-	rec, err := loadRecording(o.recording)
+	rec, err := recording.Load(o.recording)
 	if err != nil {
 		return err
 	}

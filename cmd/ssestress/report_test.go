@@ -72,7 +72,7 @@ func TestReportBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"report"}, 2, "ssestress: report: no session file given (see ssestress report --help)\n"},
+		{[]string{"report"}, 2, "ssestress: report: no session file given (usage: ssestress report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR])\n"},
 		{[]string{"report", db, "--format", "yaml"}, 2, `ssestress: report: --format "yaml": use csv, html, json, markdown, table` + "\n"},
 		{[]string{"report", db, "--expect", "ECONNRESET"}, 2, "ssestress: report: --expect goes with --reproduction\n"},
 		{[]string{"report", "--baseline", db, db, "--reproduction"}, 2, "ssestress: report: --baseline, --production and --reproduction do not combine: choose one\n"},
@@ -80,7 +80,7 @@ func TestReportBadInput(t *testing.T) {
 		{[]string{"report", db, "--production", prod, "--production-unit", "fortnights"}, 2, `ssestress: report: --production-unit: unknown unit "fortnights" (use ns, us, ms, s, m or h)` + "\n"},
 		{[]string{"report", db, "--nonsense"}, 2, "ssestress: report: flag provided but not defined: -nonsense (see ssestress report --help)\n"},
 		{[]string{"report", filepath.Join(dir, "missing.db")}, 1, "ssestress: report: stat " + filepath.Join(dir, "missing.db") + ": no such file or directory\n"},
-		{[]string{"report", text}, 1, "ssestress: report: " + text + " is not an ssestress session file"},
+		{[]string{"report", text}, 4, "ssestress: report: " + text + " is not an ssestress session file"},
 		{[]string{"report", db, "--production", prod}, 1, "ssestress: report: production errors: prod.csv has no time column (tried time, timestamp, ts, @timestamp, date; name it with --production-time)\n"},
 		{[]string{"report", db, "--production", prod, "--production-time", "when"}, 1, "ssestress: report: production errors: prod.csv has neither an error class nor a message column (name one with --production-class or --production-message)\n"},
 		{[]string{"report", "--baseline", db, db, "--graphs", dir}, 2, "ssestress: report: --graphs needs a plain report (not --baseline, --production or --reproduction)\n"},

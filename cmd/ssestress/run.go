@@ -43,12 +43,15 @@ type runOptions struct {
 	setup            *requestSetup // headers, TLS, transport made from req
 	backoff          time.Duration
 	retryOnHTTPError bool
-	httpAddr         string   // --http: live view address; empty: none
-	serverPID        int      // --server-pid: sampled into the samples and /metrics
-	hop              hopFlags // --via-proxy, --fault, --capture
-	maxFileSize      int64    // --max-file-size: bbolt MaxSize of the session file
-	repeat           int      // --repeat: runs of the series (0: one run, no series)
-	expect           string   // --expect: the error class a series counts ("": any)
+	httpAddr         string            // --http: live view address; empty: none
+	serverPID        int               // --server-pid: sampled into the samples and /metrics
+	hop              hopFlags          // --via-proxy, --fault, --capture
+	maxFileSize      int64             // --max-file-size: bbolt MaxSize of the session file
+	texts            map[string]string // the config fields given as flags, by name
+	shardText        string            // --shard
+	sourceText       string            // --source-addr
+	repeat           int               // --repeat: runs of the series (0: one run, no series)
+	expect           string            // --expect: the error class a series counts ("": any)
 	shard            clients.Shard
 	source           *clients.SourceAddrs // --source-addr; nil: the system chooses
 	args             []string
@@ -94,26 +97,38 @@ A config file holds the same settings as JSON, e.g.
 A group may be served under its own path:
   "symbolGroups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
 
-// runRun is ssestress run.
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseRunArgs(args, stdout)
-	if err != nil {
-		return err
-	}
-	return o.execute(ctx, stdout, stderr)
+var runCmd = &command{
+	name:     "run",
+	summary:  "run a load scenario (flood, long-running, churn, mixed) and record a session file",
+	synopsis: runSynopsis,
+	examples: runExamples,
+	args:     argSpec{none: "settings are flags, e.g. --duration=30s"},
+	setup: func(fs *flagSet) action {
+		o := newRunOptions(fs)
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			if err := o.check(); err != nil {
+				return err
+			}
+			return o.execute(ctx, stdout, stderr)
+		}
+	},
 }
 
-// parseRunArgs parses and checks the command line, loading --config.
-func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
-	o := &runOptions{args: args}
-	fs := newFlags("run")
-	fs.StringVar(&o.configFile, "config", "", "JSON config file (the seed's TestConfig fields; flags override it)")
-	texts := map[string]string{}
+// newRunOptions registers run's flags on fs, bound to the options it
+// returns. bisect reads the same flag set to pass run's flags on.
+func newRunOptions(fs *flagSet) *runOptions {
+	o := &runOptions{texts: map[string]string{}}
+	fs.StringVar(&o.configFile, "config", "", "JSON config `FILE`: keys are these flags' names (the seed's TestConfig names are accepted too); flags given override it")
 	for _, f := range configFields {
-		flag := f.flag
-		fs.Func(flag, f.usage, func(s string) error { texts[flag] = s; return nil })
+		name := f.name
+		fs.Func(name, f.usage, func(s string) error { o.texts[name] = s; return nil })
+		if f.values.kind != valNone {
+			fs.values(f.values, name)
+		}
 	}
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
+	fs.deprecated("message-rate", "event-rate", "SSE events, not messages")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
 	o.req.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
@@ -121,101 +136,114 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	o.hop.register(fs)
-	fs.Func("max-file-size", "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(s string) error {
-		n, err := parseSize(s)
-		o.maxFileSize = n
-		return err
-	})
+	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
 	fs.IntVar(&o.repeat, "repeat", 0, "run the scenario `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
-	var shardText, sourceText string
-	fs.StringVar(&shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
-	fs.StringVar(&sourceText, "source-addr", "", "spread the connections round-robin over these local `ADDRS` (127.0.0.2-127.0.0.9, or a comma list): an ephemeral port range each")
-	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
+	fs.StringVar(&o.shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
+	fs.StringVar(&o.sourceText, "source-addr", "", "spread the connections round-robin over these local `ADDRS` (127.0.0.2-127.0.0.9, or a comma list): an ephemeral port range each")
+	fs.values(files(), "config", "out")
+	fs.values(wordsOf(func() []string { return errorClasses }), "expect")
+	return o
+}
+
+// parseRunArgs parses and checks a run command line, loading --config, as
+// ssestress run does before it starts anything.
+func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
+	fs := newFlagSet(runCmd)
+	o := newRunOptions(fs)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageErrorf("run: unexpected argument %q (settings are flags, e.g. --duration=30s)", fs.Arg(0))
+	if err := runCmd.args.check(runCmd, pos); err != nil {
+		return nil, err
 	}
-	if shardText != "" {
-		sh, err := clients.ParseShard(shardText)
+	o.args = args
+	return o, o.check()
+}
+
+// check checks the parsed flags and builds the configuration: the config
+// file, then the flags given, then the scenario's defaults.
+func (o *runOptions) check() error {
+	if o.shardText != "" {
+		sh, err := clients.ParseShard(o.shardText)
 		if err != nil {
-			return nil, usageErrorf("run: --shard: %v", err)
+			return usageErrorf("run: --shard: %v", err)
 		}
 		o.shard = sh
 	}
 	var sourceAddrs []netip.Addr
-	if sourceText != "" {
-		a, err := clients.ParseSourceAddrs(sourceText)
+	if o.sourceText != "" {
+		a, err := clients.ParseSourceAddrs(o.sourceText)
 		if err != nil {
-			return nil, usageErrorf("run: --source-addr: %v", err)
+			return usageErrorf("run: --source-addr: %v", err)
 		}
 		sourceAddrs = a
 	}
 	repeatNotes, err := checkRepeatFlags("run", o.repeat, &o.expect)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.notes = append(o.notes, repeatNotes...)
 	if o.backoff < 0 {
-		return nil, usageErrorf("run: --backoff must not be negative")
+		return usageErrorf("run: --backoff must not be negative")
 	}
 	setup, err := o.req.build()
 	if err != nil {
-		return nil, usageErrorf("run: %v", err)
+		return usageErrorf("run: %v", err)
 	}
 	o.setup = setup
 	notes, err := o.hop.check("run", setup.http2)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.notes = append(o.notes, notes...)
 	if o.httpAddr != "" {
 		if _, err := liveListenAddr(o.httpAddr); err != nil {
-			return nil, usageErrorf("run: %v", err)
+			return usageErrorf("run: %v", err)
 		}
 	}
 	if o.serverPID < 0 {
-		return nil, usageErrorf("run: --server-pid must be a process id")
+		return usageErrorf("run: --server-pid must be a process id")
 	}
 	if o.serverPID > 0 {
 		if _, err := procstat.Read(o.serverPID); err != nil && !errors.Is(err, procstat.ErrUnsupported) {
-			return nil, usageErrorf("run: --server-pid %d: no such process readable here", o.serverPID)
+			return usageErrorf("run: --server-pid %d: no such process readable here", o.serverPID)
 		}
 	}
 
 	var cfg runConfig
 	if o.configFile != "" {
 		if cfg, err = loadRunConfig(o.configFile); err != nil {
-			return nil, usageErrorf("run: %v", err)
+			return usageErrorf("run: %v", err)
 		}
 	}
 	for _, f := range configFields {
-		if s, ok := texts[f.flag]; ok {
+		if s, ok := o.texts[f.name]; ok {
 			if err := f.fromText(&cfg, s); err != nil {
-				return nil, usageErrorf("run: --%s: %v", f.flag, err)
+				return usageErrorf("run: --%s: %v", f.name, err)
 			}
 		}
 	}
 	given := cfg // before defaults: what the user set
 	cfg = cfg.withDefaults()
 	if given.Variable != "" && cfg.Scenario != clients.Mixed {
-		return nil, usageErrorf("run: variable applies to the mixed scenario only (scenario is %s)", cfg.Scenario)
+		return usageErrorf("run: variable applies to the mixed scenario only (scenario is %s)", cfg.Scenario)
 	}
 	if given.ChurnRate > 0 && cfg.Scenario != clients.Churn && cfg.Scenario != clients.Mixed {
-		o.notes = append(o.notes, fmt.Sprintf("churnRate is used by the churn and mixed scenarios; ignored for %s", cfg.Scenario))
+		o.notes = append(o.notes, fmt.Sprintf("churn-rate is used by the churn and mixed scenarios; ignored for %s", cfg.Scenario))
 	}
-	if given.MessageRate != "" && cfg.Target != "" {
-		o.notes = append(o.notes, "messageRate sets the embedded server's rate; ignored with a target")
+	if given.EventRate != "" && cfg.Target != "" {
+		o.notes = append(o.notes, "event-rate sets the embedded server's rate; ignored with a target")
 	}
 	plan, err := cfg.plan()
 	if err != nil {
-		return nil, usageErrorf("run: %v", err)
+		return usageErrorf("run: %v", err)
 	}
 	if o.shard.Count > 0 {
 		plan.Shard = o.shard
 		if err := plan.Check(); err != nil {
-			return nil, usageErrorf("run: --shard: %v", err)
+			return usageErrorf("run: --shard: %v", err)
 		}
 		if cfg.Target == "" {
 			o.notes = append(o.notes, "--shard without --target: this shard measures its own embedded server, not one shared with the other shards")
@@ -227,7 +255,7 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 			dialed = "http://127.0.0.1/" // the embedded server or the in-process proxy
 		}
 		if err := checkSourceAddrs(sourceAddrs, dialed); err != nil {
-			return nil, err
+			return err
 		}
 		if o.hop.viaProxy {
 			o.notes = append(o.notes, "--source-addr spreads the clients' connections to the in-process proxy; the proxy dials the target from the system's choice")
@@ -235,7 +263,7 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 		o.source = clients.NewSourceAddrs(sourceAddrs)
 	}
 	o.cfg = cfg
-	return o, nil
+	return nil
 }
 
 // checkSourceAddrs refuses source addresses this host does not have, and
@@ -365,7 +393,7 @@ func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 			{Role: session.RoleServer, Name: "target", Addr: clients.HostPort(u), URL: redactURL(cfg.Target)},
 		}}, nil
 	}
-	rate, err := feed.ParseRate(cfg.MessageRate)
+	rate, err := feed.ParseRate(cfg.EventRate)
 	if err != nil {
 		return nil, err
 	}
@@ -529,7 +557,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	}
 	defer hops.stop()
 
-	which := "embedded server, " + cfg.MessageRate + " msg/min per group"
+	which := "embedded server, " + cfg.EventRate + " msg/min per group"
 	if tgt.embedded == nil {
 		which = "target"
 	}
@@ -875,13 +903,20 @@ func ordinalSuffix(n int) string {
 // defaultSessionPath is ssestress-<scenario>-<timestamp>.db in the working
 // directory, with a -2, -3 ... suffix if that file exists.
 func defaultSessionPath(scenario string, now time.Time) string {
-	base := "ssestress-" + scenario + "-" + now.Format("20060102-150405")
-	name := base + ".db"
+	return freshName("ssestress-"+scenario, ".db", now)
+}
+
+// freshName is <stem>-<timestamp><ext> in the working directory, with a
+// -2, -3 ... suffix if that file exists: a default name never collides
+// with an earlier run's file.
+func freshName(stem, ext string, now time.Time) string {
+	base := stem + "-" + now.Format("20060102-150405")
+	name := base + ext
 	for i := 2; i < 1000; i++ {
 		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
 			break
 		}
-		name = base + "-" + strconv.Itoa(i) + ".db"
+		name = base + "-" + strconv.Itoa(i) + ext
 	}
 	return name
 }

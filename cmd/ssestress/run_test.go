@@ -103,7 +103,7 @@ func TestRunBadInput(t *testing.T) {
 		{"bad duration", []string{"run", "--duration=forever"},
 			`run: --duration: invalid duration "forever" (use e.g. 30s, 1h, 72h, 3d)`, 2},
 		{"negative duration", []string{"run", "--duration=-5s"},
-			`run: --duration: invalid duration "-5s" (use e.g. 30s, 1h, 72h, 3d)`, 2},
+			`run: --duration: invalid duration "-5s": negative`, 2},
 		{"zero connections", []string{"run", "--connections=0"},
 			"run: --connections: must be a positive integer up to 1000000, got 0", 2},
 		{"connections not a number", []string{"run", "--connections=many"},
@@ -123,15 +123,15 @@ func TestRunBadInput(t *testing.T) {
 		{"positional argument", []string{"run", "flood"},
 			`run: unexpected argument "flood" (settings are flags, e.g. --duration=30s)`, 2},
 		{"missing config", []string{"run", "--config=" + filepath.Join(dir, "none.json")},
-			"run: config file: open " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
+			"run: --config: open " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
 		{"malformed config", []string{"run", "--config=" + malformed},
 			"run: " + malformed + ": invalid JSON: unexpected end of file", 2},
 		{"unknown field in config", []string{"run", "--config=" + unknown},
-			"run: " + unknown + `:3: unknown field "symbols" (did you mean "symbolGroups"?)`, 2},
+			"run: " + unknown + `:3: unknown key "symbols" (did you mean "symbol-groups"?)`, 2},
 		{"bad value in config", []string{"run", "--config=" + badValue},
-			"run: " + badValue + `:1: field "connections": must be a positive integer up to 1000000, got -3`, 2},
+			"run: " + badValue + `:1: "connections": must be a positive integer up to 1000000, got -3`, 2},
 		{"the config is read before the flags", []string{"run", "--config=" + badValue, "--connections=x"},
-			"run: " + badValue + `:1: field "connections": must be a positive integer up to 1000000, got -3`, 2},
+			"run: " + badValue + `:1: "connections": must be a positive integer up to 1000000, got -3`, 2},
 		{"unreachable target", []string{"run", "--target=http://" + dead, "--duration=5s", "--out=" + filepath.Join(dir, "never.db")},
 			"cannot reach target http://" + dead + ": dial tcp " + dead + ": connect: connection refused (ECONNREFUSED)", 1},
 		{"existing session file", []string{"run", "--duration=1s", "--out=" + existing},
@@ -172,7 +172,7 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=6", "--rate=30",
-		"--duration=1500ms", "--monitor-interval=200ms", "--message-rate=3000", "--json", "--out="+out)
+		"--duration=1500ms", "--monitor-interval=200ms", "--event-rate=3000", "--json", "--out="+out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -209,7 +209,7 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 		t.Fatalf("run info %+v, counts %v", rep.Run, rep.Counts)
 	}
 	var cfg runConfig
-	if err := json.Unmarshal(rep.Run.Config, &cfg); err != nil || cfg.Connections != 6 || cfg.MessageRate != "3000" {
+	if err := json.Unmarshal(rep.Run.Config, &cfg); err != nil || cfg.Connections != 6 || cfg.EventRate != "3000" {
 		t.Fatalf("stored config %s (%v)", rep.Run.Config, err)
 	}
 }
@@ -395,11 +395,11 @@ func TestInspectRejectsOtherFiles(t *testing.T) {
 		msg  string
 		code int
 	}{
-		{[]string{"inspect", text}, text + " is not an ssestress session file (too short to be a bbolt file)", 1},
-		{[]string{"inspect", big}, big + " is not an ssestress session file (invalid database)", 1},
+		{[]string{"inspect", text}, text + " is not an ssestress session file (too short to be a bbolt file)", 4},
+		{[]string{"inspect", big}, big + " is not an ssestress session file (invalid database)", 4},
 		{[]string{"inspect", filepath.Join(dir, "none.db")}, "stat " + filepath.Join(dir, "none.db") + ": no such file or directory", 1},
-		{[]string{"inspect"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},
-		{[]string{"inspect", "a.db", "b.db"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},
+		{[]string{"inspect"}, "inspect: no session file given (usage: ssestress inspect FILE [--json])", 2},
+		{[]string{"inspect", "a.db", "b.db"}, `inspect: one session file only, got "a.db" and "b.db"`, 2},
 	} {
 		stdout, stderr, code := runCLI(t, context.Background(), tc.args...)
 		if want := "ssestress: " + tc.msg + "\n"; stderr != want || code != tc.code || stdout != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -35,7 +34,7 @@ type hopFlags struct {
 	cmd       string // the subcommand, for messages: run, replay run
 }
 
-func (h *hopFlags) register(fs *flag.FlagSet) {
+func (h *hopFlags) register(fs *flagSet) {
 	fs.BoolVar(&h.viaProxy, "via-proxy", false, "start the fault proxy in-process between the clients and the target (implied by --fault)")
 	fs.Var(&h.faults, "fault", "fault the in-process proxy injects: `KIND[:key=value,...]` or preset:NAME (repeatable; see ssestress proxy --help)")
 	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: reset, eof or abort")
@@ -43,8 +42,26 @@ func (h *hopFlags) register(fs *flag.FlagSet) {
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
-	fs.StringVar(&h.iface, "iface", "", "with --capture: interface (default: the route to the target, lo for loopback)")
-	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
+	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACE` (default: the route to the target, lo for loopback)")
+	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	fs.values(valueSpec{kind: valFault}, "fault")
+	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
+	fs.values(wordsOf(interfaceNames), "iface")
+	fs.values(files(), "pcap")
+}
+
+// interfaceNames are the host's network interfaces (for completing
+// --iface).
+func interfaceNames() []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(ifs))
+	for i, f := range ifs {
+		names[i] = f.Name
+	}
+	return names
 }
 
 // check parses the faults and checks the combinations; it returns notes

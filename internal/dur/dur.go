@@ -57,6 +57,9 @@ func Parse(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, fmt.Errorf("%w: empty", ErrSyntax)
 	}
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("%w %q: negative", ErrSyntax, s)
+	}
 	if isNumber(s) {
 		v, _ := strconv.ParseFloat(s, 64)
 		if v == 0 {

@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "d", "-1h", "xd", "1d-1h", "1w", "3 days", "-5", "inf", "1..2"} {
+	for _, bad := range []string{"", "d", "-1h", "-1s", "xd", "1d-1h", "1w", "3 days", "-5", "inf", "1..2"} {
 		_, err := Parse(bad)
 		if err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
