@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -161,84 +160,65 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if path == "" {
 		path = defaultSessionPath("proxy", time.Now())
 	}
-	var errMu sync.Mutex
-	logLine := func(format string, args ...any) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
+	logOut := &stampedWriter{w: stderr}
+	logLine := func(format string, args ...any) { fmt.Fprintf(logOut, format+"\n", args...) }
 	// Every proxied stream holds two descriptors: raise the soft limit to
 	// the hard one, as run does.
 	if _, err := limits.RaiseNoFile(); err != nil {
 		logLine("ssestress: %v", err)
 	}
-	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) { logLine("ssestress: %v", sessionWriteError(err, "proxy")) }})
+	ss, err := openSession(sessionSpec{
+		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: logOut,
+		info: session.RunInfo{Args: redactArgs(o.args, []string{o.apiToken}), Target: cfg.Upstream,
+			Config: redactedConfig(cfg), TimeScale: cfg.TimeScale},
+	})
 	if err != nil {
-		return fmt.Errorf("proxy: %w", sessionExists(err, "--out"))
+		return fmt.Errorf("proxy: %w", err)
 	}
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: o.args, Target: cfg.Upstream,
-		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now(), TimeScale: cfg.TimeScale}
-	info.Host, _ = os.Hostname()
-	w.PutMeta(session.MetaRun, info)
-	cfg.Session = w
+	defer ss.close() // before the proxy starts listening, the file goes
+	cfg.Session = ss.w
 	if o.record != "" {
-		cfg.Recorder = recording.New(w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
+		cfg.Recorder = recording.New(ss.w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
 	}
 	if !o.quiet {
 		cfg.Logf = logLine
 	}
 	p, err := proxy.Start(ctx, cfg)
 	if err != nil {
-		w.Close()
-		os.Remove(path) // nothing was recorded
 		if tlsErr := proxyTLSFlags.explain(err); tlsErr != err {
 			return usageErrorf("proxy: %v", tlsErr)
 		}
 		if errors.Is(err, proxy.ErrAPINotLoopback) || errors.Is(err, proxy.ErrBadConfig) || errors.Is(err, proxy.ErrBadFault) {
 			return usageErrorf("proxy: %v", err)
 		}
-		return fmt.Errorf("proxy: %w", err)
+		return badValue("proxy", err)
 	}
 	printProxyStart(stdout, p, cfg, path)
 	var c *capture.Capture
 	if capt.on {
-		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)
+		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
 	}
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
 	// bottleneck.
-	mon := &clients.Monitor{Interval: monitorInterval, Recorder: w}
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	ss.monitor(&clients.Monitor{Interval: monitorInterval})
 	<-ctx.Done()
 	p.Close()
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	if c != nil {
 		c.Stop()
 	}
 	st := p.Stats()
 	sum := p.Summary()
-	sum.SessionFile = path
 	if self, err := procstat.Self(); err == nil {
 		sum.MemoryPeakBytes = self.RSSPeak
 	}
-	w.Flush()
-	sum.RecordsDropped = w.Dropped()
-	w.PutMeta(session.MetaSummary, sum)
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("proxy: closing %s: %w", path, err)
+	if err := ss.end(&sum); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
-	dropped := w.Dropped()
+	dropped := ss.w.Dropped()
 	if capt.on {
-		if res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{}); err != nil {
-			logLine("ssestress: reset attribution: %v", err)
-		} else if len(res.Resets) > 0 {
-			fmt.Fprintf(stdout, "%d resets attributed to their sender and hop (ssestress report %s)\n", len(res.Resets), path)
-		}
+		ss.attribute(ctx, stdout)
 	}
 	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
 		st.Conns, st.Streams, st.FaultsFired, path)
@@ -253,6 +233,22 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
 	return nil
+}
+
+// stampedWriter writes each line with the time in front, one writer at a
+// time: the proxy's log on stderr.
+type stampedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *stampedWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := io.WriteString(s.w, time.Now().Format("15:04:05.000")+" "); err != nil {
+		return 0, err
+	}
+	return s.w.Write(p)
 }
 
 // proxyTLSFlags name the proxy's TLS flags: the upstream's trust and the

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -418,30 +417,27 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 // live view of --http.
 func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replayPattern, path string, errOut *lockedWriter) (*runResult, error) {
 	setup := o.setup
-	start := time.Now()
-	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", sessionWriteError(err, "run")) }})
-	if err != nil {
-		return nil, sessionExists(err, "--out")
-	}
-	defer w.Close()
 	cfgJSON, _ := json.Marshal(replayRunConfig{
 		Recording: o.recording, Target: redactURL(o.target), Scale: o.scale, Scenario: o.scenario,
 		Duration: dur.Duration(p.duration), MonitorInterval: o.monitorInterval, Header: redactHeader(setup.header),
 	})
-	host, _ := os.Hostname()
-	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.scenario,
-		Target: redactURL(o.target), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
-		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
-	}
-	w.PutMeta(session.MetaRun, info)
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
 	targetAddr := clients.HostPort(targetURL)
-	w.Put(session.Endpoint{Role: session.RoleServer, Name: "target", Addr: targetAddr, URL: redactURL(o.target)})
-	w.Flush()
+	ss, err := openSession(sessionSpec{
+		command: "replay run", path: path, flagName: "--out", errOut: errOut,
+		info: session.RunInfo{
+			Args: redactArgs(o.args, setup.secrets), Scenario: p.scenario, Target: redactURL(o.target), Config: cfgJSON,
+			TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+		},
+		endpoints: []session.Endpoint{{Role: session.RoleServer, Name: "target", Addr: targetAddr, URL: redactURL(o.target)}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ss.close()
 	// The proxy and the capture go between the clients and the target, as
 	// in run.
-	clientURL, hops, err := o.hop.start(ctx, strings.TrimSuffix(o.target, "/"), setup.tlsConfig, []string{targetAddr}, w, path, errOut)
+	clientURL, hops, err := o.hop.start(ctx, strings.TrimSuffix(o.target, "/"), setup.tlsConfig, []string{targetAddr}, ss.w, path, errOut)
 	if err != nil {
 		return nil, err
 	}
@@ -455,39 +451,26 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	if o.scenario != "" {
 		pattern = "the " + o.scenario + " pattern"
 	}
-	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %v against %s; session file %s\n",
-		len(rec.Streams), o.scale, pattern, p.duration, redactURL(o.target), path)
+	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %s against %s; monitor every %s; session file %s\n",
+		len(rec.Streams), o.scale, pattern, dur.Format(p.duration), redactURL(o.target), dur.Format(time.Duration(o.monitorInterval)), path)
 
 	counters := &clients.Counters{}
 	baseOpts := clients.Options{
 		Transport: setup.transport, Redact: setup.redact,
-		UserAgent: "ssestress/" + version, Scenario: p.scenario, Recorder: w, Counters: counters,
+		UserAgent: "ssestress/" + version, Scenario: p.scenario, Recorder: ss.w, Counters: counters,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
 	optsFor := optionsByHeader(&baseOpts, setup.header)
+	if err := ss.serveLive(o.httpAddr, runMetrics("replay run", p.scenario, ss.startedAt(), counters, ss.w, setup, 0)); err != nil {
+		return nil, err
+	}
 	mon := &clients.Monitor{
-		Interval: time.Duration(o.monitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: start,
+		Interval: time.Duration(o.monitorInterval), Counters: counters,
+		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: ss.startedAt(),
 	}
-	var live *liveView
-	file := &liveFile{path: path, w: w}
-	if o.httpAddr != "" {
-		live, err = startLiveView(liveConfig{
-			addr:    o.httpAddr,
-			collect: runMetrics("replay run", p.scenario, start, counters, w, setup, 0),
-			report:  file.report,
-			session: path,
-		})
-		if err != nil {
-			return nil, err
-		}
-		defer live.close()
-		fmt.Fprintf(errOut, "ssestress replay run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
-	}
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	ss.monitor(mon)
 
+	start := ss.startedAt()
 	interrupted := driveReplay(ctx, start, p.duration, p.sched, func(n int) (*clients.Stream, error) {
 		c := p.spec(n)
 		u, err := base.Parse(base.Path + c.RequestURI)
@@ -501,36 +484,18 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		return s, nil
 	}, errOut)
 	elapsed := time.Since(start)
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	setup.close()
 	hops.stop()
 
-	sum := session.Summary{
-		Scenario:        p.scenario,
-		DurationS:       elapsed.Seconds(),
-		Clients:         counters.Streams.Load(),
-		Attempts:        counters.Attempts.Load(),
-		ActiveMax:       counters.ActiveMax.Load(),
-		Events:          counters.Events.Load(),
-		Reconnects:      counters.Reconnects.Load(),
-		Errors:          counters.Errors(),
-		MemoryPeakBytes: mon.PeakMemory(),
-		SessionFile:     path,
-		Interrupted:     interrupted,
-		RecordsDropped:  w.Dropped(),
+	sum := clientSummary(p.scenario, elapsed, counters, mon, interrupted)
+	if err := ss.end(&sum); err != nil {
+		return nil, err
 	}
-	if s := elapsed.Seconds(); s > 0 {
-		sum.EventsPerS = float64(sum.Events) / s
+	if o.hop.viaProxy || o.hop.capture {
+		ss.attribute(ctx, errOut)
 	}
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	w.PutMeta(session.MetaSummary, sum)
-	if err := file.close(); err != nil {
-		return nil, fmt.Errorf("session file %s: %w", path, err)
-	}
-	o.hop.attribute(ctx, path, errOut)
-	live.close()
+	ss.close()
 	return &runResult{sum: sum, maxLag: mon.MaxLag()}, nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/metrics"
@@ -525,56 +526,40 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 		}
 	}
 
-	start := time.Now()
-	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) {
-		fmt.Fprintln(errOut, "ssestress:", sessionWriteError(err, "run"))
-	}})
-	if err != nil {
-		return nil, sessionExists(err, "--out")
-	}
-	defer w.Close()
 	stored := cfg
 	stored.Target = redactURL(cfg.Target)
 	cfgJSON, _ := json.Marshal(stored)
-	host, _ := os.Hostname()
-	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "run", Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario,
-		Target: redactURL(tgt.url), Config: cfgJSON, Shard: o.shard.String(), Host: host, PID: os.Getpid(), StartedAt: start,
-		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+	ss, err := openSession(sessionSpec{
+		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: errOut,
+		info: session.RunInfo{
+			Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario, Target: redactURL(tgt.url), Config: cfgJSON,
+			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+		},
+		endpoints: tgt.endpoints,
+	})
+	if err != nil {
+		return nil, err
 	}
-	w.PutMeta(session.MetaRun, info)
+	defer ss.close()
 	var targetAddrs []string
 	for _, e := range tgt.endpoints {
-		w.Put(e)
 		targetAddrs = append(targetAddrs, e.Addr)
 	}
-	w.Flush() // the run's identity is on disk before the first connection
 	// The proxy and the capture go between the clients and the target; the
 	// proxy records its own endpoints.
-	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, w, path, errOut)
+	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, ss.w, path, errOut)
 	if err != nil {
 		return nil, err
 	}
 	defer hops.stop()
 
-	which := "embedded server, " + cfg.EventRate + " msg/min per group"
-	if tgt.embedded == nil {
-		which = "target"
-	}
-	if setup.http2 {
-		which += ", HTTP/2"
-	}
-	if o.source != nil {
-		which += fmt.Sprintf(", from %d source addresses", len(o.source.Addrs()))
-	}
-	fmt.Fprintf(errOut, "ssestress run: %s, %s for %v against %s (%s); session file %s\n",
-		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, redactURL(tgt.url), which, path)
+	fmt.Fprintf(errOut, "ssestress run: %s; session file %s\n", o.describe(plan, tgt), path)
 
 	counters := &clients.Counters{}
 	opts := &clients.Options{
 		Transport: setup.transport, Header: setup.header, Redact: setup.redact,
 		UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
-		RetryOnHTTPError: o.retryOnHTTPError, Recorder: w, Counters: counters,
+		RetryOnHTTPError: o.retryOnHTTPError, Recorder: ss.w, Counters: counters,
 		// Open connections are rewritten with their progress as often as
 		// the monitor samples, but at most once a second each.
 		Checkpoint: max(time.Duration(cfg.MonitorInterval), time.Second),
@@ -582,73 +567,69 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	if o.backoff > 0 {
 		opts.Backoff = clients.Backoff{Max: o.backoff, Jitter: 0.5}
 	}
-	mon := &clients.Monitor{
-		Interval: time.Duration(cfg.MonitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(o.stderrFile(errOut)), Start: start, ServerPID: o.serverPID,
-	}
-
 	// The live view's /report reads the file in use, then the closed file.
-	var live *liveView
-	file := &liveFile{path: path, w: w}
-	if o.httpAddr != "" {
-		live, err = startLiveView(liveConfig{
-			addr:    o.httpAddr,
-			collect: runMetrics("run", cfg.Scenario, start, counters, w, setup, o.serverPID),
-			report:  file.report,
-			session: path,
-		})
-		if err != nil {
-			return nil, err
-		}
-		defer live.close()
-		fmt.Fprintf(errOut, "ssestress run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
+	if err := ss.serveLive(o.httpAddr, runMetrics("run", cfg.Scenario, ss.startedAt(), counters, ss.w, setup, o.serverPID)); err != nil {
+		return nil, err
 	}
-
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	mon := &clients.Monitor{
+		Interval: time.Duration(cfg.MonitorInterval), Counters: counters,
+		Out: errOut, Terminal: writerIsTerminal(o.stderrFile(errOut)), Start: ss.startedAt(), ServerPID: o.serverPID,
+	}
+	ss.monitor(mon)
 
 	res, runErr := clients.Run(ctx, clients.RunConfig{
 		Plan: plan, Duration: time.Duration(cfg.Duration), Target: clientURL, Path: cfg.Path,
 		Groups: cfg.SymbolGroups, GroupPaths: cfg.GroupPaths, Options: opts,
 	})
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	setup.close()
 	hops.stop()
 
-	sum := session.Summary{
-		Scenario:        cfg.Scenario,
-		DurationS:       res.Elapsed.Seconds(),
-		Clients:         counters.Streams.Load(),
-		Attempts:        counters.Attempts.Load(),
-		ActiveMax:       counters.ActiveMax.Load(),
-		Events:          counters.Events.Load(),
-		Reconnects:      counters.Reconnects.Load(),
-		Errors:          counters.Errors(),
-		MemoryPeakBytes: mon.PeakMemory(),
-		SessionFile:     path,
-		Interrupted:     res.Interrupted,
-		RecordsDropped:  w.Dropped(),
+	sum := clientSummary(cfg.Scenario, res.Elapsed, counters, mon, res.Interrupted)
+	if err := ss.end(&sum); err != nil {
+		return nil, err
 	}
-	if s := res.Elapsed.Seconds(); s > 0 {
-		sum.EventsPerS = float64(sum.Events) / s
+	if o.hop.viaProxy || o.hop.capture {
+		ss.attribute(ctx, errOut)
 	}
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	w.PutMeta(session.MetaSummary, sum)
-	if err := file.close(); err != nil {
-		return nil, fmt.Errorf("session file %s: %w", path, err)
-	}
-	o.hop.attribute(ctx, path, errOut)
 	if o.afterRun != nil {
-		o.afterRun(live)
+		o.afterRun(ss.live)
 	}
-	live.close()
+	ss.close()
 	if runErr != nil {
 		return nil, runErr
 	}
 	return &runResult{sum: sum, maxLag: mon.MaxLag(), allFailed: res.AllFailed}, nil
+}
+
+// describe is the run's first line: the scenario, the target, and every
+// duration the run uses, rounded, so that a config's units can be checked
+// at a glance ("duration": "20000" would show 5h33m20s here).
+func (o *runOptions) describe(plan clients.Plan, tgt *runTarget) string {
+	cfg := o.cfg
+	which := "embedded server, " + cfg.EventRate + " events/min per group"
+	if tgt.embedded == nil {
+		which = "target"
+	}
+	if o.setup.http2 {
+		which += ", HTTP/2"
+	}
+	if o.source != nil {
+		which += fmt.Sprintf(", from %d source addresses", len(o.source.Addrs()))
+	}
+	line := fmt.Sprintf("%s, %s for %s against %s (%s); monitor every %s",
+		cfg.Scenario, describePlan(cfg, plan), dur.Format(time.Duration(cfg.Duration)), redactURL(tgt.url), which,
+		dur.Format(time.Duration(cfg.MonitorInterval)))
+	if o.backoff > 0 {
+		line += ", reconnect backoff up to " + dur.Format(o.backoff)
+	}
+	if o.hop.viaProxy {
+		line += ", proxy keepalive " + dur.Format(time.Duration(o.hop.keepalive))
+		if o.hop.timeScale != 1 {
+			line += fmt.Sprintf(", fault durations ÷%v", o.hop.timeScale)
+		}
+	}
+	return line
 }
 
 // stderrFile returns the writer the status line goes to, unwrapped, so
@@ -658,42 +639,6 @@ func (o *runOptions) stderrFile(w io.Writer) io.Writer {
 		return lw.w
 	}
 	return w
-}
-
-// liveFile is a session file as the live view's /report reads it: through
-// the writer while the run holds it, then from the closed file. Its lock
-// keeps a report off the file while the writer closes it.
-type liveFile struct {
-	path   string
-	w      *session.Writer
-	mu     sync.RWMutex
-	closed bool
-}
-
-func (f *liveFile) report(out io.Writer, format string) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var (
-		rep *analysis.Report
-		err error
-	)
-	if f.closed {
-		rep, err = analysis.LoadFiles(f.path)
-	} else {
-		rep, err = analysis.Load(f.w.Reader())
-	}
-	if err != nil {
-		return err
-	}
-	return analysis.Render(out, rep, format)
-}
-
-// close closes the writer with no report reading it.
-func (f *liveFile) close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	return f.w.Close()
 }
 
 // useSource makes the transport dial from the source addresses (nil:
@@ -870,10 +815,10 @@ func describePlan(cfg runConfig, plan clients.Plan) string {
 	s := fmt.Sprintf("%d connections opened at %s/s", cfg.Connections, cfg.Rate)
 	switch cfg.Scenario {
 	case clients.Churn:
-		s += fmt.Sprintf(", one replaced every %v", plan.Churn.Round(time.Millisecond))
+		s += fmt.Sprintf(", one replaced every %s", dur.Format(plan.Churn))
 	case clients.Mixed:
-		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %v)",
-			cfg.Connections, plan.VariableMin, plan.VariableMax, plan.Churn.Round(time.Millisecond))
+		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %s)",
+			cfg.Connections, plan.VariableMin, plan.VariableMax, dur.Format(plan.Churn))
 	}
 	switch sh := plan.Shard; {
 	case sh.Count == 1:
@@ -898,27 +843,6 @@ func ordinalSuffix(n int) string {
 		return "rd"
 	}
 	return "th"
-}
-
-// defaultSessionPath is ssestress-<scenario>-<timestamp>.db in the working
-// directory, with a -2, -3 ... suffix if that file exists.
-func defaultSessionPath(scenario string, now time.Time) string {
-	return freshName("ssestress-"+scenario, ".db", now)
-}
-
-// freshName is <stem>-<timestamp><ext> in the working directory, with a
-// -2, -3 ... suffix if that file exists: a default name never collides
-// with an earlier run's file.
-func freshName(stem, ext string, now time.Time) string {
-	base := stem + "-" + now.Format("20060102-150405")
-	name := base + ext
-	for i := 2; i < 1000; i++ {
-		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		name = base + "-" + strconv.Itoa(i) + ext
-	}
-	return name
 }
 
 // printRunSummary renders the summary table: one column per scenario.

@@ -184,23 +184,6 @@ func (hp *hops) stop() {
 	}
 }
 
-// attribute runs reset attribution on the closed session file when there
-// is evidence beyond the clients' own errors, and says in one line what it
-// found.
-func (h *hopFlags) attribute(ctx context.Context, path string, errOut io.Writer) {
-	if !h.viaProxy && !h.capture {
-		return
-	}
-	res, err := capture.AttributeFile(context.WithoutCancel(ctx), path, capture.AnalyzeOptions{})
-	if err != nil {
-		fmt.Fprintf(errOut, "ssestress: reset attribution: %v\n", err)
-		return
-	}
-	if n := len(res.Resets); n > 0 {
-		fmt.Fprintf(errOut, "ssestress %s: %d resets attributed to their sender and hop (ssestress report %s)\n", h.command(), n, path)
-	}
-}
-
 // splitOrigin splits a target URL (which may hold a {symbols} template)
 // into its origin, "http://host:port", and the rest, "/path?query".
 func splitOrigin(target string) (origin, rest string, err error) {
