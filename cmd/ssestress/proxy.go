@@ -288,7 +288,9 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
-	cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
+	if set["keepalive"] || cfg.Keepalive == 0 {
+		cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
+	}
 	if cfg.TimeScale <= 0 {
 		return cfg, usageErrorf("proxy: --time-scale %v must be positive", cfg.TimeScale)
 	}
