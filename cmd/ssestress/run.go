@@ -123,7 +123,11 @@ func newRunOptions(fs *flagSet) *runOptions {
 	fs.StringVar(&o.configFile, "config", "", "JSON config `FILE`: keys are these flags' names (the seed's TestConfig names are accepted too); flags given override it")
 	for _, f := range configFields {
 		name := f.name
-		fs.Func(name, f.usage, func(s string) error { o.texts[name] = s; return nil })
+		if f.duration {
+			fs.Var(&configDuration{name: name, texts: o.texts}, name, f.usage)
+		} else {
+			fs.Func(name, f.usage, func(s string) error { o.texts[name] = s; return nil })
+		}
 		if f.values.kind != valNone {
 			fs.values(f.values, name)
 		}
@@ -145,6 +149,31 @@ func newRunOptions(fs *flagSet) *runOptions {
 	fs.values(files(), "config", "out")
 	fs.values(wordsOf(func() []string { return errorClasses }), "expect")
 	return o
+}
+
+// configDuration is the flag of a config key that holds a duration: it
+// reads the duration as every duration flag does (a unit required) and
+// keeps the text for the config field, which flags override.
+type configDuration struct {
+	name  string
+	texts map[string]string
+	value time.Duration
+}
+
+func (c *configDuration) String() string {
+	if c == nil || c.value == 0 {
+		return ""
+	}
+	return dur.Format(c.value)
+}
+
+func (c *configDuration) Set(s string) error {
+	d, err := dur.Parse(s)
+	if err != nil {
+		return err
+	}
+	c.value, c.texts[c.name] = d, s
+	return nil
 }
 
 // parseRunArgs parses and checks a run command line, loading --config, as

@@ -74,7 +74,9 @@ type groupObject struct {
 type configField struct {
 	name  string // the flag's name and the config file's key
 	alias string // the seed's TestConfig name, accepted in a config file ("" when the same)
-	usage string
+	// duration: the value is a duration, typed with a unit.
+	duration bool
+	usage    string
 	// values is what completion offers for the flag's value.
 	values valueSpec
 	// fromJSON and fromText set the field from a JSON value or a flag
@@ -91,13 +93,13 @@ const minMonitorInterval = 100 * time.Millisecond
 const maxConnections = 1_000_000
 
 var configFields = []configField{
-	{"scenario", "", "`NAME` of the scenario: " + strings.Join(clients.Scenarios, ", "), words(clients.Scenarios...),
+	{"scenario", "", false, "`NAME` of the scenario: " + strings.Join(clients.Scenarios, ", "), words(clients.Scenarios...),
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setScenario) },
 		(*runConfig).setScenario},
-	{"target", "", "`URL` of the SSE service (default: start the embedded server); {symbols} marks where the group goes", valueSpec{},
+	{"target", "", false, "`URL` of the SSE service (default: start the embedded server); {symbols} marks where the group goes", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setTarget) },
 		(*runConfig).setTarget},
-	{"connections", "", "`N` connections: all (flood, long-running), steady (mixed) or base (churn)", valueSpec{},
+	{"connections", "", false, "`N` connections: all (flood, long-running), steady (mixed) or base (churn)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			n, err := configInt(raw)
 			if err != nil {
@@ -112,10 +114,10 @@ var configFields = []configField{
 			}
 			return c.setConnections(n)
 		}},
-	{"duration", "", "run length `D`: 30s, 1h, 72h, 3d", valueSpec{},
+	{"duration", "", true, "run length `D`: 30s, 1h, 72h, 3d", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return c.setDuration(&c.Duration, raw, 0) },
 		func(c *runConfig, s string) error { return c.setDurationText(&c.Duration, s, 0) }},
-	{"symbol-groups", "symbolGroups", "symbol `GROUPS` assigned round-robin: 'AAPL,MSFT;AMZN,META' (groups separated by ;)", valueSpec{},
+	{"symbol-groups", "symbolGroups", false, "symbol `GROUPS` assigned round-robin: 'AAPL,MSFT;AMZN,META' (groups separated by ;)", valueSpec{},
 		(*runConfig).groupsFromJSON,
 		func(c *runConfig, s string) error {
 			var groups [][]string
@@ -125,7 +127,7 @@ var configFields = []configField{
 			c.GroupPaths = nil // the flag replaces the file's groups, paths included
 			return c.setGroups(groups)
 		}},
-	{"churn-rate", "churnRate", "`N` per minute: connections replaced (churn), changes of the variable set (mixed)", valueSpec{},
+	{"churn-rate", "churnRate", false, "`N` per minute: connections replaced (churn), changes of the variable set (mixed)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			var v float64
 			if err := json.Unmarshal(raw, &v); err != nil {
@@ -140,26 +142,26 @@ var configFields = []configField{
 			}
 			return c.setChurnRate(v)
 		}},
-	{"event-rate", "messageRate", "embedded server's `RATE` in SSE events per minute per symbol group: 600 or 100-1000", valueSpec{},
+	{"event-rate", "messageRate", false, "embedded server's `RATE` in SSE events per minute per symbol group: 600 or 100-1000", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setEventRate) },
 		(*runConfig).setEventRate},
-	{"monitor-interval", "monitorInterval", "`D` between stored samples of the metrics", valueSpec{},
+	{"monitor-interval", "monitorInterval", true, "`D` between stored samples of the metrics", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			return c.setDuration(&c.MonitorInterval, raw, minMonitorInterval)
 		},
 		func(c *runConfig, s string) error {
 			return c.setDurationText(&c.MonitorInterval, s, minMonitorInterval)
 		}},
-	{"rate", "", "`RATE` of connections opened per second while ramping up: 5 or 1-5", valueSpec{},
+	{"rate", "", false, "`RATE` of connections opened per second while ramping up: 5 or 1-5", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setRate) },
 		(*runConfig).setRate},
-	{"variable", "", "mixed: size `RANGE` of the variable set, e.g. 5-10", valueSpec{},
+	{"variable", "", false, "mixed: size `RANGE` of the variable set, e.g. 5-10", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setVariable) },
 		(*runConfig).setVariable},
-	{"path", "", "request `PATH` and query template; {symbols} becomes the group (default " + clients.DefaultPath + ")", valueSpec{},
+	{"path", "", false, "request `PATH` and query template; {symbols} becomes the group (default " + clients.DefaultPath + ")", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setPath) },
 		(*runConfig).setPath},
-	{"seed", "", "`SEED` of the pacing and variable-set draws (same seed, same schedule)", valueSpec{},
+	{"seed", "", false, "`SEED` of the pacing and variable-set draws (same seed, same schedule)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			n, err := configInt(raw)
 			if err != nil || n < 0 {

@@ -89,11 +89,7 @@ func (s *producerSession) serveLive(addr string, collect func() []metrics.Family
 	}
 	live, err := startLiveView(liveConfig{addr: addr, collect: collect, report: s.file.report, session: s.spec.path})
 	if err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return err
-		}
-		return badValue("--http "+addr, err)
+		return err
 	}
 	s.live = live
 	fmt.Fprintf(s.spec.errOut, "ssestress %s: live view on %s/metrics and %s/report\n", s.spec.command, live.URL, live.URL)
