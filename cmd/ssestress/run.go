@@ -90,13 +90,15 @@ Scenarios and their defaults (the seed test plan):
   flood         20 connections opened at 1-5 per second, 1h
   long-running  20 steady connections, 72h, monitor every 5m
   churn         10 base connections, one closed and a new one opened per minute, 24h
-  mixed         15 steady + 5-10 variable connections, server message rate 100-1000/min, 48h
+  mixed         15 steady + 5-10 variable connections, server event rate 100-1000/min, 48h
 
-A config file holds the same settings as JSON, e.g.
-  {"scenario": "churn", "connections": 10, "duration": "24h", "churnRate": 1,
-   "symbolGroups": [["AAPL","MSFT"],["AMZN","META"]], "monitorInterval": "5m"}
+A config file holds the same settings as JSON, its keys the flags' names, e.g.
+  {"scenario": "churn", "connections": 10, "duration": "24h", "churn-rate": 1,
+   "symbol-groups": [["AAPL","MSFT"],["AMZN","META"]], "monitor-interval": "5m"}
+(the seed's TestConfig names symbolGroups, churnRate, messageRate and monitorInterval are accepted
+too). Durations need a unit: "duration": 20000 is refused, as 20 s or 5 h 33 min are both readings.
 A group may be served under its own path:
-  "symbolGroups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
+  "symbol-groups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
 
 var runCmd = &command{
 	name:     "run",
@@ -409,7 +411,7 @@ func (t *runTarget) stop() {
 }
 
 // startRunTarget returns the service to measure: the --target, or the embedded
-// server started on a free loopback port with the scenario's message rate.
+// server started on a free loopback port with the scenario's event rate.
 // With useTLS the embedded server listens with TLS and HTTP/2 on a
 // certificate generated for the run (run --http2 then measures what
 // browsers do against production: h2 over TLS).
