@@ -50,6 +50,33 @@ func TestBisectRequestFlags(t *testing.T) {
 	}
 }
 
+// TestBisectRefusesRunFlags: run's flags bisect cannot honour stop it
+// with exit 2 and why, instead of being dropped: an in-process fault would
+// make the resets bisect looks for; the others are set per entry point or
+// do not apply.
+func TestBisectRefusesRunFlags(t *testing.T) {
+	for flag, why := range map[string]string{
+		"--fault=reset":     "an in-process fault proxy would make the resets it looks for",
+		"--via-proxy":       "an in-process fault proxy would make the resets it looks for",
+		"--http=:9090":      "share no live view address",
+		"--json":            "bisect prints its own report",
+		"--out=x.db":        "each entry point's run writes DIR/<name>.db",
+		"--target=http://x": "set per entry point",
+	} {
+		_, stderr, code := runCLI(t, context.Background(), "bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "b=http://127.0.0.1:2", flag)
+		name, _, _ := strings.Cut(strings.TrimPrefix(flag, "--"), "=")
+		if code != 2 || !strings.HasPrefix(stderr, "ssestress: bisect: --"+name+": ") || !strings.Contains(stderr, why) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", flag, code, stderr, why)
+		}
+	}
+	help, _, _ := runCLI(t, context.Background(), "bisect", "--help")
+	for _, want := range []string{"Run flags (passed to the run against every entry point):", "  --scenario NAME", "  --token-env VARIABLE", "Refused (exit 2):", "  --fault\n"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("bisect --help lacks %q", want)
+		}
+	}
+}
+
 // TestBisectRefusesSeriesFlags: --repeat, --expect and --shard do not
 // apply to bisect's one run per entry point.
 func TestBisectRefusesSeriesFlags(t *testing.T) {
