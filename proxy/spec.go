@@ -300,26 +300,13 @@ func (fs FaultSpec) format(withName bool) string {
 	return b.String()
 }
 
-// faultJSON is FaultSpec's JSON form: the fields, with After as after_s.
-type faultJSON struct {
-	Name      string            `json:"name"`
-	Kind      string            `json:"kind"`
-	Preset    string            `json:"preset,omitempty"`
-	Hop       string            `json:"hop,omitempty"`
-	Direction string            `json:"direction,omitempty"`
-	Toxicity  float64           `json:"toxicity"`
-	Match     string            `json:"match,omitempty"`
-	After     session.Seconds   `json:"after_s,omitempty"`
-	Params    map[string]string `json:"params,omitempty"`
-	Spec      string            `json:"spec"`
-}
-
 // MarshalJSON writes the spec with After in seconds (after_s).
 func (fs FaultSpec) MarshalJSON() ([]byte, error) {
-	return json.Marshal(faultJSON{
-		Name: fs.Name, Kind: fs.Kind, Preset: fs.Preset, Hop: fs.Hop, Direction: fs.Direction, Toxicity: fs.Toxicity,
-		Match: fs.Match, After: session.Seconds(fs.After), Params: fs.Params, Spec: fs.Spec,
-	})
+	type plain FaultSpec // its After is json:"-"
+	return json.Marshal(struct {
+		plain
+		After session.Seconds `json:"after_s,omitempty"`
+	}{plain(fs), session.Seconds(fs.After)})
 }
 
 // UnmarshalJSON accepts a fault in every JSON form of the config file and

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ssestress/ssestress/capture"
@@ -160,7 +159,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if path == "" {
 		path = defaultSessionPath("proxy", time.Now())
 	}
-	logOut := &stampedWriter{w: stderr}
+	logOut := &lockedWriter{w: stderr, stamp: true}
 	logLine := func(format string, args ...any) { fmt.Fprintf(logOut, format+"\n", args...) }
 	// Every proxied stream holds two descriptors: raise the soft limit to
 	// the hard one, as run does.
@@ -233,22 +232,6 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
 	return nil
-}
-
-// stampedWriter writes each line with the time in front, one writer at a
-// time: the proxy's log on stderr.
-type stampedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *stampedWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := io.WriteString(s.w, time.Now().Format("15:04:05.000")+" "); err != nil {
-		return 0, err
-	}
-	return s.w.Write(p)
 }
 
 // proxyTLSFlags name the proxy's TLS flags: the upstream's trust and the

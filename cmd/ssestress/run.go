@@ -942,15 +942,22 @@ func printSummaryTable(w io.Writer, s session.Summary, rows [][]string) error {
 }
 
 // lockedWriter serialises writes from the monitor and the session writer's
-// error callback.
+// error callback; with stamp, each write (a line) starts with the time, as
+// the proxy's log does.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     io.Writer
+	stamp bool
 }
 
 func (s *lockedWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stamp {
+		if _, err := io.WriteString(s.w, time.Now().Format("15:04:05.000")+" "); err != nil {
+			return 0, err
+		}
+	}
 	return s.w.Write(p)
 }
 
