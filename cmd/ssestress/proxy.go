@@ -91,14 +91,14 @@ var proxyCmd = &command{
 func newProxyOptions(fs *flagSet) *proxyOptions {
 	o := &proxyOptions{}
 	fs.StringVar(&o.config, "config", "", "JSON config `FILE`: keys named like these flags (flags given override it)")
-	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
+	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "`ADDR` to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
 	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// `URL`)")
-	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's name in records (give chained proxies distinct names)")
+	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's `NAME` in records (give chained proxies distinct names)")
 	fs.Var(&o.allowHosts, "allow-host", "`HOST` or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
 	fs.Var(&o.faults, "fault", "fault to inject: `KIND[:key=value,...]` or preset:NAME (repeatable)")
-	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
+	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "`ACTION` the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
-	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
+	fs.StringVar(&o.api, "api", "", "control API `ADDR`, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
 	fs.StringVar(&o.apiToken, "api-token", "", "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
 	fs.StringVar(&o.record, "record", "", "record every stream into this session `FILE` (same as --out, with recording on)")

@@ -42,7 +42,7 @@ var recordingsCmd = &command{
 			}},
 		{name: "show", summary: "request, response, ending and frames of the streams", synopsis: "recordings show FILE [--conn ID] [--frames N]",
 			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
-				conn := fs.String("conn", "", "only this stream: its conn id, or <proxy>/<conn id>")
+				conn := fs.String("conn", "", "only this stream: its conn `ID`, or <proxy>/<conn id>")
 				frames := fs.Int("frames", -1, "frames to print per stream (default: all with --conn, 5 without; 0: none)")
 				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					return recordingsShow(args[0], *conn, *frames, stdout)
@@ -50,7 +50,7 @@ var recordingsCmd = &command{
 			}},
 		{name: "export", summary: "streams then frames, one JSON object per line", synopsis: "recordings export FILE --format jsonl [-o FILE]",
 			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
-				format := fs.String("format", "jsonl", "output format: jsonl (one JSON object per line: streams, then frames)")
+				format := fs.String("format", "jsonl", "output `FORMAT`: jsonl (one JSON object per line: streams, then frames)")
 				out := fs.String("output", "", "write to this `FILE` instead of stdout (never overwritten)")
 				fs.alias("o", "output")
 				fs.deprecated("out", "output", "--out names the session file a command writes")

@@ -56,7 +56,7 @@ var replayCmd = &command{
 			setup: func(fs *flagSet) action {
 				var o replayServeOptions
 				fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
-				fs.StringVar(&o.listen, "listen", replay.DefaultListen, "address to listen on (loopback by default)")
+				fs.StringVar(&o.listen, "listen", replay.DefaultListen, "`ADDR` to listen on (loopback by default)")
 				fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
 				fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
 				fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
@@ -191,7 +191,7 @@ func newReplayRunOptions(fs *flagSet) *replayRunOptions {
 	fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
 	fs.StringVar(&o.target, "target", "", "base `URL` of the service to drive, e.g. http://127.0.0.1:8090 (required)")
 	fs.IntVar(&o.scale, "scale", 1, "connections per recorded one")
-	fs.StringVar(&o.scenario, "scenario", "", "apply this scenario's connection pattern ("+strings.Join(clients.Scenarios, ", ")+") to the recorded mix of requests")
+	fs.StringVar(&o.scenario, "scenario", "", "apply this `SCENARIO`'s connection pattern ("+strings.Join(clients.Scenarios, ", ")+") to the recorded mix of requests")
 	fs.Var(&o.duration, "duration", "run length `D` (default: the recording's length; with --scenario, the scenario's)")
 	o.monitorInterval = dur.Duration(time.Second)
 	fs.Var(&o.monitorInterval, "monitor-interval", "interval `D` of the stored metric samples")

@@ -37,7 +37,7 @@ type hopFlags struct {
 func (h *hopFlags) register(fs *flagSet) {
 	fs.BoolVar(&h.viaProxy, "via-proxy", false, "start the fault proxy in-process between the clients and the target (implied by --fault)")
 	fs.Var(&h.faults, "fault", "fault the in-process proxy injects: `KIND[:key=value,...]` or preset:NAME (repeatable; see ssestress proxy --help)")
-	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: reset, eof or abort")
+	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: `ACTION` reset, eof or abort")
 	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")

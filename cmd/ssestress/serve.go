@@ -34,8 +34,8 @@ var serveCmd = &command{
   ssestress serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem`,
 	setup: func(fs *flagSet) action {
 		var o serveOptions
-		fs.StringVar(&o.listen, "listen", feed.DefaultListen, "address to listen on (loopback by default)")
-		fs.StringVar(&o.rate, "event-rate", "600", "SSE events per minute per symbol group: N or MIN-MAX")
+		fs.StringVar(&o.listen, "listen", feed.DefaultListen, "`ADDR` to listen on (loopback by default)")
+		fs.StringVar(&o.rate, "event-rate", "600", "`RATE` of SSE events per minute per symbol group: N or MIN-MAX")
 		fs.deprecated("message-rate", "event-rate", "SSE events, not messages")
 		fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "interval of comment heartbeats (0 disables)")
 		fs.DurationVar(&o.retry, "retry", 3*time.Second, "reconnection time advertised with retry: (0 sends none)")

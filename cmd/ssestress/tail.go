@@ -78,7 +78,7 @@ var tailCmd = &command{
 		fs.IntVar(&o.count, "count", 0, "exit after `N` events (0: until interrupted)")
 		o.req.register(fs)
 		fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
-		fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-ID on the first request too (resume a stream)")
+		fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-`ID` on the first request too (resume a stream)")
 		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.url = args[0]
 			return o.run(ctx, stdout)
