@@ -37,7 +37,7 @@ const bisectExamples = `  ssestress bisect --entry lb=http://lb --entry nginx=ht
 
 const bisectAbout = `Entry points go from the outermost to the innermost. The same scenario runs against each,
 each with its share of --connections (all at once, or one after another with --sequential),
-into DIR/<name>.db; the report names the hop between the last entry point that shows resets
+into DIR/<name>.db; the report names the link between the last entry point that shows resets
 and the first that does not. A URL without a path gets run's default stream path.
 Run's flags listed below apply to every entry point's run; the session files keep credentials
 redacted. The flags under Refused are run's that bisect cannot honour.`
@@ -65,7 +65,7 @@ const bisectRunSection = "Run flags (passed to the run against every entry point
 
 var bisectCmd = &command{
 	name:     "bisect",
-	summary:  "run one scenario against each entry point of a path and name the hop where resets enter",
+	summary:  "run one scenario against each entry point of a path and name the link of the path where resets enter",
 	synopsis: bisectSynopsis,
 	about:    bisectAbout,
 	examples: bisectExamples,

@@ -303,7 +303,7 @@ func (o *runOptions) check() error {
 // family, or loopback sources toward a remote address.
 func checkSourceAddrs(addrs []netip.Addr, target string) error {
 	if err := clients.CheckSourceAddrs(addrs); err != nil {
-		return fmt.Errorf("run: --source-addr: %w", err)
+		return badValue("run: --source-addr", err) // an address this host does not have: a bad value
 	}
 	u, err := clients.StreamURL(target, "", []string{"X"})
 	if err != nil {

@@ -238,7 +238,7 @@ func TestRunSourceAddr(t *testing.T) {
 		}
 		args := append([]string{"run", "--duration=1s", "--out=" + filepath.Join(dir, "never.db")}, tc.args...)
 		stdout, stderr, code := runCLI(t, ctx, args...)
-		if want := "ssestress: " + tc.want + "\n"; stderr != want || code == 0 || stdout != "" {
+		if want := "ssestress: " + tc.want + "\n"; stderr != want || code != 2 || stdout != "" {
 			t.Errorf("%v: exit %d, stderr %q; want %q", tc.args, code, stderr, want)
 		}
 	}
