@@ -20,8 +20,8 @@ import (
 
 // The control API: JSON over HTTP on its own listener (Config.API).
 //
-//	GET    /faults              {"faults": [FaultSpec...]}
-//	POST   /faults              body: a fault (string or object form): 201 and the FaultSpec
+//	GET    /faults              {"faults": [FaultSpec...]}; each can be POSTed back as it is
+//	POST   /faults              body: a fault (string or object form, or a FaultSpec as listed): 201 and the FaultSpec
 //	GET    /faults/{name}       the FaultSpec
 //	PUT    /faults/{name}       body: a fault: replaces it, keeping the name
 //	DELETE /faults/{name}       204
@@ -45,12 +45,13 @@ type APIError struct {
 func (e *APIError) Error() string { return e.Message }
 
 // ConnInfo is a live hop connection as the control API lists it: its
-// HopConn record so far, its age and idle time, and the faults attached.
+// HopConn record so far, its age and idle time (seconds, as every duration
+// in the JSON of ssestress), and the faults attached.
 type ConnInfo struct {
 	session.HopConn
-	Age     time.Duration `json:"age_ns"`
-	Idle    time.Duration `json:"idle_ns"`
-	Applied []string      `json:"applied"`
+	Age     session.Seconds `json:"age_s"`
+	Idle    session.Seconds `json:"idle_s"`
+	Applied []string        `json:"applied"`
 }
 
 // Conns lists the live hop connections, by connection id and hop.
@@ -60,8 +61,8 @@ func (p *Proxy) Conns() []ConnInfo {
 	for _, h := range p.liveConns() {
 		out = append(out, ConnInfo{
 			HopConn: h.record(),
-			Age:     now.Sub(h.open),
-			Idle:    now.Sub(h.lastActivity(DirBoth)),
+			Age:     session.Seconds(now.Sub(h.open)),
+			Idle:    session.Seconds(now.Sub(h.lastActivity(DirBoth))),
 			Applied: h.applied(),
 		})
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/inputfile"
+	"github.com/ssestress/ssestress/internal/size"
 )
 
 // MaxConfigSize bounds a config file.
@@ -34,17 +36,21 @@ type fileConfig struct {
 	TLSCertOut            string          `json:"tls-cert-out"`
 	UpstreamCA            string          `json:"upstream-ca"`
 	UpstreamInsecure      bool            `json:"upstream-insecure"`
-	UpstreamHeaderTimeout string          `json:"upstream-header-timeout"` // a duration; "0" = no limit
-	MaxEventSize          json.RawMessage `json:"max-event-size"`          // bytes, or a string such as "1MB"
+	UpstreamHeaderTimeout json.RawMessage `json:"upstream-header-timeout"` // a duration with a unit; "0" = no limit
+	MaxEventSize          json.RawMessage `json:"max-event-size"`          // bytes, or a string such as "1MB" or "1MiB"
+	Keepalive             json.RawMessage `json:"keepalive"`               // a duration with a unit; "0" = off
 }
 
 // configKeys lists the config file's keys for messages.
 const configKeys = "listen, upstream, name, allow-host, fault, on-upstream-error, time-scale, api, api-token, " +
-	"tls-cert, tls-key, tls-self-signed, tls-cert-out, upstream-ca, upstream-insecure, upstream-header-timeout, max-event-size"
+	"tls-cert, tls-key, tls-self-signed, tls-cert-out, upstream-ca, upstream-insecure, upstream-header-timeout, max-event-size, keepalive"
 
 // LoadConfig reads a proxy config file: one JSON object whose keys are the
 // flags' names (see configKeys), each fault a string in the --fault syntax
-// or an object of the same keys. Decoding is strict: an unknown key,
+// or an object of the same keys. Durations are strings with a unit ("30s");
+// a bare number is refused with both of its readings (20000 could be 20 s
+// or 5 h 33 min). Sizes are bytes or strings with a unit: "1MB" is
+// 1,000,000 bytes, "1MiB" 1,048,576. Decoding is strict: an unknown key,
 // a bad value or trailing data is an error naming the file and the line.
 func LoadConfig(path string) (Config, error) {
 	data, err := inputfile.ReadFile(path, MaxConfigSize)
@@ -72,15 +78,30 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		UpstreamCA: fc.UpstreamCA, UpstreamInsecure: fc.UpstreamInsecure,
 	}
 	keyLine := func(key string) int { return lineAt(data, bytes.Index(data, []byte(`"`+key+`"`))) }
-	if v := fc.UpstreamHeaderTimeout; v != "" {
-		d, err := dur.Parse(v)
-		if err != nil || d < 0 {
-			return Config{}, fmt.Errorf("%s:%d: %w: upstream-header-timeout %q is not a duration (e.g. \"30s\"; \"0\" for no limit)", name, keyLine("upstream-header-timeout"), ErrBadConfig, v)
+	// duration reads a duration key; zero is "off", negative in Config.
+	duration := func(key string, raw json.RawMessage, dst *time.Duration, zero string) error {
+		if raw := bytes.TrimSpace(raw); len(raw) == 0 || string(raw) == "null" {
+			return nil
 		}
-		cfg.UpstreamHeaderTimeout = d
+		var d dur.Duration
+		if err := d.UnmarshalJSON(raw); err != nil {
+			var bare *dur.BareNumberError
+			if errors.As(err, &bare) {
+				return fmt.Errorf("%s:%d: %w: %q: %s — %s", name, keyLine(key), ErrBadConfig, key, bare.Text, bare.Hint())
+			}
+			return fmt.Errorf("%s:%d: %w: %q: %v (e.g. \"30s\"; \"0\" for %s)", name, keyLine(key), ErrBadConfig, key, err, zero)
+		}
+		*dst = time.Duration(d)
 		if d == 0 {
-			cfg.UpstreamHeaderTimeout = -1
+			*dst = -1
 		}
+		return nil
+	}
+	if err := duration("upstream-header-timeout", fc.UpstreamHeaderTimeout, &cfg.UpstreamHeaderTimeout, "no limit"); err != nil {
+		return Config{}, err
+	}
+	if err := duration("keepalive", fc.Keepalive, &cfg.Keepalive, "off"); err != nil {
+		return Config{}, err
 	}
 	if raw := bytes.TrimSpace(fc.MaxEventSize); len(raw) > 0 && string(raw) != "null" {
 		n, err := sizeValue(raw)
@@ -132,18 +153,11 @@ func lineAt(data []byte, off int) int {
 }
 
 // sizeValue reads a byte count given as a JSON number or a string such as
-// "64KB" (1 KB = 1024 bytes, as in the faults' keys).
+// "64KB" (64,000 bytes) or "64KiB" (65,536), as internal/size reads it.
 func sizeValue(raw json.RawMessage) (int64, error) {
-	var n int64
-	if err := json.Unmarshal(raw, &n); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("%d is negative", n)
-		}
-		return n, nil
+	var n size.Bytes
+	if err := n.UnmarshalJSON(raw); err != nil {
+		return 0, err
 	}
-	var text string
-	if err := json.Unmarshal(raw, &text); err != nil {
-		return 0, fmt.Errorf("%s is not a byte count (a number, or a string such as \"1MB\")", raw)
-	}
-	return parseBytes(text)
+	return int64(n), nil
 }

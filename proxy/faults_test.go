@@ -246,7 +246,7 @@ func TestBandwidth(t *testing.T) {
 			flush()
 		}
 	})
-	p := startProxy(t, Config{Upstream: srv.URL, Faults: withFaults(t, "bandwidth:rate=8KB")})
+	p := startProxy(t, Config{Upstream: srv.URL, Faults: withFaults(t, "bandwidth:rate=8KiB")})
 	start := time.Now()
 	r := rawGet(t, p.Addr(), "/bulk", 5*time.Second)
 	if r.err != nil || len(r.data) < 20*200 {

@@ -127,7 +127,7 @@ func TestAPI(t *testing.T) {
 		t.Fatal("no first event")
 	}
 	code, body := api(t, p, "s3cret", "GET", "/conns", "")
-	if code != 200 || strings.Count(body, `"conn_id": "edge-1"`) != 2 || !strings.Contains(body, `"hop": "upstream"`) || !strings.Contains(body, `"idle_ns"`) {
+	if code != 200 || strings.Count(body, `"conn_id": "edge-1"`) != 2 || !strings.Contains(body, `"hop": "upstream"`) || !strings.Contains(body, `"idle_s"`) {
 		t.Fatalf("conns: %d %s", code, body)
 	}
 	if code, _ := api(t, p, "", "GET", "/events", ""); code != 401 {

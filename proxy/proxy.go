@@ -295,8 +295,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if upstreamTLS == nil {
 		c, err := tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: cfg.UpstreamCA, Insecure: cfg.UpstreamInsecure})
 		if err != nil {
-			// tlsutil names the clients' flag, --ca.
-			return nil, fmt.Errorf("%w: --upstream-ca%s", ErrBadConfig, strings.TrimPrefix(err.Error(), "--ca"))
+			// A typed tlsutil error: the command names its flag.
+			return nil, fmt.Errorf("%w: upstream TLS: %w", ErrBadConfig, err)
 		}
 		upstreamTLS = c
 	}
@@ -453,7 +453,7 @@ func (p *Proxy) setupTLS(cfg Config, listen string) error {
 		c, certPEM, err := tlsutil.ServerConfig(opts)
 		if err != nil {
 			if errors.Is(err, tlsutil.ErrConflict) || errors.Is(err, tlsutil.ErrNoServerCert) {
-				return fmt.Errorf("%w: %v", ErrBadConfig, err)
+				return fmt.Errorf("%w: %w", ErrBadConfig, err)
 			}
 			return fmt.Errorf("proxy TLS: %w", err)
 		}

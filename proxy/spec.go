@@ -13,6 +13,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/size"
 )
 
 // ErrBadFault wraps every error of ParseFault and of the fault JSON forms,
@@ -38,6 +39,11 @@ const (
 // (--fault KIND[:key=value,...]), in the config file, or through the control
 // API. The common keys have fields; the kind's own keys stay in Params as
 // typed and are checked by the kind when the spec is parsed.
+//
+// Its JSON form (GET /faults, the session file's stored config) is read
+// back by UnmarshalJSON: what the control API lists can be POSTed again.
+// Durations in it are seconds in keys ending _s (after_s), as everywhere
+// in ssestress's JSON.
 type FaultSpec struct {
 	// Name identifies the fault in records and in the control API: the
 	// name= key, or else the spec text.
@@ -45,8 +51,9 @@ type FaultSpec struct {
 	Kind string `json:"kind"`
 	// Preset is the preset's name when Kind is "preset".
 	Preset string `json:"preset,omitempty"`
-	// Hop is client (client ↔ proxy) or upstream (proxy ↔ server).
-	Hop string `json:"hop"`
+	// Hop is client (client ↔ proxy) or upstream (proxy ↔ server); empty
+	// for a preset, whose faults say their own.
+	Hop string `json:"hop,omitempty"`
 	// Direction is down, up or both, for the kinds that act on one
 	// direction of the data.
 	Direction string `json:"direction,omitempty"`
@@ -58,7 +65,7 @@ type FaultSpec struct {
 	// After delays the start of the fault from the moment it applies to a
 	// connection (its open, its request when Match is set, or when the fault
 	// is added at run time).
-	After  time.Duration     `json:"after_ns,omitempty"`
+	After  time.Duration     `json:"-"` // after_s in JSON
 	Params map[string]string `json:"params,omitempty"`
 	// Spec is the text form, which ParseFault reads back to the same spec.
 	Spec string `json:"spec"`
@@ -293,11 +300,26 @@ func (fs FaultSpec) format(withName bool) string {
 	return b.String()
 }
 
-// UnmarshalJSON accepts a fault in either JSON form of the config file and
-// the control API: a string in the --fault syntax, or an object whose keys
-// are the same keys ({"kind": "latency", "delay": "50ms", "hop": "client"};
-// for a preset {"kind": "preset", "preset": "aws-alb"}). Values may be
-// strings, numbers or booleans. Unknown keys are errors.
+// MarshalJSON writes the spec with After in seconds (after_s).
+func (fs FaultSpec) MarshalJSON() ([]byte, error) {
+	type plain FaultSpec // its After is json:"-"
+	return json.Marshal(struct {
+		plain
+		After session.Seconds `json:"after_s,omitempty"`
+	}{plain(fs), session.Seconds(fs.After)})
+}
+
+// UnmarshalJSON accepts a fault in every JSON form of the config file and
+// the control API: a string in the --fault syntax; an object whose keys are
+// the same keys ({"kind": "latency", "delay": "50ms", "hop": "client"}; for
+// a preset {"kind": "preset", "preset": "aws-alb"}); or the object the API
+// lists (MarshalJSON's), with after_s in seconds, the kind's keys under
+// params, and spec, the text form of the other keys, which is read only
+// when the object has no kind. A name equal to spec (a fault named by
+// nothing is listed under its spec text) or to the name the keys give
+// anyway is not a name= key. Values may be strings, numbers
+// or booleans; durations need a unit except in after_s. Unknown keys are
+// errors.
 func (fs *FaultSpec) UnmarshalJSON(b []byte) error {
 	var text string
 	if err := json.Unmarshal(b, &text); err == nil {
@@ -312,16 +334,65 @@ func (fs *FaultSpec) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return fmt.Errorf("%w: a fault is a string such as \"reset:after=5s\" or an object such as {\"kind\": \"reset\", \"after\": \"5s\"}", ErrBadFault)
 	}
-	text, err := objectSpec(obj)
-	if err != nil {
-		return err
+	var name string
+	if raw, ok := obj["name"]; ok {
+		if err := json.Unmarshal(raw, &name); err != nil {
+			return fmt.Errorf("%w: key \"name\" must be a string", ErrBadFault)
+		}
+		delete(obj, "name")
+	}
+	if rawSpec, ok := obj["spec"]; ok {
+		delete(obj, "spec")
+		var listed string
+		if err := json.Unmarshal(rawSpec, &listed); err != nil {
+			return fmt.Errorf("%w: key \"spec\" must be a string", ErrBadFault)
+		}
+		// A fault named by nothing lists its spec text as its name: that
+		// name was derived, not chosen, and follows the keys as edited.
+		if name == listed {
+			name = ""
+		}
+		if _, hasKind := obj["kind"]; !hasKind {
+			if len(obj) > 0 {
+				return fmt.Errorf("%w: an object with \"spec\" and no \"kind\" holds nothing else but \"name\"", ErrBadFault)
+			}
+			text = listed
+		}
+	}
+	if text == "" {
+		var err error
+		if text, err = objectSpec(obj); err != nil {
+			return err
+		}
 	}
 	spec, err := ParseFault(text)
 	if err != nil {
 		return err
 	}
+	if name != "" && name != spec.Name {
+		if spec, err = ParseFault(withName(text, name)); err != nil {
+			return err
+		}
+	}
 	*fs = spec
 	return nil
+}
+
+// withName adds name= to a spec's text (before a match, which runs to the
+// end).
+func withName(text, name string) string {
+	head, rest, hasKeys := strings.Cut(text, ":")
+	if head == "preset" {
+		preset, opts, hasOpts := strings.Cut(rest, ":")
+		if !hasOpts || opts == "" {
+			return "preset:" + preset + ":name=" + name
+		}
+		return "preset:" + preset + ":name=" + name + "," + opts
+	}
+	if !hasKeys || rest == "" {
+		return head + ":name=" + name
+	}
+	return head + ":name=" + name + "," + rest
 }
 
 // objectSpec turns the object form into the text form.
@@ -347,6 +418,37 @@ func objectSpec(obj map[string]json.RawMessage) (string, error) {
 	rawKind, ok := obj["kind"]
 	if !ok {
 		return "", fmt.Errorf("%w: object has no \"kind\"", ErrBadFault)
+	}
+	// The listed form: the kind's keys under params, after in seconds.
+	if raw, ok := obj["params"]; ok {
+		var params map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &params); err != nil {
+			return "", fmt.Errorf("%w: key \"params\" must be an object of the kind's keys", ErrBadFault)
+		}
+		delete(obj, "params")
+		for k, v := range params {
+			if _, dup := obj[k]; dup {
+				return "", fmt.Errorf("%w: key %q given twice (at the top and in params)", ErrBadFault, k)
+			}
+			obj[k] = v
+		}
+	}
+	if raw, ok := obj["after_s"]; ok {
+		if _, dup := obj["after"]; dup {
+			return "", fmt.Errorf("%w: give after (with a unit) or after_s (seconds), not both", ErrBadFault)
+		}
+		var secs float64
+		if err := json.Unmarshal(raw, &secs); err != nil || secs < 0 {
+			return "", fmt.Errorf("%w: after_s must be a number of seconds, got %s", ErrBadFault, raw)
+		}
+		delete(obj, "after_s")
+		obj["after"] = json.RawMessage(strconv.Quote(time.Duration(secs * float64(time.Second)).String()))
+	}
+	// Keys the listed form writes empty are left out.
+	for _, k := range []string{"hop", "direction", "match", "preset"} {
+		if string(obj[k]) == `""` {
+			delete(obj, k)
+		}
 	}
 	kindName, err := str("kind", rawKind)
 	if err != nil {
@@ -415,8 +517,9 @@ func paramDuration(fs FaultSpec, key string, def time.Duration) (time.Duration, 
 	return d, nil
 }
 
-// paramBytes reads a byte count: an integer with an optional KB, MB or GB
-// suffix (1 KB = 1024 bytes). It returns -1 when absent.
+// paramBytes reads a byte count: bytes, or with a unit as internal/size
+// reads it (64KB = 64,000 bytes, 64KiB = 65,536). It returns -1 when
+// absent.
 func paramBytes(fs FaultSpec, key string) (int64, error) {
 	v, ok := fs.Params[key]
 	if !ok {
@@ -429,24 +532,7 @@ func paramBytes(fs FaultSpec, key string) (int64, error) {
 	return n, nil
 }
 
-func parseBytes(v string) (int64, error) {
-	s := strings.ToUpper(strings.TrimSpace(v))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("invalid byte count %q (use e.g. 500, 64KB, 1MB)", v)
-	}
-	return n * mult, nil
-}
+func parseBytes(v string) (int64, error) { return size.Parse(v) }
 
 // paramInt reads a non-negative integer key; -1 when absent.
 func paramInt(fs FaultSpec, key string) (int64, error) {
@@ -494,4 +580,49 @@ func pathQuery(u *url.URL) string {
 		p += "?" + u.RawQuery
 	}
 	return p
+}
+
+// KindInfo describes a fault kind for help and shell completion: its
+// name, what it does, its own keys, whether it takes direction, and the
+// hops it may act on.
+type KindInfo struct {
+	Name        string
+	Summary     string
+	Keys        []string // the kind's own keys (the common ones are commonKeys)
+	Directional bool
+	Hops        []string
+}
+
+// Kinds lists the fault kinds in name order.
+func Kinds() []KindInfo {
+	var out []KindInfo
+	for _, n := range KindNames() {
+		k := kinds[n]
+		info := KindInfo{Name: n, Summary: k.summary, Directional: k.directional, Hops: k.hops}
+		if len(info.Hops) == 0 {
+			info.Hops = []string{session.HopClient, session.HopUpstream}
+		}
+		for _, kd := range k.keys {
+			info.Keys = append(info.Keys, kd.name)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// PresetInfo describes a preset: its name, what it stands for, and its
+// faults in the --fault syntax.
+type PresetInfo struct {
+	Name    string
+	Summary string
+	Faults  []string
+}
+
+// Presets lists the presets in name order.
+func Presets() []PresetInfo {
+	var out []PresetInfo
+	for _, n := range PresetNames() {
+		out = append(out, PresetInfo{Name: n, Summary: presets[n].summary, Faults: presets[n].faults})
+	}
+	return out
 }

@@ -49,7 +49,7 @@ func TestParseFaultErrors(t *testing.T) {
 		{"", `empty fault`},
 		{"lag:delay=5ms", `unknown fault kind "lag" (kinds: bandwidth, delay-events, down,`},
 		{"latency:dealy=5ms", `unknown key "dealy" for latency (keys: delay, jitter, name, hop, direction, toxicity, match, after)`},
-		{"latency:delay=5", `delay: invalid duration "5"`},
+		{"latency:delay=5", `delay: 5 has no unit — write "5ms" (5 ms) or "5s" (5 s)`},
 		{"latency:delay", `"delay" is not key=value`},
 		{"reset:toxicity=1.5", `toxicity "1.5" is not a probability between 0 and 1`},
 		{"reset:hop=server", `hop "server" must be client or upstream`},
@@ -63,7 +63,7 @@ func TestParseFaultErrors(t *testing.T) {
 		{"http-status:code=200", `code "200" must be a status between 400 and 599`},
 		{"http-status:hop=upstream", `http-status acts on hop client only`},
 		{"bandwidth", `bandwidth needs rate=BYTES per second`},
-		{"bandwidth:rate=fast", `rate: invalid byte count "fast"`},
+		{"bandwidth:rate=fast", `rate: invalid size "fast"`},
 		{"slicer:size=4,variation=4", `variation (4) must be smaller than size (4)`},
 		{"drop-events:every=0", `every must be at least 1`},
 		{"reset:match=stream", `match "stream" must be a path prefix starting with /`},
@@ -151,7 +151,8 @@ func TestLoadConfig(t *testing.T) {
   "tls-cert-out": "proxy.pem",
   "upstream-insecure": true,
   "upstream-header-timeout": "5s",
-  "max-event-size": "1MB"
+  "max-event-size": "1MiB",
+  "keepalive": "45s"
 }`), 0o644)
 	cfg, err := LoadConfig(good)
 	if err != nil {
@@ -159,12 +160,16 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if cfg.Name != "edge" || len(cfg.Faults) != 2 || cfg.OnUpstreamError != "abort" || cfg.TimeScale != 10 ||
 		!cfg.TLSSelfSigned || cfg.TLSCertOut != "proxy.pem" || !cfg.UpstreamInsecure ||
-		cfg.UpstreamHeaderTimeout != 5*time.Second || cfg.MaxEventSize != 1<<20 {
+		cfg.UpstreamHeaderTimeout != 5*time.Second || cfg.MaxEventSize != 1<<20 || cfg.Keepalive != 45*time.Second {
 		t.Fatalf("%+v", cfg)
 	}
-	if cfg, err := ParseConfig("c.json", []byte(`{"upstream-header-timeout": "0", "max-event-size": 4096}`)); err != nil ||
-		cfg.UpstreamHeaderTimeout >= 0 || cfg.MaxEventSize != 4096 {
+	if cfg, err := ParseConfig("c.json", []byte(`{"upstream-header-timeout": "0", "max-event-size": 4096, "keepalive": "0"}`)); err != nil ||
+		cfg.UpstreamHeaderTimeout >= 0 || cfg.MaxEventSize != 4096 || cfg.Keepalive >= 0 {
 		t.Fatalf("%+v %v", cfg, err)
+	}
+	// SI and IEC sizes mean what they say.
+	if cfg, err := ParseConfig("c.json", []byte(`{"max-event-size": "16MB"}`)); err != nil || cfg.MaxEventSize != 16_000_000 {
+		t.Fatalf("16MB: %d %v", cfg.MaxEventSize, err)
 	}
 	cases := []struct{ data, msg string }{
 		{``, `bad.json: bad proxy config: empty file`},
@@ -174,9 +179,12 @@ func TestLoadConfig(t *testing.T) {
 		{"{\"fault\": [\n\"reset\",\n\"latency:dealy=1s\"]}", `bad.json:3: fault 2: bad fault "latency:dealy=1s": unknown key "dealy"`},
 		{`{} {}`, `bad.json:1: bad proxy config: data after the config object`},
 		{`{"listen": `, `bad.json: bad proxy config: unexpected end of file`},
-		{"{\n\"upstream-header-timeout\": \"soon\"}", `bad.json:2: bad proxy config: upstream-header-timeout "soon" is not a duration`},
-		{"{\n\n\"max-event-size\": \"big\"}", `bad.json:3: bad proxy config: max-event-size: invalid byte count "big"`},
-		{"{\"max-event-size\": -1}", `bad.json:1: bad proxy config: max-event-size: -1 is negative`},
+		{"{\n\"upstream-header-timeout\": \"soon\"}", `bad.json:2: bad proxy config: "upstream-header-timeout": invalid duration "soon" (use e.g. 30s, 1h, 72h, 3d) (e.g. "30s"; "0" for no limit)`},
+		{"{\n\"upstream-header-timeout\": 30}", `bad.json:2: bad proxy config: "upstream-header-timeout": 30 — write "30ms" (30 ms) or "30s" (30 s)`},
+		{"{\"keepalive\": \"20000\"}", `bad.json:1: bad proxy config: "keepalive": 20000 — write "20000ms" (20 s) or "20000s" (5 h 33 min)`},
+		{"{\n\n\"max-event-size\": \"big\"}", `bad.json:3: bad proxy config: max-event-size: invalid size "big"`},
+		{"{\"max-event-size\": \"16M\"}", `bad.json:1: bad proxy config: max-event-size: invalid size "16M": M could be MB or MiB`},
+		{"{\"max-event-size\": -1}", `bad.json:1: bad proxy config: max-event-size: invalid size "-1"`},
 	}
 	for _, c := range cases {
 		_, err := ParseConfig("bad.json", []byte(c.data))

@@ -26,9 +26,11 @@ type benchOptions struct {
 	json        bool
 	toxiproxy   string
 	quiet       bool
+	tempDir     string // --temp-dir: where the rows' files go, kept
+	keep        bool   // --keep: keep the default directory
 }
 
-const benchSynopsis = "bench [--quick] [--only ROW[,ROW...]] [--streams N] [--load N] [--json]"
+const benchSynopsis = "bench [--quick] [--only ROW[,ROW...]] [--streams N] [--load N] [--json] [--keep]"
 
 const benchExamples = `  ssestress bench                       # every row, a few minutes
   ssestress bench --quick               # every row scaled down, about a minute
@@ -54,31 +56,46 @@ the load average is printed with them.`
 // childFlag starts the hidden child mode: ssestress bench --child ROLE ARGS.
 const childFlag = "--child"
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == childFlag {
-		if len(args) < 2 {
-			return usageErrorf("bench: --child needs a role")
+var benchCmd = &command{
+	name:     "bench",
+	summary:  "measure the clients, proxy, recording, capture, replay and reports side by side: one table of ratios and targets",
+	synopsis: benchSynopsis,
+	examples: benchExamples,
+	// The hidden child mode: ssestress bench --child ROLE ARGS, whose ARGS
+	// are the child's own.
+	intercept: func(ctx context.Context, args []string, stdout, stderr io.Writer) (bool, error) {
+		if len(args) == 0 || args[0] != childFlag {
+			return false, nil
 		}
-		return benchsuite.Child(ctx, args[1], args[2:], os.Stdin, stdout)
-	}
-	var o benchOptions
-	fs := newFlags("bench")
-	fs.BoolVar(&o.quick, "quick", false, "scale every row down: about a minute in all")
-	fs.StringVar(&o.only, "only", "", "run only these rows (comma-separated): "+strings.Join(benchsuite.Rows, ", "))
-	fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 2000; quick 500); targets: 15000 client, 9000 proxied")
-	fs.IntVar(&o.loadStreams, "load", 0, "streams of the load row's fixed load (default 1000; quick 200)")
-	fs.IntVar(&o.rate, "rate", 20, "events per second per stream of the load row")
-	fs.DurationVar(&o.window, "window", 0, "how long each path of the load row is measured per round after its warm-up (default 4s; quick 3s; saturation half)")
-	fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; latency and saturation take the best round (default 3; quick 1)")
-	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the table")
-	fs.StringVar(&o.toxiproxy, "toxiproxy", "", "toxiproxy-server binary to compare with (default: toxiproxy-server in PATH; - for none)")
-	fs.BoolVar(&o.quiet, "quiet", false, "do not print progress on stderr")
-	if err := parseFlags(fs, args, stdout, benchSynopsis, benchExamples); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("bench: unexpected argument %q (see ssestress bench --help)", fs.Arg(0))
-	}
+		if len(args) < 2 {
+			return true, usageErrorf("bench: --child needs a role")
+		}
+		return true, benchsuite.Child(ctx, args[1], args[2:], os.Stdin, stdout)
+	},
+	setup: func(fs *flagSet) action {
+		var o benchOptions
+		fs.BoolVar(&o.quick, "quick", false, "scale every row down: about a minute in all")
+		fs.StringVar(&o.only, "only", "", "run only these `ROWS` (comma-separated): "+strings.Join(benchsuite.Rows, ", "))
+		fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 2000; quick 500); targets: 15000 client, 9000 proxied")
+		fs.IntVar(&o.loadStreams, "load", 0, "streams of the load row's fixed load (default 1000; quick 200)")
+		fs.IntVar(&o.rate, "rate", 20, "events per second per stream of the load row")
+		fs.DurationVar(&o.window, "window", 0, "how long each path of the load row is measured per round after its warm-up (default 4s; quick 3s; saturation half)")
+		fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; latency and saturation take the best round (default 3; quick 1)")
+		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the table")
+		fs.StringVar(&o.toxiproxy, "toxiproxy", "", "toxiproxy-server `BINARY` to compare with (default: toxiproxy-server in PATH; - for none)")
+		fs.BoolVar(&o.quiet, "quiet", false, "do not print progress on stderr")
+		fs.StringVar(&o.tempDir, "temp-dir", "", "write the rows' session files and pcaps into `DIR` and keep them there (a later run reuses the million-record report file); default: a new directory in the system's temp directory, removed at the end")
+		fs.BoolVar(&o.keep, "keep", false, "keep the default directory of the rows' files (and say where) instead of removing it at the end")
+		fs.values(wordsOf(func() []string { return benchsuite.Rows }), "only")
+		fs.values(files(), "toxiproxy")
+		fs.values(dirs(), "temp-dir")
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			return o.run(ctx, stdout, stderr)
+		}
+	},
+}
+
+func (o *benchOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	only, err := benchsuite.ParseOnly(o.only)
 	if err != nil {
 		return usageErrorf("bench: --only: %v", err)
@@ -96,9 +113,29 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErrorf("bench: --toxiproxy %s: not an executable", o.toxiproxy)
 		}
 	}
+	// The rows' session files, pcaps and caches (hundreds of MB) go into
+	// --temp-dir, kept, or a directory of this run's, removed at the end
+	// unless --keep.
+	tmp := o.tempDir
+	if tmp != "" {
+		if st, err := os.Stat(tmp); err != nil || !st.IsDir() {
+			return usageErrorf("bench: --temp-dir %s: not a directory", tmp)
+		}
+	} else {
+		if tmp, err = os.MkdirTemp("", "ssestress-bench-"); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer func() {
+			if o.keep {
+				fmt.Fprintf(stderr, "ssestress bench: kept what the rows wrote in %s\n", tmp)
+				return
+			}
+			os.RemoveAll(tmp)
+		}()
+	}
 	cfg := benchsuite.Config{
 		Quick: o.quick, Only: only, LoadStreams: o.loadStreams, Rate: o.rate, Window: o.window, Rounds: o.rounds,
-		HoldStreams: o.holdStreams, Toxiproxy: o.toxiproxy, Spawn: benchSpawner(),
+		HoldStreams: o.holdStreams, Toxiproxy: o.toxiproxy, Spawn: benchSpawner(), TempDir: tmp,
 	}
 	if !o.quiet {
 		cfg.Log = stderr

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,10 +45,13 @@ func TestBenchQuickReplayRow(t *testing.T) {
 }
 
 // TestBenchJSON prints the result as JSON; the capture row is quick as
-// root and a skipped line otherwise.
+// root and a skipped line otherwise. What the row wrote (its pcap) is gone
+// at the end: the system's temp directory is as it was.
 func TestBenchJSON(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	var out, errOut bytes.Buffer
 	if err := run(ctx, []string{"bench", "--quick", "--quiet", "--only", "capture", "--json"}, &out, &errOut); err != nil {
 		t.Fatalf("bench: %v\n%s", err, errOut.String())
@@ -75,6 +80,40 @@ func TestBenchJSON(t *testing.T) {
 	if errOut.Len() != 0 {
 		t.Errorf("--quiet printed %q", errOut.String())
 	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("bench left %v in the temp directory", left)
+	}
+}
+
+// TestBenchCleansUp: the report row leaves its session file of records
+// for a later run to reuse; bench removes it (with everything the rows
+// wrote) at the end unless --keep, which says where it is.
+func TestBenchCleansUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and reports 200,000 records twice (about 20 s)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"bench", "--quick", "--quiet", "--only", "report"}, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), filepath.Join(tmp, "ssestress-bench-")) {
+		t.Fatalf("the report row's file is not under the temp directory:\n%s", out.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("bench left %v in the temp directory", left)
+	}
+	errOut.Reset()
+	if err := run(ctx, []string{"bench", "--quick", "--only", "report", "--keep"}, &out, &errOut); err != nil {
+		t.Fatalf("bench --keep: %v\n%s", err, errOut.String())
+	}
+	kept, _ := filepath.Glob(filepath.Join(tmp, "ssestress-bench-*", "*.db"))
+	if len(kept) != 1 || !strings.Contains(errOut.String(), "kept what the rows wrote in "+filepath.Dir(kept[0])) {
+		t.Errorf("kept %v; stderr %q", kept, errOut.String())
+	}
 }
 
 // TestBenchBadCommandLines: each mistake is one usage error naming it.
@@ -89,6 +128,7 @@ func TestBenchBadCommandLines(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--toxiproxy", "/nonexistent/toxiproxy-server"}, "not an executable"},
 		{[]string{"--child"}, "needs a role"},
+		{[]string{"--temp-dir", "/nonexistent/dir"}, "not a directory"},
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), append([]string{"bench"}, tc.args...), &out, &errOut)

@@ -39,7 +39,7 @@ func TestBisectChain(t *testing.T) {
 	}
 	defer p1.Close()
 	dir := filepath.Join(t.TempDir(), "bisect")
-	stdout, stderr, code := reportCLI(t, "bisect", "--hop", "p1="+p1.URL(), "--hop", "p2="+p2.URL(), "--hop", "server="+srv.URL,
+	stdout, stderr, code := reportCLI(t, "bisect", "--entry", "p1="+p1.URL(), "--entry", "p2="+p2.URL(), "--entry", "server="+srv.URL,
 		"--scenario=flood", "--connections=6", "--rate=50", "--duration=2s", "--dir", dir, "--format", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -75,13 +75,13 @@ func TestBisectBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bisect", "--hop", "a=http://127.0.0.1:1"}, "ssestress: bisect: give at least two --hop NAME=URL, outermost first\n"},
-		{[]string{"bisect", "--hop", "a", "--hop", "b=http://127.0.0.1:1"}, `ssestress: bisect: --hop "a": use NAME=URL, e.g. --hop lb=http://lb:80` + "\n"},
-		{[]string{"bisect", "--hop", "a=http://127.0.0.1:1", "--hop", "a=http://127.0.0.1:2"}, `ssestress: bisect: --hop "a=http://127.0.0.1:2": names must be distinct and hold no / \ or space` + "\n"},
-		{[]string{"bisect", "--hop", "a=ftp://x", "--hop", "b=http://127.0.0.1:1"}, `ssestress: bisect: --hop "a=ftp://x": the URL must be http:// or https:// with a host` + "\n"},
-		{[]string{"bisect", "--hop", "a=http://127.0.0.1:1", "--hop", "b=http://127.0.0.1:2", "--target", "http://x"}, "ssestress: bisect: --target is set per entry point (use --hop NAME=URL)\n"},
-		{[]string{"bisect", "--hop", "a=http://127.0.0.1:1", "--hop", "b=http://127.0.0.1:2", "--format", "yaml"}, `ssestress: bisect: --format "yaml": use csv, html, json, markdown, table` + "\n"},
-		{[]string{"bisect", "--hop", "a=http://127.0.0.1:1", "--hop", "b=http://127.0.0.1:2", "--scenario", "nope"}, "ssestress: bisect: --scenario: "},
+		{[]string{"bisect", "--entry", "a=http://127.0.0.1:1"}, "ssestress: bisect: give at least two --entry NAME=URL, outermost first\n"},
+		{[]string{"bisect", "--entry", "a", "--entry", "b=http://127.0.0.1:1"}, `ssestress: bisect: --entry "a": use NAME=URL, e.g. --entry lb=http://lb:80` + "\n"},
+		{[]string{"bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "a=http://127.0.0.1:2"}, `ssestress: bisect: --entry "a=http://127.0.0.1:2": names must be distinct and hold no / \ or space` + "\n"},
+		{[]string{"bisect", "--entry", "a=ftp://x", "--entry", "b=http://127.0.0.1:1"}, `ssestress: bisect: --entry "a=ftp://x": the URL must be http:// or https:// with a host` + "\n"},
+		{[]string{"bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "b=http://127.0.0.1:2", "--target", "http://x"}, "ssestress: bisect: --target: set per entry point: give --entry NAME=URL\n"},
+		{[]string{"bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "b=http://127.0.0.1:2", "--format", "yaml"}, `ssestress: bisect: --format "yaml": use csv, html, json, markdown, table` + "\n"},
+		{[]string{"bisect", "--entry", "a=http://127.0.0.1:1", "--entry", "b=http://127.0.0.1:2", "--scenario", "nope"}, "ssestress: bisect: run: --scenario: "},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			_, stderr, code := reportCLI(t, tc.args...)

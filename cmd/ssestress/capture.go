@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,9 +18,9 @@ import (
 	"github.com/ssestress/ssestress/internal/session"
 )
 
-const captureExamples = `  ssestress capture --iface lo --port 8080 --port 8090 --out trace.pcap --duration 10m
-  ssestress capture --iface lo --iface eth0 --port 8080 --port 8090 --session capture.db   (one capture per interface)
-  ssestress capture --target 127.0.0.1:8090 --port 8090 --session capture.db
+const captureExamples = `  ssestress capture --iface lo --port 8080 --port 8090 --pcap trace.pcap --duration 10m
+  ssestress capture --iface lo --iface eth0 --port 8080 --port 8090 --out capture.db   (one capture per interface)
+  ssestress capture --target 127.0.0.1:8090 --port 8090 --out capture.db
   ssestress capture analyze trace.pcap
   ssestress capture analyze trace.pcap --session run.db          (roles and client errors from the run)
   ssestress capture analyze client-side.pcap server-side.pcap --session run.db --session proxy.db
@@ -73,54 +74,100 @@ type captureOptions struct {
 	ifaces   ifaceList
 	target   string
 	ports    portList
-	out      string
+	pcap     string
 	duration time.Duration
 	snaplen  int
-	session  string
+	out      string // the session file (optional)
 	json     bool
+	args     []string
 }
 
-// runCapture is ssestress capture: a stand-alone live capture, one per
-// interface, that writes pcap files (and, with --session, the flow
-// summaries and the captures into a new session file), then prints who
-// sent each RST. "capture analyze FILE..." reads pcap files instead.
-func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "analyze" {
-		return runCaptureAnalyze(ctx, args[1:], stdout, stderr)
+var captureCmd = &command{
+	name:    "capture",
+	summary: "capture packets and tell who sent each TCP reset, on which hop; analyze pcap files",
+	synopsis: "capture [--iface IF ... | --target HOST:PORT] --port P [--port P] [--pcap FILE] [--duration D] [--out FILE]\n" +
+		"capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]",
+	about:    "To read pcap files (this tool's or tcpdump's, one per link or host): ssestress capture analyze FILE...",
+	examples: captureExamples,
+	args:     argSpec{none: "to read a file: ssestress capture analyze FILE"},
+	setup: func(fs *flagSet) action {
+		var o captureOptions
+		fs.Var(&o.ifaces, "iface", "`INTERFACE` to capture on; repeat (or comma-separate) for one capture per interface (default: the route to --target, lo for loopback)")
+		fs.StringVar(&o.target, "target", "", "`HOST:PORT` or URL the traffic goes to, to pick the interface")
+		fs.Var(&o.ports, "port", "TCP `PORT` of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
+		fs.StringVar(&o.pcap, "pcap", "", "pcap `FILE` to write (default capture-<timestamp>.pcap; never overwritten); with several interfaces, the second and later get -IFACE before .pcap")
+		fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+		fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
+		fs.Var((*captureOut)(&o.out), "out", "also write the captures and their flow summaries (and the attributed resets, as a cache) to this new session `FILE`")
+		fs.deprecated("session", "out", "--out names the session file a command writes")
+		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+		fs.values(wordsOf(interfaceNames), "iface")
+		fs.values(files(), "pcap", "out")
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			return o.run(ctx, stdout, stderr)
+		}
+	},
+	subs: []*command{{
+		name: "analyze", summary: "attribute the resets of pcap or pcapng files (one per link or host), with session files for roles",
+		synopsis: "capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]", examples: analyzeExamples,
+		args: argSpec{name: "FILE", what: "pcap file", min: 1, max: -1, values: files()},
+		setup: func(fs *flagSet) action {
+			var o analyzeOptions
+			fs.Var(&o.ports, "port", "server-side TCP `PORT` (orients flows whose handshake is missing); repeatable")
+			fs.Var(&o.sessions, "session", "session `FILE` whose records join the packets (topology, client errors, proxy records, other captures); repeatable")
+			fs.BoolVar(&o.store, "store", false, "store the files' captures and flows, and the attributed resets as a cache, into the first --session (for report)")
+			fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+			fs.values(files(), "session")
+			return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+				return o.run(ctx, files, stdout, stderr)
+			}
+		},
+	}},
+}
+
+// captureOut is capture's --out, the session file. Until the flags were
+// renamed capture's --out was the pcap file and --session the session
+// file: a pcap name is refused, and so is a second value (--out and the
+// old --session together), rather than written over.
+type captureOut string
+
+func (c *captureOut) String() string { return string(*c) }
+func (c *captureOut) Set(v string) error {
+	if ext := strings.ToLower(filepath.Ext(v)); ext == ".pcap" || ext == ".pcapng" {
+		return errors.New("--out names the session file now; the pcap file is --pcap FILE")
 	}
-	var o captureOptions
-	fs := newFlags("capture")
-	fs.Var(&o.ifaces, "iface", "interface to capture on; repeat (or comma-separate) for one capture per interface (default: the route to --target, lo for loopback)")
-	fs.StringVar(&o.target, "target", "", "host:port or URL the traffic goes to, to pick the interface")
-	fs.Var(&o.ports, "port", "TCP port of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
-	fs.StringVar(&o.out, "out", "trace.pcap", "pcap file to write (never overwritten); with several interfaces, the second and later get -IFACE before .pcap")
-	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-	fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
-	fs.StringVar(&o.session, "session", "", "also write the captures and their flow summaries (and the attributed resets, as a cache) to this new session file")
-	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
-	err := parseFlags(fs, args, stdout,
-		"capture [--iface IF ... | --target HOST:PORT] --port P [--port P] [--out FILE] [--duration D] [--session FILE]\n"+
-			"       ssestress capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]", captureExamples)
-	if err != nil {
-		return err
+	if *c != "" {
+		return fmt.Errorf("the session file is given twice (%s and %s; --session is now --out)", string(*c), v)
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("capture: unexpected argument %q (to read a file: ssestress capture analyze FILE)", fs.Arg(0))
-	}
+	*c = captureOut(v)
+	return nil
+}
+
+// run is ssestress capture: a stand-alone live capture, one per
+// interface, that writes pcap files (and, with --out, the captures and
+// their flow summaries into a new session file), then prints who sent
+// each RST.
+func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if o.duration < 0 || o.snaplen < 64 {
 		return usageErrorf("capture: --duration must not be negative and --snaplen at least 64")
 	}
 	if len(o.ifaces) == 0 && o.target == "" {
 		o.target = "127.0.0.1"
 	}
-
-	var w *session.Writer
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: args, Target: o.target,
+	if o.pcap == "" {
+		o.pcap = freshName("capture", ".pcap", time.Now())
+	}
+	var (
+		w   *session.Writer
+		err error
+	)
+	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: o.args, Target: o.target,
 		PID: os.Getpid(), StartedAt: time.Now()}
 	info.Host, _ = os.Hostname()
-	if o.session != "" {
-		if w, err = session.Create(o.session, session.Options{}); err != nil {
-			return err
+	if o.out != "" {
+		if w, err = session.Create(o.out, session.Options{}); err != nil {
+			return sessionExists(err, "--out")
 		}
 		w.PutMeta(session.MetaRun, info)
 	}
@@ -129,11 +176,14 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
-	c, err := capture.StartEach(ctx, capture.Config{Target: o.target, Ports: o.ports, Out: o.out,
+	c, err := capture.StartEach(ctx, capture.Config{Target: o.target, Ports: o.ports, Out: o.pcap,
 		Snaplen: o.snaplen, Session: w}, o.ifaces)
 	if err != nil {
 		if w != nil {
+			// Nothing was captured: the session file would hold only the
+			// run's start.
 			w.Close()
+			os.Remove(o.out)
 		}
 		if errors.Is(err, capture.ErrNotPermitted) {
 			return fmt.Errorf("capture: %w: run as root, or give the binary the capability (setcap cap_net_raw+ep ssestress)", err)
@@ -145,7 +195,7 @@ func runCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		what = "TCP ports " + o.ports.String()
 	}
 	if !o.json {
-		fmt.Fprintf(stdout, "capturing %s on %s into %s; Ctrl-C stops\n", what, c.Iface(), o.out)
+		fmt.Fprintf(stdout, "capturing %s on %s into %s; Ctrl-C stops\n", what, c.Iface(), o.pcap)
 	}
 	progress := time.NewTicker(30 * time.Second)
 	defer progress.Stop()
@@ -168,7 +218,7 @@ wait:
 		if err := w.Close(); err != nil {
 			return err
 		}
-		if in, err = readEvidence([]string{o.session}); err != nil {
+		if in, err = readEvidence([]string{o.out}); err != nil {
 			return err
 		}
 	} else {
@@ -176,22 +226,23 @@ wait:
 	}
 	res := attribution.Analyze(in, attribution.Options{Resolve: resolver(context.WithoutCancel(ctx))})
 	if w != nil && len(res.Segments) > 0 {
-		if err := storeAttribution(o.session, res, nil, nil); err != nil {
+		if err := storeAttribution(o.out, res, nil, nil); err != nil {
 			return err
 		}
 	}
 	if o.json {
 		if err := json.NewEncoder(stdout).Encode(struct {
-			Capture capture.Stats       `json:"capture"`
-			Out     string              `json:"out"`
-			Result  *attribution.Result `json:"result"`
-		}{st, o.out, res}); err != nil {
+			Capture     capture.Stats       `json:"capture"`
+			Pcap        string              `json:"pcap"`
+			SessionFile string              `json:"session_file,omitempty"`
+			Result      *attribution.Result `json:"result"`
+		}{st, o.pcap, o.out, res}); err != nil {
 			return err
 		}
 	} else {
 		fmt.Fprintf(stdout, "captured %d packets in %s (%.0f packets/s) on %s; the kernel passed %d and dropped %d; %d flows, %d RST packets → %s\n",
 			st.Packets, st.Stopped.Sub(st.Started).Round(time.Millisecond), st.PacketsPerSecond(), st.Iface,
-			st.KernelPackets, st.KernelDrops, st.Flows, st.Resets, o.out)
+			st.KernelPackets, st.KernelDrops, st.Flows, st.Resets, o.pcap)
 		if err := printAttribution(stdout, res); err != nil {
 			return err
 		}
@@ -199,24 +250,19 @@ wait:
 	return stopErr
 }
 
-// runCaptureAnalyze is ssestress capture analyze FILE...: the attribution
-// of pcap or pcapng files (from this tool or tcpdump, one per link or
-// host), together with the records of any number of session files.
-func runCaptureAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("capture analyze")
-	var ports portList
-	var sessions stringList
-	fs.Var(&ports, "port", "server-side TCP port (orients flows whose handshake is missing); repeatable")
-	fs.Var(&sessions, "session", "session file whose records join the packets (topology, client errors, proxy records, other captures); repeatable")
-	store := fs.Bool("store", false, "store the files' captures and flows, and the attributed resets as a cache, into the first --session (for report)")
-	asJSON := fs.Bool("json", false, "print the result as one JSON object")
-	files, err := parseInterspersed(fs, args, stdout, "capture analyze FILE... [--session FILE ...] [--port P] [--store] [--json]", analyzeExamples)
-	if err != nil {
-		return err
-	}
-	if len(files) == 0 {
-		return usageErrorf("capture analyze: give at least one pcap file (usage: ssestress capture analyze FILE... [--session FILE])")
-	}
+// analyzeOptions are the flags of ssestress capture analyze.
+type analyzeOptions struct {
+	ports    portList
+	sessions stringList
+	store    bool
+	json     bool
+}
+
+// run is ssestress capture analyze FILE...: the attribution of pcap or
+// pcapng files (from this tool or tcpdump, one per link or host), together
+// with the records of any number of session files.
+func (o *analyzeOptions) run(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+	ports, sessions, store, asJSON := o.ports, o.sessions, &o.store, &o.json
 	if *store && len(sessions) == 0 {
 		return usageErrorf("capture analyze: --store needs --session")
 	}

@@ -111,7 +111,7 @@ func TestCaptureBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"capture", "analyze"}, 2, "capture analyze: give at least one pcap file"},
+		{[]string{"capture", "analyze"}, 2, "capture analyze: no pcap file given"},
 		{[]string{"capture", "analyze", filepath.Join(dir, "nosuch.pcap")}, 1, "no such file or directory"},
 		{[]string{"capture", "analyze", garbage}, 1, garbage + ": is not a pcap or pcapng file"},
 		{[]string{"capture", "analyze", good, "--store"}, 2, "--store needs --session"},
@@ -120,7 +120,12 @@ func TestCaptureBadInput(t *testing.T) {
 		{[]string{"capture", "--port", "http"}, 2, `invalid value "http" for flag -port`},
 		{[]string{"capture", "--port", "70000"}, 2, `"70000" is not a TCP port`},
 		{[]string{"capture", "trace.pcap"}, 2, `unexpected argument "trace.pcap" (to read a file: ssestress capture analyze FILE)`},
-		{[]string{"capture", "--duration", "-1s"}, 2, "--duration must not be negative"},
+		{[]string{"capture", "--duration", "-1s"}, 2, `invalid value "-1s" for flag -duration: invalid duration "-1s": negative`},
+		// Until the flags were renamed --out was the pcap and --session the
+		// session file: the old spellings are refused or noted, never
+		// taken for the other file.
+		{[]string{"capture", "--out", filepath.Join(dir, "x.pcap")}, 2, `invalid value "` + filepath.Join(dir, "x.pcap") + `" for flag -out: --out names the session file now; the pcap file is --pcap FILE`},
+		{[]string{"capture", "--out", filepath.Join(dir, "a.db"), "--session", filepath.Join(dir, "b.db")}, 2, "the session file is given twice"},
 	}
 	for _, c := range cases {
 		_, stderr, code := captureCLI(t, context.Background(), c.args...)
@@ -221,7 +226,7 @@ func TestCaptureLive(t *testing.T) {
 	var stdout, stderr captureBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"capture", "--iface", "lo", "--port", strconv.Itoa(port), "--out", pcap, "--session", db}, &stdout, &stderr)
+		done <- run(ctx, []string{"capture", "--iface", "lo", "--port", strconv.Itoa(port), "--pcap", pcap, "--out", db}, &stdout, &stderr)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(stdout.String(), "capturing TCP ports") {

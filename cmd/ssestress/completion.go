@@ -1,414 +1,514 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
+	"unicode"
+
+	"github.com/ssestress/ssestress/proxy"
 )
 
-const completionSynopsis = "completion bash|zsh|fish"
+// Completion is data-driven: the scripts completion prints are small and
+// the same for every version; each asks the binary itself what can come
+// next (ssestress __complete), which reads the commands table and each
+// command's flag set (names, which take a value, and what the values can
+// be: scenarios, formats, fault kinds and their keys, presets, shells,
+// files). Nothing is parsed out of help text, and the answers always match
+// the binary that gives them.
 
 const completionExamples = `  source <(ssestress completion bash)                       (this shell)
   ssestress completion bash > /etc/bash_completion.d/ssestress
   ssestress completion zsh > "${fpath[1]}/_ssestress"        (then: autoload -U compinit && compinit)
-  ssestress completion fish > ~/.config/fish/completions/ssestress.fish
+  ssestress completion fish > ~/.config/fish/completions/ssestress.fish`
 
-The scripts are generated from the subcommands and their flags, so they
-always match this binary.`
-
-// listCommands returns the commands table. It is set in init: the table
-// holds runCompletion, which reads the table, and a package-level variable
-// cannot refer to itself through a function.
-var listCommands func() map[string]command
-
-func init() { listCommands = func() map[string]command { return commands } }
+const completionAbout = `The script asks the binary what can follow (ssestress __complete): subcommands, flags,
+and flag values — scenarios, formats, fault kinds, their keys and values, presets, shells,
+interfaces, files — so it always matches the binary on the PATH.`
 
 // completionShells are the scripts completion writes.
-var completionShells = map[string]func(io.Writer, []cmdSpec) error{
-	"bash": writeBashCompletion,
-	"zsh":  writeZshCompletion,
-	"fish": writeFishCompletion,
+var completionShells = map[string]string{
+	"bash": bashCompletion,
+	"zsh":  zshCompletion,
+	"fish": fishCompletion,
 }
 
-// runCompletion is ssestress completion SHELL: it prints a completion
-// script for the shell.
-func runCompletion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("completion")
-	if err := parseFlags(fs, args, stdout, completionSynopsis, completionExamples); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("completion: name one shell: bash, zsh or fish (usage: ssestress %s)", completionSynopsis)
-	}
-	write, ok := completionShells[fs.Arg(0)]
-	if !ok {
-		return usageErrorf("completion: unknown shell %q (use bash, zsh or fish)", fs.Arg(0))
-	}
-	return write(stdout, commandSpecs())
-}
-
-// cmdSpec is a subcommand as completion sees it: read from its --help.
-type cmdSpec struct {
-	name    string
-	summary string
-	flags   []flagSpec
-	subs    []cmdSpec // e.g. replay serve|run
-}
-
-// flagSpec is one flag of a subcommand.
-type flagSpec struct {
-	name   string
-	valued bool // takes a value (not a bool flag)
-	usage  string
-}
-
-// commandSpecs reads every subcommand's --help (and its own subcommands'),
-// so the scripts follow the flags as they are defined, with nothing to keep
-// in step by hand.
-func commandSpecs() []cmdSpec {
-	table := listCommands()
-	names := make([]string, 0, len(table))
-	for n := range table {
+func shellNames() []string {
+	names := make([]string, 0, len(completionShells))
+	for n := range completionShells {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var specs []cmdSpec
-	for _, n := range names {
-		cmd := table[n]
-		help := helpText(cmd, []string{"--help"})
-		spec := cmdSpec{name: n, summary: cmd.summary, flags: parseHelpFlags(help)}
-		for _, sub := range parseHelpSubcommands(n, help) {
-			subSpec := cmdSpec{name: sub}
-			if n != "completion" { // its "subcommands" are shell names, not commands
-				subSpec.flags = parseHelpFlags(helpText(cmd, []string{sub, "--help"}))
+	return names
+}
+
+var completionCmd = &command{
+	name:     "completion",
+	summary:  "print a shell completion script: bash, zsh or fish",
+	synopsis: "completion bash|zsh|fish",
+	about:    completionAbout,
+	examples: completionExamples,
+	args:     argSpec{name: "SHELL", what: "shell", min: 1, max: 1, values: wordsOf(shellNames)},
+	setup: func(fs *flagSet) action {
+		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			script, ok := completionShells[args[0]]
+			if !ok {
+				return usageErrorf("completion: unknown shell %q (use bash, zsh or fish)", args[0])
 			}
-			spec.subs = append(spec.subs, subSpec)
+			_, err := io.WriteString(stdout, script)
+			return err
 		}
-		specs = append(specs, spec)
-	}
-	specs = append(specs,
-		cmdSpec{name: "help", summary: "list the subcommands"},
-		cmdSpec{name: "version", summary: "print the version"})
-	return specs
+	},
 }
 
-// helpText runs a subcommand with args (ending in --help) and returns what
-// it printed. The context is already cancelled: --help must not start
-// anything, and a command that would is stopped at once.
-func helpText(cmd command, args []string) string {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var out bytes.Buffer
-	func() {
-		defer func() { recover() }()
-		cmd.run(ctx, args, &out, io.Discard)
-	}()
-	return out.String()
-}
-
-// flagLine matches flag.PrintDefaults' first line of a flag: "  -name" or
-// "  -name type".
-var flagLine = regexp.MustCompile(`^  -([A-Za-z0-9][-A-Za-z0-9_.]*)(?: (\S+))?$`)
-
-// parseHelpFlags reads the flags from a --help text.
-func parseHelpFlags(help string) []flagSpec {
-	var flags []flagSpec
-	sc := bufio.NewScanner(strings.NewReader(help))
-	for sc.Scan() {
-		line := sc.Text()
-		if m := flagLine.FindStringSubmatch(line); m != nil {
-			flags = append(flags, flagSpec{name: m[1], valued: m[2] != ""})
-			continue
-		}
-		if n := len(flags); n > 0 && strings.HasPrefix(line, "    \t") {
-			u := strings.TrimSpace(line)
-			if flags[n-1].usage != "" {
-				u = flags[n-1].usage + " " + u
-			}
-			flags[n-1].usage = u
-		}
-	}
-	return flags
-}
-
-// subcommandWord is a usage word naming subcommands: "analyze", "serve|run".
-var subcommandWord = regexp.MustCompile(`^[a-z][a-z0-9-]*(\|[a-z][a-z0-9-]*)*$`)
-
-// parseHelpSubcommands reads the subcommands of name from the Usage lines
-// of its --help: the word after "ssestress name" when it is lower-case
-// ("capture analyze FILE", "replay serve|run ...").
-func parseHelpSubcommands(name, help string) []string {
-	var subs []string
-	seen := map[string]bool{}
-	for _, line := range strings.Split(help, "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(line, "Usage:"))
-		fields := strings.Fields(line)
-		if len(fields) < 3 || fields[0] != "ssestress" || fields[1] != name {
-			continue
-		}
-		if !subcommandWord.MatchString(fields[2]) {
-			continue
-		}
-		for _, s := range strings.Split(fields[2], "|") {
-			if !seen[s] {
-				seen[s] = true
-				subs = append(subs, s)
+// completeCmd is the hidden __complete the scripts call: the words typed
+// so far (the last one being completed, maybe empty) in, one candidate a
+// line out, after a first line that says what the shell adds itself
+// (:files, :dirs) or how (:nospace, :words).
+var completeCmd = &command{
+	name:   "__complete",
+	hidden: true,
+	intercept: func(ctx context.Context, args []string, stdout, stderr io.Writer) (bool, error) {
+		shell, line, cur, words := "", "", "", []string(nil)
+		for len(args) > 0 {
+			switch a := args[0]; {
+			case a == "--shell" && len(args) > 1:
+				shell, args = args[1], args[2:]
+			case a == "--line" && len(args) > 1:
+				line, args = args[1], args[2:]
+			case a == "--cur" && len(args) > 1:
+				cur, args = args[1], args[2:]
+			case a == "--":
+				words, args = args[1:], nil
+			default:
+				return true, usageErrorf("__complete: unexpected %q", a)
 			}
 		}
-	}
-	return subs
-}
-
-// identifier makes a shell-safe name part: "capture-x" → "capture_x".
-func identifier(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
+		if shell == "bash" {
+			words = shellSplit(line)
+			if len(words) > 0 {
+				words = words[1:] // the command itself
+			}
 		}
-		return '_'
-	}, s)
-}
-
-// flagWords lists flags as --name words.
-func flagWords(flags []flagSpec, valuedOnly bool) string {
-	var words []string
-	for _, f := range flags {
-		if !valuedOnly || f.valued {
-			words = append(words, "--"+f.name)
+		if len(words) == 0 {
+			words = []string{""}
 		}
-	}
-	return strings.Join(words, " ")
+		res := complete(words)
+		return true, res.write(stdout, shell, cur)
+	},
 }
 
-// shellWords keeps only characters that need no quoting in the scripts'
-// word lists (command and flag names already do; this is a guard).
-func shellWords(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(" -_.|/", r) {
-			return r
-		}
-		return -1
-	}, s)
+// Directives: what the shell does with the answer.
+const (
+	dirWords   = ":words"   // offer the candidates
+	dirNoSpace = ":nospace" // offer them, no space after (a key= or kind: goes on)
+	dirFiles   = ":files"   // let the shell complete file names
+	dirDirs    = ":dirs"    // let the shell complete directory names
+)
+
+// completion is an answer: a directive and candidates, each a whole word
+// (current is the word being completed, as typed so far) with an optional
+// description.
+type completion struct {
+	directive string
+	current   string
+	words     []candidate
 }
 
-func writeBashCompletion(w io.Writer, specs []cmdSpec) error {
+type candidate struct{ word, desc string }
+
+// write prints the answer for shell. For bash, whose current word stops at
+// ':' and '=' (COMP_WORDBREAKS), each candidate loses the part before the
+// word bash completes (cur); zsh takes "word:description" with ':'
+// escaped, fish "word<TAB>description".
+func (c completion) write(w io.Writer, shell, cur string) error {
 	var b strings.Builder
-	b.WriteString("# bash completion for ssestress (generated by: ssestress completion bash)\n")
-	var top []string
-	for _, c := range specs {
-		top = append(top, c.name)
+	b.WriteString(c.directive + "\n")
+	strip := 0
+	if shell == "bash" && strings.HasSuffix(c.current, cur) {
+		strip = len(c.current) - len(cur)
 	}
-	b.WriteString("_ssestress_subs() {\n    case \"$1\" in\n")
-	for _, c := range specs {
-		if len(c.subs) > 0 {
-			var s []string
-			for _, sub := range c.subs {
-				s = append(s, sub.name)
+	for _, cand := range c.words {
+		desc := oneLine(cand.desc)
+		switch shell {
+		case "bash":
+			if len(cand.word) >= strip {
+				b.WriteString(cand.word[strip:] + "\n")
 			}
-			fmt.Fprintf(&b, "        %s) echo %q ;;\n", shellWords(c.name), shellWords(strings.Join(s, " ")))
+		case "zsh":
+			b.WriteString(strings.ReplaceAll(cand.word, ":", `\:`))
+			if desc != "" {
+				b.WriteString(":" + desc)
+			}
+			b.WriteString("\n")
+		case "fish":
+			b.WriteString(cand.word)
+			if desc != "" {
+				b.WriteString("\t" + desc)
+			}
+			b.WriteString("\n")
+		default:
+			b.WriteString(cand.word + "\n")
 		}
 	}
-	b.WriteString("    esac\n}\n")
-	for _, fn := range []struct {
-		name       string
-		valuedOnly bool
-	}{{"_ssestress_flags", false}, {"_ssestress_valued", true}} {
-		fmt.Fprintf(&b, "%s() {\n    case \"$1\" in\n", fn.name)
-		for _, c := range specs {
-			if words := flagWords(c.flags, fn.valuedOnly); words != "" {
-				fmt.Fprintf(&b, "        %q) echo %q ;;\n", shellWords(c.name+"/"), shellWords(words))
-			}
-			for _, sub := range c.subs {
-				if words := flagWords(sub.flags, fn.valuedOnly); words != "" {
-					fmt.Fprintf(&b, "        %q) echo %q ;;\n", shellWords(c.name+"/"+sub.name), shellWords(words))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// oneLine makes a description one short line without the flag package's
+// back quotes.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "`", ""), "\n", " ")
+	if i := strings.Index(s, ": "); i > 60 {
+		s = s[:i]
+	}
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+// complete answers what can follow words (after "ssestress"; the last
+// word is the one being completed, maybe empty).
+func complete(words []string) completion {
+	cur := words[len(words)-1]
+	done := words[:len(words)-1]
+	if len(done) == 0 {
+		return offer(cur, dirWords, topCandidates())
+	}
+	if done[0] == "help" {
+		return completeHelp(done[1:], cur)
+	}
+	cmd, ok := commands[done[0]]
+	if !ok || cmd.hidden {
+		return completion{directive: dirWords, current: cur}
+	}
+	c, rest := cmd.find(done[1:])
+	// Subcommands go first, before any flag.
+	if len(c.subs) > 0 && len(rest) == 0 && !strings.HasPrefix(cur, "-") {
+		return offer(cur, dirWords, subCandidates(c))
+	}
+	if c.setup == nil {
+		return completion{directive: dirWords, current: cur}
+	}
+	fs := c.flags()
+	// Walk what is typed: a flag that takes a value eats the next word.
+	positional := 0
+	valueOf := ""
+	for i := 0; i < len(rest); i++ {
+		w := rest[i]
+		if w == "--" {
+			positional += len(rest) - i - 1
+			break
+		}
+		if name, ok := flagWord(w); ok {
+			if !strings.Contains(w, "=") && fs.takesValue(name) {
+				if i == len(rest)-1 {
+					valueOf = name
 				}
+				i++
 			}
-		}
-		b.WriteString("    esac\n}\n")
-	}
-	fmt.Fprintf(&b, `_ssestress() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
-    local cmd="" sub="" i w
-    for ((i = 1; i < COMP_CWORD; i++)); do
-        w="${COMP_WORDS[i]}"
-        case "$w" in -*) continue ;; esac
-        if [[ -z "$cmd" ]]; then
-            cmd="$w"
-        elif [[ -z "$sub" && " $(_ssestress_subs "$cmd") " == *" $w "* ]]; then
-            sub="$w"
-        fi
-    done
-    if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W %q -- "$cur"))
-        return
-    fi
-    local flag="${prev#-}"
-    flag="${flag#-}"
-    if [[ "$prev" == -* && "$prev" != *=* && " $(_ssestress_valued "$cmd/$sub") " == *" --$flag "* ]]; then
-        COMPREPLY=($(compgen -f -- "$cur"))
-        return
-    fi
-    if [[ "$cur" == -* ]]; then
-        COMPREPLY=($(compgen -W "$(_ssestress_flags "$cmd/$sub")" -- "$cur"))
-        return
-    fi
-    if [[ -z "$sub" && -n "$(_ssestress_subs "$cmd")" ]]; then
-        COMPREPLY=($(compgen -W "$(_ssestress_subs "$cmd")" -- "$cur"))
-        return
-    fi
-    COMPREPLY=($(compgen -f -- "$cur"))
-}
-complete -o filenames -F _ssestress ssestress
-`, shellWords(strings.Join(top, " ")))
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// zshDescription makes a description safe inside a single-quoted zsh word
-// and an _arguments spec: no quotes, brackets or colons.
-func zshDescription(s string) string {
-	s = strings.Map(func(r rune) rune {
-		switch r {
-		case '\'', '"', '`', '$', '\\':
-			return -1
-		case '[', '(', '{':
-			return '('
-		case ']', ')', '}':
-			return ')'
-		case ':':
-			return ';'
-		case '\n', '\t':
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 100 {
-		s = s[:97] + "..."
-	}
-	return s
-}
-
-func writeZshCompletion(w io.Writer, specs []cmdSpec) error {
-	var b strings.Builder
-	b.WriteString("#compdef ssestress\n# zsh completion for ssestress (generated by: ssestress completion zsh)\n\n")
-	b.WriteString("_ssestress() {\n    local -a cmds subs\n    cmds=(\n")
-	for _, c := range specs {
-		fmt.Fprintf(&b, "        '%s:%s'\n", shellWords(c.name), zshDescription(c.summary))
-	}
-	b.WriteString("    )\n    if (( CURRENT == 2 )); then\n        _describe -t commands 'ssestress subcommand' cmds\n        return\n    fi\n")
-	b.WriteString("    local cmd=${words[2]} sub=\n    case $cmd in\n")
-	for _, c := range specs {
-		if len(c.subs) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "        %s)\n            subs=(", shellWords(c.name))
-		for _, sub := range c.subs {
-			fmt.Fprintf(&b, " '%s'", shellWords(sub.name))
-		}
-		b.WriteString(" )\n            if (( CURRENT == 3 )); then\n                _describe -t commands \"$cmd subcommand\" subs\n                return\n            fi\n")
-		b.WriteString("            sub=${words[3]}\n            ;;\n")
+		positional++
 	}
-	b.WriteString("    esac\n")
-	b.WriteString("    if [[ -n $sub ]]; then\n        shift 2 words\n        (( CURRENT -= 2 ))\n    else\n        shift words\n        (( CURRENT -= 1 ))\n    fi\n")
-	b.WriteString("    case \"$cmd/$sub\" in\n")
-	writeCase := func(key string, flags []flagSpec) {
-		fmt.Fprintf(&b, "        %s)\n            _arguments -S", shellWords(key))
-		for _, f := range flags {
-			desc := zshDescription(f.usage)
-			if f.valued {
-				fmt.Fprintf(&b, " \\\n                '--%s[%s]:value:_files'", shellWords(f.name), desc)
+	if valueOf != "" {
+		return completeValue(fs, valueOf, "", cur)
+	}
+	if strings.HasPrefix(cur, "-") {
+		if name, value, ok := strings.Cut(cur, "="); ok {
+			if n, isFlag := flagWord(name); isFlag {
+				return completeValue(fs, n, name+"=", value)
+			}
+		}
+		return offer(cur, dirWords, flagCandidates(fs))
+	}
+	if c.args.name == "" || (c.args.max >= 0 && positional >= c.args.max) {
+		// Nothing positional can come: the flags are what is left.
+		return offer(cur, dirWords, flagCandidates(fs))
+	}
+	return valueCompletion(c.args.values, "", cur, "")
+}
+
+// completeHelp completes "help COMMAND [SUB]".
+func completeHelp(done []string, cur string) completion {
+	if len(done) == 0 {
+		var cands []candidate
+		for _, n := range commandNames() {
+			cands = append(cands, candidate{n, commands[n].summary})
+		}
+		return offer(cur, dirWords, cands)
+	}
+	cmd, ok := commands[done[0]]
+	if !ok {
+		return completion{directive: dirWords, current: cur}
+	}
+	c, rest := cmd.find(done[1:])
+	if len(rest) > 0 {
+		return completion{directive: dirWords, current: cur}
+	}
+	return offer(cur, dirWords, subCandidates(c))
+}
+
+func topCandidates() []candidate {
+	var cands []candidate
+	for _, n := range commandNames() {
+		cands = append(cands, candidate{n, commands[n].summary})
+	}
+	return append(cands, candidate{"help", "print the help of a subcommand"})
+}
+
+func subCandidates(c *command) []candidate {
+	var cands []candidate
+	for _, s := range c.subs {
+		if !s.hidden {
+			cands = append(cands, candidate{s.name, s.summary})
+		}
+	}
+	return cands
+}
+
+func flagCandidates(fs *flagSet) []candidate {
+	var cands []candidate
+	for _, f := range fs.visible() {
+		cands = append(cands, candidate{"--" + f.Name, f.Usage})
+	}
+	return cands
+}
+
+// flagWord reads "--name" or "-name" (and "--name=value") as a flag name.
+func flagWord(w string) (string, bool) {
+	if !strings.HasPrefix(w, "-") || w == "-" || w == "--" {
+		return "", false
+	}
+	name := strings.TrimLeft(w, "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name, name != ""
+}
+
+// completeValue completes the value of flag name; prefix is what stands
+// before the value in the word ("--format=" or "").
+func completeValue(fs *flagSet, name, prefix, value string) completion {
+	m, ok := fs.meta[name]
+	if !ok {
+		return completion{directive: dirWords, current: prefix + value}
+	}
+	return valueCompletion(m.values, prefix, value, name)
+}
+
+// valueCompletion offers what spec allows for value, each candidate with
+// prefix in front.
+func valueCompletion(spec valueSpec, prefix, value, flagName string) completion {
+	switch spec.kind {
+	case valFiles:
+		return completion{directive: dirFiles, current: prefix + value}
+	case valDirs:
+		return completion{directive: dirDirs, current: prefix + value}
+	case valWords:
+		var cands []candidate
+		for _, w := range spec.words() {
+			cands = append(cands, candidate{prefix + w, ""})
+		}
+		return offer(prefix+value, dirWords, cands)
+	case valFault:
+		return completeFault(prefix, value)
+	}
+	return completion{directive: dirWords, current: prefix + value}
+}
+
+// offer keeps the candidates that start with cur.
+func offer(cur, directive string, cands []candidate) completion {
+	out := completion{directive: directive, current: cur}
+	for _, c := range cands {
+		if strings.HasPrefix(c.word, cur) {
+			out.words = append(out.words, c)
+		}
+	}
+	return out
+}
+
+// completeFault completes a --fault value: KIND: or preset:, then a
+// preset's name, then key= (the keys the kind has and the common ones not
+// yet given), then a key's value where it has a fixed set (hop, direction,
+// and the kind's own: action, code, ...).
+func completeFault(prefix, value string) completion {
+	kinds := proxy.Kinds()
+	head, rest, hasColon := strings.Cut(value, ":")
+	if !hasColon {
+		var cands []candidate
+		for _, k := range kinds {
+			cands = append(cands, candidate{prefix + k.Name + ":", k.Summary})
+		}
+		cands = append(cands, candidate{prefix + "preset:", "a real middlebox's timeouts and faults"})
+		return offer(prefix+value, dirNoSpace, cands)
+	}
+	var kind *proxy.KindInfo
+	keys := []string{"name", "toxicity", "match", "after"}
+	start := prefix + head + ":"
+	if head == "preset" {
+		name, opts, named := strings.Cut(rest, ":")
+		if !named {
+			var cands []candidate
+			for _, p := range proxy.Presets() {
+				cands = append(cands, candidate{start + p.Name, p.Summary})
+			}
+			return offer(prefix+value, dirWords, cands)
+		}
+		start += name + ":"
+		rest = opts
+	} else {
+		for i := range kinds {
+			if kinds[i].Name == head {
+				kind = &kinds[i]
+			}
+		}
+		if kind == nil {
+			return completion{directive: dirWords, current: prefix + value}
+		}
+		keys = append([]string{"hop"}, keys...)
+		if kind.Directional {
+			keys = append(keys, "direction")
+		}
+		keys = append(keys, kind.Keys...)
+	}
+	pieces := strings.Split(rest, ",")
+	last := pieces[len(pieces)-1]
+	given := map[string]bool{}
+	for _, p := range pieces[:len(pieces)-1] {
+		k, _, _ := strings.Cut(p, "=")
+		given[k] = true
+		start += p + ","
+	}
+	key, _, hasValue := strings.Cut(last, "=")
+	if !hasValue {
+		var cands []candidate
+		for _, k := range keys {
+			if !given[k] {
+				cands = append(cands, candidate{start + k + "=", ""})
+			}
+		}
+		return offer(prefix+value, dirNoSpace, cands)
+	}
+	var choices []string
+	switch {
+	case key == "hop" && kind != nil:
+		choices = kind.Hops
+	case key == "direction":
+		choices = []string{proxy.DirDown, proxy.DirUp, proxy.DirBoth}
+	}
+	var cands []candidate
+	for _, c := range choices {
+		cands = append(cands, candidate{start + key + "=" + c, ""})
+	}
+	return offer(prefix+value, dirNoSpace, cands)
+}
+
+// shellSplit splits a command line as the shell would, roughly: blanks
+// separate words, quotes and backslashes keep them together. A line ending
+// in a blank ends with an empty word (the one being completed).
+func shellSplit(line string) []string {
+	var (
+		words []string
+		cur   strings.Builder
+		quote rune
+		in    bool
+	)
+	esc := false
+	for _, r := range line {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\' && quote != '\'':
+			esc, in = true, true
+		case quote != 0:
+			if r == quote {
+				quote = 0
 			} else {
-				fmt.Fprintf(&b, " \\\n                '--%s[%s]'", shellWords(f.name), desc)
+				cur.WriteRune(r)
 			}
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case unicode.IsSpace(r):
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(r)
+			in = true
 		}
-		b.WriteString(" \\\n                '*:file:_files'\n            ;;\n")
 	}
-	for _, c := range specs {
-		writeCase(c.name+"/", c.flags)
-		for _, sub := range c.subs {
-			writeCase(c.name+"/"+sub.name, sub.flags)
-		}
-	}
-	b.WriteString("        *) _files ;;\n    esac\n}\n\n")
-	// Autoloaded from fpath, the file is _ssestress's body: it defines the
-	// function and calls it. Sourced, it registers the function.
-	b.WriteString("if [[ \"$funcstack[1]\" == _ssestress ]]; then\n    _ssestress \"$@\"\nelse\n    compdef _ssestress ssestress\nfi\n")
-	_, err := io.WriteString(w, b.String())
-	return err
+	words = append(words, cur.String()) // the word being completed, maybe ""
+	return words
 }
 
-// fishDescription makes a description safe inside a single-quoted fish word.
-func fishDescription(s string) string {
-	s = strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", " ").Replace(s)
-	if len(s) > 100 {
-		s = s[:97] + "..."
-	}
-	return s
-}
+// The scripts. Each hands the words typed so far to ssestress __complete
+// and turns its answer into the shell's own completion.
 
-func writeFishCompletion(w io.Writer, specs []cmdSpec) error {
-	var b strings.Builder
-	b.WriteString("# fish completion for ssestress (generated by: ssestress completion fish)\n\n")
-	b.WriteString("function __ssestress_subs\n    switch $argv[1]\n")
-	for _, c := range specs {
-		if len(c.subs) == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "        case %s\n            printf '%%s\\n'", shellWords(c.name))
-		for _, sub := range c.subs {
-			fmt.Fprintf(&b, " %s", shellWords(sub.name))
-		}
-		b.WriteString("\n")
-	}
-	b.WriteString("    end\nend\n\n")
-	b.WriteString(`# __ssestress_path prints "command/subcommand" of the line so far.
-function __ssestress_path
-    set -l words (commandline -opc)
-    set -e words[1]
-    set -l cmd ''
-    set -l sub ''
-    for w in $words
-        if string match -q -- '-*' $w
-            continue
-        end
-        if test -z "$cmd"
-            set cmd $w
-        else if test -z "$sub"; and contains -- $w (__ssestress_subs $cmd)
-            set sub $w
-        end
+const bashCompletion = `# bash completion for ssestress (generated by: ssestress completion bash)
+# It asks the binary what can follow: ssestress __complete.
+_ssestress() {
+    local cur="${COMP_WORDS[COMP_CWORD]}"
+    local line="${COMP_LINE:0:COMP_POINT}"
+    local IFS=$'\n'
+    local -a out
+    out=($(command "${COMP_WORDS[0]}" __complete --shell bash --cur "$cur" --line "$line" 2>/dev/null))
+    local directive="${out[0]}"
+    out=("${out[@]:1}")
+    case "$directive" in
+    :files) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
+    :dirs) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")) ;;
+    :nospace) compopt -o nospace 2>/dev/null; COMPREPLY=("${out[@]}") ;;
+    *) COMPREPLY=("${out[@]}") ;;
+    esac
+}
+complete -F _ssestress ssestress
+`
+
+const zshCompletion = `#compdef ssestress
+# zsh completion for ssestress (generated by: ssestress completion zsh)
+# It asks the binary what can follow: ssestress __complete.
+_ssestress() {
+    local -a lines cands
+    lines=("${(@f)$(${words[1]} __complete --shell zsh -- "${(@)words[2,CURRENT]}" 2>/dev/null)}")
+    case ${lines[1]} in
+    :files) _files; return ;;
+    :dirs) _files -/; return ;;
+    esac
+    cands=("${(@)lines[2,-1]}")
+    (( ${#cands} )) || return 1
+    if [[ ${lines[1]} == :nospace ]]; then
+        _describe -t values ssestress cands -S ''
+    else
+        _describe -t values ssestress cands
+    fi
+}
+# Autoloaded from fpath, the file is _ssestress's body: it defines the
+# function and calls it. Sourced, it registers the function.
+if [[ "$funcstack[1]" == _ssestress ]]; then
+    _ssestress "$@"
+else
+    compdef _ssestress ssestress
+fi
+`
+
+const fishCompletion = `# fish completion for ssestress (generated by: ssestress completion fish)
+# It asks the binary what can follow: ssestress __complete.
+function __ssestress_complete
+    set -l tokens (commandline -opc)
+    set -l cur (commandline -ct)
+    set -l out (command $tokens[1] __complete --shell fish -- $tokens[2..-1] "$cur" 2>/dev/null)
+    switch "$out[1]"
+        case :files
+            __fish_complete_path "$cur"
+        case :dirs
+            __fish_complete_directories "$cur"
+        case '*'
+            printf '%s\n' $out[2..-1]
     end
-    echo "$cmd/$sub"
 end
-
-`)
-	for _, c := range specs {
-		fmt.Fprintf(&b, "complete -c ssestress -f -n 'test (__ssestress_path) = /' -a %s -d '%s'\n",
-			shellWords(c.name), fishDescription(c.summary))
-	}
-	writeFlags := func(key string, flags []flagSpec) {
-		for _, f := range flags {
-			extra := ""
-			if f.valued {
-				extra = " -r -F"
-			}
-			fmt.Fprintf(&b, "complete -c ssestress -n 'test (__ssestress_path) = %s' -l %s%s -d '%s'\n",
-				shellWords(key), shellWords(f.name), extra, fishDescription(f.usage))
-		}
-	}
-	for _, c := range specs {
-		for _, sub := range c.subs {
-			fmt.Fprintf(&b, "complete -c ssestress -f -n 'test (__ssestress_path) = %s/' -a %s\n", shellWords(c.name), shellWords(sub.name))
-		}
-		writeFlags(c.name+"/", c.flags)
-		for _, sub := range c.subs {
-			writeFlags(c.name+"/"+sub.name, sub.flags)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
+complete -c ssestress -f -a '(__ssestress_complete)'
+`

@@ -217,7 +217,7 @@ func killRunOnce(t *testing.T, ctx context.Context, bin, out string, delay time.
 	// Started with a low soft limit on open files, as a default shell
 	// gives (ulimit -Sn 256): the run must raise it to the hard limit.
 	c := startChild(t, ctx, "/bin/sh", "-c", `ulimit -Sn 256 && exec "$0" "$@"`, bin,
-		"run", "--scenario=flood", "--connections=20", "--rate=20", "--message-rate=30000",
+		"run", "--scenario=flood", "--connections=20", "--rate=20", "--event-rate=30000",
 		"--monitor-interval=100ms", "--duration=1m", "--out="+out)
 	c.waitLine(t, ctx, "ssestress run:")
 	if soft, hard := openFileLimits(t, c.cmd.Process.Pid); soft != hard {

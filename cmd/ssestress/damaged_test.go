@@ -257,8 +257,8 @@ func TestSalvageCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"salvage", damaged, "--out", out}, 2, "ssestress: salvage: --out " + out + " already exists (give --force to replace it)\n"},
-		{[]string{"salvage", damaged}, 2, "ssestress: salvage: --out FILE is required (usage: ssestress salvage BAD.db --out GOOD.db [--force] [--json])\n"},
-		{[]string{"salvage", "--out", out}, 2, "ssestress: salvage: give one damaged session file (usage: ssestress salvage BAD.db --out GOOD.db [--force] [--json])\n"},
+		{[]string{"salvage", damaged}, 2, "ssestress: salvage: --out FILE is required (usage: ssestress salvage BAD.db --out GOOD.db)\n"},
+		{[]string{"salvage", "--out", out}, 2, "ssestress: salvage: no damaged session file given (usage: ssestress salvage BAD.db --out GOOD.db [--force] [--json])\n"},
 		{[]string{"salvage", notes, "--out", filepath.Join(dir, "n.db")}, 4, "ssestress: salvage: " + notes + " is not an ssestress session file (not a bbolt database)\n"},
 		{[]string{"salvage", damaged, "--out", out, "--force", "--json"}, 0, ""},
 	} {

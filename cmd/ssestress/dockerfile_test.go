@@ -418,7 +418,7 @@ func TestDockerfileBuildsStampedStaticBinary(t *testing.T) {
 	// The stamp is what session files record as the tool that wrote them.
 	db := filepath.Join(t.TempDir(), "run.db")
 	run := exec.CommandContext(ctx, bin, "run", "--scenario", "flood", "--connections", "2", "--rate", "20",
-		"--duration", "300ms", "--message-rate", "100", "--out", db)
+		"--duration", "300ms", "--event-rate", "100", "--out", db)
 	if out, err := run.CombinedOutput(); err != nil {
 		t.Fatalf("ssestress run: %v: %s", err, out)
 	}

@@ -38,14 +38,14 @@ func TestCappedInputs(t *testing.T) {
 		code int
 		want string // the line after "ssestress: "
 	}{
-		{[]string{"run", "--config", "/dev/zero"}, 2, "run: config file: /dev/zero is a character device, not a regular file"},
+		{[]string{"run", "--config", "/dev/zero"}, 2, "run: --config: /dev/zero is a character device, not a regular file"},
 		{[]string{"run", "--config", fifo}, 2, "run: " + fifo + ": invalid JSON: unexpected end of file"},
 		{[]string{"tail", "--token-file", "/dev/zero", url}, 2, "tail: --token-file: /dev/zero is a character device, not a regular file"},
 		{[]string{"tail", "--ca", "/dev/zero", url}, 2, "tail: --ca: /dev/zero is a character device, not a regular file"},
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--tls-cert", "/dev/zero", "--tls-key", "/dev/zero"}, 2,
-			"serve: load certificate /dev/zero / key /dev/zero: /dev/zero is a character device, not a regular file"},
+			"serve: --tls-cert: load certificate /dev/zero / key /dev/zero: /dev/zero is a character device, not a regular file"},
 		{[]string{"proxy", "--upstream", "https://127.0.0.1:1", "--upstream-ca", "/dev/zero"}, 2,
-			"proxy: bad proxy config: --upstream-ca: /dev/zero is a character device, not a regular file"},
+			"proxy: --upstream-ca: /dev/zero is a character device, not a regular file"},
 		{[]string{"proxy", "--config", "/dev/zero"}, 2, "proxy: --config /dev/zero is a character device, not a regular file"},
 		{[]string{"report", good, "--production", "/dev/zero"}, 1, "report: --production: /dev/zero is a character device, not a regular file"},
 		{[]string{"inspect", fifo}, 4, fifo + " is not an ssestress session file (it is a FIFO (named pipe))"},

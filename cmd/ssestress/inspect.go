@@ -46,31 +46,29 @@ type connTotals struct {
 	Events   int64 `json:"events"`
 }
 
+var inspectCmd = &command{
+	name:     "inspect",
+	summary:  "print what a session file holds: run info, record counts, summary",
+	synopsis: "inspect FILE [--json]",
+	examples: inspectExamples,
+	args:     argSpec{name: "FILE", what: "session file", min: 1, max: 1, values: files()},
+	setup: func(fs *flagSet) action {
+		asJSON := fs.Bool("json", false, "print one JSON object")
+		return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+			return runInspect(files[0], *asJSON, stdout)
+		}
+	},
+}
+
 // runInspect is ssestress inspect FILE: run info, record counts by bucket
 // and the summary. It reads the file read-only, so it works on a file left
 // by a killed run and never changes one.
-func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	var files []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest, stdout, "inspect FILE [--json]", inspectExamples); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	if len(files) != 1 {
-		return usageErrorf("inspect: give one session file (usage: ssestress inspect FILE [--json])")
-	}
-	rep, err := inspectFile(files[0])
+func runInspect(file string, asJSON bool, stdout io.Writer) error {
+	rep, err := inspectFile(file)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(stdout).Encode(rep)
 	}
 	return printInspect(stdout, rep)

@@ -76,7 +76,7 @@ func startLiveView(cfg liveConfig) (*liveView, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--http: %w", err)
+		return nil, badValue("--http", err) // a bad value like any other: exit 2
 	}
 	lv := &liveView{URL: "http://" + ln.Addr().String(), done: make(chan struct{}), removeHint: func() {}}
 	mux := http.NewServeMux()

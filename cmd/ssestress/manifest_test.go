@@ -634,7 +634,7 @@ func TestManifestCommandLines(t *testing.T) {
 					t.Errorf("ssestress %s: %d session files, want the %d shards'", strings.Join(call, " "), files, n)
 				}
 				var out, errOut bytes.Buffer
-				if err := runReport(ctx, call[1:], &out, &errOut); err != nil {
+				if err := reportCmd.execute(ctx, call[1:], &out, &errOut); err != nil {
 					t.Fatalf("ssestress %s: %v", strings.Join(call, " "), err)
 				}
 				if out.Len() == 0 && !strings.Contains(errOut.String(), "wrote") {
@@ -850,7 +850,7 @@ func TestCaptureVariantCanCapture(t *testing.T) {
 		return string(out), err
 	}
 	captureScript := func(pcap string) string {
-		return `"$0" capture --iface lo --port 1 --duration 300ms --out "$1/` + pcap + `"`
+		return `"$0" capture --iface lo --port 1 --duration 300ms --pcap "$1/` + pcap + `"`
 	}
 	shard := func(m k8sManifest) securityOf {
 		pod := &m.shards.Spec.Template.Spec

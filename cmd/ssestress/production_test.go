@@ -101,7 +101,7 @@ func readSession(t *testing.T, path string) (session.Summary, session.RunInfo, [
 func TestHTTPSServeWithCAAndInsecure(t *testing.T) {
 	dir := t.TempDir()
 	certFile := filepath.Join(dir, "feed-cert.pem")
-	url := startServeCLI(t, "--listen", "127.0.0.1:0", "--message-rate", "3000", "--tls-self-signed", "--tls-cert-out", certFile)
+	url := startServeCLI(t, "--listen", "127.0.0.1:0", "--event-rate", "3000", "--tls-self-signed", "--tls-cert-out", certFile)
 	if !strings.HasPrefix(url, "https://127.0.0.1:") {
 		t.Fatalf("serve URL %s", url)
 	}
@@ -289,14 +289,14 @@ func TestRequestFlagErrors(t *testing.T) {
 		{[]string{"run", "--header", "Authorization Bearer " + testToken}, "run: --header number 1 is not 'Name: value' (not shown: it may hold a credential)"},
 		{[]string{"run", "--cookie", "=" + testCookie}, `run: --cookie: "=[redacted]" is not 'name=value'`},
 		{[]string{"run", "--cookie", "sid=a", "--header", "Cookie: x=y"}, "run: give cookies with --cookie or with --header 'Cookie: ...', not both"},
-		{[]string{"run", "--ca", empty, "--insecure"}, "run: conflicting TLS options: --ca trusts a certificate, --insecure trusts any: give one or the other"},
-		{[]string{"run", "--ca", empty}, "run: --ca " + empty + " holds no PEM certificate"},
+		{[]string{"run", "--ca", empty, "--insecure"}, "run: --ca and --insecure exclude each other: the one trusts a certificate, the other trusts any: give one or the other"},
+		{[]string{"run", "--ca", empty}, "run: --ca: " + empty + " holds no PEM certificate"},
 		{[]string{"run", "--http", "no:port:here"}, `run: --http "no:port:here": use HOST:PORT, e.g. 127.0.0.1:9090`},
 		{[]string{"run", "--server-pid", "2147483646"}, "run: --server-pid 2147483646: no such process readable here"},
-		{[]string{"tail", "--insecure", "--ca", empty, "http://127.0.0.1:1/"}, "tail: conflicting TLS options: --ca trusts a certificate, --insecure trusts any: give one or the other"},
-		{[]string{"serve", "--tls-cert", empty}, "serve: TLS needs --tls-cert and --tls-key, or --tls-self-signed"},
+		{[]string{"tail", "--insecure", "--ca", empty, "http://127.0.0.1:1/"}, "tail: --ca and --insecure exclude each other: the one trusts a certificate, the other trusts any: give one or the other"},
+		{[]string{"serve", "--tls-cert", empty}, "serve: --tls-cert needs --tls-key"},
 		{[]string{"serve", "--tls-cert-out", filepath.Join(dir, "c.pem")}, "serve: --tls-cert-out writes the certificate --tls-self-signed generates"},
-		{[]string{"completion"}, "completion: name one shell: bash, zsh or fish (usage: ssestress completion bash|zsh|fish)"},
+		{[]string{"completion"}, "completion: no shell given (usage: ssestress completion bash|zsh|fish)"},
 		{[]string{"completion", "tcsh"}, `completion: unknown shell "tcsh" (use bash, zsh or fish)`},
 	} {
 		stdout, stderr, code := runCLI(t, ctx, tc.args...)
@@ -537,7 +537,7 @@ func TestRunHTTP2Embedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--http2", "--connections=5", "--rate=50", "--duration=1s",
-		"--message-rate=3000", "--json", "--out="+out)
+		"--event-rate=3000", "--json", "--out="+out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -578,85 +578,19 @@ func TestRunConfigGroupPaths(t *testing.T) {
 		t.Fatalf("round trip: %v %q", back.SymbolGroups, back.GroupPaths)
 	}
 	plain, _ := json.Marshal(runConfig{SymbolGroups: [][]string{{"A"}}})
-	if !strings.Contains(string(plain), `"symbolGroups":[["A"]]`) {
+	if !strings.Contains(string(plain), `"symbol-groups":[["A"]]`) {
 		t.Fatalf("a group without a path is not a plain array: %s", plain)
 	}
 	for _, tc := range []struct{ in, want string }{
-		{`{"symbolGroups": [{"symbols": ["A"], "colour": 1}]}`, `c.json:1: field "symbolGroups": group 1: unknown field "colour" (a group object has "symbols" and "path")`},
-		{`{"symbolGroups": [["A"], {"path": "/x"}]}`, `c.json:1: field "symbolGroups": group 2: a group object needs "symbols"`},
-		{`{"symbolGroups": [{"symbols": ["A"], "path": "x"}]}`, `c.json:1: field "symbolGroups": group 1: path must start with /, got "x"`},
-		{`{"symbolGroups": [{"symbols": 5}]}`, `c.json:1: field "symbolGroups": group 1: symbols must be an array of strings or "A,B", got 5`},
+		{`{"symbolGroups": [{"symbols": ["A"], "colour": 1}]}`, `c.json:1: "symbolGroups": group 1: unknown field "colour" (a group object has "symbols" and "path")`},
+		{`{"symbolGroups": [["A"], {"path": "/x"}]}`, `c.json:1: "symbolGroups": group 2: a group object needs "symbols"`},
+		{`{"symbolGroups": [{"symbols": ["A"], "path": "x"}]}`, `c.json:1: "symbolGroups": group 1: path must start with /, got "x"`},
+		{`{"symbolGroups": [{"symbols": 5}]}`, `c.json:1: "symbolGroups": group 1: symbols must be an array of strings or "A,B", got 5`},
 	} {
 		if _, err := parseRunConfig("c.json", []byte(tc.in)); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: %v, want %s", tc.in, err, tc.want)
 		}
 	}
-}
-
-// TestCompletionScripts: each script is generated from the commands table,
-// names every subcommand and the flags added here, and is valid for its
-// shell (checked with the shell's -n where the shell is installed; bash
-// also completes a few lines for real).
-func TestCompletionScripts(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	for _, shell := range []string{"bash", "zsh", "fish"} {
-		stdout, stderr, code := runCLI(t, ctx, "completion", shell)
-		if code != 0 || stderr != "" {
-			t.Fatalf("%s: exit %d: %s", shell, code, stderr)
-		}
-		for name := range commands {
-			if !strings.Contains(stdout, name) {
-				t.Errorf("%s script lacks the subcommand %s", shell, name)
-			}
-		}
-		for _, flag := range []string{"token-file", "http2", "tls-self-signed", "server-pid"} {
-			if !strings.Contains(stdout, flag) {
-				t.Errorf("%s script lacks --%s", shell, flag)
-			}
-		}
-		path := filepath.Join(dir, "ssestress."+shell)
-		os.WriteFile(path, []byte(stdout), 0o644)
-		bin, err := exec.LookPath(shell)
-		if err != nil {
-			t.Logf("%s not installed: syntax not checked", shell)
-			continue
-		}
-		if out, err := exec.Command(bin, "-n", path).CombinedOutput(); err != nil {
-			t.Errorf("%s -n: %v\n%s", shell, err, out)
-		}
-	}
-	if _, err := exec.LookPath("bash"); err != nil {
-		return
-	}
-	script := filepath.Join(dir, "ssestress.bash")
-	for _, tc := range []struct {
-		line string // the words; the last one is being completed
-		want string
-	}{
-		{"ssestress ta", "tail"},
-		{"ssestress run --token-", "--token-env --token-file"},
-		{"ssestress replay ", "serve run"},
-		{"ssestress replay run --reco", "--recording"},
-		{"ssestress serve --tls-cert-o", "--tls-cert-out"},
-	} {
-		words := strings.Split(tc.line, " ")
-		cmd := fmt.Sprintf(`source %q; COMP_WORDS=(%s); COMP_CWORD=%d; _ssestress; echo "${COMPREPLY[*]}"`,
-			script, quoteWords(words), len(words)-1)
-		out, err := exec.Command("bash", "-c", cmd).CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != tc.want {
-			t.Errorf("bash completes %q to %q (%v), want %q", tc.line, strings.TrimSpace(string(out)), err, tc.want)
-		}
-	}
-}
-
-// quoteWords writes words as a bash array body.
-func quoteWords(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = "'" + w + "'"
-	}
-	return strings.Join(q, " ")
 }
 
 // TestEveryCommandHelpHasExamples: every subcommand in the table, and each
@@ -676,13 +610,13 @@ func TestEveryCommandHelpHasExamples(t *testing.T) {
 		}
 		return stdout
 	}
-	for name := range commands {
-		help := check(name)
-		if name == "completion" {
+	for name, c := range commands {
+		if c.hidden {
 			continue
 		}
-		for _, sub := range parseHelpSubcommands(name, help) {
-			check(name, sub)
+		check(name)
+		for _, sub := range c.subs {
+			check(name, sub.name)
 		}
 	}
 	if len(missing) > 0 {
@@ -705,7 +639,7 @@ func TestServeTLSCertKey(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	os.WriteFile(certFile, certPEM, 0o644)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	url := startServeCLI(t, "--listen", "127.0.0.1:0", "--message-rate", "3000", "--tls-cert", certFile, "--tls-key", keyFile)
+	url := startServeCLI(t, "--listen", "127.0.0.1:0", "--event-rate", "3000", "--tls-cert", certFile, "--tls-key", keyFile)
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	for _, flags := range [][]string{{"--ca", certFile}, {"--ca", certFile, "--http2"}} {

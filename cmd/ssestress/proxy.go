@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ssestress/ssestress/capture"
@@ -19,6 +17,7 @@ import (
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/tlsutil"
 	"github.com/ssestress/ssestress/proxy"
 )
 
@@ -50,6 +49,12 @@ type proxyOptions struct {
 	maxEventSize                int64
 	maxFileSize                 int64
 	mitm                        mitmFlags // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
+	monitorInterval             time.Duration
+	capture                     struct {
+		on          bool
+		iface, pcap string
+	}
+	args []string
 }
 
 const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
@@ -69,60 +74,66 @@ Fault kinds (--fault KIND[:key=value,...]; common keys: hop=client|upstream,
 direction=down|up|both, toxicity=0..1, match=/path-prefix, after=DURATION, name=NAME):
 `
 
-func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o proxyOptions
-	fs := newFlags("proxy")
-	fs.StringVar(&o.config, "config", "", "JSON config file: keys named like these flags (flags given override it)")
-	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "address to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
-	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// URL)")
-	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's name in records (give chained proxies distinct names)")
-	fs.Var(&o.allowHosts, "allow-host", "host or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
-	fs.Var(&o.faults, "fault", "fault to inject: KIND[:key=value,...] or preset:NAME (repeatable)")
-	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "what the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
+var proxyCmd = &command{
+	name:     "proxy",
+	summary:  "run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API",
+	synopsis: proxySynopsis,
+	examples: proxyExamples + proxy.KindHelp(),
+	setup: func(fs *flagSet) action {
+		o := newProxyOptions(fs)
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			return o.run(ctx, flagsSet(fs.FlagSet), stdout, stderr)
+		}
+	},
+}
+
+// newProxyOptions registers the proxy's flags on fs.
+func newProxyOptions(fs *flagSet) *proxyOptions {
+	o := &proxyOptions{}
+	fs.StringVar(&o.config, "config", "", "JSON config `FILE`: keys named like these flags (flags given override it)")
+	fs.StringVar(&o.listen, "listen", proxy.DefaultListen, "`ADDR` to listen on; a bare port (:8080) binds loopback, name a host to bind another interface (0.0.0.0:8080)")
+	fs.StringVar(&o.upstream, "upstream", "", "server of reverse mode (http:// or https:// `URL`)")
+	fs.StringVar(&o.name, "name", proxy.DefaultName, "the proxy's `NAME` in records (give chained proxies distinct names)")
+	fs.Var(&o.allowHosts, "allow-host", "`HOST` or host:port that forward mode (HTTP_PROXY clients) may reach (repeatable)")
+	fs.Var(&o.faults, "fault", "fault to inject: `KIND[:key=value,...]` or preset:NAME (repeatable)")
+	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "`ACTION` the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
-	fs.StringVar(&o.api, "api", "", "control API address, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
-	fs.StringVar(&o.apiToken, "api-token", "", "token the control API requires (Authorization: Bearer TOKEN); needed off loopback")
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
-	fs.StringVar(&o.record, "record", "", "record every stream into this session file (same as --out, with recording on)")
-	fs.Var(&o.redact, "redact", "header whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
+	fs.StringVar(&o.api, "api", "", "control API `ADDR`, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
+	fs.StringVar(&o.apiToken, "api-token", "", "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
+	fs.StringVar(&o.record, "record", "", "record every stream into this session `FILE` (same as --out, with recording on)")
+	fs.Var(&o.redact, "redact", "`HEADER` whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
 	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header as it was, credentials included")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print fault firings and upstream failures")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "listen with TLS, with a certificate generated at start for loopback and the listen host")
 	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
-	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates trusted for an https upstream, besides the system roots")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates `FILE` trusted for an https upstream, besides the system roots")
 	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
 	o.keepalive = dur.Duration(proxy.DefaultKeepalive)
-	fs.Var(&o.keepalive, "keepalive", "TCP keepalive idle period (and probe interval) of both hops' sockets; 0 turns keepalive off. Recorded in the session file, so a reset answering the proxy's own probe is never taken for a middlebox's timeout")
+	fs.Var(&o.keepalive, "keepalive", "TCP keepalive idle period `D` (and probe interval) of both hops' sockets; 0 turns keepalive off. Recorded in the session file, so a reset answering the proxy's own probe is never taken for a middlebox's timeout")
 	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
-	fs.Func("max-event-size", "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)", func(v string) error {
-		n, err := parseSize(v)
-		o.maxEventSize = n
-		return err
-	})
-	fs.Func("max-file-size", "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(v string) error {
-		n, err := parseSize(v)
-		o.maxFileSize = n
-		return err
-	})
-	monitorInterval := clients.DefaultMonitorInterval
-	fs.DurationVar(&monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
-	var capt struct {
-		on          bool
-		iface, pcap string
-	}
+	fs.SizeVar(&o.maxEventSize, "max-event-size", 0, "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB or 16MiB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)")
+	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
+	fs.DurationVar(&o.monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
 	o.mitm.register(fs)
-	fs.BoolVar(&capt.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
-	fs.StringVar(&capt.iface, "iface", "", "with --capture: interfaces, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
-	fs.StringVar(&capt.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
-	if err := parseFlags(fs, args, stdout, proxySynopsis, proxyExamples+proxy.KindHelp()); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("proxy: unexpected argument %q (see ssestress proxy --help)", fs.Arg(0))
-	}
-	set := flagsSet(fs)
+	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
+	fs.StringVar(&o.capture.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
+	fs.StringVar(&o.capture.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	fs.values(files(), "config", "out", "record", "tls-cert", "tls-key", "tls-cert-out", "upstream-ca", "pcap")
+	fs.values(valueSpec{kind: valFault}, "fault")
+	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
+	fs.values(wordsOf(interfaceNames), "iface")
+	return o
+}
+
+// run is ssestress proxy once its flags are parsed; set says which were
+// given (they override the config file).
+func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, stderr io.Writer) error {
+	capt := o.capture
+	monitorInterval := o.monitorInterval
 	cfg, err := o.proxyConfig(set)
 	if err != nil {
 		return err
@@ -151,77 +162,66 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		path = defaultSessionPath("proxy", time.Now())
 	}
 	o.mitm.apply(&cfg, set, path)
-	var errMu sync.Mutex
-	logLine := func(format string, args ...any) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		fmt.Fprintf(stderr, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-	}
+	logOut := &lockedWriter{w: stderr, stamp: true}
+	logLine := func(format string, args ...any) { fmt.Fprintf(logOut, format+"\n", args...) }
 	// Every proxied stream holds two descriptors: raise the soft limit to
 	// the hard one, as run does.
 	if _, err := limits.RaiseNoFile(); err != nil {
 		logLine("ssestress: %v", err)
 	}
-	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) { logLine("ssestress: %v", err) }})
+	ss, err := openSession(sessionSpec{
+		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: logOut,
+		info: session.RunInfo{Args: redactArgs(o.args, []string{o.apiToken}), Target: cfg.Upstream,
+			Config: redactedConfig(cfg), TimeScale: cfg.TimeScale},
+	})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "proxy", Args: args, Target: cfg.Upstream,
-		Config: redactedConfig(cfg), PID: os.Getpid(), StartedAt: time.Now(), TimeScale: cfg.TimeScale}
-	info.Host, _ = os.Hostname()
-	w.PutMeta(session.MetaRun, info)
-	cfg.Session = w
+	defer ss.close() // before the proxy starts listening, the file goes
+	cfg.Session = ss.w
 	if o.record != "" {
-		cfg.Recorder = recording.New(w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
+		cfg.Recorder = recording.New(ss.w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
 	}
 	if !o.quiet {
 		cfg.Logf = logLine
 	}
 	p, err := proxy.Start(ctx, cfg)
 	if err != nil {
-		w.Close()
-		os.Remove(path) // nothing was recorded
+		if tlsErr := proxyTLSFlags.explain(err); tlsErr != err {
+			return usageErrorf("proxy: %v", tlsErr)
+		}
 		if errors.Is(err, proxy.ErrAPINotLoopback) || errors.Is(err, proxy.ErrBadConfig) || errors.Is(err, proxy.ErrBadFault) {
 			return usageErrorf("proxy: %v", err)
 		}
-		return fmt.Errorf("proxy: %w", err)
+		return badValue("proxy", err)
 	}
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)
 	var c *capture.Multi
 	if capt.on {
-		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, w, stdout, logLine)
+		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
 	}
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
 	// bottleneck.
-	mon := &clients.Monitor{Interval: monitorInterval, Recorder: w}
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	ss.monitor(&clients.Monitor{Interval: monitorInterval})
 	<-ctx.Done()
 	p.Close()
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	if c != nil {
 		c.Stop()
 	}
 	st := p.Stats()
 	sum := p.Summary()
-	sum.SessionFile = path
 	if self, err := procstat.Self(); err == nil {
 		sum.MemoryPeakBytes = self.RSSPeak
 	}
-	w.Flush()
-	sum.RecordsDropped = w.Dropped()
-	w.PutMeta(session.MetaSummary, sum)
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("proxy: closing %s: %w", path, err)
+	if err := ss.end(&sum); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
-	dropped := w.Dropped()
-	endOfRunAttribution(ctx, "proxy", path, stdout)
+	dropped := ss.w.Dropped()
+	// A proxy's file explains its own hops, with or without packets.
+	ss.attribute(ctx, stdout)
 	fmt.Fprintf(stdout, "stopped: %d client connections, %d requests, %d faults fired; session file %s\n",
 		st.Conns, st.Streams, st.FaultsFired, path)
 	if st.AcceptErrors > 0 || st.DialErrors > 0 {
@@ -236,6 +236,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return nil
 }
+
+// proxyTLSFlags name the proxy's TLS flags: the upstream's trust and the
+// listener's certificate.
+var proxyTLSFlags = tlsFlags{tlsutil.OptCAFile: "--upstream-ca", tlsutil.OptInsecure: "--upstream-insecure"}.with(serverTLSFlags)
 
 // keepaliveConfig turns the --keepalive flag (0: off) into
 // proxy.Config.Keepalive (0: the default, negative: off).
@@ -270,7 +274,9 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
-	cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
+	if set["keepalive"] || cfg.Keepalive == 0 {
+		cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
+	}
 	if cfg.TimeScale <= 0 {
 		return cfg, usageErrorf("proxy: --time-scale %v must be positive", cfg.TimeScale)
 	}

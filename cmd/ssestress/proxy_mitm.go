@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -19,10 +18,11 @@ type mitmFlags struct {
 	ca, out string
 }
 
-func (m *mitmFlags) register(fs *flag.FlagSet) {
+func (m *mitmFlags) register(fs *flagSet) {
 	fs.BoolVar(&m.on, "mitm", false, "forward mode: terminate the TLS inside CONNECT tunnels to --allow-host targets with a CA the clients trust, record the streams and re-encrypt them to the target (without it such tunnels pass unrecorded, and are counted)")
 	fs.StringVar(&m.ca, "mitm-ca", "", "with --mitm: the CA to sign with, `CERT,KEY` (PEM files); default: one generated at start and written to --mitm-ca-out")
 	fs.StringVar(&m.out, "mitm-ca-out", "", "with --mitm: write the generated CA's certificate to `FILE` for the clients to trust, and its private key (mode 0600) beside it as FILE-key.pem; never overwritten (default: <session file>-mitm-ca.pem)")
+	fs.values(files(), "mitm-ca-out")
 }
 
 // apply puts the flags given into cfg (they override the config file) and

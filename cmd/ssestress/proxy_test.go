@@ -143,15 +143,15 @@ func TestProxyCommandErrors(t *testing.T) {
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--out", "a.db", "--record", "b.db"}, "ssestress: proxy: --out a.db and --record b.db name two files"},
 		{[]string{"proxy", "extra"}, `ssestress: proxy: unexpected argument "extra"`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-self-signed", "--tls-cert", "c.pem"},
-			"ssestress: proxy: bad proxy config: conflicting TLS options: --tls-self-signed generates the certificate"},
+			"ssestress: proxy: --tls-self-signed and --tls-cert exclude each other: one generates the certificate, the other loads one: give one or the other"},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem"},
-			"ssestress: proxy: bad proxy config: TLS needs --tls-cert and --tls-key, or --tls-self-signed"},
+			"ssestress: proxy: --tls-cert needs --tls-key"},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--tls-cert-out", "c.pem"},
 			"ssestress: proxy: bad proxy config: --tls-cert-out writes the certificate of --tls-self-signed: give that too"},
 		{[]string{"proxy", "--upstream", "https://127.0.0.1:1", "--upstream-ca", "c.pem", "--upstream-insecure"},
 			"ssestress: proxy: --upstream-ca trusts a certificate, --upstream-insecure trusts any: give one or the other"},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--upstream-header-timeout", "-1s"},
-			"ssestress: proxy: --upstream-header-timeout -1s must not be negative"},
+			`ssestress: proxy: invalid value "-1s" for flag -upstream-header-timeout: invalid duration "-1s": negative`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--max-file-size", "lots"},
 			`ssestress: proxy: invalid value "lots" for flag -max-file-size: invalid size "lots"`},
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--fault", "h2-goaway:hop=upstream"},
@@ -335,7 +335,7 @@ func TestProxyMaxFileSize(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(stderr.String(), "\n"); got != 1 || !strings.Contains(stderr.String(), "reached --max-file-size: recording stopped") {
+	if got := strings.Count(stderr.String(), "\n"); got != 1 || !strings.Contains(stderr.String(), "reached --max-file-size (262144 bytes): recording stopped") {
 		t.Fatalf("stderr: want one line about the limit, got %q", stderr.String())
 	}
 	fi, err := os.Stat(out)

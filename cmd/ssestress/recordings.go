@@ -30,35 +30,52 @@ Record with: ssestress proxy --upstream URL --record session.db
 Replay with: ssestress replay serve --recording session.db
              ssestress replay run --recording session.db --target URL --scale 20`
 
-// recordingsCommands are the subcommands of ssestress recordings.
-var recordingsCommands = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"ls":     recordingsLs,
-	"show":   recordingsShow,
-	"export": recordingsExport,
-	"import": recordingsImport,
+var recordingsCmd = &command{
+	name:     "recordings",
+	summary:  "list, show, export (jsonl) and import the streams a proxy recorded (--record)",
+	synopsis: recordingsSynopsis,
+	examples: recordingsExamples,
+	subs: []*command{
+		{name: "ls", summary: "one line per recorded stream", synopsis: "recordings ls FILE", examples: recordingsExamples,
+			args: recordingFile, setup: func(fs *flagSet) action {
+				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					return recordingsLs(args[0], stdout, stderr)
+				}
+			}},
+		{name: "show", summary: "request, response, ending and frames of the streams", synopsis: "recordings show FILE [--conn ID] [--frames N]",
+			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
+				conn := fs.String("conn", "", "only this stream: its conn `ID`, or <proxy>/<conn id>")
+				frames := fs.Int("frames", -1, "frames to print per stream (default: all with --conn, 5 without; 0: none)")
+				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					return recordingsShow(args[0], *conn, *frames, stdout, stderr)
+				}
+			}},
+		{name: "export", summary: "streams then frames, one JSON object per line", synopsis: "recordings export FILE --format jsonl [-o FILE]",
+			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
+				format := fs.String("format", "jsonl", "output `FORMAT`: jsonl (one JSON object per line: streams, then frames)")
+				out := fs.String("output", "", "write to this `FILE` instead of stdout (never overwritten)")
+				fs.alias("o", "output")
+				fs.deprecated("out", "output", "--out names the session file a command writes")
+				fs.values(words("jsonl"), "format")
+				fs.values(files(), "output", "o")
+				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					return recordingsExport(args[0], *format, *out, stdout, stderr)
+				}
+			}},
+		{name: "import", summary: "read an export back into a new session file", synopsis: "recordings import FILE.jsonl --out FILE.db",
+			examples: recordingsExamples, args: argSpec{name: "FILE", what: "file", min: 1, max: 1, values: files()},
+			setup: func(fs *flagSet) action {
+				out := fs.String("out", "", "session `FILE` to create (required; never overwritten)")
+				fs.values(files(), "out")
+				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					return recordingsImport(args[0], *out, fs.argv, stdout)
+				}
+			}},
+	},
 }
 
-// runRecordings is ssestress recordings: list, show, export and import the
-// streams a proxy recorded (--record) in a session file.
-func runRecordings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintf(stdout, "Usage: ssestress %s\n\n", recordingsSynopsis)
-		fmt.Fprintln(stdout, "  ls FILE                          one line per recorded stream")
-		fmt.Fprintln(stdout, "  show FILE [--conn ID] [--frames N]  request, response, ending and frames of the streams")
-		fmt.Fprintln(stdout, "  export FILE --format jsonl [--out F]  streams then frames, one JSON object per line")
-		fmt.Fprintln(stdout, "  import FILE.jsonl --out FILE.db  read an export back into a new session file")
-		fmt.Fprintf(stdout, "\nExamples:\n%s\n", recordingsExamples)
-		if len(args) == 0 {
-			return usageErrorf("recordings: give ls, show, export or import")
-		}
-		return errHelp
-	}
-	sub, ok := recordingsCommands[args[0]]
-	if !ok {
-		return usageErrorf("recordings: unknown subcommand %q (use ls, show, export or import)", args[0])
-	}
-	return sub(args[1:], stdout, stderr)
-}
+// recordingFile is the one session file the recordings subcommands read.
+var recordingFile = argSpec{name: "FILE", what: "file", min: 1, max: 1, values: files()}
 
 // loadRecording loads the recording at path and says on stderr how many
 // records were skipped because they could not be read, and, when a proxy
@@ -79,25 +96,7 @@ func loadRecording(path string, stderr io.Writer) (*recording.Recording, error) 
 	return rec, nil
 }
 
-// oneFile checks that exactly one file was given.
-func oneFile(name string, positional []string, synopsis string) (string, error) {
-	if len(positional) != 1 {
-		return "", usageErrorf("%s: give one file (usage: ssestress %s)", name, synopsis)
-	}
-	return positional[0], nil
-}
-
-func recordingsLs(args []string, stdout, stderr io.Writer) error {
-	const syn = "recordings ls FILE"
-	fs := newFlags("recordings ls")
-	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
-	if err != nil {
-		return err
-	}
-	path, err := oneFile("recordings ls", pos, syn)
-	if err != nil {
-		return err
-	}
+func recordingsLs(path string, stdout, stderr io.Writer) error {
 	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
@@ -157,29 +156,17 @@ func ending(s *recording.Stored) string {
 	return e
 }
 
-func recordingsShow(args []string, stdout, stderr io.Writer) error {
-	const syn = "recordings show FILE [--conn ID] [--frames N]"
-	fs := newFlags("recordings show")
-	conn := fs.String("conn", "", "only this stream: its conn id, or <proxy>/<conn id>")
-	frames := fs.Int("frames", -1, "frames to print per stream (default: all with --conn, 5 without; 0: none)")
-	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
-	if err != nil {
-		return err
-	}
-	path, err := oneFile("recordings show", pos, syn)
-	if err != nil {
-		return err
-	}
+func recordingsShow(path, conn string, frames int, stdout, stderr io.Writer) error {
 	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
 	streams := rec.Streams
-	limit := *frames
-	if *conn != "" {
-		s := rec.Find(*conn)
+	limit := frames
+	if conn != "" {
+		s := rec.Find(conn)
 		if s == nil {
-			return fmt.Errorf("%s: no recorded stream %q (ssestress recordings ls %s lists them)", path, *conn, path)
+			return fmt.Errorf("%s: no recorded stream %q (ssestress recordings ls %s lists them)", path, conn, path)
 		}
 		streams = []*recording.Stored{s}
 		if limit < 0 {
@@ -269,53 +256,31 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func recordingsExport(args []string, stdout, stderr io.Writer) error {
-	const syn = "recordings export FILE --format jsonl [--out FILE]"
-	fs := newFlags("recordings export")
-	format := fs.String("format", "jsonl", "output format: jsonl (one JSON object per line: streams, then frames)")
-	out := fs.String("out", "", "write to this file instead of stdout (never overwritten)")
-	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
-	if err != nil {
-		return err
-	}
-	path, err := oneFile("recordings export", pos, syn)
-	if err != nil {
-		return err
-	}
-	if *format != "jsonl" {
-		return usageErrorf("recordings export: --format %q: only jsonl is supported", *format)
+func recordingsExport(path, format, out string, stdout, stderr io.Writer) error {
+	if format != "jsonl" {
+		return usageErrorf("recordings export: --format %q: only jsonl is supported", format)
 	}
 	rec, err := loadRecording(path, stderr)
 	if err != nil {
 		return err
 	}
-	if *out == "" {
+	if out == "" {
 		return recording.Export(stdout, rec)
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("recordings export: %w", err)
+		return badValue("recordings export: --output", err)
 	}
 	if err := recording.Export(f, rec); err != nil {
 		f.Close()
-		return fmt.Errorf("recordings export: %s: %w", *out, err)
+		os.Remove(out) // half an export is no export
+		return fmt.Errorf("recordings export: %s: %w", out, err)
 	}
 	return f.Close()
 }
 
-func recordingsImport(args []string, stdout, stderr io.Writer) error {
-	const syn = "recordings import FILE.jsonl --out FILE.db"
-	fs := newFlags("recordings import")
-	out := fs.String("out", "", "session file to create (required; never overwritten)")
-	pos, err := parseInterspersed(fs, args, stdout, syn, recordingsExamples)
-	if err != nil {
-		return err
-	}
-	path, err := oneFile("recordings import", pos, syn)
-	if err != nil {
-		return err
-	}
-	if *out == "" {
+func recordingsImport(path, out string, args []string, stdout io.Writer) error {
+	if out == "" {
 		return usageErrorf("recordings import: --out FILE.db is required")
 	}
 	f, err := os.Open(path)
@@ -329,12 +294,12 @@ func recordingsImport(args []string, stdout, stderr io.Writer) error {
 	}
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
-	w, err := session.Create(*out, session.Options{
+	w, err := session.Create(out, session.Options{
 		MaxPending: 2*len(rec.Streams) + rec.Frames() + 16, // a stream may bring its client hop record
 		OnError:    func(err error) { werr = err },
 	})
 	if err != nil {
-		return err
+		return sessionExists(err, "--out")
 	}
 	host, _ := os.Hostname()
 	now := time.Now()
@@ -343,15 +308,20 @@ func recordingsImport(args []string, stdout, stderr io.Writer) error {
 		Host: host, PID: os.Getpid(), StartedAt: now, EndedAt: now,
 	})
 	rec.Store(w)
+	// A file that holds part of the import is removed: nothing half-made
+	// is left.
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("recordings import: %s: %w", *out, err)
+		os.Remove(out)
+		return fmt.Errorf("recordings import: %s: %w", out, err)
 	}
 	if werr != nil {
-		return fmt.Errorf("recordings import: %s: %w", *out, werr)
+		os.Remove(out)
+		return fmt.Errorf("recordings import: %s: %w", out, werr)
 	}
 	if d := w.Dropped(); d > 0 {
-		return fmt.Errorf("recordings import: %s: %d records could not be stored", *out, d)
+		os.Remove(out)
+		return fmt.Errorf("recordings import: %s: %d records could not be stored", out, d)
 	}
-	fmt.Fprintf(stdout, "imported %d streams, %d frames into %s\n", len(rec.Streams), rec.Frames(), *out)
+	fmt.Fprintf(stdout, "imported %d streams, %d frames into %s\n", len(rec.Streams), rec.Frames(), out)
 	return nil
 }

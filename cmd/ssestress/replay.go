@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,26 +54,37 @@ as the scenario does (see ssestress run --help), and they reconnect.
 --via-proxy, --fault and --capture put the in-process fault proxy and the packet capture between
 the clients and the target, as in run.`
 
-// runReplay is ssestress replay: serve a recording as a server, or re-drive
-// its clients against a target.
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintf(stdout, "Usage: ssestress %s\n\n", replaySynopsis)
-		fmt.Fprintln(stdout, "  serve   stand in for the recorded server: recorded headers, events, gaps and endings")
-		fmt.Fprintln(stdout, "  run     re-drive the recorded clients against a target, at --scale, into a session file")
-		fmt.Fprintf(stdout, "\nExamples:\n%s\n%s\n", replayServeExamples, strings.SplitN(replayRunExamples, "\n\n", 2)[0])
-		if len(args) == 0 {
-			return usageErrorf("replay: give serve or run")
-		}
-		return errHelp
-	}
-	switch args[0] {
-	case "serve":
-		return replayServe(ctx, args[1:], stdout, stderr)
-	case "run":
-		return replayRun(ctx, args[1:], stdout, stderr)
-	}
-	return usageErrorf("replay: unknown subcommand %q (use serve or run)", args[0])
+var replayCmd = &command{
+	name:     "replay",
+	summary:  "replay a recording: serve it as the SSE server, or re-drive its clients at --scale",
+	synopsis: replaySynopsis,
+	examples: replayServeExamples + "\n" + strings.SplitN(replayRunExamples, "\n\n", 2)[0],
+	subs: []*command{
+		{name: "serve", summary: "stand in for the recorded server: recorded headers, events, gaps and endings",
+			synopsis: replayServeSynopsis, examples: replayServeExamples, args: argSpec{none: "the file goes after --recording"},
+			setup: func(fs *flagSet) action {
+				var o replayServeOptions
+				fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
+				fs.StringVar(&o.listen, "listen", replay.DefaultListen, "`ADDR` to listen on (loopback by default)")
+				fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
+				fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
+				fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
+				fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus)")
+				fs.values(files(), "recording")
+				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+					return o.run(ctx, stdout, stderr)
+				}
+			}},
+		{name: "run", summary: "re-drive the recorded clients against a target, at --scale, into a session file",
+			synopsis: replayRunSynopsis, examples: replayRunExamples, args: argSpec{none: "the file goes after --recording"},
+			setup: func(fs *flagSet) action {
+				o := newReplayRunOptions(fs)
+				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+					o.args = fs.argv
+					return o.run(ctx, stdout, stderr)
+				}
+			}},
+	},
 }
 
 // replayServeOptions are the flags of ssestress replay serve.
@@ -85,21 +95,7 @@ type replayServeOptions struct {
 	cfg       replay.Config
 }
 
-func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o replayServeOptions
-	fs := newFlags("replay serve")
-	fs.StringVar(&o.recording, "recording", "", "session file holding the recording (required)")
-	fs.StringVar(&o.listen, "listen", replay.DefaultListen, "address to listen on (loopback by default)")
-	fs.Float64Var(&o.cfg.Speed, "speed", 1, "replay speed: 2 halves every recorded gap")
-	fs.BoolVar(&o.cfg.Loop, "loop", false, "start each stream over after its last frame, ids kept increasing")
-	fs.BoolVar(&o.cfg.NoEndings, "no-endings", false, "hold every stream open after its last frame instead of reproducing its recorded end (reset, cut, clean end)")
-	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus)")
-	if err := parseFlags(fs, args, stdout, replayServeSynopsis, replayServeExamples); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("replay serve: unexpected argument %q (the file goes after --recording)", fs.Arg(0))
-	}
+func (o *replayServeOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if o.recording == "" {
 		return usageErrorf("replay serve: --recording FILE is required")
 	}
@@ -117,7 +113,7 @@ func replayServe(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	srv, err := replay.Start(o.listen, rec, o.cfg)
 	if err != nil {
-		return fmt.Errorf("%s: %w", o.recording, err)
+		return badValue("replay serve: --listen "+o.listen, err)
 	}
 	fmt.Fprintf(stdout, "replaying %d recorded streams (%d frames) from %s on %s (speed %v%s)\n",
 		len(rec.Streams), rec.Frames(), o.recording, srv.URL, o.cfg.Speed, serveModes(o.cfg))
@@ -198,29 +194,31 @@ type replayRunConfig struct {
 	Header http.Header `json:"header,omitempty"`
 }
 
-func replayRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := replayRunOptions{args: args}
-	fs := newFlags("replay run")
-	fs.StringVar(&o.recording, "recording", "", "session file holding the recording (required)")
-	fs.StringVar(&o.target, "target", "", "base URL of the service to drive, e.g. http://127.0.0.1:8090 (required)")
+// newReplayRunOptions registers replay run's flags on fs.
+func newReplayRunOptions(fs *flagSet) *replayRunOptions {
+	o := &replayRunOptions{}
+	fs.StringVar(&o.recording, "recording", "", "session `FILE` holding the recording (required)")
+	fs.StringVar(&o.target, "target", "", "base `URL` of the service to drive, e.g. http://127.0.0.1:8090 (required)")
 	fs.IntVar(&o.scale, "scale", 1, "connections per recorded one")
-	fs.StringVar(&o.scenario, "scenario", "", "apply this scenario's connection pattern ("+strings.Join(clients.Scenarios, ", ")+") to the recorded mix of requests")
-	fs.Var(&o.duration, "duration", "run length (default: the recording's length; with --scenario, the scenario's)")
+	fs.StringVar(&o.scenario, "scenario", "", "apply this `SCENARIO`'s connection pattern ("+strings.Join(clients.Scenarios, ", ")+") to the recorded mix of requests")
+	fs.Var(&o.duration, "duration", "run length `D` (default: the recording's length; with --scenario, the scenario's)")
 	o.monitorInterval = dur.Duration(time.Second)
-	fs.Var(&o.monitorInterval, "monitor-interval", "interval of the stored metric samples")
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-replay-<timestamp>.db; never overwritten)")
+	fs.Var(&o.monitorInterval, "monitor-interval", "interval `D` of the stored metric samples")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-replay-<timestamp>.db; never overwritten)")
 	o.req.register(fs)
 	o.hop.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
-	if err := parseFlags(fs, args, stdout, replayRunSynopsis, replayRunExamples); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("replay run: unexpected argument %q (the file goes after --recording)", fs.Arg(0))
-	}
+	fs.values(files(), "recording", "out")
+	fs.values(words(clients.Scenarios...), "scenario")
+	fs.values(wordsOf(func() []string { return errorClasses }), "expect")
+	return o
+}
+
+// run is ssestress replay run, once its flags are parsed.
+func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
 	switch {
 	case o.recording == "":
 		return usageErrorf("replay run: --recording FILE is required")
@@ -294,7 +292,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err != nil {
 		return err
 	}
-	if err := checkRunFDLimit(runConfig{Target: o.target}, clients.Plan{Connections: first.Concurrent}); err != nil {
+	if err := checkCapacity(first.Concurrent, 1); err != nil {
 		return err
 	}
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
@@ -346,30 +344,27 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 // live view of --http.
 func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording, p *replay.Population, path string, errOut *lockedWriter) (*replayResult, error) {
 	setup := o.setup
-	start := time.Now()
-	w, err := session.Create(path, session.Options{OnError: func(err error) { fmt.Fprintln(errOut, "ssestress:", err) }})
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
 	cfgJSON, _ := json.Marshal(replayRunConfig{
 		Recording: o.recording, Target: redactURL(o.target), Scale: o.scale, Scenario: o.scenario,
 		Duration: dur.Duration(p.Duration), MonitorInterval: o.monitorInterval, Header: redactHeader(setup.header),
 	})
-	host, _ := os.Hostname()
-	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "replay run", Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario,
-		Target: redactURL(o.target), Config: cfgJSON, Host: host, PID: os.Getpid(), StartedAt: start,
-		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
-	}
-	w.PutMeta(session.MetaRun, info)
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
 	targetAddr := clients.HostPort(targetURL)
-	w.Put(session.Endpoint{Role: session.RoleTarget, Addr: targetAddr, URL: redactURL(o.target)})
-	w.Flush()
+	ss, err := openSession(sessionSpec{
+		command: "replay run", path: path, flagName: "--out", errOut: errOut,
+		info: session.RunInfo{
+			Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario, Target: redactURL(o.target), Config: cfgJSON,
+			TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+		},
+		endpoints: []session.Endpoint{{Role: session.RoleTarget, Addr: targetAddr, URL: redactURL(o.target)}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ss.close()
 	// The proxy and the capture go between the clients and the target, as
 	// in run.
-	clientURL, hops, err := o.hop.start(ctx, strings.TrimSuffix(o.target, "/"), setup.tlsConfig, []string{targetAddr}, w, path, errOut)
+	clientURL, hops, err := o.hop.start(ctx, strings.TrimSuffix(o.target, "/"), setup.tlsConfig, []string{targetAddr}, ss.w, path, errOut)
 	if err != nil {
 		return nil, err
 	}
@@ -383,81 +378,49 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	if o.scenario != "" {
 		pattern = "the " + o.scenario + " pattern"
 	}
-	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %v against %s; session file %s\n",
-		len(rec.Streams), o.scale, pattern, p.Duration, redactURL(o.target), path)
+	fmt.Fprintf(errOut, "ssestress replay run: %d recorded streams ×%d with %s for %s against %s; monitor every %s; session file %s\n",
+		len(rec.Streams), o.scale, pattern, dur.Format(p.Duration), redactURL(o.target), dur.Format(time.Duration(o.monitorInterval)), path)
 
 	counters := &clients.Counters{}
-	endings := replay.NewEndings(p, w)
+	endings := replay.NewEndings(p, ss.w)
 	baseOpts := clients.Options{
 		Transport: setup.transport, Redact: setup.redact,
 		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
+	if err := ss.serveLive(o.httpAddr, runMetrics("replay run", p.Scenario, ss.startedAt(), counters, ss.w, setup, 0)); err != nil {
+		return nil, err
+	}
 	mon := &clients.Monitor{
-		Interval: time.Duration(o.monitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: start,
+		Interval: time.Duration(o.monitorInterval), Counters: counters,
+		Out: errOut, Terminal: writerIsTerminal(errOut.w), Start: ss.startedAt(),
 	}
-	var live *liveView
-	file := &liveFile{path: path, w: w}
-	if o.httpAddr != "" {
-		live, err = startLiveView(liveConfig{
-			addr:    o.httpAddr,
-			collect: runMetrics("replay run", p.Scenario, start, counters, w, setup, 0),
-			report:  file.report,
-			session: path,
-		})
-		if err != nil {
-			return nil, err
-		}
-		defer live.close()
-		fmt.Fprintf(errOut, "ssestress replay run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
-	}
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	ss.monitor(mon)
 
+	start := ss.startedAt()
 	res := clients.Drive(ctx, clients.DriveConfig{
 		Schedule: p.Schedule(), Duration: p.Duration, Start: start,
 		NewStream: p.Streams(base, baseOpts, setup.header, fmt.Sprintf("%s@%d", filepath.Base(path), start.UnixNano())),
 		OnError:   func(n int, err error) { fmt.Fprintf(errOut, "ssestress: connection %d: %v\n", n, err) },
 	})
-	elapsed := res.Elapsed
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	setup.close()
 	hops.stop()
 
-	sum := session.Summary{
-		Scenario:        p.Scenario,
-		DurationS:       elapsed.Seconds(),
-		Clients:         counters.Streams.Load(),
-		Attempts:        counters.Attempts.Load(),
-		ActiveMax:       counters.ActiveMax.Load(),
-		Events:          counters.Events.Load(),
-		Reconnects:      counters.Reconnects.Load(),
-		Errors:          counters.Errors(),
-		MemoryPeakBytes: mon.PeakMemory(),
-		SessionFile:     path,
-		Interrupted:     res.Interrupted,
-		RecordsDropped:  w.Dropped(),
-	}
-	if s := elapsed.Seconds(); s > 0 {
-		sum.EventsPerS = float64(sum.Events) / s
-	}
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	w.PutMeta(session.MetaSummary, sum)
+	sum := clientSummary(p.Scenario, res.Elapsed, counters, mon, res.Interrupted)
 	var cmp *session.ReplayEndings
 	if p.Recorded() {
 		r := endings.Result(o.recording, o.scale)
 		cmp = &r
-		w.PutMeta(session.MetaReplay, r)
+		ss.w.PutMeta(session.MetaReplay, r)
 	}
-	if err := file.close(); err != nil {
-		return nil, fmt.Errorf("session file %s: %w", path, err)
+	if err := ss.end(&sum); err != nil {
+		return nil, err
 	}
-	o.hop.attribute(ctx, path, errOut)
-	live.close()
+	if o.hop.viaProxy || o.hop.capture {
+		ss.attribute(ctx, errOut)
+	}
+	ss.close()
 	return &replayResult{runResult: runResult{sum: sum, maxLag: mon.MaxLag()}, endings: cmp}, nil
 }
 

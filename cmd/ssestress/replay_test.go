@@ -228,7 +228,7 @@ func TestRecordingsCommands(t *testing.T) {
 		{[]string{"recordings", "show", path, "--conn", "nope"}, `no recorded stream "nope"`},
 		{[]string{"recordings", "export", path, "--format", "csv"}, "only jsonl"},
 		{[]string{"recordings", "frob", path}, `unknown subcommand "frob"`},
-		{[]string{"recordings", "ls"}, "give one file"},
+		{[]string{"recordings", "ls"}, "no file given"},
 		{[]string{"replay", "run", "--recording", path}, "--target URL is required"},
 		{[]string{"replay", "run", "--recording", path, "--target", "http://127.0.0.1:1", "--scale", "0"}, "--scale must be"},
 		{[]string{"replay", "run", "--recording", path, "--target", "http://127.0.0.1:1", "--scenario", "storm"}, `unknown --scenario "storm"`},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,7 +18,7 @@ import (
 // reportOptions are the flags of ssestress report.
 type reportOptions struct {
 	format   string
-	out      string
+	output   string
 	graphs   string
 	baseline stringList
 	// production and its column mapping.
@@ -31,45 +30,57 @@ type reportOptions struct {
 	expect       string
 }
 
-const reportSynopsis = "report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [--out FILE] [--graphs DIR]\n" +
+const reportSynopsis = "report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR]\n" +
 	"       ssestress report --baseline BEFORE.db AFTER.db\n" +
 	"       ssestress report SESSION.db --production errors.csv [--production-time COL ...]\n" +
 	"       ssestress report --reproduction [--expect CLASS] run-1.db run-2.db ..."
 
 const reportExamples = `  ssestress report run.db
-  ssestress report shard-*.db --format markdown --out report.md
-  ssestress report run.db proxy.db --format html --out report.html --graphs graphs/
+  ssestress report shard-*.db --format markdown -o report.md
+  ssestress report run.db proxy.db --format html -o report.html --graphs graphs/
   ssestress report --baseline before.db after.db
   ssestress report run.db --production prod-errors.csv --production-class errno --production-age conn_age_ms --production-unit ms
   ssestress report --reproduction --expect ECONNRESET runs/run-*.db`
 
-func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o reportOptions
-	fs := newFlags("report")
-	fs.StringVar(&o.format, "format", "table", "output format: "+strings.Join(analysis.Formats(), ", "))
-	fs.StringVar(&o.out, "out", "", "write the report to FILE instead of standard output")
-	fs.StringVar(&o.graphs, "graphs", "", "also write each graph as DIR/<name>.svg")
-	fs.Var(&o.baseline, "baseline", "session file of the run before a fix (repeatable for shards): the report compares it with the files given")
-	fs.StringVar(&o.production, "production", "", "CSV or JSON-lines file of production errors to compare the reproduction with")
-	fs.StringVar(&o.prodCols.Time, "production-time", "", "column of the production file holding the time (default: time, timestamp, ts, ...)")
-	fs.StringVar(&o.prodCols.Class, "production-class", "", "column holding the error class (default: class, error_class, code, ...)")
-	fs.StringVar(&o.prodCols.Message, "production-message", "", "column holding the error message, classified when there is no class (default: message, msg, error)")
-	fs.StringVar(&o.prodCols.Age, "production-age", "", "column holding the connection age at the error (optional)")
-	fs.StringVar(&o.prodCols.Idle, "production-idle", "", "column holding the idle time before the error (optional)")
-	fs.StringVar(&o.prodCols.Client, "production-client", "", "column holding the client address (optional)")
-	fs.StringVar(&o.prodCols.Server, "production-server", "", "column holding the server address (optional)")
-	fs.StringVar(&o.prodUnit, "production-unit", "s", "unit of plain numbers in the age and idle columns: ns, us, ms, s, m, h")
-	fs.BoolVar(&o.reproduction, "reproduction", false, "the files are repeated runs of one scenario: report the reproduction rate")
-	fs.StringVar(&o.expect, "expect", "", "with --reproduction: the error class that counts (default: any error)")
-	files, err := parseInterspersed(fs, args, stdout, reportSynopsis, reportExamples)
-	if err != nil {
-		return err
-	}
+var reportCmd = &command{
+	name:     "report",
+	summary:  "explain a run: error patterns, fingerprints, origin verdict, graphs; compare runs",
+	synopsis: reportSynopsis,
+	examples: reportExamples,
+	args:     argSpec{name: "FILE", what: "session file", min: 1, max: -1, values: files()},
+	setup: func(fs *flagSet) action {
+		var o reportOptions
+		fs.StringVar(&o.format, "format", "table", "output `FORMAT`: "+strings.Join(analysis.Formats(), ", "))
+		fs.StringVar(&o.output, "output", "", "write the report to `FILE` instead of standard output")
+		fs.alias("o", "output")
+		fs.deprecated("out", "output", "--out names the session file a command writes")
+		fs.StringVar(&o.graphs, "graphs", "", "also write each graph as `DIR`/<name>.svg")
+		fs.Var(&o.baseline, "baseline", "session `FILE` of the run before a fix (repeatable for shards): the report compares it with the files given")
+		fs.StringVar(&o.production, "production", "", "CSV or JSON-lines `FILE` of production errors to compare the reproduction with")
+		fs.StringVar(&o.prodCols.Time, "production-time", "", "`COLUMN` of the production file holding the time (default: time, timestamp, ts, ...)")
+		fs.StringVar(&o.prodCols.Class, "production-class", "", "`COLUMN` holding the error class (default: class, error_class, code, ...)")
+		fs.StringVar(&o.prodCols.Message, "production-message", "", "`COLUMN` holding the error message, classified when there is no class (default: message, msg, error)")
+		fs.StringVar(&o.prodCols.Age, "production-age", "", "`COLUMN` holding the connection age at the error (optional)")
+		fs.StringVar(&o.prodCols.Idle, "production-idle", "", "`COLUMN` holding the idle time before the error (optional)")
+		fs.StringVar(&o.prodCols.Client, "production-client", "", "`COLUMN` holding the client address (optional)")
+		fs.StringVar(&o.prodCols.Server, "production-server", "", "`COLUMN` holding the server address (optional)")
+		fs.StringVar(&o.prodUnit, "production-unit", "s", "`UNIT` of plain numbers in the age and idle columns: ns, us, ms, s, m, h")
+		fs.BoolVar(&o.reproduction, "reproduction", false, "the files are repeated runs of one scenario: report the reproduction rate")
+		fs.StringVar(&o.expect, "expect", "", "with --reproduction: the error `CLASS` that counts (default: any error)")
+		fs.values(wordsOf(analysis.Formats), "format")
+		fs.values(files(), "output", "o", "baseline", "production")
+		fs.values(dirs(), "graphs")
+		fs.values(words("ns", "us", "ms", "s", "m", "h"), "production-unit")
+		fs.values(wordsOf(func() []string { return errorClasses }), "expect")
+		return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+			return o.run(files, stdout, stderr)
+		}
+	},
+}
+
+func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 	if _, ok := analysis.Renderers[o.format]; !ok {
 		return usageErrorf("report: --format %q: use %s", o.format, strings.Join(analysis.Formats(), ", "))
-	}
-	if len(files) == 0 {
-		return usageErrorf("report: no session file given (see ssestress report --help)")
 	}
 	modes := 0
 	for _, on := range []bool{len(o.baseline) > 0, o.production != "", o.reproduction} {
@@ -92,7 +103,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	o.prodCols.Unit = unit
 
-	doc, rep, err := buildReport(&o, files)
+	doc, rep, err := buildReport(o, files)
 	if err != nil {
 		return err
 	}
@@ -110,15 +121,15 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := analysis.RenderDoc(&buf, doc, o.format); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if o.out == "" {
+	if o.output == "" {
 		if _, err := stdout.Write(buf.Bytes()); err != nil {
 			return err
 		}
 	} else {
-		if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("report: --out: %w", err)
+		if err := os.WriteFile(o.output, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("report: --output: %w", err)
 		}
-		fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.out)
+		fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.output)
 	}
 	if c, ok := doc.Value.(*analysis.Comparison); ok && c.Regression {
 		return &thresholdError{"report: --baseline: " + c.Judgement}
@@ -170,29 +181,6 @@ func buildReport(o *reportOptions, files []string) (*analysis.Document, *analysi
 // maxProductionSize caps report --production: the production error log is
 // read whole into memory.
 const maxProductionSize = 1 << 30
-
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments (report SESSION.db --format html), which the
-// flag package alone stops at. "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string, stdout io.Writer, synopsis, examples string) ([]string, error) {
-	var positional []string
-	for {
-		if err := parseFlags(fs, args, stdout, synopsis, examples); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		// fs.Parse consumed a "--" itself when it was next: everything
-		// left is positional then.
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(positional, rest...), nil
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-}
 
 // parseUnit reads a unit name: ns, us, ms, s, m, h.
 func parseUnit(s string) (time.Duration, error) {

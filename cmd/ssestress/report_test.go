@@ -73,7 +73,7 @@ func TestReportBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"report"}, 2, "ssestress: report: no session file given (see ssestress report --help)\n"},
+		{[]string{"report"}, 2, "ssestress: report: no session file given (usage: ssestress report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR])\n"},
 		{[]string{"report", db, "--format", "yaml"}, 2, `ssestress: report: --format "yaml": use csv, html, json, markdown, table` + "\n"},
 		{[]string{"report", db, "--expect", "ECONNRESET"}, 2, "ssestress: report: --expect goes with --reproduction\n"},
 		{[]string{"report", "--baseline", db, db, "--reproduction"}, 2, "ssestress: report: --baseline, --production and --reproduction do not combine: choose one\n"},

@@ -5,11 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/ssestress/ssestress/clients"
@@ -32,14 +32,29 @@ type requestFlags struct {
 }
 
 // register adds the flags to fs.
-func (r *requestFlags) register(fs *flag.FlagSet) {
-	fs.Var(&r.headers, "header", "extra request header 'Name: value' (repeatable)")
-	fs.Var(&r.cookies, "cookie", "cookie 'name=value' sent with every request (repeatable, or 'a=1; b=2'); recorded redacted")
-	fs.StringVar(&r.tokenFile, "token-file", "", "`file` holding a bearer token, sent as 'Authorization: Bearer ...'; never printed or recorded")
-	fs.StringVar(&r.tokenEnv, "token-env", "", "environment `variable` holding a bearer token; never printed or recorded")
+func (r *requestFlags) register(fs *flagSet) {
+	fs.Var(&r.headers, "header", "extra request `HEADER` as 'Name: value' (repeatable)")
+	fs.Var(&r.cookies, "cookie", "`COOKIE` 'name=value' sent with every request (repeatable, or 'a=1; b=2'); recorded redacted")
+	fs.StringVar(&r.tokenFile, "token-file", "", "`FILE` holding a bearer token, sent as 'Authorization: Bearer ...'; never printed or recorded")
+	fs.StringVar(&r.tokenEnv, "token-env", "", "environment `VARIABLE` holding a bearer token; never printed or recorded")
 	fs.BoolVar(&r.insecure, "insecure", false, "do not verify the server's TLS certificate")
-	fs.StringVar(&r.ca, "ca", "", "PEM `file` of certificates to trust besides the system roots (e.g. what serve --tls-cert-out wrote)")
+	fs.StringVar(&r.ca, "ca", "", "PEM `FILE` of certificates to trust besides the system roots (e.g. what serve --tls-cert-out wrote)")
 	fs.BoolVar(&r.http2, "http2", false, "HTTP/2: streams to a host share one connection, as browsers do (h2 over TLS, h2c for http://)")
+	fs.values(files(), "token-file", "ca")
+	fs.values(wordsOf(environNames), "token-env")
+}
+
+// environNames are the names of the environment's variables (for
+// completing --token-env).
+func environNames() []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		if name, _, ok := strings.Cut(kv, "="); ok && name != "" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // requestSetup is what the flags make: the headers every request carries,
@@ -158,7 +173,7 @@ func (r *requestFlags) build() (*requestSetup, error) {
 
 	s.tlsConfig, err = tlsutil.ClientConfig(tlsutil.ClientOptions{CAFile: r.ca, Insecure: r.insecure})
 	if err != nil {
-		return nil, err
+		return nil, clientTLSFlags.explain(err)
 	}
 	if r.http2 {
 		s.h2 = &clients.HTTP2{TLSConfig: s.tlsConfig}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/metrics"
@@ -43,12 +44,15 @@ type runOptions struct {
 	setup            *requestSetup // headers, TLS, transport made from req
 	backoff          time.Duration
 	retryOnHTTPError bool
-	httpAddr         string   // --http: live view address; empty: none
-	serverPID        int      // --server-pid: sampled into the samples and /metrics
-	hop              hopFlags // --via-proxy, --fault, --capture
-	maxFileSize      int64    // --max-file-size: bbolt MaxSize of the session file
-	repeat           int      // --repeat: runs of the series (0: one run, no series)
-	expect           string   // --expect: the error class a series counts ("": any)
+	httpAddr         string            // --http: live view address; empty: none
+	serverPID        int               // --server-pid: sampled into the samples and /metrics
+	hop              hopFlags          // --via-proxy, --fault, --capture
+	maxFileSize      int64             // --max-file-size: bbolt MaxSize of the session file
+	texts            map[string]string // the config fields given as flags, by name
+	shardText        string            // --shard
+	sourceText       string            // --source-addr
+	repeat           int               // --repeat: runs of the series (0: one run, no series)
+	expect           string            // --expect: the error class a series counts ("": any)
 	shard            clients.Shard
 	source           *clients.SourceAddrs // --source-addr; nil: the system chooses
 	args             []string
@@ -86,34 +90,52 @@ Scenarios and their defaults (the seed test plan):
   flood         20 connections opened at 1-5 per second, 1h
   long-running  20 steady connections, 72h, monitor every 5m
   churn         10 base connections, one closed and a new one opened per minute, 24h
-  mixed         15 steady + 5-10 variable connections, server message rate 100-1000/min, 48h
+  mixed         15 steady + 5-10 variable connections, server event rate 100-1000/min, 48h
 
-A config file holds the same settings as JSON, e.g.
-  {"scenario": "churn", "connections": 10, "duration": "24h", "churnRate": 1,
-   "symbolGroups": [["AAPL","MSFT"],["AMZN","META"]], "monitorInterval": "5m"}
+A config file holds the same settings as JSON, its keys the flags' names, e.g.
+  {"scenario": "churn", "connections": 10, "duration": "24h", "churn-rate": 1,
+   "symbol-groups": [["AAPL","MSFT"],["AMZN","META"]], "monitor-interval": "5m"}
+(the seed's TestConfig names symbolGroups, churnRate, messageRate and monitorInterval are accepted
+too). Durations need a unit: "duration": 20000 is refused, as 20 s or 5 h 33 min are both readings.
 A group may be served under its own path:
-  "symbolGroups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
+  "symbol-groups": [{"symbols": ["AAPL","MSFT"], "path": "/v2/quotes?s={symbols}"}, ["AMZN"]]`
 
-// runRun is ssestress run.
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseRunArgs(args, stdout)
-	if err != nil {
-		return err
-	}
-	return o.execute(ctx, stdout, stderr)
+var runCmd = &command{
+	name:     "run",
+	summary:  "run a load scenario (flood, long-running, churn, mixed) and record a session file",
+	synopsis: runSynopsis,
+	examples: runExamples,
+	args:     argSpec{none: "settings are flags, e.g. --duration=30s"},
+	setup: func(fs *flagSet) action {
+		o := newRunOptions(fs)
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			o.args = fs.argv
+			if err := o.check(); err != nil {
+				return err
+			}
+			return o.execute(ctx, stdout, stderr)
+		}
+	},
 }
 
-// parseRunArgs parses and checks the command line, loading --config.
-func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
-	o := &runOptions{args: args}
-	fs := newFlags("run")
-	fs.StringVar(&o.configFile, "config", "", "JSON config file (the seed's TestConfig fields; flags override it)")
-	texts := map[string]string{}
+// newRunOptions registers run's flags on fs, bound to the options it
+// returns. bisect reads the same flag set to pass run's flags on.
+func newRunOptions(fs *flagSet) *runOptions {
+	o := &runOptions{texts: map[string]string{}}
+	fs.StringVar(&o.configFile, "config", "", "JSON config `FILE`: keys are these flags' names (the seed's TestConfig names are accepted too); flags given override it")
 	for _, f := range configFields {
-		flag := f.flag
-		fs.Func(flag, f.usage, func(s string) error { texts[flag] = s; return nil })
+		name := f.name
+		if f.duration {
+			fs.Var(&configDuration{name: name, texts: o.texts}, name, f.usage)
+		} else {
+			fs.Func(name, f.usage, func(s string) error { o.texts[name] = s; return nil })
+		}
+		if f.values.kind != valNone {
+			fs.values(f.values, name)
+		}
 	}
-	fs.StringVar(&o.out, "out", "", "session file to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
+	fs.deprecated("message-rate", "event-rate", "SSE events, not messages")
+	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
 	o.req.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
@@ -121,101 +143,139 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	o.hop.register(fs)
-	fs.Func("max-file-size", "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)", func(s string) error {
-		n, err := parseSize(s)
-		o.maxFileSize = n
-		return err
-	})
+	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
 	fs.IntVar(&o.repeat, "repeat", 0, "run the scenario `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
-	var shardText, sourceText string
-	fs.StringVar(&shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
-	fs.StringVar(&sourceText, "source-addr", "", "spread the connections round-robin over these local `ADDRS` (127.0.0.2-127.0.0.9, or a comma list): an ephemeral port range each")
-	if err := parseFlags(fs, args, stdout, runSynopsis, runExamples); err != nil {
+	fs.StringVar(&o.shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
+	fs.StringVar(&o.sourceText, "source-addr", "", "spread the connections round-robin over these local `ADDRS` (127.0.0.2-127.0.0.9, or a comma list): an ephemeral port range each")
+	fs.values(files(), "config", "out")
+	fs.values(wordsOf(func() []string { return errorClasses }), "expect")
+	return o
+}
+
+// configDuration is the flag of a config key that holds a duration: it
+// reads the duration as every duration flag does (a unit required) and
+// keeps the text for the config field, which flags override.
+type configDuration struct {
+	name  string
+	texts map[string]string
+	value time.Duration
+}
+
+func (c *configDuration) String() string {
+	if c == nil || c.value == 0 {
+		return ""
+	}
+	return dur.Format(c.value)
+}
+
+func (c *configDuration) Set(s string) error {
+	d, err := dur.Parse(s)
+	if err != nil {
+		return err
+	}
+	c.value, c.texts[c.name] = d, s
+	return nil
+}
+
+// parseRunArgs parses and checks a run command line, loading --config, as
+// ssestress run does before it starts anything.
+func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
+	fs := newFlagSet(runCmd)
+	o := newRunOptions(fs)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageErrorf("run: unexpected argument %q (settings are flags, e.g. --duration=30s)", fs.Arg(0))
+	if err := runCmd.args.check(runCmd, pos); err != nil {
+		return nil, err
 	}
-	if shardText != "" {
-		sh, err := clients.ParseShard(shardText)
+	o.args = args
+	return o, o.check()
+}
+
+// check checks the parsed flags and builds the configuration: the config
+// file, then the flags given, then the scenario's defaults.
+func (o *runOptions) check() error {
+	if o.shardText != "" {
+		sh, err := clients.ParseShard(o.shardText)
 		if err != nil {
-			return nil, usageErrorf("run: --shard: %v", err)
+			return usageErrorf("run: --shard: %v", err)
 		}
 		o.shard = sh
 	}
 	var sourceAddrs []netip.Addr
-	if sourceText != "" {
-		a, err := clients.ParseSourceAddrs(sourceText)
+	if o.sourceText != "" {
+		a, err := clients.ParseSourceAddrs(o.sourceText)
 		if err != nil {
-			return nil, usageErrorf("run: --source-addr: %v", err)
+			return usageErrorf("run: --source-addr: %v", err)
 		}
 		sourceAddrs = a
 	}
 	repeatNotes, err := checkRepeatFlags("run", o.repeat, &o.expect)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.notes = append(o.notes, repeatNotes...)
 	if o.backoff < 0 {
-		return nil, usageErrorf("run: --backoff must not be negative")
+		return usageErrorf("run: --backoff must not be negative")
 	}
 	setup, err := o.req.build()
 	if err != nil {
-		return nil, usageErrorf("run: %v", err)
+		return usageErrorf("run: %v", err)
 	}
 	o.setup = setup
 	notes, err := o.hop.check("run", setup.http2)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.notes = append(o.notes, notes...)
 	if o.httpAddr != "" {
 		if _, err := liveListenAddr(o.httpAddr); err != nil {
-			return nil, usageErrorf("run: %v", err)
+			return usageErrorf("run: %v", err)
 		}
 	}
 	if o.serverPID < 0 {
-		return nil, usageErrorf("run: --server-pid must be a process id")
+		return usageErrorf("run: --server-pid must be a process id")
 	}
 	if o.serverPID > 0 {
 		if _, err := procstat.Read(o.serverPID); err != nil && !errors.Is(err, procstat.ErrUnsupported) {
-			return nil, usageErrorf("run: --server-pid %d: no such process readable here", o.serverPID)
+			return usageErrorf("run: --server-pid %d: no such process readable here", o.serverPID)
 		}
 	}
 
 	var cfg runConfig
 	if o.configFile != "" {
 		if cfg, err = loadRunConfig(o.configFile); err != nil {
-			return nil, usageErrorf("run: %v", err)
+			return usageErrorf("run: %v", err)
 		}
 	}
 	for _, f := range configFields {
-		if s, ok := texts[f.flag]; ok {
+		if s, ok := o.texts[f.name]; ok {
 			if err := f.fromText(&cfg, s); err != nil {
-				return nil, usageErrorf("run: --%s: %v", f.flag, err)
+				return usageErrorf("run: --%s: %v", f.name, err)
 			}
 		}
 	}
 	given := cfg // before defaults: what the user set
 	cfg = cfg.withDefaults()
 	if given.Variable != "" && cfg.Scenario != clients.Mixed {
-		return nil, usageErrorf("run: variable applies to the mixed scenario only (scenario is %s)", cfg.Scenario)
+		return usageErrorf("run: variable applies to the mixed scenario only (scenario is %s)", cfg.Scenario)
 	}
 	if given.ChurnRate > 0 && cfg.Scenario != clients.Churn && cfg.Scenario != clients.Mixed {
-		o.notes = append(o.notes, fmt.Sprintf("churnRate is used by the churn and mixed scenarios; ignored for %s", cfg.Scenario))
+		o.notes = append(o.notes, fmt.Sprintf("churn-rate is used by the churn and mixed scenarios; ignored for %s", cfg.Scenario))
 	}
-	if given.MessageRate != "" && cfg.Target != "" {
-		o.notes = append(o.notes, "messageRate sets the embedded server's rate; ignored with a target")
+	if given.EventRate != "" && cfg.Target != "" {
+		o.notes = append(o.notes, "event-rate sets the embedded server's rate; ignored with a target")
 	}
 	plan, err := cfg.plan()
 	if err != nil {
-		return nil, usageErrorf("run: %v", err)
+		return usageErrorf("run: %v", err)
 	}
 	if o.shard.Count > 0 {
 		plan.Shard = o.shard
 		if err := plan.Check(); err != nil {
-			return nil, usageErrorf("run: --shard: %v", err)
+			return usageErrorf("run: --shard: %v", err)
 		}
 		if cfg.Target == "" {
 			o.notes = append(o.notes, "--shard without --target: this shard measures its own embedded server, not one shared with the other shards")
@@ -227,7 +287,7 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 			dialed = "http://127.0.0.1/" // the embedded server or the in-process proxy
 		}
 		if err := checkSourceAddrs(sourceAddrs, dialed); err != nil {
-			return nil, err
+			return err
 		}
 		if o.hop.viaProxy {
 			o.notes = append(o.notes, "--source-addr spreads the clients' connections to the in-process proxy; the proxy dials the target from the system's choice")
@@ -235,7 +295,7 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 		o.source = clients.NewSourceAddrs(sourceAddrs)
 	}
 	o.cfg = cfg
-	return o, nil
+	return nil
 }
 
 // checkSourceAddrs refuses source addresses this host does not have, and
@@ -243,7 +303,7 @@ func parseRunArgs(args []string, stdout io.Writer) (*runOptions, error) {
 // family, or loopback sources toward a remote address.
 func checkSourceAddrs(addrs []netip.Addr, target string) error {
 	if err := clients.CheckSourceAddrs(addrs); err != nil {
-		return fmt.Errorf("run: --source-addr: %w", err)
+		return badValue("run: --source-addr", err) // an address this host does not have: a bad value
 	}
 	u, err := clients.StreamURL(target, "", []string{"X"})
 	if err != nil {
@@ -351,7 +411,7 @@ func (t *runTarget) stop() {
 }
 
 // startRunTarget returns the service to measure: the --target, or the embedded
-// server started on a free loopback port with the scenario's message rate.
+// server started on a free loopback port with the scenario's event rate.
 // With useTLS the embedded server listens with TLS and HTTP/2 on a
 // certificate generated for the run (run --http2 then measures what
 // browsers do against production: h2 over TLS).
@@ -367,7 +427,7 @@ func startRunTarget(cfg runConfig, useTLS bool) (*runTarget, error) {
 			{Role: session.RoleTarget, Addr: clients.HostPort(u), URL: redactURL(cfg.Target)},
 		}}, nil
 	}
-	rate, err := feed.ParseRate(cfg.MessageRate)
+	rate, err := feed.ParseRate(cfg.EventRate)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +456,11 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := checkRunFDLimit(o.cfg, plan); err != nil {
+	perConn := 1
+	if o.cfg.Target == "" {
+		perConn = 2 // the embedded server's side too
+	}
+	if err := checkCapacity(plan.Concurrent(), perConn); err != nil {
 		return err
 	}
 	errOut := &lockedWriter{w: stderr}
@@ -495,56 +559,40 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 		}
 	}
 
-	start := time.Now()
-	w, err := session.Create(path, session.Options{MaxSize: int(o.maxFileSize), OnError: func(err error) {
-		fmt.Fprintln(errOut, "ssestress:", err)
-	}})
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
 	stored := cfg
 	stored.Target = redactURL(cfg.Target)
 	cfgJSON, _ := json.Marshal(stored)
-	host, _ := os.Hostname()
-	info := session.RunInfo{
-		Tool: "ssestress " + version, Command: "run", Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario,
-		Target: redactURL(tgt.url), Config: cfgJSON, Shard: o.shard.String(), Host: host, PID: os.Getpid(), StartedAt: start,
-		TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+	ss, err := openSession(sessionSpec{
+		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: errOut,
+		info: session.RunInfo{
+			Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario, Target: redactURL(tgt.url), Config: cfgJSON,
+			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+		},
+		endpoints: tgt.endpoints,
+	})
+	if err != nil {
+		return nil, err
 	}
-	w.PutMeta(session.MetaRun, info)
+	defer ss.close()
 	var targetAddrs []string
 	for _, e := range tgt.endpoints {
-		w.Put(e)
 		targetAddrs = append(targetAddrs, e.Addr)
 	}
-	w.Flush() // the run's identity is on disk before the first connection
 	// The proxy and the capture go between the clients and the target; the
 	// proxy records its own endpoints.
-	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, w, path, errOut)
+	clientURL, hops, err := o.hop.start(ctx, tgt.url, setup.tlsConfig, targetAddrs, ss.w, path, errOut)
 	if err != nil {
 		return nil, err
 	}
 	defer hops.stop()
 
-	which := "embedded server, " + cfg.MessageRate + " msg/min per group"
-	if tgt.embedded == nil {
-		which = "target"
-	}
-	if setup.http2 {
-		which += ", HTTP/2"
-	}
-	if o.source != nil {
-		which += fmt.Sprintf(", from %d source addresses", len(o.source.Addrs()))
-	}
-	fmt.Fprintf(errOut, "ssestress run: %s, %s for %v against %s (%s); session file %s\n",
-		cfg.Scenario, describePlan(cfg, plan), cfg.Duration, redactURL(tgt.url), which, path)
+	fmt.Fprintf(errOut, "ssestress run: %s; session file %s\n", o.describe(plan, tgt), path)
 
 	counters := &clients.Counters{}
 	opts := &clients.Options{
 		Transport: setup.transport, Header: setup.header, Redact: setup.redact,
 		UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
-		RetryOnHTTPError: o.retryOnHTTPError, Recorder: w, Counters: counters,
+		RetryOnHTTPError: o.retryOnHTTPError, Recorder: ss.w, Counters: counters,
 		// Open connections are rewritten with their progress as often as
 		// the monitor samples, but at most once a second each.
 		Checkpoint: max(time.Duration(cfg.MonitorInterval), time.Second),
@@ -552,73 +600,69 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	if o.backoff > 0 {
 		opts.Backoff = clients.Backoff{Max: o.backoff, Jitter: 0.5}
 	}
-	mon := &clients.Monitor{
-		Interval: time.Duration(cfg.MonitorInterval), Counters: counters, Recorder: w,
-		Out: errOut, Terminal: writerIsTerminal(o.stderrFile(errOut)), Start: start, ServerPID: o.serverPID,
-	}
-
 	// The live view's /report reads the file in use, then the closed file.
-	var live *liveView
-	file := &liveFile{path: path, w: w}
-	if o.httpAddr != "" {
-		live, err = startLiveView(liveConfig{
-			addr:    o.httpAddr,
-			collect: runMetrics("run", cfg.Scenario, start, counters, w, setup, o.serverPID),
-			report:  file.report,
-			session: path,
-		})
-		if err != nil {
-			return nil, err
-		}
-		defer live.close()
-		fmt.Fprintf(errOut, "ssestress run: live view on %s/metrics and %s/report\n", live.URL, live.URL)
+	if err := ss.serveLive(o.httpAddr, runMetrics("run", cfg.Scenario, ss.startedAt(), counters, ss.w, setup, o.serverPID)); err != nil {
+		return nil, err
 	}
-
-	monCtx, stopMon := context.WithCancel(context.Background())
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); mon.Run(monCtx) }()
+	mon := &clients.Monitor{
+		Interval: time.Duration(cfg.MonitorInterval), Counters: counters,
+		Out: errOut, Terminal: writerIsTerminal(o.stderrFile(errOut)), Start: ss.startedAt(), ServerPID: o.serverPID,
+	}
+	ss.monitor(mon)
 
 	res, runErr := clients.Run(ctx, clients.RunConfig{
 		Plan: plan, Duration: time.Duration(cfg.Duration), Target: clientURL, Path: cfg.Path,
 		Groups: cfg.SymbolGroups, GroupPaths: cfg.GroupPaths, Options: opts,
 	})
-	stopMon()
-	<-monDone
+	ss.stopMonitor()
 	setup.close()
 	hops.stop()
 
-	sum := session.Summary{
-		Scenario:        cfg.Scenario,
-		DurationS:       res.Elapsed.Seconds(),
-		Clients:         counters.Streams.Load(),
-		Attempts:        counters.Attempts.Load(),
-		ActiveMax:       counters.ActiveMax.Load(),
-		Events:          counters.Events.Load(),
-		Reconnects:      counters.Reconnects.Load(),
-		Errors:          counters.Errors(),
-		MemoryPeakBytes: mon.PeakMemory(),
-		SessionFile:     path,
-		Interrupted:     res.Interrupted,
-		RecordsDropped:  w.Dropped(),
+	sum := clientSummary(cfg.Scenario, res.Elapsed, counters, mon, res.Interrupted)
+	if err := ss.end(&sum); err != nil {
+		return nil, err
 	}
-	if s := res.Elapsed.Seconds(); s > 0 {
-		sum.EventsPerS = float64(sum.Events) / s
+	if o.hop.viaProxy || o.hop.capture {
+		ss.attribute(ctx, errOut)
 	}
-	info.EndedAt = time.Now()
-	w.PutMeta(session.MetaRun, info)
-	w.PutMeta(session.MetaSummary, sum)
-	if err := file.close(); err != nil {
-		return nil, fmt.Errorf("session file %s: %w", path, err)
-	}
-	o.hop.attribute(ctx, path, errOut)
 	if o.afterRun != nil {
-		o.afterRun(live)
+		o.afterRun(ss.live)
 	}
-	live.close()
+	ss.close()
 	if runErr != nil {
 		return nil, runErr
 	}
 	return &runResult{sum: sum, maxLag: mon.MaxLag(), allFailed: res.AllFailed}, nil
+}
+
+// describe is the run's first line: the scenario, the target, and every
+// duration the run uses, rounded, so that a config's units can be checked
+// at a glance ("duration": "20000" would show 5h33m20s here).
+func (o *runOptions) describe(plan clients.Plan, tgt *runTarget) string {
+	cfg := o.cfg
+	which := "embedded server, " + cfg.EventRate + " events/min per group"
+	if tgt.embedded == nil {
+		which = "target"
+	}
+	if o.setup.http2 {
+		which += ", HTTP/2"
+	}
+	if o.source != nil {
+		which += fmt.Sprintf(", from %d source addresses", len(o.source.Addrs()))
+	}
+	line := fmt.Sprintf("%s, %s for %s against %s (%s); monitor every %s",
+		cfg.Scenario, describePlan(cfg, plan), dur.Format(time.Duration(cfg.Duration)), redactURL(tgt.url), which,
+		dur.Format(time.Duration(cfg.MonitorInterval)))
+	if o.backoff > 0 {
+		line += ", reconnect backoff up to " + dur.Format(o.backoff)
+	}
+	if o.hop.viaProxy {
+		line += ", proxy keepalive " + dur.Format(time.Duration(o.hop.keepalive))
+		if o.hop.timeScale != 1 {
+			line += fmt.Sprintf(", fault durations ÷%v", o.hop.timeScale)
+		}
+	}
+	return line
 }
 
 // stderrFile returns the writer the status line goes to, unwrapped, so
@@ -628,42 +672,6 @@ func (o *runOptions) stderrFile(w io.Writer) io.Writer {
 		return lw.w
 	}
 	return w
-}
-
-// liveFile is a session file as the live view's /report reads it: through
-// the writer while the run holds it, then from the closed file. Its lock
-// keeps a report off the file while the writer closes it.
-type liveFile struct {
-	path   string
-	w      *session.Writer
-	mu     sync.RWMutex
-	closed bool
-}
-
-func (f *liveFile) report(out io.Writer, format string) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var (
-		rep *analysis.Report
-		err error
-	)
-	if f.closed {
-		rep, err = analysis.LoadFiles(f.path)
-	} else {
-		rep, err = analysis.Load(f.w.Reader())
-	}
-	if err != nil {
-		return err
-	}
-	return analysis.Render(out, rep, format)
-}
-
-// close closes the writer with no report reading it.
-func (f *liveFile) close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	return f.w.Close()
 }
 
 // useSource makes the transport dial from the source addresses (nil:
@@ -840,10 +848,10 @@ func describePlan(cfg runConfig, plan clients.Plan) string {
 	s := fmt.Sprintf("%d connections opened at %s/s", cfg.Connections, cfg.Rate)
 	switch cfg.Scenario {
 	case clients.Churn:
-		s += fmt.Sprintf(", one replaced every %v", plan.Churn.Round(time.Millisecond))
+		s += fmt.Sprintf(", one replaced every %s", dur.Format(plan.Churn))
 	case clients.Mixed:
-		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %v)",
-			cfg.Connections, plan.VariableMin, plan.VariableMax, plan.Churn.Round(time.Millisecond))
+		s = fmt.Sprintf("%d steady + %d-%d variable connections (changing every %s)",
+			cfg.Connections, plan.VariableMin, plan.VariableMax, dur.Format(plan.Churn))
 	}
 	switch sh := plan.Shard; {
 	case sh.Count == 1:
@@ -868,20 +876,6 @@ func ordinalSuffix(n int) string {
 		return "rd"
 	}
 	return "th"
-}
-
-// defaultSessionPath is ssestress-<scenario>-<timestamp>.db in the working
-// directory, with a -2, -3 ... suffix if that file exists.
-func defaultSessionPath(scenario string, now time.Time) string {
-	base := "ssestress-" + scenario + "-" + now.Format("20060102-150405")
-	name := base + ".db"
-	for i := 2; i < 1000; i++ {
-		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		name = base + "-" + strconv.Itoa(i) + ".db"
-	}
-	return name
 }
 
 // printRunSummary renders the summary table: one column per scenario.
@@ -951,15 +945,22 @@ func printSummaryTable(w io.Writer, s session.Summary, rows [][]string) error {
 }
 
 // lockedWriter serialises writes from the monitor and the session writer's
-// error callback.
+// error callback; with stamp, each write (a line) starts with the time, as
+// the proxy's log does.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     io.Writer
+	stamp bool
 }
 
 func (s *lockedWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stamp {
+		if _, err := io.WriteString(s.w, time.Now().Format("15:04:05.000")+" "); err != nil {
+			return 0, err
+		}
+	}
 	return s.w.Write(p)
 }
 
@@ -972,34 +973,6 @@ func writerIsTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// checkRunFDLimit raises the soft limit on open files to the hard limit and
-// refuses a run that cannot hold its connections: each takes a descriptor,
-// and with the embedded server in the same process, two.
-func checkRunFDLimit(cfg runConfig, plan clients.Plan) error {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return nil // not knowable here: let the run find out
-	}
-	if lim.Cur < lim.Max {
-		raised := lim
-		raised.Cur = lim.Max
-		if unix.Setrlimit(unix.RLIMIT_NOFILE, &raised) == nil {
-			lim = raised
-		}
-	}
-	concurrent := uint64(plan.Concurrent())
-	perConn := uint64(1)
-	if cfg.Target == "" {
-		perConn = 2
-	}
-	const reserve = 64 // session file, listener, stdio, DNS, ...
-	if need := concurrent*perConn + reserve; need > lim.Cur {
-		return fmt.Errorf("%d connections need about %d file descriptors, but the limit is %d (raise it with ulimit -n, or use fewer connections)",
-			concurrent, need, lim.Cur)
-	}
-	return nil
 }
 
 // runMetrics returns the /metrics families of a run, read from the same

@@ -32,7 +32,7 @@ func TestRunRepeatDeterministicFault(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=2", "--rate=100",
-		"--duration=1s", "--message-rate=1200", "--fault", "reset:hop=upstream,after=300ms",
+		"--duration=1s", "--event-rate=1200", "--fault", "reset:hop=upstream,after=300ms",
 		"--repeat", "5", "--expect", "econnreset", "--json", "--out="+filepath.Join(dir, "det.db"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -100,7 +100,7 @@ func TestRunRepeatToxicity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=1",
-		"--duration=800ms", "--message-rate=1200", "--fault", "reset:hop=upstream,after=200ms,toxicity=0.5",
+		"--duration=800ms", "--event-rate=1200", "--fault", "reset:hop=upstream,after=200ms,toxicity=0.5",
 		"--repeat", "5", "--json", "--out="+filepath.Join(dir, "tox.db"))
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -183,7 +183,7 @@ func TestRunSourceAddr(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--connections=6", "--rate=100", "--duration=1s",
-		"--message-rate=1200", "--source-addr", "127.0.0.2-127.0.0.3,127.0.0.9", "--json", "--out="+out)
+		"--event-rate=1200", "--source-addr", "127.0.0.2-127.0.0.3,127.0.0.9", "--json", "--out="+out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -210,7 +210,7 @@ func TestRunSourceAddr(t *testing.T) {
 	// address.
 	out2 := filepath.Join(dir, "src-h2.db")
 	_, stderr, code = runCLI(t, ctx, "run", "--connections=3", "--rate=100", "--duration=1s", "--http2",
-		"--message-rate=1200", "--source-addr", "127.0.0.5", "--out="+out2)
+		"--event-rate=1200", "--source-addr", "127.0.0.5", "--out="+out2)
 	if code != 0 {
 		t.Fatalf("--http2: exit %d: %s", code, stderr)
 	}
@@ -238,7 +238,7 @@ func TestRunSourceAddr(t *testing.T) {
 		}
 		args := append([]string{"run", "--duration=1s", "--out=" + filepath.Join(dir, "never.db")}, tc.args...)
 		stdout, stderr, code := runCLI(t, ctx, args...)
-		if want := "ssestress: " + tc.want + "\n"; stderr != want || code == 0 || stdout != "" {
+		if want := "ssestress: " + tc.want + "\n"; stderr != want || code != 2 || stdout != "" {
 			t.Errorf("%v: exit %d, stderr %q; want %q", tc.args, code, stderr, want)
 		}
 	}

@@ -86,7 +86,7 @@ func TestRunBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	tooMany := lim.Max/2 + 1 // with the embedded server each takes two descriptors
-	fdMsg, fdCode := fmt.Sprintf("%d connections need about %d file descriptors, but the limit is %d (raise it with ulimit -n, or use fewer connections)",
+	fdMsg, fdCode := fmt.Sprintf("%d connections need about %d file descriptors in this process but the limit is %d (the hard limit; raise it with ulimit -Hn or systemd's LimitNOFILE); or use fewer --connections, split the run with --shard, or give --target so the server runs in another process",
 		tooMany, 2*tooMany+64, lim.Max), 1
 	if tooMany > maxConnections { // an unlimited descriptor limit: the range check answers first
 		fdMsg, fdCode = fmt.Sprintf("run: --connections: must be a positive integer up to %d, got %d", maxConnections, tooMany), 2
@@ -101,9 +101,9 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown flag", []string{"run", "--bogus"},
 			"run: flag provided but not defined: -bogus (see ssestress run --help)", 2},
 		{"bad duration", []string{"run", "--duration=forever"},
-			`run: --duration: invalid duration "forever" (use e.g. 30s, 1h, 72h, 3d)`, 2},
+			`run: invalid value "forever" for flag -duration: invalid duration "forever" (use e.g. 30s, 1h, 72h, 3d) (see ssestress run --help)`, 2},
 		{"negative duration", []string{"run", "--duration=-5s"},
-			`run: --duration: invalid duration "-5s" (use e.g. 30s, 1h, 72h, 3d)`, 2},
+			`run: invalid value "-5s" for flag -duration: invalid duration "-5s": negative (see ssestress run --help)`, 2},
 		{"zero connections", []string{"run", "--connections=0"},
 			"run: --connections: must be a positive integer up to 1000000, got 0", 2},
 		{"connections not a number", []string{"run", "--connections=many"},
@@ -123,15 +123,15 @@ func TestRunBadInput(t *testing.T) {
 		{"positional argument", []string{"run", "flood"},
 			`run: unexpected argument "flood" (settings are flags, e.g. --duration=30s)`, 2},
 		{"missing config", []string{"run", "--config=" + filepath.Join(dir, "none.json")},
-			"run: config file: stat " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
+			"run: --config: stat " + filepath.Join(dir, "none.json") + ": no such file or directory", 2},
 		{"malformed config", []string{"run", "--config=" + malformed},
 			"run: " + malformed + ": invalid JSON: unexpected end of file", 2},
 		{"unknown field in config", []string{"run", "--config=" + unknown},
-			"run: " + unknown + `:3: unknown field "symbols" (did you mean "symbolGroups"?)`, 2},
+			"run: " + unknown + `:3: unknown key "symbols" (did you mean "symbol-groups"?)`, 2},
 		{"bad value in config", []string{"run", "--config=" + badValue},
-			"run: " + badValue + `:1: field "connections": must be a positive integer up to 1000000, got -3`, 2},
+			"run: " + badValue + `:1: "connections": must be a positive integer up to 1000000, got -3`, 2},
 		{"the config is read before the flags", []string{"run", "--config=" + badValue, "--connections=x"},
-			"run: " + badValue + `:1: field "connections": must be a positive integer up to 1000000, got -3`, 2},
+			"run: " + badValue + `:1: "connections": must be a positive integer up to 1000000, got -3`, 2},
 		{"unreachable target", []string{"run", "--target=http://" + dead, "--duration=5s", "--out=" + filepath.Join(dir, "never.db")},
 			"cannot reach target http://" + dead + ": dial tcp " + dead + ": connect: connection refused (ECONNREFUSED)", 1},
 		{"existing session file", []string{"run", "--duration=1s", "--out=" + existing},
@@ -172,7 +172,7 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=6", "--rate=30",
-		"--duration=1500ms", "--monitor-interval=200ms", "--message-rate=3000", "--json", "--out="+out)
+		"--duration=1500ms", "--monitor-interval=200ms", "--event-rate=3000", "--json", "--out="+out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -209,7 +209,7 @@ func TestRunFloodEmbeddedJSON(t *testing.T) {
 		t.Fatalf("run info %+v, counts %v", rep.Run, rep.Counts)
 	}
 	var cfg runConfig
-	if err := json.Unmarshal(rep.Run.Config, &cfg); err != nil || cfg.Connections != 6 || cfg.MessageRate != "3000" {
+	if err := json.Unmarshal(rep.Run.Config, &cfg); err != nil || cfg.Connections != 6 || cfg.EventRate != "3000" {
 		t.Fatalf("stored config %s (%v)", rep.Run.Config, err)
 	}
 }
@@ -230,7 +230,7 @@ func TestRunConfigFileAndFlags(t *testing.T) {
   "connections": 50,
   "duration": "72h",
   "symbolGroups": [["AAPL", "MSFT"], ["AMZN", "META"]],
-  "monitorInterval": 0.2,
+  "monitorInterval": "200ms",
   "rate": "40"
 }`), 0o644)
 	out := filepath.Join(dir, "lr.db")
@@ -401,8 +401,8 @@ func TestInspectRejectsOtherFiles(t *testing.T) {
 		{[]string{"inspect", text}, text + " is not an ssestress session file (too short to be a bbolt file)", 4},
 		{[]string{"inspect", big}, big + " is not an ssestress session file (not a bbolt database)", 4},
 		{[]string{"inspect", filepath.Join(dir, "none.db")}, "stat " + filepath.Join(dir, "none.db") + ": no such file or directory", 1},
-		{[]string{"inspect"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},
-		{[]string{"inspect", "a.db", "b.db"}, "inspect: give one session file (usage: ssestress inspect FILE [--json])", 2},
+		{[]string{"inspect"}, "inspect: no session file given (usage: ssestress inspect FILE [--json])", 2},
+		{[]string{"inspect", "a.db", "b.db"}, `inspect: one session file only, got "a.db" and "b.db"`, 2},
 	} {
 		stdout, stderr, code := runCLI(t, context.Background(), tc.args...)
 		if want := "ssestress: " + tc.msg + "\n"; stderr != want || code != tc.code || stdout != "" {

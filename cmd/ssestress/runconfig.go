@@ -20,20 +20,22 @@ import (
 )
 
 // runConfig is a run's configuration. Its JSON form is the config file of
-// run --config: the seed's TestConfig fields (connections, duration,
-// symbolGroups, churnRate, messageRate, monitorInterval) plus scenario,
-// target and a few of ours. Every field is also a flag of the same name in
-// kebab case (symbolGroups is --symbol-groups); flags override the file. A
-// zero value means the scenario's default.
+// run --config, whose keys are the flags' names (one rule for every config
+// file: a key is the flag it stands for, kebab case). The seed's
+// TestConfig names are accepted as aliases (symbolGroups, churnRate,
+// messageRate, monitorInterval; see configFields); flags override the
+// file. A zero value means the scenario's default. Durations are strings
+// with a unit ("30s", "72h", "3d"): a bare number is refused with both of
+// its readings.
 type runConfig struct {
 	Scenario        string       `json:"scenario"`
 	Target          string       `json:"target,omitempty"` // empty: the embedded server
 	Connections     int          `json:"connections"`      // steady (mixed), base (churn) or all
 	Duration        dur.Duration `json:"duration"`
-	SymbolGroups    [][]string   `json:"symbolGroups"`
-	ChurnRate       float64      `json:"churnRate,omitempty"`   // per minute
-	MessageRate     string       `json:"messageRate,omitempty"` // embedded server, per minute per group
-	MonitorInterval dur.Duration `json:"monitorInterval"`
+	SymbolGroups    [][]string   `json:"symbol-groups"`
+	ChurnRate       float64      `json:"churn-rate,omitempty"` // per minute
+	EventRate       string       `json:"event-rate,omitempty"` // embedded server, SSE events per minute per group
+	MonitorInterval dur.Duration `json:"monitor-interval"`
 	Rate            string       `json:"rate"`               // connections opened per second: 5 or 1-5
 	Variable        string       `json:"variable,omitempty"` // mixed: size range of the variable set
 	Path            string       `json:"path"`               // request template, {symbols} = the group
@@ -57,7 +59,7 @@ func (c runConfig) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		plain
-		SymbolGroups []any `json:"symbolGroups"`
+		SymbolGroups []any `json:"symbol-groups"`
 	}{plain(c), groups})
 }
 
@@ -67,11 +69,16 @@ type groupObject struct {
 	Path    string   `json:"path"`
 }
 
-// configField is one key of the config file and its flag.
+// configField is one key of the config file and the flag of the same
+// name.
 type configField struct {
-	key   string // JSON key
-	flag  string // flag name
-	usage string
+	name  string // the flag's name and the config file's key
+	alias string // the seed's TestConfig name, accepted in a config file ("" when the same)
+	// duration: the value is a duration, typed with a unit.
+	duration bool
+	usage    string
+	// values is what completion offers for the flag's value.
+	values valueSpec
 	// fromJSON and fromText set the field from a JSON value or a flag
 	// string; their errors say what is wrong with the value, not where.
 	fromJSON func(c *runConfig, raw json.RawMessage) error
@@ -86,13 +93,13 @@ const minMonitorInterval = 100 * time.Millisecond
 const maxConnections = 1_000_000
 
 var configFields = []configField{
-	{"scenario", "scenario", "`name` of the scenario: " + strings.Join(clients.Scenarios, ", "),
+	{"scenario", "", false, "`NAME` of the scenario: " + strings.Join(clients.Scenarios, ", "), words(clients.Scenarios...),
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setScenario) },
 		(*runConfig).setScenario},
-	{"target", "target", "`URL` of the SSE service (default: start the embedded server); {symbols} marks where the group goes",
+	{"target", "", false, "`URL` of the SSE service (default: start the embedded server); {symbols} marks where the group goes", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setTarget) },
 		(*runConfig).setTarget},
-	{"connections", "connections", "`N` connections: all (flood, long-running), steady (mixed) or base (churn)",
+	{"connections", "", false, "`N` connections: all (flood, long-running), steady (mixed) or base (churn)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			n, err := configInt(raw)
 			if err != nil {
@@ -107,10 +114,10 @@ var configFields = []configField{
 			}
 			return c.setConnections(n)
 		}},
-	{"duration", "duration", "run length `D`: 30s, 1h, 72h, 3d",
+	{"duration", "", true, "run length `D`: 30s, 1h, 72h, 3d", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return c.setDuration(&c.Duration, raw, 0) },
 		func(c *runConfig, s string) error { return c.setDurationText(&c.Duration, s, 0) }},
-	{"symbolGroups", "symbol-groups", "symbol `groups` assigned round-robin: 'AAPL,MSFT;AMZN,META' (groups separated by ;)",
+	{"symbol-groups", "symbolGroups", false, "symbol `GROUPS` assigned round-robin: 'AAPL,MSFT;AMZN,META' (groups separated by ;)", valueSpec{},
 		(*runConfig).groupsFromJSON,
 		func(c *runConfig, s string) error {
 			var groups [][]string
@@ -120,7 +127,7 @@ var configFields = []configField{
 			c.GroupPaths = nil // the flag replaces the file's groups, paths included
 			return c.setGroups(groups)
 		}},
-	{"churnRate", "churn-rate", "`N` per minute: connections replaced (churn), changes of the variable set (mixed)",
+	{"churn-rate", "churnRate", false, "`N` per minute: connections replaced (churn), changes of the variable set (mixed)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			var v float64
 			if err := json.Unmarshal(raw, &v); err != nil {
@@ -135,26 +142,26 @@ var configFields = []configField{
 			}
 			return c.setChurnRate(v)
 		}},
-	{"messageRate", "message-rate", "embedded server's `rate` in messages per minute per symbol group: 600 or 100-1000",
-		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setMessageRate) },
-		(*runConfig).setMessageRate},
-	{"monitorInterval", "monitor-interval", "`D` between stored samples of the metrics",
+	{"event-rate", "messageRate", false, "embedded server's `RATE` in SSE events per minute per symbol group: 600 or 100-1000", valueSpec{},
+		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setEventRate) },
+		(*runConfig).setEventRate},
+	{"monitor-interval", "monitorInterval", true, "`D` between stored samples of the metrics", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			return c.setDuration(&c.MonitorInterval, raw, minMonitorInterval)
 		},
 		func(c *runConfig, s string) error {
 			return c.setDurationText(&c.MonitorInterval, s, minMonitorInterval)
 		}},
-	{"rate", "rate", "`rate` of connections opened per second while ramping up: 5 or 1-5",
+	{"rate", "", false, "`RATE` of connections opened per second while ramping up: 5 or 1-5", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setRate) },
 		(*runConfig).setRate},
-	{"variable", "variable", "mixed: size `range` of the variable set, e.g. 5-10",
+	{"variable", "", false, "mixed: size `RANGE` of the variable set, e.g. 5-10", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configNumberOrString(raw, c.setVariable) },
 		(*runConfig).setVariable},
-	{"path", "path", "request `path` and query template; {symbols} becomes the group (default " + clients.DefaultPath + ")",
+	{"path", "", false, "request `PATH` and query template; {symbols} becomes the group (default " + clients.DefaultPath + ")", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error { return configString(raw, c.setPath) },
 		(*runConfig).setPath},
-	{"seed", "seed", "`seed` of the pacing and variable-set draws (same seed, same schedule)",
+	{"seed", "", false, "`SEED` of the pacing and variable-set draws (same seed, same schedule)", valueSpec{},
 		func(c *runConfig, raw json.RawMessage) error {
 			n, err := configInt(raw)
 			if err != nil || n < 0 {
@@ -200,7 +207,7 @@ func (c *runConfig) setConnections(n int) error {
 func (c *runConfig) setDuration(d *dur.Duration, raw json.RawMessage, minimum time.Duration) error {
 	var v dur.Duration
 	if err := v.UnmarshalJSON(raw); err != nil {
-		return err
+		return err // a *dur.BareNumberError for a number without a unit
 	}
 	return checkDuration(d, v, minimum)
 }
@@ -333,12 +340,12 @@ func (c *runConfig) setChurnRate(v float64) error {
 	return nil
 }
 
-func (c *runConfig) setMessageRate(s string) error {
+func (c *runConfig) setEventRate(s string) error {
 	r, err := feed.ParseRate(s)
 	if err != nil {
 		return err
 	}
-	c.MessageRate = r.String()
+	c.EventRate = r.String()
 	return nil
 }
 
@@ -399,8 +406,8 @@ func (c runConfig) withDefaults() runConfig {
 	if c.ChurnRate == 0 && d.ChurnRate > 0 {
 		c.ChurnRate = d.ChurnRate
 	}
-	if c.MessageRate == "" {
-		c.MessageRate = d.MessageRate
+	if c.EventRate == "" {
+		c.EventRate = d.MessageRate
 	}
 	if c.MonitorInterval == 0 {
 		c.MonitorInterval = dur.Duration(d.MonitorInterval)
@@ -443,7 +450,7 @@ const maxRunConfigSize = 1 << 20
 func loadRunConfig(path string) (runConfig, error) {
 	raw, err := inputfile.ReadFile(path, maxRunConfigSize)
 	if err != nil {
-		return runConfig{}, fmt.Errorf("config file: %w", err)
+		return runConfig{}, fmt.Errorf("--config: %w", err)
 	}
 	return parseRunConfig(path, raw)
 }
@@ -488,17 +495,21 @@ func parseRunConfig(name string, raw []byte) (runConfig, error) {
 		}
 		f := fieldByKey(key)
 		if f == nil {
-			return c, fmt.Errorf("%s: unknown field %q%s", at, key, suggestConfigKey(key))
+			return c, fmt.Errorf("%s: unknown key %q%s", at, key, suggestConfigKey(key))
 		}
-		if seen[key] {
-			return c, fmt.Errorf("%s: field %q given twice", at, key)
+		if seen[f.name] {
+			return c, fmt.Errorf("%s: %q given twice%s", at, key, f.twice())
 		}
-		seen[key] = true
+		seen[f.name] = true
 		if string(val) == "null" {
-			return c, fmt.Errorf("%s: field %q: null is not a value (leave the field out for the default)", at, key)
+			return c, fmt.Errorf("%s: %q: null is not a value (leave the key out for the default)", at, key)
 		}
 		if err := f.fromJSON(&c, val); err != nil {
-			return c, fmt.Errorf("%s: field %q: %v", at, key, err)
+			var bare *dur.BareNumberError
+			if errors.As(err, &bare) {
+				return c, fmt.Errorf("%s: %q: %s — %s", at, key, bare.Text, bare.Hint())
+			}
+			return c, fmt.Errorf("%s: %q: %v", at, key, err)
 		}
 	}
 	if _, err := dec.Token(); err != nil {
@@ -510,36 +521,50 @@ func parseRunConfig(name string, raw []byte) (runConfig, error) {
 	return c, nil
 }
 
+// fieldByKey finds a config key: a flag's name or the seed's alias of it.
 func fieldByKey(key string) *configField {
 	for i := range configFields {
-		if configFields[i].key == key {
-			return &configFields[i]
+		if f := &configFields[i]; f.name == key || (f.alias != "" && f.alias == key) {
+			return f
 		}
 	}
 	return nil
 }
 
+// twice says, for a key given twice, that its alias counts as it.
+func (f *configField) twice() string {
+	if f.alias == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%q and %q are one key)", f.name, f.alias)
+}
+
 // suggestConfigKey names the closest known key to a misspelt one, or lists them.
 func suggestConfigKey(key string) string {
 	best, bestDist := "", 3
-	keys := make([]string, len(configFields))
+	var keys []string
 	lower := strings.ToLower(key)
-	for i, f := range configFields {
-		keys[i] = f.key
-		known := strings.ToLower(f.key)
-		d := editDistance(lower, known)
-		if commonPrefix(lower, known) >= 5 {
-			d = min(d, 1) // "symbols" for "symbolGroups", "durationSeconds" for "duration"
-		}
-		if d < bestDist {
-			best, bestDist = f.key, d
+	for _, f := range configFields {
+		keys = append(keys, f.name)
+		for _, k := range []string{f.name, f.alias} {
+			if k == "" {
+				continue
+			}
+			known := strings.ToLower(k)
+			d := editDistance(lower, known)
+			if commonPrefix(lower, known) >= 5 {
+				d = min(d, 1) // "symbols" for "symbolGroups", "durationSeconds" for "duration"
+			}
+			if d < bestDist {
+				best, bestDist = f.name, d
+			}
 		}
 	}
 	if best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	sort.Strings(keys)
-	return " (known fields: " + strings.Join(keys, ", ") + ")"
+	return " (known keys: " + strings.Join(keys, ", ") + ")"
 }
 
 func commonPrefix(a, b string) int {

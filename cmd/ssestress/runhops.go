@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -35,16 +34,34 @@ type hopFlags struct {
 	cmd       string // the subcommand, for messages: run, replay run
 }
 
-func (h *hopFlags) register(fs *flag.FlagSet) {
+func (h *hopFlags) register(fs *flagSet) {
 	fs.BoolVar(&h.viaProxy, "via-proxy", false, "start the fault proxy in-process between the clients and the target (implied by --fault)")
 	fs.Var(&h.faults, "fault", "fault the in-process proxy injects: `KIND[:key=value,...]` or preset:NAME (repeatable; see ssestress proxy --help)")
-	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: reset, eof or abort")
+	fs.StringVar(&h.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "with --via-proxy: what the client gets when the upstream fails mid-stream: `ACTION` reset, eof or abort")
 	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
-	fs.StringVar(&h.iface, "iface", "", "with --capture: interfaces, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
-	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap file to write (default: the session file's name with .pcap)")
+	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
+	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	fs.values(valueSpec{kind: valFault}, "fault")
+	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
+	fs.values(wordsOf(interfaceNames), "iface")
+	fs.values(files(), "pcap")
+}
+
+// interfaceNames are the host's network interfaces (for completing
+// --iface).
+func interfaceNames() []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(ifs))
+	for i, f := range ifs {
+		names[i] = f.Name
+	}
+	return names
 }
 
 // check parses the faults and checks the combinations; it returns notes
@@ -165,16 +182,6 @@ func (hp *hops) stop() {
 		hp.capture.Stop()
 		hp.capture = nil
 	}
-}
-
-// attribute runs the attribution on the closed session file when there
-// is evidence beyond the clients' own errors, and says in one line what it
-// found (the verdict's first sentence).
-func (h *hopFlags) attribute(ctx context.Context, path string, errOut io.Writer) {
-	if !h.viaProxy && !h.capture {
-		return
-	}
-	endOfRunAttribution(ctx, h.command(), path, errOut)
 }
 
 // splitOrigin splits a target URL (which may hold a {symbols} template)

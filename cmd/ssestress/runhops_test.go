@@ -22,7 +22,7 @@ func TestRunViaProxyResetHalf(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	stdout, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=20", "--rate=100",
-		"--duration=3s", "--message-rate=1200", "--json", "--out="+out,
+		"--duration=3s", "--event-rate=1200", "--json", "--out="+out,
 		"--fault", "reset:hop=upstream,after=1s,toxicity=0.5")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -90,7 +90,7 @@ func TestRunCapture(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
 	_, stderr, code := runCLI(t, ctx, "run", "--scenario=flood", "--connections=4", "--rate=100",
-		"--duration=2s", "--message-rate=1200", "--out="+out, "--capture",
+		"--duration=2s", "--event-rate=1200", "--out="+out, "--capture",
 		"--fault", "reset:hop=client,after=500ms")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -155,19 +155,6 @@ func TestRunHopFlagsBadInput(t *testing.T) {
 		_, stderr, code := runCLI(t, ctx, args...)
 		if code == 0 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q; want one line containing %q", tc.args, code, stderr, tc.want)
-		}
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"1024": 1024, "500MB": 500e6, "2GiB": 2 << 30, "1.5 kb": 1500, "64m": 64 << 20} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "MB", "-5MB", "5XB", "0"} {
-		if _, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) accepted", bad)
 		}
 	}
 }

@@ -19,37 +19,37 @@ const salvageExamples = `  ssestress salvage damaged.db --out recovered.db
   ssestress salvage damaged.db --out recovered.db --force --json
   ssestress report recovered.db`
 
-// runSalvage is ssestress salvage BAD.db --out GOOD.db: copy every record
+// salvageCmd is ssestress salvage BAD.db --out GOOD.db: copy every record
 // of a damaged session file that can still be read into a new one, and say
 // what was lost. Readers refuse a damaged file (exit 4) rather than crash
 // on it; this is what to do next.
-func runSalvage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const syn = "salvage BAD.db --out GOOD.db [--force] [--json]"
-	fs := newFlags("salvage")
-	out := fs.String("out", "", "the new session file to write (never replaced without --force)")
-	force := fs.Bool("force", false, "replace --out if it exists")
-	asJSON := fs.Bool("json", false, "print what was copied and lost as one JSON object")
-	pos, err := parseInterspersed(fs, args, stdout, syn, salvageExamples)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageErrorf("salvage: give one damaged session file (usage: ssestress %s)", syn)
-	}
-	if *out == "" {
-		return usageErrorf("salvage: --out FILE is required (usage: ssestress %s)", syn)
-	}
-	rep, err := session.Salvage(pos[0], *out, session.SalvageOptions{Force: *force})
-	if errors.Is(err, session.ErrOutExists) {
-		return usageErrorf("salvage: --out %v", err)
-	}
-	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(rep)
-	}
-	return printSalvage(stdout, rep)
+var salvageCmd = &command{
+	name:     "salvage",
+	summary:  "copy every record of a damaged session file that can still be read into a new one, and say what was lost",
+	synopsis: "salvage BAD.db --out GOOD.db [--force] [--json]",
+	examples: salvageExamples,
+	args:     argSpec{name: "BAD.db", what: "damaged session file", min: 1, max: 1, values: files()},
+	setup: func(fs *flagSet) action {
+		out := fs.String("out", "", "the new session file to write (never replaced without --force)")
+		force := fs.Bool("force", false, "replace --out if it exists")
+		asJSON := fs.Bool("json", false, "print what was copied and lost as one JSON object")
+		return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
+			if *out == "" {
+				return usageErrorf("salvage: --out FILE is required (usage: ssestress salvage BAD.db --out GOOD.db)")
+			}
+			rep, err := session.Salvage(files[0], *out, session.SalvageOptions{Force: *force})
+			if errors.Is(err, session.ErrOutExists) {
+				return usageErrorf("salvage: --out %v", err)
+			}
+			if err != nil {
+				return fmt.Errorf("salvage: %w", err)
+			}
+			if *asJSON {
+				return json.NewEncoder(stdout).Encode(rep)
+			}
+			return printSalvage(stdout, rep)
+		}
+	},
 }
 
 func printSalvage(w io.Writer, rep *session.SalvageReport) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/sse"
@@ -35,9 +36,9 @@ const tailExamples = `  ssestress tail 'http://127.0.0.1:8090/stream?symbols=AAP
 
 With --json, one object per line:
   {"type":"event","id":"41","event":"quote","data":"{...}","time":"2025-01-02T15:04:05.123456789Z"}
-  {"type":"retry","ms":3000}
+  {"type":"retry","retry_s":3}
   {"type":"error","class":"ECONNRESET","message":"read tcp ...: connection reset by peer"}
-  {"type":"reconnect","attempt":1,"delay_ms":3000,"last_event_id":"41"}`
+  {"type":"reconnect","attempt":1,"delay_s":3,"last_event_id":"41"}`
 
 // The JSON lines of tail --json. Field order is the order printed.
 type (
@@ -54,48 +55,43 @@ type (
 		Message string `json:"message"`
 	}
 	tailRetry struct {
-		Type string `json:"type"` // "retry"
-		MS   int64  `json:"ms"`
+		Type  string          `json:"type"` // "retry"
+		Retry session.Seconds `json:"retry_s"`
 	}
 	tailReconnect struct {
-		Type        string `json:"type"`    // "reconnect"
-		Attempt     int    `json:"attempt"` // 1 for the first reconnect
-		DelayMS     int64  `json:"delay_ms"`
-		LastEventID string `json:"last_event_id"` // sent as Last-Event-ID ("" sends none)
+		Type        string          `json:"type"`    // "reconnect"
+		Attempt     int             `json:"attempt"` // 1 for the first reconnect
+		Delay       session.Seconds `json:"delay_s"`
+		LastEventID string          `json:"last_event_id"` // sent as Last-Event-ID ("" sends none)
 	}
 )
 
-// runTail is ssestress tail: one EventSource-correct client printing every
+var tailCmd = &command{
+	name:     "tail",
+	summary:  "print the events of one SSE stream as they arrive (like curl -N, but parsed)",
+	synopsis: tailSynopsis,
+	examples: tailExamples,
+	args:     argSpec{name: "URL", min: 1, max: 1},
+	setup: func(fs *flagSet) action {
+		var o tailOptions
+		fs.BoolVar(&o.json, "json", false, "print one JSON object per line")
+		fs.IntVar(&o.count, "count", 0, "exit after `N` events (0: until interrupted)")
+		o.req.register(fs)
+		fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
+		fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-`ID` on the first request too (resume a stream)")
+		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			o.url = args[0]
+			return o.run(ctx, stdout)
+		}
+	},
+}
+
+// run is ssestress tail: one EventSource-correct client printing every
 // event, retry field, error and reconnect.
-func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o tailOptions
-	fs := newFlags("tail")
-	fs.BoolVar(&o.json, "json", false, "print one JSON object per line")
-	fs.IntVar(&o.count, "count", 0, "exit after N events (0: until interrupted)")
-	o.req.register(fs)
-	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
-	fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-ID on the first request too (resume a stream)")
-	// Flags may come before or after the URL.
-	var positional []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest, stdout, tailSynopsis, tailExamples); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
-	}
-	switch {
-	case len(positional) == 0:
-		return usageErrorf("tail: no URL given (usage: ssestress %s)", tailSynopsis)
-	case len(positional) > 1:
-		return usageErrorf("tail: one URL only, got %q and %q", positional[0], positional[1])
-	case o.count < 0:
+func (o *tailOptions) run(ctx context.Context, stdout io.Writer) error {
+	if o.count < 0 {
 		return usageErrorf("tail: --count must not be negative")
 	}
-	o.url = positional[0]
 	u, err := clients.ParseTarget(o.url)
 	if err != nil {
 		return usageErrorf("tail: %v", err)
@@ -187,8 +183,8 @@ func (p *tailPrinter) event(f *sse.Frame, at time.Time) {
 }
 
 func (p *tailPrinter) retry(d time.Duration) {
-	p.emit(tailRetry{Type: "retry", MS: d.Milliseconds()},
-		fmt.Sprintf("%s retry %dms", time.Now().Format("15:04:05.000"), d.Milliseconds()))
+	p.emit(tailRetry{Type: "retry", Retry: session.Seconds(d)},
+		fmt.Sprintf("%s retry %s", time.Now().Format("15:04:05.000"), dur.Format(d)))
 }
 
 func (p *tailPrinter) error(class, msg string) {
@@ -197,9 +193,9 @@ func (p *tailPrinter) error(class, msg string) {
 }
 
 func (p *tailPrinter) reconnect(attempt int, delay time.Duration, lastID string) {
-	text := fmt.Sprintf("%s reconnect #%d after %v", time.Now().Format("15:04:05.000"), attempt, delay)
+	text := fmt.Sprintf("%s reconnect #%d after %s", time.Now().Format("15:04:05.000"), attempt, dur.Format(delay))
 	if lastID != "" {
 		text += " with Last-Event-ID " + lastID
 	}
-	p.emit(tailReconnect{Type: "reconnect", Attempt: attempt, DelayMS: delay.Milliseconds(), LastEventID: lastID}, text)
+	p.emit(tailReconnect{Type: "reconnect", Attempt: attempt, Delay: session.Seconds(delay), LastEventID: lastID}, text)
 }

@@ -31,7 +31,7 @@ func TestTailJSONAgainstFeed(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if len(lines) != 4 || lines[0] != `{"type":"retry","ms":250}` {
+	if len(lines) != 4 || lines[0] != `{"type":"retry","retry_s":0.25}` {
 		t.Fatalf("output:\n%s", stdout)
 	}
 	eventLine := regexp.MustCompile(`^\{"type":"event","id":"(\d+)","event":"quote","data":"\{\\"symbol\\":\\"(AAPL|MSFT)\\",.*\}","time":"([^"]+)"\}$`)
@@ -68,7 +68,7 @@ func TestTailPlainText(t *testing.T) {
 	defer cancel()
 	stdout, _, code := runCLI(t, ctx, "tail", "--count=2", srv.URL+"/stream?symbols=AAPL")
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if code != 0 || len(lines) != 3 || !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} retry 3000ms$`).MatchString(lines[0]) {
+	if code != 0 || len(lines) != 3 || !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} retry 3s$`).MatchString(lines[0]) {
 		t.Fatalf("exit %d, output:\n%s", code, stdout)
 	}
 	for _, l := range lines[1:] {
@@ -91,7 +91,7 @@ func TestTailReconnect(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- runTail(ctx, []string{"--json", "--count=2", "http://" + ln.Addr().String() + "/stream"}, out, io.Discard)
+		done <- tailCmd.execute(ctx, []string{"--json", "--count=2", "http://" + ln.Addr().String() + "/stream"}, out, io.Discard)
 	}()
 	accept := func() (net.Conn, *http.Request) {
 		t.Helper()
@@ -136,10 +136,10 @@ func TestTailReconnect(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	want := []string{
-		`{"type":"retry","ms":100}`,
+		`{"type":"retry","retry_s":0.1}`,
 		`{"type":"event","id":"1","event":"message","data":"one","time":"`,
 		`{"type":"error","class":"ECONNRESET","message":"read tcp `,
-		`{"type":"reconnect","attempt":1,"delay_ms":100,"last_event_id":"1"}`,
+		`{"type":"reconnect","attempt":1,"delay_s":0.1,"last_event_id":"1"}`,
 		`{"type":"event","id":"2","event":"quote","data":"two","time":"`,
 	}
 	if len(lines) != len(want) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -78,4 +79,14 @@ func describeVersion(stamp string, info *debug.BuildInfo) string {
 func printVersion(stdout io.Writer) error {
 	_, err := fmt.Fprintln(stdout, "ssestress", version)
 	return err
+}
+
+var versionCmd = &command{
+	name:     "version",
+	summary:  "print the version this binary was built as (also --version)",
+	synopsis: "version",
+	examples: "  ssestress version\n  ssestress --version",
+	setup: func(fs *flagSet) action {
+		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error { return printVersion(stdout) }
+	},
 }

@@ -30,18 +30,35 @@ func RaiseNoFile() (uint64, error) {
 	return lim.Cur, nil
 }
 
+// CapacityError: Conns connections need about Need descriptors but the
+// soft limit, raised to the hard one, is Limit. Its message says what to
+// change on the system; the command adds its own remedies (fewer
+// connections, shards, another process for the server) in its flags' names.
+type CapacityError struct {
+	Conns int
+	Need  uint64
+	Limit uint64
+}
+
+func (e *CapacityError) Error() string {
+	return fmt.Sprintf("%d connections need about %d file descriptors in this process but the limit is %d (the hard limit; raise it with ulimit -Hn or systemd's LimitNOFILE)",
+		e.Conns, e.Need, e.Limit)
+}
+
 // CheckCapacity says whether conns connections, each using perConn
-// descriptors in this process (1 for a client, 2 for a proxied stream, 3 for
-// a run with an in-process proxy and embedded server), fit in the limit.
+// descriptors in this process (1 for a client, 2 for a proxied stream or a
+// client of an embedded server, 3 for a run with an in-process proxy and
+// embedded server), fit in the limit; a *CapacityError when they do not.
+// Reading the limit may fail where there is none to read: then it says
+// nothing (nil), and the run finds out.
 func CheckCapacity(conns, perConn int) error {
 	soft, err := RaiseNoFile()
 	if err != nil {
-		return err
+		return nil
 	}
 	need := uint64(conns*perConn) + reserve
 	if need > soft {
-		return fmt.Errorf("%d connections need about %d file descriptors in this process but the limit is %d (hard limit); raise it (ulimit -Hn, systemd LimitNOFILE) or use fewer connections, --shard across processes, or --target so the server runs elsewhere",
-			conns, need, soft)
+		return &CapacityError{Conns: conns, Need: need, Limit: soft}
 	}
 	return nil
 }

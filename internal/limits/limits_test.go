@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -23,8 +24,12 @@ func TestCheckCapacity(t *testing.T) {
 	if err := CheckCapacity(10, 1); err != nil {
 		t.Fatalf("10 connections: %v", err)
 	}
-	err := CheckCapacity(1<<40, 2)
-	if err == nil || !strings.Contains(err.Error(), "file descriptors") {
+	err := CheckCapacity(1<<30, 2)
+	var ce *CapacityError
+	if !errors.As(err, &ce) || ce.Conns != 1<<30 || ce.Need != 2<<30+reserve || !strings.Contains(err.Error(), "file descriptors") {
 		t.Fatalf("huge: %v", err)
+	}
+	if strings.Contains(err.Error(), "--") {
+		t.Fatalf("%q names a flag: the command does", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // ErrEmpty is returned by Load when a session file holds no recorded
 // stream.
-var ErrEmpty = errors.New("holds no recorded streams (record with: ssestress proxy --record FILE)")
+var ErrEmpty = errors.New("holds no recorded streams")
 
 // Recording is every recorded stream of a session file, with its frames.
 type Recording struct {

@@ -241,8 +241,9 @@ func TestMaxSizeStopsRecordingNotTheRun(t *testing.T) {
 	w.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(reported) == 0 || !strings.Contains(reported[0].Error(), "max-file-size") {
-		t.Fatalf("reported %v", reported)
+	var full *FullError
+	if len(reported) == 0 || !errors.As(reported[0], &full) || full.Path != path || full.MaxSize != 256<<10 || full.Dropped == 0 {
+		t.Fatalf("reported %v, want a FullError first", reported)
 	}
 	if w.Dropped() == 0 {
 		t.Fatal("nothing dropped past MaxSize")

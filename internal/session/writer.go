@@ -19,6 +19,20 @@ import (
 // Options.Append is not set: a session file is never overwritten.
 var ErrExists = errors.New("session file already exists")
 
+// FullError is passed to Options.OnError once, when the file reaches
+// Options.MaxSize: recording stops (later records are dropped and counted)
+// and the producer goes on.
+type FullError struct {
+	Path    string
+	MaxSize int
+	Dropped uint64 // records dropped when it was reported
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("session file %s reached its size limit of %d bytes: recording stopped, %d records dropped so far",
+		e.Path, e.MaxSize, e.Dropped)
+}
+
 // Options configure a Writer. The zero value means the defaults.
 type Options struct {
 	// FlushInterval is the longest a record waits before it is committed
@@ -70,7 +84,7 @@ func Create(path string, opts Options) (*Writer, error) {
 	}
 	if !opts.Append {
 		if _, err := os.Stat(path); err == nil {
-			return nil, fmt.Errorf("%s: %w (choose another --out, or remove it)", path, ErrExists)
+			return nil, fmt.Errorf("%s: %w", path, ErrExists)
 		}
 	} else if _, err := os.Stat(path); err == nil {
 		// Appending to an existing file: it must be a session file we can
@@ -252,7 +266,7 @@ func (w *Writer) commit(batch []Record) {
 	w.dropped += uint64(len(batch))
 	if errors.Is(err, bolterrors.ErrMaxSizeReached) && !w.full {
 		w.full = true
-		err = fmt.Errorf("session file %s reached --max-file-size: recording stopped, %d records dropped so far; the run goes on", w.path, w.dropped)
+		err = &FullError{Path: w.path, MaxSize: w.opts.MaxSize, Dropped: w.dropped}
 	}
 	report := err.Error() != w.lastErr
 	w.lastErr = err.Error()

@@ -1,8 +1,7 @@
 // Package tlsutil builds the TLS configurations of ssestress: the client
-// side of run, tail (and later replay run and bisect) from --ca and
-// --insecure, and the server side of serve (and the proxy's listener) from
-// --tls-cert/--tls-key or a certificate generated at start
-// (--tls-self-signed), whose PEM can be written out for clients to trust.
+// side (a CA file to trust, or no verification) and the server side (a
+// certificate and key, or a certificate generated at start whose PEM can be
+// written out for clients to trust).
 //
 // Certificates enter as PEM files or are generated here; they leave as
 // *tls.Config values and, for a generated one, as PEM bytes.
@@ -26,15 +25,77 @@ import (
 	"time"
 )
 
-// Errors of the package, each wrapped with the file it concerns.
+// Errors of the package. They name options by the fields of ClientOptions
+// and ServerOptions (Option), never by a command's flags: the command that
+// owns the flag names it (ssestress tail --ca, proxy --upstream-ca).
 var (
-	// ErrNoCertificates: a --ca file holds no PEM certificate.
-	ErrNoCertificates = errors.New("holds no PEM certificate")
-	// ErrNoServerCert: a TLS listener was asked for without a certificate.
-	ErrNoServerCert = errors.New("TLS needs --tls-cert and --tls-key, or --tls-self-signed")
-	// ErrConflict: options that exclude each other were given together.
+	// ErrNoServerCert: a TLS listener was asked for without a certificate;
+	// a *MissingError is it too.
+	ErrNoServerCert = errors.New("a TLS listener needs a certificate and its key, or a self-signed certificate")
+	// ErrConflict: options that exclude each other were given together;
+	// a *ConflictError is it too.
 	ErrConflict = errors.New("conflicting TLS options")
 )
+
+// Option names a field of ClientOptions or ServerOptions in errors, for the
+// caller to map onto its flag or config key.
+type Option string
+
+// The options errors can name.
+const (
+	OptCAFile     Option = "CAFile"
+	OptInsecure   Option = "Insecure"
+	OptCertFile   Option = "CertFile"
+	OptKeyFile    Option = "KeyFile"
+	OptSelfSigned Option = "SelfSigned"
+	OptCertOut    Option = "CertOut"
+)
+
+// OptionError is a failure caused by one option's value: a file that does
+// not read or holds no certificate.
+type OptionError struct {
+	Option Option
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// NoCertsError: a PEM file holds no certificate.
+type NoCertsError struct {
+	Path string // "" for PEM bytes that came from no file
+}
+
+func (e *NoCertsError) Error() string {
+	if e.Path == "" {
+		return "no PEM certificate"
+	}
+	return e.Path + " holds no PEM certificate"
+}
+
+// ConflictError: options A and B were both given and exclude each other;
+// Why says how.
+type ConflictError struct {
+	A, B Option
+	Why  string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s and %s exclude each other: %s", e.A, e.B, e.Why)
+}
+
+// Is makes a ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// MissingError: Given was set without Missing, which it needs.
+type MissingError struct {
+	Given, Missing Option
+}
+
+func (e *MissingError) Error() string { return fmt.Sprintf("%s needs %s", e.Given, e.Missing) }
+
+// Is makes a MissingError match ErrNoServerCert.
+func (e *MissingError) Is(target error) bool { return target == ErrNoServerCert }
 
 // DefaultValidity is how long a generated certificate is valid: longer
 // than the longest run (72 h), short enough not to be mistaken for a real
@@ -154,7 +215,11 @@ func ServerConfig(o ServerOptions) (*tls.Config, []byte, error) {
 	)
 	switch {
 	case o.SelfSigned && (o.CertFile != "" || o.KeyFile != ""):
-		return nil, nil, fmt.Errorf("%w: --tls-self-signed generates the certificate, --tls-cert/--tls-key load one: give one or the other", ErrConflict)
+		other := OptCertFile
+		if o.CertFile == "" {
+			other = OptKeyFile
+		}
+		return nil, nil, &ConflictError{A: OptSelfSigned, B: other, Why: "one generates the certificate, the other loads one: give one or the other"}
 	case o.SelfSigned:
 		cert, certPEM, err = SelfSigned(o.Hosts, 0)
 		if err != nil {
@@ -162,18 +227,23 @@ func ServerConfig(o ServerOptions) (*tls.Config, []byte, error) {
 		}
 		if o.CertOut != "" {
 			if err := os.WriteFile(o.CertOut, certPEM, 0o644); err != nil {
-				return nil, nil, fmt.Errorf("write certificate: %w", err)
+				return nil, nil, &OptionError{Option: OptCertOut, Err: fmt.Errorf("write certificate: %w", err)}
 			}
 		}
-	case o.CertFile == "" || o.KeyFile == "":
+	case o.CertFile == "" && o.KeyFile == "":
 		return nil, nil, ErrNoServerCert
+	case o.KeyFile == "":
+		return nil, nil, &MissingError{Given: OptCertFile, Missing: OptKeyFile}
+	case o.CertFile == "":
+		return nil, nil, &MissingError{Given: OptKeyFile, Missing: OptCertFile}
 	default:
 		if o.CertOut != "" {
-			return nil, nil, fmt.Errorf("%w: --tls-cert-out writes a generated certificate; with --tls-cert the clients already have %s", ErrConflict, o.CertFile)
+			return nil, nil, &ConflictError{A: OptCertOut, B: OptCertFile,
+				Why: "the one writes a generated certificate; with the other the clients already have " + o.CertFile}
 		}
 		cert, err = loadKeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("load certificate %s / key %s: %w", o.CertFile, o.KeyFile, err)
+			return nil, nil, &OptionError{Option: OptCertFile, Err: fmt.Errorf("load certificate %s / key %s: %w", o.CertFile, o.KeyFile, err)}
 		}
 	}
 	return &tls.Config{
@@ -201,7 +271,7 @@ type ClientOptions struct {
 // (Go's defaults) when no option is set.
 func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	if o.CAFile != "" && o.Insecure {
-		return nil, fmt.Errorf("%w: --ca trusts a certificate, --insecure trusts any: give one or the other", ErrConflict)
+		return nil, &ConflictError{A: OptCAFile, B: OptInsecure, Why: "the one trusts a certificate, the other trusts any: give one or the other"}
 	}
 	if o.CAFile == "" && !o.Insecure && o.ServerName == "" {
 		return nil, nil
@@ -210,7 +280,7 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	if o.CAFile != "" {
 		pool, err := CertPool(o.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, &OptionError{Option: OptCAFile, Err: err}
 		}
 		cfg.RootCAs = pool
 	}
@@ -235,18 +305,19 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
-// CertPool returns the system roots plus the PEM certificates of path.
+// CertPool returns the system roots plus the PEM certificates of path. A
+// file without one is a *NoCertsError.
 func CertPool(path string) (*x509.CertPool, error) {
 	raw, err := inputfile.ReadFile(path, MaxPEMSize)
 	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
+		return nil, err
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(raw) {
-		return nil, fmt.Errorf("--ca %s %w", path, ErrNoCertificates)
+		return nil, &NoCertsError{Path: path}
 	}
 	return pool, nil
 }
@@ -257,7 +328,7 @@ func CertPool(path string) (*x509.CertPool, error) {
 func PoolOf(certPEM []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(certPEM) {
-		return nil, ErrNoCertificates
+		return nil, &NoCertsError{}
 	}
 	return pool, nil
 }

@@ -129,44 +129,72 @@ func TestLoadKeyPair(t *testing.T) {
 	}
 }
 
-// TestBadOptions: each mistake is one clear error.
+// TestBadOptions: each mistake is one typed error naming the options
+// (never a command's flags), so the command can name its own.
 func TestBadOptions(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	os.WriteFile(notPEM, []byte("hello"), 0o644)
 	for _, tc := range []struct {
-		name string
-		err  func() error
-		want string
+		name  string
+		err   func() error
+		check func(error) bool
+		want  string
 	}{
 		{"ca and insecure", func() error {
 			_, err := ClientConfig(ClientOptions{CAFile: notPEM, Insecure: true})
 			return err
-		}, "--ca trusts a certificate, --insecure trusts any"},
+		}, func(err error) bool {
+			var ce *ConflictError
+			return errors.As(err, &ce) && ce.A == OptCAFile && ce.B == OptInsecure && errors.Is(err, ErrConflict)
+		}, "CAFile and Insecure exclude each other: the one trusts a certificate, the other trusts any: give one or the other"},
 		{"ca missing", func() error {
 			_, err := ClientConfig(ClientOptions{CAFile: filepath.Join(dir, "nope.pem")})
 			return err
-		}, "no such file"},
+		}, func(err error) bool {
+			var oe *OptionError
+			return errors.As(err, &oe) && oe.Option == OptCAFile && errors.Is(err, os.ErrNotExist)
+		}, "stat " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
 		{"ca not PEM", func() error {
 			_, err := ClientConfig(ClientOptions{CAFile: notPEM})
 			return err
-		}, "holds no PEM certificate"},
-		{"no certificate", func() error {
+		}, func(err error) bool {
+			var oe *OptionError
+			var nc *NoCertsError
+			return errors.As(err, &oe) && oe.Option == OptCAFile && errors.As(err, &nc) && nc.Path == notPEM
+		}, notPEM + " holds no PEM certificate"},
+		{"certificate without key", func() error {
 			_, _, err := ServerConfig(ServerOptions{CertFile: notPEM})
 			return err
-		}, "TLS needs --tls-cert and --tls-key, or --tls-self-signed"},
+		}, func(err error) bool {
+			var me *MissingError
+			return errors.As(err, &me) && me.Given == OptCertFile && me.Missing == OptKeyFile && errors.Is(err, ErrNoServerCert)
+		}, "CertFile needs KeyFile"},
+		{"no certificate", func() error {
+			_, _, err := ServerConfig(ServerOptions{})
+			return err
+		}, func(err error) bool { return errors.Is(err, ErrNoServerCert) }, ErrNoServerCert.Error()},
 		{"self-signed and files", func() error {
 			_, _, err := ServerConfig(ServerOptions{SelfSigned: true, CertFile: notPEM, KeyFile: notPEM})
 			return err
-		}, "give one or the other"},
+		}, func(err error) bool {
+			var ce *ConflictError
+			return errors.As(err, &ce) && ce.A == OptSelfSigned && ce.B == OptCertFile
+		}, "SelfSigned and CertFile exclude each other: one generates the certificate, the other loads one: give one or the other"},
 		{"bad pair", func() error {
 			_, _, err := ServerConfig(ServerOptions{CertFile: notPEM, KeyFile: notPEM})
 			return err
-		}, "load certificate"},
+		}, func(err error) bool {
+			var oe *OptionError
+			return errors.As(err, &oe) && oe.Option == OptCertFile
+		}, "load certificate " + notPEM + " / key " + notPEM + ": tls: failed to find any PEM data in certificate input"},
 	} {
 		err := tc.err()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		if err == nil || err.Error() != tc.want || !tc.check(err) {
+			t.Errorf("%s: %v (%T)\nwant %q", tc.name, err, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "--") {
+			t.Errorf("%s: %q names a flag", tc.name, err)
 		}
 	}
 	if cfg, err := ClientConfig(ClientOptions{}); cfg != nil || err != nil {

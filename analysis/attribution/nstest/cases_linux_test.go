@@ -171,7 +171,7 @@ func routerCase(t *testing.T, rules func(l *lab, port string), serveArgs []strin
 	port := srvURL[strings.LastIndexByte(srvURL, ':')+1:]
 	rules(l, port)
 	capS := l.start(l.server, "server-side capture", "capture", "--iface", l.serverIf(), "--port", port,
-		"--out", l.path("s.pcap"), "--session", l.path("s.db"))
+		"--pcap", l.path("s.pcap"), "--out", l.path("s.db"))
 	capS.waitFor(t, regexp.MustCompile(`capturing`), 10*time.Second)
 	p, pURL := l.proxy(l.client, "P", srvURL, "--capture", "--keepalive", keepalive)
 	if during != nil {
