@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -539,5 +543,70 @@ func TestTLSStream(t *testing.T) {
 	_, errs := readBack(t, w, path)
 	if len(errs) != 1 || errs[0].Class != errclass.TLS {
 		t.Fatalf("errors %+v, want one TLS", errs)
+	}
+}
+
+// TestClientEndsWithFIN: a stream the client ends (end of run, churn) is
+// closed in order, with a FIN, even while the server is still writing:
+// the server sees EOF, not ECONNRESET. (A socket closed with unread data
+// makes the kernel send a RST, which every proxy and capture would record
+// as a client reset.)
+func TestClientEndsWithFIN(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	serverSaw := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			serverSaw <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf) // the request
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+		readErr := make(chan error, 1)
+		go func() {
+			_, err := c.Read(buf)
+			readErr <- err
+		}()
+		event := []byte(strings.Repeat("data: "+strings.Repeat("x", 1000)+"\n\n", 8))
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case err := <-readErr:
+				serverSaw <- err
+				return
+			case <-deadline:
+				serverSaw <- errors.New("the client never closed")
+				return
+			default:
+			}
+			if _, err := c.Write(event); err != nil {
+				serverSaw <- err
+				return
+			}
+		}
+	}()
+	u, _ := url.Parse("http://" + ln.Addr().String() + "/stream")
+	ctx, cancel := context.WithCancel(context.Background())
+	var events atomic.Int64
+	s := NewStream("c0000", "", u, &Options{OnFrame: func(*Stream, *sse.Frame, time.Time) {
+		if events.Add(1) == 50 {
+			cancel()
+		}
+	}, NoReconnect: true})
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end")
+	}
+	if err := <-serverSaw; !errors.Is(err, io.EOF) {
+		t.Fatalf("the server saw %v, want EOF (a FIN)", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -117,10 +118,10 @@ func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 		conn = tc
 	}
 
-	// From here a cancelled ctx closes the connection, which unblocks any
-	// Write or Read on it.
+	// From here a cancelled ctx ends the connection: at once while the
+	// request is on its way, in order once the stream flows (shutdown).
 	closer := &connCloser{conn: conn}
-	closer.stop = context.AfterFunc(ctx, closer.close)
+	closer.stop = context.AfterFunc(ctx, closer.shutdown)
 	conn.SetDeadline(time.Now().Add(headerTimeout))
 	if err := req.Write(conn); err != nil {
 		closer.Close()
@@ -134,18 +135,52 @@ func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 	}
 	limit.off()
 	conn.SetDeadline(time.Time{})
+	closer.flowing.Store(true)
+	if ctx.Err() != nil {
+		// ctx ended while the headers were read: shutdown closed it then.
+		closer.shutdown()
+	}
 	resp.Body = &streamBody{body: resp.Body, closer: closer}
 	return resp, nil
 }
 
 // connCloser closes a connection once, whether the client or ctx asks first.
 type connCloser struct {
-	conn net.Conn
-	stop func() bool
-	once sync.Once
+	conn     net.Conn
+	stop     func() bool
+	once     sync.Once
+	shutOnce sync.Once
+	flowing  atomic.Bool // the response headers were read: the stream flows
 }
 
 func (c *connCloser) close() { c.once.Do(func() { c.conn.Close() }) }
+
+// shutdownDrain bounds how long a client that ended its stream reads (and
+// discards) what is still on its way before it closes the socket.
+const shutdownDrain = 500 * time.Millisecond
+
+// shutdown ends the connection when the client ends its stream (the run
+// is over, churn closes it). Once the stream flows the close is orderly: a
+// FIN first (CloseWrite; close_notify on TLS), then the stream's reader
+// goes on reading, and discarding, until the peer closes too or
+// shutdownDrain passes, and its Close closes the socket. Closing a socket
+// with unread bytes in its receive queue makes the kernel send a RST
+// instead of a FIN: every stream ended by the run would then show up in
+// the server's and the proxies' records (and in captures) as a client
+// reset that no failure caused.
+func (c *connCloser) shutdown() {
+	c.shutOnce.Do(func() {
+		cw, ok := c.conn.(interface{ CloseWrite() error })
+		if !c.flowing.Load() || !ok || cw.CloseWrite() != nil {
+			c.close()
+			return
+		}
+		c.conn.SetReadDeadline(time.Now().Add(shutdownDrain))
+		// The reader closes the socket when its read ends; this is in case
+		// no reader is left.
+		time.AfterFunc(shutdownDrain+100*time.Millisecond, c.close)
+	})
+}
 
 // Close stops watching ctx and closes the connection.
 func (c *connCloser) Close() error {
