@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssestress/ssestress/internal/benchsuite"
+	"github.com/ssestress/ssestress/cmd/ssestress/internal/bench"
 )
 
 // benchOptions are the flags of ssestress bench.
@@ -59,17 +59,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(args) < 2 {
 			return usageErrorf("bench: --child needs a role")
 		}
-		return benchsuite.Child(ctx, args[1], args[2:], os.Stdin, stdout)
+		return bench.Child(ctx, args[1], args[2:], os.Stdin, stdout)
 	}
 	var o benchOptions
 	fs := newFlags("bench")
 	fs.BoolVar(&o.quick, "quick", false, "scale every row down: about a minute in all")
-	fs.StringVar(&o.only, "only", "", "run only these rows (comma-separated): "+strings.Join(benchsuite.Rows, ", "))
+	fs.StringVar(&o.only, "only", "", "run only these rows (comma-separated): "+strings.Join(bench.Rows, ", "))
 	fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 2000; quick 500); targets: 15000 client, 9000 proxied")
 	fs.IntVar(&o.loadStreams, "load", 0, "streams of the load row's fixed load (default 1000; quick 200)")
 	fs.IntVar(&o.rate, "rate", 20, "events per second per stream of the load row")
 	fs.DurationVar(&o.window, "window", 0, "how long each path of the load row is measured per round after its warm-up (default 4s; quick 3s; saturation half)")
-	fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; latency and saturation take the best round (default 3; quick 1)")
+	fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; every round is printed and the median is judged (default 5; quick 2)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the table")
 	fs.StringVar(&o.toxiproxy, "toxiproxy", "", "toxiproxy-server binary to compare with (default: toxiproxy-server in PATH; - for none)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print progress on stderr")
@@ -79,7 +79,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageErrorf("bench: unexpected argument %q (see ssestress bench --help)", fs.Arg(0))
 	}
-	only, err := benchsuite.ParseOnly(o.only)
+	only, err := bench.ParseOnly(o.only)
 	if err != nil {
 		return usageErrorf("bench: --only: %v", err)
 	}
@@ -96,16 +96,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErrorf("bench: --toxiproxy %s: not an executable", o.toxiproxy)
 		}
 	}
-	cfg := benchsuite.Config{
+	cfg := bench.Config{
 		Quick: o.quick, Only: only, LoadStreams: o.loadStreams, Rate: o.rate, Window: o.window, Rounds: o.rounds,
 		HoldStreams: o.holdStreams, Toxiproxy: o.toxiproxy, Spawn: benchSpawner(),
 	}
 	if !o.quiet {
 		cfg.Log = stderr
 	}
-	res, err := benchsuite.Run(ctx, cfg)
+	res, err := bench.Run(ctx, cfg)
 	if err != nil {
-		if errors.Is(err, benchsuite.ErrUnknownRow) {
+		if errors.Is(err, bench.ErrUnknownRow) {
 			return usageErrorf("bench: %v", err)
 		}
 		if res == nil || ctx.Err() == nil {
@@ -121,9 +121,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchSpawner starts child processes of this binary: ssestress bench
 // --child ROLE ARGS. A test binary cannot be re-run as ssestress, so under
-// go test the rows that need a child are skipped (the benchsuite package's
+// go test the rows that need a child are skipped (the bench package's
 // own tests run them through its TestMain).
-func benchSpawner() benchsuite.Spawner {
+func benchSpawner() bench.Spawner {
 	if testing.Testing() {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"context"
@@ -121,10 +121,10 @@ func (l *loadStats) merge(o loadStats) {
 	l.rounds = append(l.rounds, roundStat{p50: o.p50, p99: o.p99, perS: o.perS})
 }
 
-// finish computes the rate over every round and takes the latency of the
-// best round (the lowest p99): on shared cores one round can fall on
-// another process's burst, and the better round is the path's own
-// latency. A single round's samples give its percentiles.
+// finish computes the rate over every round and the latency percentiles
+// as the median of the rounds' own: on shared cores a round can fall on
+// another process's burst, and the median is neither the lucky nor the
+// unlucky round. A single round's samples give its percentiles.
 func (l *loadStats) finish() {
 	if l.elapsed > 0 {
 		l.perS = float64(l.events) / l.elapsed.Seconds()
@@ -134,20 +134,41 @@ func (l *loadStats) finish() {
 		l.p50, l.p99 = percentile(l.lat, 50), percentile(l.lat, 99)
 		return
 	}
-	for i, r := range l.rounds {
-		if i == 0 || r.p99 < l.p99 {
-			l.p50, l.p99 = r.p50, r.p99
-		}
+	if len(l.rounds) == 0 {
+		return
 	}
+	p50s, p99s := make([]time.Duration, len(l.rounds)), make([]time.Duration, len(l.rounds))
+	for i, r := range l.rounds {
+		p50s[i], p99s[i] = r.p50, r.p99
+	}
+	l.p50, l.p99 = median(p50s), median(p99s)
 }
 
-// bestPerS is the highest rate of any round: a path's ceiling.
-func (l loadStats) bestPerS() float64 {
-	best := l.perS
-	for _, r := range l.rounds {
-		best = max(best, r.perS)
+// medianPerS is the median of the rounds' rates: the path's rate as
+// judged.
+func (l loadStats) medianPerS() float64 {
+	if len(l.rounds) == 0 {
+		return l.perS
 	}
-	return best
+	rates := make([]float64, len(l.rounds))
+	for i, r := range l.rounds {
+		rates[i] = r.perS
+	}
+	return median(rates)
+}
+
+// median of values (the mean of the middle two for an even count).
+func median[T ~int64 | ~float64](values []T) T {
+	v := slices.Clone(values)
+	slices.Sort(v)
+	n := len(v)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // roundsText lists a figure per round, for the notes.
@@ -444,7 +465,7 @@ func (s *suite) loadFigures(load string, res map[string]loadStats) {
 		f = Figure{Row: RowLoad, Name: "latency p50 / p99, " + p, Value: ms(st.p99), Unit: "ms",
 			Text: fmt.Sprintf("%s / %s ms", fmtMS(st.p50), fmtMS(st.p99))}
 		if len(st.rounds) > 1 {
-			f.Note = "the best round's (lowest p99: other processes' bursts land in some rounds); p99 per round: " + st.roundsText(func(r roundStat) string { return fmtMS(r.p99) }) + " ms"
+			f.Note = "median of the rounds' p50 and p99; p50 / p99 per round: " + st.roundsText(func(r roundStat) string { return fmtMS(r.p50) + " / " + fmtMS(r.p99) }) + " ms"
 		}
 		switch {
 		case p == pathProxy && haveToxi:
@@ -554,29 +575,29 @@ func runSaturation(ctx context.Context, s *suite) error {
 		if !ok {
 			continue
 		}
-		f := Figure{Row: RowSaturation, Name: "events/s at saturation, " + p, Value: st.bestPerS(), Unit: "events/s", Text: fmtCount(st.bestPerS()),
-			Note: fmt.Sprintf("%d streams, the server writing %d events per flush; the best of %d rounds of %v", streams, fastBatch, len(st.rounds), window)}
+		f := Figure{Row: RowSaturation, Name: "events/s at saturation, " + p, Value: st.medianPerS(), Unit: "events/s", Text: fmtCount(st.medianPerS()),
+			Note: fmt.Sprintf("%d streams, the server writing %d events per flush; the median of %d rounds of %v", streams, fastBatch, len(st.rounds), window)}
 		if len(st.rounds) > 1 {
 			f.Note += " (" + st.roundsText(func(r roundStat) string { return fmtCount(r.perS) }) + ")"
 		}
 		switch {
 		case p == pathProxy && haveRelay:
-			f.Versus, f.Ratio = "relay "+fmtCount(relay.bestPerS()), st.bestPerS()/relay.bestPerS()
+			f.Versus, f.Ratio = "relay "+fmtCount(relay.medianPerS()), st.medianPerS()/relay.medianPerS()
 			f.Target = "≥ 0.9× relay"
 			f.atLeast(f.Ratio, 0.9, "×")
 		case p == pathRecord && haveProxy:
 			// The recording target is for the same (fixed) load,
 			// judged in the load row; at saturation it shows the ceiling
 			// the session writer sets, judged the same way.
-			f.Versus, f.Ratio = "proxy, recording off", st.bestPerS()/proxy.bestPerS()
+			f.Versus, f.Ratio = "proxy, recording off", st.medianPerS()/proxy.medianPerS()
 			f.Target = "≥ 0.8× recording off"
 			f.atLeast(f.Ratio, 0.8, "×")
 			f.Note += "; every event is committed to the session file (bbolt)" + recordNote(st)
 		case p != pathDirect && haveRelay && p != pathRelay:
-			f.Versus, f.Ratio = "relay "+fmtCount(relay.bestPerS()), st.bestPerS()/relay.bestPerS()
+			f.Versus, f.Ratio = "relay "+fmtCount(relay.medianPerS()), st.medianPerS()/relay.medianPerS()
 		case p == pathRelay:
 			if d, ok := res[pathDirect]; ok {
-				f.Versus, f.Ratio = "direct "+fmtCount(d.bestPerS()), st.bestPerS()/d.bestPerS()
+				f.Versus, f.Ratio = "direct "+fmtCount(d.medianPerS()), st.medianPerS()/d.medianPerS()
 			}
 		}
 		s.add(f)
