@@ -96,8 +96,14 @@ func (b *streamBody) tooLong() error {
 	return nil
 }
 
-// WriteTo is the stream's copy loop.
+// WriteTo is the stream's copy loop on HTTP/2. On HTTP/1.1 it only
+// defers the copy to the connection's goroutine (runH1), which runs it
+// once goproxy has returned.
 func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
+	if hw := b.st.h1; hw != nil {
+		hw.deferred = b
+		return 0, nil
+	}
 	flusher, _ := w.(http.Flusher) // goproxy's SSE writer flushes on its own
 	// Send the response head now: an SSE server may say nothing for a
 	// long time after it, and the client must not wait for its headers.
@@ -155,6 +161,87 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 }
+
+// errAbortStream asks an HTTP/1.1 stream to end without its last chunk:
+// the client sees the body cut (UNEXPECTED_EOF).
+var errAbortStream = errors.New("stream aborted: body cut")
+
+// runH1 copies the stream's response to an HTTP/1.1 client: the head at
+// once (an SSE server may say nothing for a long time after it), then the
+// body, each upstream read written as one chunk framed in the read buffer
+// itself, and the last chunk when the upstream ended cleanly.
+func (st *stream) runH1(rw *h1Writer) {
+	b := rw.deferred
+	if err := rw.sendHead(false); err != nil {
+		return
+	}
+	if rw.bodyless {
+		rw.end()
+		return
+	}
+	if err := b.copyH1(rw); err == nil || errors.Is(err, io.EOF) {
+		rw.end()
+	} else {
+		rw.closeAfter = true
+	}
+}
+
+// copyH1 is the HTTP/1.1 copy loop. An idle stream waits holding only the
+// small buffer; a read that fills it takes a pooled large one for the
+// burst.
+func (b *streamBody) copyH1(rw *h1Writer) error {
+	small := make([]byte, chunkRoom+smallBufSize+2)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			framedBufs.Put(big)
+		}
+	}()
+	buf := small
+	for {
+		if b.isSSE && b.st.unitFaults() {
+			_, err := b.writeUnits(chunkWriter{rw}, nil)
+			return err
+		}
+		n, err := b.body.Read(buf[chunkRoom : len(buf)-2])
+		if n > 0 {
+			now := time.Now()
+			payload := buf[chunkRoom : chunkRoom+n]
+			out := payload
+			if rw.chunked {
+				out = frameInPlace(buf, n)
+			}
+			_, werr := rw.c.wire.Write(out)
+			rw.written += int64(n)
+			b.st.written.Add(int64(n))
+			b.counted(payload, now)
+			if werr != nil {
+				rw.fail(werr)
+				return werr
+			}
+			if err := b.tooLong(); err != nil {
+				return b.ended(err)
+			}
+		}
+		if err != nil {
+			return b.ended(err)
+		}
+		switch room := len(buf) - chunkRoom - 2; {
+		case n == room && big == nil:
+			big = framedBufs.Get().(*[]byte)
+			buf = *big
+		case n < room && big != nil:
+			framedBufs.Put(big)
+			big, buf = nil, small
+		}
+	}
+}
+
+// framedBufs are the large buffers of copyH1, with room for the framing.
+var framedBufs = sync.Pool{New: func() any { b := make([]byte, chunkRoom+framedBufSize+2); return &b }}
+
+// framedBufSize is the payload a large copy buffer holds.
+const framedBufSize = 32 << 10
 
 // chunk is what the unit pump read from the upstream, stamped.
 type chunk struct {
@@ -357,6 +444,9 @@ func (b *streamBody) ended(err error) error {
 		panic(http.ErrAbortHandler)
 	case action == UpstreamAbort:
 		st.setClientClass(errclass.UnexpectedEOF)
+		if st.h1 != nil {
+			return errAbortStream
+		}
 		panic(http.ErrAbortHandler)
 	default:
 		st.setClientClass(errclass.ECONNRESET)

@@ -84,6 +84,7 @@ type (
 // piece is data on its way through a delay line: it may pass at at.
 type piece struct {
 	data  []byte
+	buf   *[]byte // the pooled buffer data is in, when a line holds it
 	at    time.Time
 	err   error         // read side: the error that ended reading
 	flush chan struct{} // write side: closed when every earlier piece is written

@@ -184,13 +184,15 @@ type Proxy struct {
 	maxEventSize  int64
 	started       time.Time
 
-	gp     *goproxy.ProxyHttpServer
-	tr     *http.Transport
-	dialer *net.Dialer
-	srv    *http.Server
-	ln     *listener
-	api    *apiServer
-	events *broadcaster
+	gp          *goproxy.ProxyHttpServer
+	upstreamTLS *tls.Config
+	h2ln        *connQueue
+	baseCtx     context.Context
+	dialer      *net.Dialer
+	srv         *http.Server
+	ln          *listener
+	api         *apiServer
+	events      *broadcaster
 
 	fmu    sync.RWMutex
 	faults []*Fault // replaced, never modified in place
@@ -230,7 +232,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
 		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken,
 		live: map[*hopConn]struct{}{}, events: newBroadcaster(), errs: map[string]int64{},
-		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(),
+		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(), baseCtx: context.Background(),
 	}
 	if p.name == "" {
 		p.name = DefaultName
@@ -312,18 +314,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		dialTimeout = 10 * time.Second
 	}
 	p.dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepaliveSetting(p.keepalive)}
-	p.tr = &http.Transport{
-		Proxy:              nil,
-		DialContext:        p.dial,
-		DisableCompression: true,
-		DisableKeepAlives:  true,
-		TLSClientConfig:    upstreamTLS,
-		WriteBufferSize:    1 << 10,
-		ReadBufferSize:     4 << 10,
-		// The response header timeout is the proxy's own (roundTrip):
-		// it counts from the start of the request, and an http-status
-		// fault with a timeout replaces it.
-	}
+	p.upstreamTLS = upstreamTLS
 
 	lc := net.ListenConfig{KeepAlive: keepaliveSetting(p.keepalive)}
 	ln, err := lc.Listen(context.Background(), "tcp", listen)
@@ -333,7 +324,9 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.ln = newListener(p, ln)
 
 	gp := goproxy.NewProxyHttpServer()
-	gp.Tr = p.tr
+	// Every request goes upstream through roundTrip (onRequest); the
+	// Transport is goproxy's fallback, never used.
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: p.dial, DisableKeepAlives: true, TLSClientConfig: upstreamTLS}
 	gp.Logger = proxyLogger{p}
 	gp.ConnectDial = func(network, addr string) (net.Conn, error) { return p.dialer.Dial(network, addr) }
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -343,25 +336,23 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	gp.OnResponse().DoFunc(p.onResponse)
 	p.gp = gp
 
+	// HTTP/1.1 connections are served by the proxy itself (h1.go);
+	// connections that start with the HTTP/2 preface (h2 chosen with ALPN
+	// on the TLS listener: the clientWire ends TLS, so net/http sees
+	// plaintext; or h2c with prior knowledge) go to net/http's server.
+	p.h2ln = newConnQueue(ln.Addr())
 	p.srv = &http.Server{
-		Handler: p,
-		// A client that connects and sends no request is closed after
-		// this; long, so that the proxy never closes a connection a test
-		// counts on (idle keep-alive connections have no timeout at all).
-		ReadHeaderTimeout: 10 * time.Minute,
+		Handler:           p,
+		ReadHeaderTimeout: headerWait,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if w, ok := c.(*clientWire); ok {
+			if w, ok := c.(*h2Conn); ok {
 				return context.WithValue(ctx, clientConnKey{}, w.hop)
 			}
 			return ctx
 		},
 		ErrorLog: log.New(logWriter{p}, "", 0),
 	}
-	// HTTP/1.1, and HTTP/2 on connections that start with its preface:
-	// h2 chosen with ALPN on the TLS listener (the clientWire ends TLS, so
-	// net/http sees plaintext), or h2c with prior knowledge.
 	p.srv.Protocols = new(http.Protocols)
-	p.srv.Protocols.SetHTTP1(true)
 	p.srv.Protocols.SetUnencryptedHTTP2(true)
 	if apiAddr != "" {
 		api, err := startAPI(p, apiAddr)
@@ -372,7 +363,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		p.api = api
 	}
 	p.updateRefuse()
-	go p.srv.Serve(p.ln)
+	go p.srv.Serve(p.h2ln)
+	go p.serve()
 
 	if p.session != nil {
 		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Hop: session.HopClient, Addr: p.Addr(), URL: p.URL()})
@@ -590,7 +582,6 @@ func (p *Proxy) Close() error {
 			p.logf("proxy %s: handlers still running after 5s; closing anyway", p.name)
 		}
 		p.closeLive() // upstream sockets dialed during the shutdown
-		p.tr.CloseIdleConnections()
 		p.events.close()
 		if p.session != nil {
 			info := p.Info()
@@ -794,8 +785,14 @@ type stream struct {
 	statusCode    int
 	statusTimeout time.Duration
 
-	cancel   context.CancelCauseFunc // ends ctx: the stream was cut by a fault
-	rtCancel context.CancelFunc      // ends the upstream request's context (ctx's child)
+	cancel context.CancelCauseFunc // ends ctx: the stream was cut by a fault, or its client left
+
+	// h1 is the response writer of an HTTP/1.1 client (nil on HTTP/2):
+	// the stream's body is then copied by the connection's goroutine.
+	h1 *h1Writer
+	// upload ends when the request body's writer (a goroutine of the
+	// upstream round trip) is done with it.
+	upload <-chan error
 
 	// h2 is set when the client speaks HTTP/2, h2ID the stream's id (0
 	// when the wire could not tell it).
@@ -855,24 +852,41 @@ func streamFrom(ctx context.Context) *stream {
 	return st
 }
 
-// ServeHTTP is the proxy's front: it refuses what is not allowed, records
-// the request on the client hop, answers http-status faults, rewrites
-// reverse-mode requests to the upstream, and hands the request to goproxy.
+// ServeHTTP is the proxy's front for net/http's server (HTTP/2 clients):
+// the request is handled and its stream, if any, copied in the handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if st := p.handle(w, r); st != nil {
+		// Not reached: only an h1Writer defers a stream.
+		st.end()
+		p.handlers.Done()
+	}
+}
+
+// handle is the proxy's front: it refuses what is not allowed, records the
+// request on the client hop, answers http-status faults, rewrites
+// reverse-mode requests to the upstream, and hands the request to goproxy.
+// When goproxy returns with a streamed response left to copy (HTTP/1.1
+// clients, see h1.go) it returns that stream, still counted as a handler:
+// the caller copies it, then calls st.end and p.handlers.Done.
+func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) (deferred *stream) {
 	p.hmu.Lock()
 	if p.closed {
 		p.hmu.Unlock()
 		http.Error(w, "ssestress proxy is closing", http.StatusServiceUnavailable)
-		return
+		return nil
 	}
 	p.handlers.Add(1)
 	p.hmu.Unlock()
-	defer p.handlers.Done()
+	defer func() {
+		if deferred == nil {
+			p.handlers.Done()
+		}
+	}()
 
 	client, _ := r.Context().Value(clientConnKey{}).(*hopConn)
 	if client == nil {
 		http.Error(w, "ssestress proxy: connection not tracked", http.StatusInternalServerError)
-		return
+		return nil
 	}
 	// The wire's stream id field, or a client's forgery of it: never
 	// forwarded, recorded or trusted on HTTP/1.1.
@@ -881,23 +895,31 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		if !p.allowed(r.Host) {
 			p.refuse(w, http.StatusForbidden, fmt.Sprintf("CONNECT to %s refused: not an --allow-host of this proxy", r.Host))
-			return
+			return nil
 		}
 		p.gp.ServeHTTP(w, r)
-		return
+		return nil
 	}
 	now := time.Now()
 	forward := r.URL.IsAbs()
 	if forward && !p.allowed(r.URL.Host) {
 		p.refuse(w, http.StatusForbidden, fmt.Sprintf("%s is not an --allow-host of this proxy (it is never an open proxy)", r.URL.Host))
-		return
+		return nil
 	}
 	if !forward && p.upstream == nil {
 		p.refuse(w, http.StatusNotFound, "this proxy has no --upstream: send absolute-form requests (HTTP_PROXY) to an --allow-host")
-		return
+		return nil
 	}
 	st := p.beginStream(client, r, h2Field, now)
-	defer st.end()
+	hw, _ := w.(*h1Writer)
+	st.h1 = hw
+	defer func() {
+		if hw != nil && hw.deferred != nil {
+			deferred = st
+			return
+		}
+		st.end()
+	}()
 
 	if f, code, timeout := p.responderFor(st.path); f != nil {
 		if timeout <= 0 {
@@ -905,7 +927,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, code, f)
 			client.setStatus(code)
 			st.rec.Response(code, w.Header(), time.Now())
-			return
+			return nil
 		}
 		st.statusFault, st.statusCode, st.statusTimeout = f, code, timeout
 	}
@@ -913,6 +935,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.rewrite(r)
 	}
 	p.gp.ServeHTTP(w, r.WithContext(st.ctx))
+	return nil
 }
 
 // beginStream sets up the stream of request r on client: its context, its
@@ -954,10 +977,13 @@ func (p *Proxy) beginStream(client *hopConn, r *http.Request, h2Field []string, 
 // end closes the stream's books once its handler is done.
 func (st *stream) end() {
 	st.finish()
-	if st.rtCancel != nil {
-		st.rtCancel()
-	}
 	st.cancel(nil)
+	if up := st.upstream.Load(); up != nil {
+		up.closeWith(ActionFIN, "proxy") // one upstream socket per request
+	}
+	if st.upload != nil {
+		<-st.upload // the request body's writer has let go of the client's reader
+	}
 	client := st.client
 	if st.h2ID != 0 {
 		client.wire.untrackStream(st.h2ID)
@@ -1014,19 +1040,6 @@ func writeStatus(w http.ResponseWriter, code int, f *Fault) {
 	fmt.Fprintf(w, "%d %s (ssestress fault %s)\n", code, http.StatusText(code), f.Spec.Name)
 }
 
-// statusResponse is a made-up response of an http-status fault.
-func statusResponse(req *http.Request, code int, f *Fault) *http.Response {
-	body := fmt.Sprintf("%d %s (ssestress fault %s)\n", code, http.StatusText(code), f.Spec.Name)
-	return &http.Response{
-		StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}, FaultHeader: {f.Spec.Name}},
-		Body:          io.NopCloser(strings.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
-}
-
 // onRequest is goproxy's request handler: every request goes upstream
 // through roundTrip, which bounds the wait for the response headers.
 func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
@@ -1036,81 +1049,6 @@ func (p *Proxy) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 		})
 	}
 	return r, nil
-}
-
-// headerTimeoutError is the upstream's failure to send response headers
-// within the header timeout.
-type headerTimeoutError struct{ d time.Duration }
-
-func (e *headerTimeoutError) Error() string {
-	return fmt.Sprintf("no response headers from the upstream within %s (--upstream-header-timeout)", e.d)
-}
-func (e *headerTimeoutError) ErrClass() string { return errclass.ETIMEDOUT }
-func (e *headerTimeoutError) Timeout() bool    { return true }
-
-// roundTrip sends req upstream and waits for the response headers at most
-// the header timeout, counted from now (the request's body is sent within
-// it too: an upstream that never reads times out the same way). An
-// http-status fault with a timeout drawn for the stream replaces the
-// header timeout: its code is answered when no headers come within it.
-func (p *Proxy) roundTrip(req *http.Request, st *stream) (*http.Response, error) {
-	limit := p.headerTimeout
-	if st.statusFault != nil {
-		limit = st.statusTimeout
-	}
-	if limit <= 0 {
-		return p.tr.RoundTrip(req)
-	}
-	ctx, cancel := context.WithCancel(req.Context())
-	done := make(chan roundTripResult, 1)
-	go func() {
-		resp, err := p.tr.RoundTrip(req.WithContext(ctx))
-		done <- roundTripResult{resp, err}
-	}()
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			cancel()
-			return nil, r.err
-		}
-		// ctx ends with the stream (ServeHTTP cancels its parent): no
-		// wrapper around the body, whose reads are the idle stream's
-		// deepest stack.
-		st.rtCancel = cancel
-		return r.resp, nil
-	case <-t.C:
-		if f := st.statusFault; f != nil {
-			cancel()
-			p.discard(done)
-			st.client.fire(f, "", session.ActionStatus, fmt.Sprintf("no response headers within %s: answered %d", st.statusTimeout, st.statusCode))
-			return statusResponse(req, st.statusCode, f), nil
-		}
-		err := &headerTimeoutError{limit}
-		if up := st.upstream.Load(); up != nil {
-			up.setClass(errclass.ETIMEDOUT) // before the cancel closes it
-		} else {
-			p.countError(session.HopUpstream, errclass.ETIMEDOUT)
-		}
-		cancel()
-		p.discard(done)
-		return nil, err
-	}
-}
-
-type roundTripResult struct {
-	resp *http.Response
-	err  error
-}
-
-// discard closes the response of an abandoned round trip when it comes.
-func (p *Proxy) discard(done <-chan roundTripResult) {
-	go func() {
-		if r := <-done; r.resp != nil {
-			r.resp.Body.Close()
-		}
-	}()
 }
 
 // onResponse is goproxy's response handler: it answers 502 (504 for a
