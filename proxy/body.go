@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/sse"
 )
 
 // Upstream error actions (--on-upstream-error): what the proxy does to the
@@ -48,7 +49,7 @@ type streamBody struct {
 	st    *stream
 	body  io.ReadCloser
 	isSSE bool
-	split splitter // events read from the upstream
+	split sse.Splitter // events read from the upstream
 }
 
 func (b *streamBody) Close() error { return b.body.Close() }
@@ -69,7 +70,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 // counted notes forwarded bytes: events and the recording.
 func (b *streamBody) counted(p []byte, now time.Time) {
 	if b.isSSE {
-		if ev := b.split.countEvents(p); ev > 0 {
+		if ev := b.split.CountEvents(p); ev > 0 {
 			if up := b.st.upstream.Load(); up != nil {
 				up.eventsDown.Add(ev)
 			}
@@ -90,7 +91,7 @@ func (e *errEventTooLong) ErrClass() string { return errclass.LineTooLong }
 // tooLong reports an event (or line) past the size limit, once the bytes
 // scanned so far are counted.
 func (b *streamBody) tooLong() error {
-	if limit := b.st.p.maxEventSize; limit > 0 && b.isSSE && b.split.unitLen > limit {
+	if limit := b.st.p.maxEventSize; limit > 0 && b.isSSE && b.split.UnitLen() > limit {
 		return &errEventTooLong{limit}
 	}
 	return nil
@@ -286,7 +287,7 @@ func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error
 		}
 		data := c.data
 		for len(data) > 0 {
-			end, ev := b.split.next(data)
+			end, ev := b.split.Next(data)
 			if end < 0 {
 				if err := b.tooLong(); err != nil {
 					return total, b.ended(err)

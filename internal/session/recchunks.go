@@ -1,0 +1,126 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// RecChunks is a block of a recorded stream's body as the client received
+// it (bucket rec_events, binary value): the pieces of the body in order,
+// each with its time since the stream's Start. A proxy's recorder writes
+// blocks instead of one RecEvent per frame: a piece costs a copy on the
+// proxy's path and a few bytes in the file, and a reader rebuilds the
+// very RecEvents the frame-by-frame recording gave, by feeding the pieces
+// to the SSE parser in order (every frame completed by a piece takes the
+// piece's offset), as recording.Read does.
+//
+// The value describes itself: a JSON RecEvent starts with '{', a block
+// with the byte RecChunksFormat. So one bucket holds both (files written
+// before blocks, and recordings imported from jsonl, keep one JSON
+// RecEvent per frame) without a schema version change, and a reader that
+// does not know blocks fails on them loudly rather than reading a stream
+// without its frames.
+//
+// Value layout: RecChunksFormat, uvarint Frames, then every piece as
+// uvarint offset (nanoseconds since Start), uvarint length<<1 | gap, and
+// length bytes. gap is set on the first piece after pieces were dropped
+// (the recorder's budget was spent): a reader starts the parser over
+// there, as a client does after a reconnect, keeping the last event ID.
+type RecChunks struct {
+	Proxy  string
+	ConnID string
+	// Block numbers the stream's blocks from 0: the key's last part.
+	Block int
+	// Frames is how many frames (events, comments, retries) the pieces of
+	// this block complete, as counted by the recorder.
+	Frames int
+	// Data holds the encoded pieces (AppendRecChunk).
+	Data []byte
+}
+
+// RecChunksFormat is the first byte of a block's value.
+const RecChunksFormat = 0x01
+
+func (RecChunks) Bucket() string { return BucketRecEvents }
+
+// Key is "<proxy>/<conn id>/<block, 10 digits>": a stream's blocks are
+// contiguous and in order, as its JSON RecEvents are.
+func (c RecChunks) Key() []byte {
+	b := make([]byte, 0, len(c.Proxy)+len(c.ConnID)+12)
+	b = append(b, c.Proxy...)
+	b = append(b, '/')
+	b = append(b, c.ConnID...)
+	b = append(b, '/')
+	return appendPadded(b, c.Block, 10)
+}
+
+// QueueBytes is what the block holds in the writer's queue.
+func (c RecChunks) QueueBytes() int { return len(c.Data) + len(c.Proxy) + len(c.ConnID) + 32 }
+
+// AppendValue appends the block's value.
+func (c RecChunks) AppendValue(b []byte) []byte {
+	b = append(b, RecChunksFormat)
+	b = binary.AppendUvarint(b, uint64(c.Frames))
+	return append(b, c.Data...)
+}
+
+// AppendRecChunk appends one piece to a block's Data.
+func AppendRecChunk(b []byte, offset time.Duration, gap bool, piece []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(max(offset, 0)))
+	n := uint64(len(piece)) << 1
+	if gap {
+		n |= 1
+	}
+	b = binary.AppendUvarint(b, n)
+	return append(b, piece...)
+}
+
+// RecChunkOverhead bounds the bytes AppendRecChunk adds to a piece.
+const RecChunkOverhead = 2 * binary.MaxVarintLen64
+
+// IsRecChunks reports whether a rec_events value is a block.
+func IsRecChunks(val []byte) bool { return len(val) > 0 && val[0] == RecChunksFormat }
+
+// ErrBadRecChunks is returned for a block value that does not decode.
+var ErrBadRecChunks = errors.New("damaged recording block")
+
+// DecodeRecChunks calls fn with every piece of a block value, in order,
+// and returns the block's frame count. The piece aliases val.
+func DecodeRecChunks(val []byte, fn func(offset time.Duration, gap bool, piece []byte) error) (frames int, err error) {
+	if !IsRecChunks(val) {
+		return 0, fmt.Errorf("%w: format byte %#x", ErrBadRecChunks, firstByte(val))
+	}
+	b := val[1:]
+	f, n := binary.Uvarint(b)
+	if n <= 0 || f > uint64(len(val)) {
+		return 0, fmt.Errorf("%w: frame count", ErrBadRecChunks)
+	}
+	b = b[n:]
+	for len(b) > 0 {
+		off, n := binary.Uvarint(b)
+		if n <= 0 || off > 1<<62 {
+			return 0, fmt.Errorf("%w: piece offset", ErrBadRecChunks)
+		}
+		b = b[n:]
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l>>1 > uint64(len(b)-n) {
+			return 0, fmt.Errorf("%w: piece length", ErrBadRecChunks)
+		}
+		b = b[n:]
+		size := int(l >> 1)
+		if err := fn(time.Duration(off), l&1 == 1, b[:size:size]); err != nil {
+			return 0, err
+		}
+		b = b[size:]
+	}
+	return int(f), nil
+}
+
+func firstByte(b []byte) byte {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
+}
