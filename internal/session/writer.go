@@ -97,9 +97,9 @@ type Writer struct {
 	done            chan struct{}
 	committed       atomic.Uint64
 	committedFrames atomic.Uint64
-	dropped   uint64 // guarded by mu
-	full      bool   // MaxSize reached (guarded by mu)
-	lastErr   string // guarded by mu
+	dropped         uint64 // guarded by mu
+	full            bool   // MaxSize reached (guarded by mu)
+	lastErr         string // guarded by mu
 }
 
 // Create makes a new session file at path and starts its writer.
