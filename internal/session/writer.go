@@ -208,12 +208,15 @@ func isEssential(r Record) bool {
 
 // Reserve takes n bytes of the queue's budget for a record being built
 // (a recorder's block); it reports false, taking nothing, when the budget
-// or the file is spent. The bytes are given back by PutReserved (then by
+// or the file is spent. Reserved bytes may fill seven eighths of the
+// budget: the rest stays for other records (a recorded stream's own
+// record, connection records), which a flood of body bytes never crowds
+// out. The bytes are given back by PutReserved (then by
 // the commit) or by Unreserve.
 func (w *Writer) Reserve(n int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || w.full || w.pendingBytes+int64(n) > w.opts.MaxPendingBytes {
+	if w.closed || w.full || w.pendingBytes+int64(n) > w.opts.MaxPendingBytes-w.opts.MaxPendingBytes/8 {
 		return false
 	}
 	w.pendingBytes += int64(n)
