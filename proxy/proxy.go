@@ -57,6 +57,7 @@ import (
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/sse"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
@@ -1101,7 +1102,7 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 	}
 	isSSE := strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "text/event-stream")
 	if resp.Body != nil && resp.Body != http.NoBody && (isSSE || resp.ContentLength < 0) {
-		resp.Body = &streamBody{st: st, body: resp.Body, isSSE: isSSE}
+		resp.Body = &streamBody{st: st, body: resp.Body, isSSE: isSSE, split: sse.Splitter{EventsOnly: true}}
 	}
 	return resp
 }

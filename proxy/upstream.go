@@ -142,7 +142,10 @@ func (p *Proxy) roundTrip(req *http.Request, st *stream) (*http.Response, error)
 		if st.ctx.Err() != nil {
 			return nil, st.ctx.Err()
 		}
-		if errors.Is(err, errHeadTimeout) {
+		// The deadline, or a fault of the proxy closing the socket as the
+		// deadline came (an idle timeout of the same length): no head in
+		// time either way.
+		if errors.Is(err, errHeadTimeout) || (!deadline.IsZero() && time.Until(deadline) < headSlack) {
 			return p.noHead(req, st, limit)
 		}
 		up.setClass(errclass.Classify(err))
@@ -152,6 +155,10 @@ func (p *Proxy) roundTrip(req *http.Request, st *stream) (*http.Response, error)
 	c.SetDeadline(time.Time{})
 	return resp, nil
 }
+
+// headSlack is how close to the head deadline a failure counts as the
+// deadline's: timers that fire together run in any order.
+const headSlack = 5 * time.Millisecond
 
 // errHeadTimeout is the deadline of the head phase passing.
 var errHeadTimeout = errors.New("upstream head deadline")

@@ -155,7 +155,7 @@ type Stream struct {
 
 	block    []byte // the pieces not yet queued
 	reserved int    // bytes of the writer's budget block holds
-	frames   int64  // frames counted when block began
+	frames   int64  // frames stored when block began
 	blocks   int    // blocks queued so far
 	gap      bool   // pieces were dropped since the last one kept
 }
@@ -281,7 +281,7 @@ func (s *Stream) Write(p []byte, at time.Time) {
 	}
 	if s.block == nil {
 		s.block = getBlock()
-		s.frames = before
+		s.frames = s.rec.Frames
 		s.r.mu.Lock()
 		s.r.pending[s] = struct{}{}
 		s.r.mu.Unlock()

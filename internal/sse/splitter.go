@@ -22,6 +22,9 @@ type Splitter struct {
 	// MaxLine and MaxEvent are the Parser's bounds (zero: its defaults),
 	// for Err.
 	MaxLine, MaxEvent int
+	// EventsOnly lets CountEvents count events a faster way, block by
+	// block, over pieces without CR; Frames and Err are not kept then.
+	EventsOnly bool
 
 	started bool    // the BOM check is over
 	bomN    int     // BOM bytes matched so far
@@ -51,7 +54,12 @@ var utf8BOM = [3]byte{0xEF, 0xBB, 0xBF}
 // past it and whether the unit is an event, or end -1 when b ends inside a
 // unit.
 func (s *Splitter) Next(b []byte) (end int, event bool) {
-	end, event = s.scan(b)
+	return s.next(b, false)
+}
+
+// next is Next; noCR says b holds no CR, so lines end at LF alone.
+func (s *Splitter) next(b []byte, noCR bool) (end int, event bool) {
+	end, event = s.scan(b, noCR)
 	if end < 0 {
 		s.unitLen += int64(len(b))
 	} else {
@@ -60,7 +68,7 @@ func (s *Splitter) Next(b []byte) (end int, event bool) {
 	return end, event
 }
 
-func (s *Splitter) scan(b []byte) (end int, event bool) {
+func (s *Splitter) scan(b []byte, noCR bool) (end int, event bool) {
 	pos := 0
 	if !s.started {
 		for pos < len(b) && s.bomN < 3 && b[pos] == utf8BOM[s.bomN] {
@@ -88,7 +96,12 @@ func (s *Splitter) scan(b []byte) (end int, event bool) {
 				continue
 			}
 		}
-		i := lineEnd(b[pos:])
+		var i int
+		if noCR {
+			i = bytes.IndexByte(b[pos:], '\n')
+		} else {
+			i = lineEnd(b[pos:])
+		}
 		if i < 0 {
 			s.addToLine(b[pos:])
 			return -1, false
@@ -114,7 +127,8 @@ func (s *Splitter) scan(b []byte) (end int, event bool) {
 
 func (s *Splitter) addToLine(p []byte) {
 	if s.lineLen == 0 {
-		s.retryOK, s.retryValue, s.retryDigit = true, 0, false
+		// A retry field is looked at only from its first byte on.
+		s.retryOK, s.retryValue, s.retryDigit = len(p) == 0 || p[0] == 'r', 0, false
 	}
 	if s.lineLen < len(s.prefix) {
 		copy(s.prefix[s.lineLen:], p)
@@ -123,8 +137,10 @@ func (s *Splitter) addToLine(p []byte) {
 		s.scanRetry(p)
 	}
 	s.lineLen += len(p)
-	if s.err == nil && s.lineLen > boundOf(s.MaxLine, DefaultMaxLine) {
-		s.err = &LineTooLongError{Max: boundOf(s.MaxLine, DefaultMaxLine)}
+	if s.lineLen > DefaultMaxLine || (s.MaxLine > 0 && s.lineLen > s.MaxLine) {
+		if max := boundOf(s.MaxLine, DefaultMaxLine); s.err == nil && s.lineLen > max {
+			s.err = &LineTooLongError{Max: max}
+		}
 	}
 }
 
@@ -220,8 +236,12 @@ func (s *Splitter) Err() error { return s.err }
 // CountEvents scans b and returns the number of events that end in it.
 func (s *Splitter) CountEvents(b []byte) int64 {
 	var n int64
+	noCR := bytes.IndexByte(b, '\r') < 0
+	if noCR && s.EventsOnly && s.started && !s.afterCR && s.lineLen == 0 {
+		n, b = s.countBlocks(b)
+	}
 	for len(b) > 0 {
-		end, ev := s.Next(b)
+		end, ev := s.next(b, noCR)
 		if end < 0 {
 			break
 		}
@@ -247,3 +267,50 @@ func lineEnd(b []byte) int {
 	}
 	return i
 }
+
+// countBlocks counts the events of b, which holds no CR and starts at a
+// line start, block by block: each blank line ("\n\n", or an LF at a
+// line start) ends a block, an event when a line of it is a data field.
+// Two vectorised searches per event instead of a few per line. It returns
+// the count and the bytes after the last blank line, for the line-by-line
+// scan.
+func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
+	var n int64
+	for len(b) > 0 {
+		var end int // index of the blank line's LF
+		if b[0] == '\n' {
+			end = 0
+		} else {
+			k := bytes.Index(b, blankLine)
+			if k < 0 {
+				break
+			}
+			end = k + 1
+		}
+		if s.hasData || hasDataLine(b[:end]) {
+			n++
+		}
+		s.inBlock, s.hasData, s.dataLen, s.unitLen = false, false, 0, 0
+		b = b[end+1:]
+	}
+	return n, b
+}
+
+var blankLine = []byte("\n\n")
+
+// hasDataLine reports whether the lines of block (each ended by LF) hold
+// a data field: a line that is "data" or starts with "data:".
+func hasDataLine(block []byte) bool {
+	for at := 0; ; {
+		if len(block)-at >= 5 && string(block[at:at+4]) == "data" && (block[at+4] == ':' || block[at+4] == '\n') {
+			return true
+		}
+		k := bytes.Index(block[at:], dataAtLineStart)
+		if k < 0 {
+			return false
+		}
+		at += k + 1
+	}
+}
+
+var dataAtLineStart = []byte("\ndata")

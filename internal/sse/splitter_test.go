@@ -168,3 +168,25 @@ func TestSplitterFramesMatchParser(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsOnlyMatchesParser: the block-by-block count agrees with the
+// parser however the stream is cut, CR or not.
+func TestEventsOnlyMatchesParser(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 5000; i++ {
+		stream := randomStream(rng)
+		if rng.IntN(2) == 0 {
+			stream = bytes.ReplaceAll(bytes.ReplaceAll(stream, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
+		}
+		s := Splitter{EventsOnly: true}
+		var got int64
+		for rest := stream; len(rest) > 0; {
+			n := min(1+rng.IntN(40), len(rest))
+			got += s.CountEvents(rest[:n])
+			rest = rest[n:]
+		}
+		if want := parserEvents(t, stream); got != int64(want) {
+			t.Fatalf("stream %q: %d events, parser %d", stream, got, want)
+		}
+	}
+}
