@@ -58,7 +58,16 @@ type Options struct {
 	// BlockSize is the size at which a stream's block is queued (default
 	// DefaultBlockSize).
 	BlockSize int
+	// MaxWait is how long a piece waits for the session writer when its
+	// byte budget is spent, before it is dropped (default DefaultMaxWait;
+	// negative: never wait).
+	MaxWait time.Duration
 }
+
+// DefaultMaxWait is Options.MaxWait's default: a stream that outruns the
+// disk is slowed by at most this much per piece, and the writer gets the
+// CPU to catch up, before anything is dropped.
+const DefaultMaxWait = 50 * time.Millisecond
 
 // DefaultBlockSize is a block's size when Options.BlockSize is zero: large
 // enough that a busy stream costs one record per few hundred events, small
@@ -91,6 +100,9 @@ type Recorder struct {
 func New(w *session.Writer, proxyName string, opts Options) *Recorder {
 	if opts.BlockSize <= 0 {
 		opts.BlockSize = DefaultBlockSize
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = DefaultMaxWait
 	}
 	r := &Recorder{w: w, proxy: proxyName, opts: opts, redact: map[string]bool{}, live: map[*Stream]struct{}{}, pending: map[*Stream]struct{}{}}
 	w.BeforeCommit(r.queueAll)
@@ -252,15 +264,22 @@ func (s *Stream) Write(p []byte, at time.Time) {
 	if s == nil || len(p) == 0 {
 		return
 	}
+	// The budget is taken before the lock: a wait for the writer must not
+	// hold the stream (the writer queues held blocks under it).
+	need := len(p) + session.RecChunkOverhead
+	kept := s.r.w.ReserveWait(need, s.r.opts.MaxWait)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
+	if s.done || s.notSSE || s.cut {
+		if kept {
+			s.r.w.Unreserve(need)
+		}
+		if !s.done {
+			s.rec.Bytes += int64(len(p))
+		}
 		return
 	}
 	s.rec.Bytes += int64(len(p))
-	if s.notSSE || s.cut {
-		return
-	}
 	before := s.split.Frames()
 	s.split.CountEvents(p)
 	completed := s.split.Frames() - before
@@ -270,8 +289,7 @@ func (s *Stream) Write(p []byte, at time.Time) {
 		s.cut = true
 		s.rec.Class = errclass.Classify(err)
 	}
-	need := len(p) + session.RecChunkOverhead
-	if !s.r.w.Reserve(need) {
+	if !kept {
 		// Past the writer's byte budget: the piece is dropped, and its
 		// frames are counted as dropped records.
 		s.gap = true
@@ -280,13 +298,13 @@ func (s *Stream) Write(p []byte, at time.Time) {
 		return
 	}
 	if s.block == nil {
-		s.block = getBlock()
+		s.block = session.BlockBuf()
 		s.frames = s.rec.Frames
 		s.r.mu.Lock()
 		s.r.pending[s] = struct{}{}
 		s.r.mu.Unlock()
 	}
-	s.block = session.AppendRecChunk(s.block, at.Sub(s.rec.Start), s.gap, p)
+	s.block = session.AppendRecChunk(session.GrowBlock(s.block, need), at.Sub(s.rec.Start), s.gap, p)
 	s.reserved += need
 	s.gap = false
 	s.rec.Frames += completed
@@ -328,10 +346,6 @@ func (r *Recorder) queueAll() {
 		s.mu.Unlock()
 	}
 }
-
-// Blocks' buffers: a new one per block (the writer owns a queued block
-// until its commit); pooled would need the writer to give them back.
-func getBlock() []byte { return make([]byte, 0, 1<<10) }
 
 // frameEvent is the RecEvent of one parsed frame, the seq-th of its
 // stream, completed by a piece that passed at offset.

@@ -382,7 +382,7 @@ func TestRecorderCountsDropsPastBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := recording.New(w, "p", recording.Options{BlockSize: 4 << 10})
+	rec := recording.New(w, "p", recording.Options{BlockSize: 4 << 10, MaxWait: -1})
 	start := time.Now()
 	req, _ := http.NewRequest("GET", "http://127.0.0.1:1/s", nil)
 	s := rec.Begin("c", req, start)

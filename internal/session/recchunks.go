@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/golang/snappy"
 )
 
 // RecChunks is a block of a recorded stream's body as the client received
@@ -23,9 +27,12 @@ import (
 // does not know blocks fails on them loudly rather than reading a stream
 // without its frames.
 //
-// Value layout: RecChunksFormat, uvarint Frames, then every piece as
-// uvarint offset (nanoseconds since Start), uvarint length<<1 | gap, and
-// length bytes. gap is set on the first piece after pieces were dropped
+// Value layout: RecChunksFormat, uvarint Frames, then the pieces
+// compressed as one Snappy block (github.com/golang/snappy: SSE is
+// repetitive text, and the disk, not the CPU, is what a flood of events
+// runs into); uncompressed, every piece is uvarint offset (nanoseconds
+// since Start), uvarint length<<1 | gap, and length bytes. A value whose
+// first byte is RecChunksRaw holds the pieces uncompressed. gap is set on the first piece after pieces were dropped
 // (the recorder's budget was spent): a reader starts the parser over
 // there, as a client does after a reconnect, keeping the last event ID.
 type RecChunks struct {
@@ -40,8 +47,12 @@ type RecChunks struct {
 	Data []byte
 }
 
-// RecChunksFormat is the first byte of a block's value.
-const RecChunksFormat = 0x01
+// First bytes of a block's value: pieces compressed (what the recorder
+// writes), or not.
+const (
+	RecChunksRaw    = 0x01
+	RecChunksFormat = 0x02
+)
 
 func (RecChunks) Bucket() string { return BucketRecEvents }
 
@@ -59,11 +70,14 @@ func (c RecChunks) Key() []byte {
 // QueueBytes is what the block holds in the writer's queue.
 func (c RecChunks) QueueBytes() int { return len(c.Data) + len(c.Proxy) + len(c.ConnID) + 32 }
 
-// AppendValue appends the block's value.
+// AppendValue appends the block's value, its pieces compressed.
 func (c RecChunks) AppendValue(b []byte) []byte {
 	b = append(b, RecChunksFormat)
 	b = binary.AppendUvarint(b, uint64(c.Frames))
-	return append(b, c.Data...)
+	n := len(b)
+	b = slices.Grow(b, snappy.MaxEncodedLen(len(c.Data)))
+	enc := snappy.Encode(b[n:cap(b)], c.Data)
+	return b[:n+len(enc)]
 }
 
 // AppendRecChunk appends one piece to a block's Data.
@@ -81,7 +95,13 @@ func AppendRecChunk(b []byte, offset time.Duration, gap bool, piece []byte) []by
 const RecChunkOverhead = 2 * binary.MaxVarintLen64
 
 // IsRecChunks reports whether a rec_events value is a block.
-func IsRecChunks(val []byte) bool { return len(val) > 0 && val[0] == RecChunksFormat }
+func IsRecChunks(val []byte) bool {
+	return len(val) > 0 && (val[0] == RecChunksFormat || val[0] == RecChunksRaw)
+}
+
+// maxBlockBytes bounds a block's pieces when read back (a damaged value
+// must not make a reader allocate more).
+const maxBlockBytes = 64 << 20
 
 // ErrBadRecChunks is returned for a block value that does not decode.
 var ErrBadRecChunks = errors.New("damaged recording block")
@@ -94,10 +114,19 @@ func DecodeRecChunks(val []byte, fn func(offset time.Duration, gap bool, piece [
 	}
 	b := val[1:]
 	f, n := binary.Uvarint(b)
-	if n <= 0 || f > uint64(len(val)) {
+	if n <= 0 || f > 1<<40 {
 		return 0, fmt.Errorf("%w: frame count", ErrBadRecChunks)
 	}
 	b = b[n:]
+	if val[0] == RecChunksFormat {
+		size, err := snappy.DecodedLen(b)
+		if err != nil || size > maxBlockBytes {
+			return 0, fmt.Errorf("%w: compressed pieces", ErrBadRecChunks)
+		}
+		if b, err = snappy.Decode(make([]byte, size), b); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrBadRecChunks, err)
+		}
+	}
 	for len(b) > 0 {
 		off, n := binary.Uvarint(b)
 		if n <= 0 || off > 1<<62 {
@@ -123,4 +152,48 @@ func firstByte(b []byte) byte {
 		return 0
 	}
 	return b[0]
+}
+
+// Block buffers: a recorder fills a block in a pooled buffer, small at
+// first and a large one when it grows (a slow stream holds little, a fast
+// one never regrows), and the Writer gives the buffer back once the block
+// is committed (or dropped). The pools hold buffers of exactly these
+// capacities.
+const (
+	smallBlockCap = 4 << 10
+	largeBlockCap = 40 << 10
+)
+
+var (
+	smallBlocks = sync.Pool{New: func() any { return new([smallBlockCap]byte) }}
+	largeBlocks = sync.Pool{New: func() any { return new([largeBlockCap]byte) }}
+)
+
+// BlockBuf returns an empty buffer for a block's Data.
+func BlockBuf() []byte { return smallBlocks.Get().(*[smallBlockCap]byte)[:0] }
+
+// GrowBlock makes room for n more bytes in b, moving it to a large pooled
+// buffer when it fits there.
+func GrowBlock(b []byte, n int) []byte {
+	if len(b)+n <= cap(b) {
+		return b
+	}
+	if cap(b) == smallBlockCap && len(b)+n <= largeBlockCap {
+		nb := largeBlocks.Get().(*[largeBlockCap]byte)[:len(b)]
+		copy(nb, b)
+		ReleaseBlockBuf(b)
+		return nb
+	}
+	return slices.Grow(b, n)
+}
+
+// ReleaseBlockBuf gives a block buffer back (one of another size is left
+// to the collector).
+func ReleaseBlockBuf(b []byte) {
+	switch cap(b) {
+	case smallBlockCap:
+		smallBlocks.Put((*[smallBlockCap]byte)(b[:smallBlockCap]))
+	case largeBlockCap:
+		largeBlocks.Put((*[largeBlockCap]byte)(b[:largeBlockCap]))
+	}
 }

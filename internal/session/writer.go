@@ -88,6 +88,7 @@ type Writer struct {
 	opts Options
 
 	mu           sync.Mutex
+	freed        chan struct{} // closed (and replaced) when a commit frees budget
 	pending      []queued
 	pendingBytes int64 // queued and reserved, not committed yet
 	kick         chan struct{}
@@ -155,8 +156,9 @@ func Create(path string, opts Options) (*Writer, error) {
 	}
 	w := &Writer{
 		path: path, db: db, opts: opts,
-		kick: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		kick:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		freed: make(chan struct{}),
 	}
 	go w.loop()
 	return w, nil
@@ -221,6 +223,36 @@ func (w *Writer) Reserve(n int) bool {
 	}
 	w.pendingBytes += int64(n)
 	return true
+}
+
+// ReserveWait is Reserve, waiting at most wait for a commit to free the
+// budget when it is spent: a producer that outruns the disk slows down a
+// little (and lets the writer run) before it drops anything.
+func (w *Writer) ReserveWait(n int, wait time.Duration) bool {
+	if w.Reserve(n) {
+		return true
+	}
+	var t *time.Timer
+	for {
+		w.mu.Lock()
+		freed, stop := w.freed, w.closed || w.full
+		w.mu.Unlock()
+		if stop {
+			return false
+		}
+		if t == nil {
+			t = time.NewTimer(wait)
+			defer t.Stop()
+		}
+		select {
+		case <-freed:
+		case <-t.C:
+			return w.Reserve(n)
+		}
+		if w.Reserve(n) {
+			return true
+		}
+	}
 }
 
 // Unreserve gives back n bytes taken by Reserve and not queued.
@@ -358,8 +390,15 @@ func (w *Writer) commitNext() bool {
 		return false
 	}
 	w.commit(batch)
+	for _, q := range batch {
+		if c, ok := q.r.(RecChunks); ok {
+			ReleaseBlockBuf(c.Data)
+		}
+	}
 	w.mu.Lock()
 	w.pendingBytes -= bytes
+	close(w.freed)
+	w.freed = make(chan struct{})
 	w.mu.Unlock()
 	return true
 }
@@ -373,13 +412,18 @@ func reserveOf(maxSize int) int64 {
 // producers' paths.
 func (w *Writer) commit(batch []queued) {
 	var size int64
+	var vals [][]byte
 	err := w.db.Update(func(tx *bolt.Tx) error {
-		if err := putAll(tx, batch); err != nil {
+		var err error
+		if vals, err = putAll(tx, batch, vals[:0]); err != nil {
 			return err
 		}
 		size = tx.Size()
 		return nil
 	})
+	for _, v := range vals {
+		valueBufs.Put(&v)
+	}
 	if err == nil {
 		w.committed.Add(uint64(len(batch)))
 		var frames uint64
@@ -405,7 +449,7 @@ func (w *Writer) commit(batch []queued) {
 			}
 		}
 		if len(essential) > 0 {
-			if w.db.Update(func(tx *bolt.Tx) error { return putAll(tx, essential) }) == nil {
+			if w.db.Update(func(tx *bolt.Tx) error { _, err := putAll(tx, essential, nil); return err }) == nil {
 				w.committed.Add(uint64(len(essential)))
 			} else {
 				lost = batch
@@ -449,8 +493,13 @@ func (w *Writer) fill(lost []queued) {
 	}
 }
 
-// putAll stores the batch's records in tx.
-func putAll(tx *bolt.Tx, batch []queued) error {
+// valueBufs hold binary values until their commit (bbolt keeps a value
+// until then).
+var valueBufs = sync.Pool{New: func() any { b := make([]byte, 0, 48<<10); return &b }}
+
+// putAll stores the batch's records in tx; the buffers of binary values
+// are appended to vals, free again once the transaction is over.
+func putAll(tx *bolt.Tx, batch []queued, vals [][]byte) ([][]byte, error) {
 	var seq [8]byte
 	for _, q := range batch {
 		r := q.r
@@ -458,23 +507,25 @@ func putAll(tx *bolt.Tx, batch []queued) error {
 		switch v := r.(type) {
 		case BinaryRecord:
 			// A value must stay valid until the commit: one buffer each.
-			val = v.AppendValue(make([]byte, 0, q.size))
+			buf := valueBufs.Get().(*[]byte)
+			val = v.AppendValue((*buf)[:0])
+			vals = append(vals, val)
 		case metaRecord:
 			j, err := json.Marshal(v.val)
 			if err != nil {
-				return fmt.Errorf("encode %s record: %w", r.Bucket(), err)
+				return vals, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
 			}
 			val = j
 		default:
 			j, err := json.Marshal(r)
 			if err != nil {
-				return fmt.Errorf("encode %s record: %w", r.Bucket(), err)
+				return vals, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
 			}
 			val = j
 		}
 		b, err := tx.CreateBucketIfNotExists([]byte(r.Bucket()))
 		if err != nil {
-			return err
+			return vals, err
 		}
 		// Keys mostly grow (sequences, times, per-stream counters):
 		// fuller pages mean fewer pages to write per commit.
@@ -488,8 +539,8 @@ func putAll(tx *bolt.Tx, batch []queued) error {
 			key = seq[:]
 		}
 		if err := b.Put(key, val); err != nil {
-			return err
+			return vals, err
 		}
 	}
-	return nil
+	return vals, nil
 }

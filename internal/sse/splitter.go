@@ -237,7 +237,7 @@ func (s *Splitter) Err() error { return s.err }
 func (s *Splitter) CountEvents(b []byte) int64 {
 	var n int64
 	noCR := bytes.IndexByte(b, '\r') < 0
-	if noCR && s.EventsOnly && s.started && !s.afterCR && s.lineLen == 0 {
+	if noCR && s.started && !s.afterCR && s.lineLen == 0 && (s.EventsOnly || (!s.inBlock && s.err == nil)) {
 		n, b = s.countBlocks(b)
 	}
 	for len(b) > 0 {
@@ -269,48 +269,56 @@ func lineEnd(b []byte) int {
 }
 
 // countBlocks counts the events of b, which holds no CR and starts at a
-// line start, block by block: each blank line ("\n\n", or an LF at a
-// line start) ends a block, an event when a line of it is a data field.
-// Two vectorised searches per event instead of a few per line. It returns
-// the count and the bytes after the last blank line, for the line-by-line
-// scan.
+// line start, block by block: a blank line ends a block, an event when
+// a line of it is a data field. Unless EventsOnly it counts the block's
+// frames too (its comment lines, valid retry fields and the event), for
+// blocks within the Parser's bounds. One vectorised search per line and a
+// look at its first byte, where the line-by-line scan keeps a line's
+// state. It returns the count and the bytes after the last block counted,
+// for the line-by-line scan.
 func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 	var n int64
-	for len(b) > 0 {
-		var end int // index of the blank line's LF
-		if b[0] == '\n' {
-			end = 0
-		} else {
-			k := bytes.Index(b, blankLine)
-			if k < 0 {
-				break
+	bound := min(boundOf(s.MaxLine, DefaultMaxLine), boundOf(s.MaxEvent, DefaultMaxEvent))
+	done := 0 // the bytes of the blocks counted
+	hasData, frames, size := s.hasData, int64(0), 0
+	for pos := 0; pos < len(b); {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			break
+		}
+		line := b[pos : pos+i]
+		pos += i + 1
+		if len(line) == 0 {
+			if hasData {
+				n++
+				frames++
 			}
-			end = k + 1
+			if !s.EventsOnly {
+				s.frames += frames
+			}
+			s.inBlock, s.hasData, s.dataLen, s.unitLen = false, false, 0, 0
+			hasData, frames, size, done = false, 0, 0, pos
+			continue
 		}
-		if s.hasData || hasDataLine(b[:end]) {
-			n++
+		if size += len(line) + 1; !s.EventsOnly && size > bound {
+			break // the line-by-line scan finds where a Parser stops
 		}
-		s.inBlock, s.hasData, s.dataLen, s.unitLen = false, false, 0, 0
-		b = b[end+1:]
+		switch line[0] {
+		case ':':
+			frames++
+		case 'd':
+			if len(line) >= 4 && string(line[:4]) == "data" && (len(line) == 4 || line[4] == ':') {
+				hasData = true
+			}
+		case 'r':
+			var r Splitter
+			r.retryOK = true
+			r.scanRetry(line)
+			if r.retryOK && r.retryDigit {
+				frames++
+			}
+		}
 	}
-	return n, b
+	return n, b[done:]
 }
 
-var blankLine = []byte("\n\n")
-
-// hasDataLine reports whether the lines of block (each ended by LF) hold
-// a data field: a line that is "data" or starts with "data:".
-func hasDataLine(block []byte) bool {
-	for at := 0; ; {
-		if len(block)-at >= 5 && string(block[at:at+4]) == "data" && (block[at+4] == ':' || block[at+4] == '\n') {
-			return true
-		}
-		k := bytes.Index(block[at:], dataAtLineStart)
-		if k < 0 {
-			return false
-		}
-		at += k + 1
-	}
-}
-
-var dataAtLineStart = []byte("\ndata")
