@@ -321,4 +321,3 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 	}
 	return n, b[done:]
 }
-
