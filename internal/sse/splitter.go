@@ -237,10 +237,17 @@ func (s *Splitter) Err() error { return s.err }
 func (s *Splitter) CountEvents(b []byte) int64 {
 	var n int64
 	noCR := bytes.IndexByte(b, '\r') < 0
-	if noCR && s.started && !s.afterCR && s.lineLen == 0 && (s.EventsOnly || (!s.inBlock && s.err == nil)) {
-		n, b = s.countBlocks(b)
-	}
 	for len(b) > 0 {
+		// Block by block where it can (at a line start in a piece without
+		// CR); line by line to the next unit's end otherwise.
+		if noCR && s.started && !s.afterCR && s.lineLen == 0 && (s.EventsOnly || (!s.inBlock && s.err == nil)) {
+			var k int64
+			k, b = s.countBlocks(b)
+			n += k
+			if len(b) == 0 {
+				break
+			}
+		}
 		end, ev := s.next(b, noCR)
 		if end < 0 {
 			break
@@ -251,21 +258,6 @@ func (s *Splitter) CountEvents(b []byte) int64 {
 		b = b[end:]
 	}
 	return n
-}
-
-// lineEnd is the index of the first CR or LF in b, -1 for none: two
-// vectorised searches instead of bytes.IndexAny's byte loop (SSE servers
-// end lines with LF; CR is looked for only before the first LF).
-func lineEnd(b []byte) int {
-	i := bytes.IndexByte(b, '\n')
-	seg := b
-	if i >= 0 {
-		seg = b[:i]
-	}
-	if j := bytes.IndexByte(seg, '\r'); j >= 0 {
-		return j
-	}
-	return i
 }
 
 // countBlocks counts the events of b, which holds no CR and starts at a
@@ -320,4 +312,19 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 		}
 	}
 	return n, b[done:]
+}
+
+// lineEnd is the index of the first CR or LF in b, -1 for none: two
+// vectorised searches instead of bytes.IndexAny's byte loop (SSE servers
+// end lines with LF; CR is looked for only before the first LF).
+func lineEnd(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	seg := b
+	if i >= 0 {
+		seg = b[:i]
+	}
+	if j := bytes.IndexByte(seg, '\r'); j >= 0 {
+		return j
+	}
+	return i
 }
