@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
@@ -535,4 +537,37 @@ func statusResponse(req *http.Request, code int, f *Fault) *http.Response {
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}
+}
+
+// dial is the upstream transport's DialContext: it opens the upstream hop
+// of the stream in ctx, wrapped and recorded, with its faults attached.
+func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	st := streamFrom(ctx)
+	if st == nil {
+		return p.dialer.DialContext(ctx, network, addr)
+	}
+	f, action := p.downFor(session.HopUpstream, st.path)
+	if f != nil && action == ActionRefuse {
+		st.client.fireAs(session.HopUpstream, f, ActionRefuse, "upstream connection to "+addr+" refused")
+		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	c, err := p.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.dialErrors.Add(1)
+			p.countError(session.HopUpstream, errclass.Classify(err))
+		}
+		return nil, err
+	}
+	h := newHopConn(p, c, session.HopUpstream, st.client.connID, st.request)
+	h.setRequest(st.method, st.path)
+	st.upstream.Store(h)
+	p.register(h)
+	if f != nil {
+		h.fire(f, "", action, "upstream connection closed on open ("+action+")")
+		h.closeWith(action, "proxy")
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("closed by fault %s: %w", f.Spec.Name, syscall.ECONNRESET)}
+	}
+	p.attachFaults(h, st.path, time.Now())
+	return h, nil
 }
