@@ -65,7 +65,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("bench")
 	fs.BoolVar(&o.quick, "quick", false, "scale every row down: about a minute in all")
 	fs.StringVar(&o.only, "only", "", "run only these rows (comma-separated): "+strings.Join(bench.Rows, ", "))
-	fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 2000; quick 500); targets: 15000 client, 9000 proxied")
+	fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 15000; quick 500); targets: 15000 client, 9000 proxied (the proxy holds what its descriptor limit allows)")
 	fs.IntVar(&o.loadStreams, "load", 0, "streams of the load row's fixed load (default 1000; quick 200)")
 	fs.IntVar(&o.rate, "rate", 20, "events per second per stream of the load row")
 	fs.DurationVar(&o.window, "window", 0, "how long each path of the load row is measured per round after its warm-up (default 4s; quick 3s; saturation half)")

@@ -72,8 +72,9 @@ type Config struct {
 	// every other round; every round is printed and the median is judged
 	// (default 5; quick 2).
 	Rounds int
-	// HoldStreams is how many streams the conns row holds (default 2,000;
-	// quick 500).
+	// HoldStreams is how many streams the conns row holds (default 15,000,
+	// the client target; the proxy holds what its descriptor limit allows,
+	// two per stream; quick 500).
 	HoldStreams int
 	// Spawn starts child processes; nil skips the rows that need one.
 	Spawn Spawner
@@ -109,7 +110,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.HoldStreams <= 0 {
-		c.HoldStreams = 2000
+		c.HoldStreams = 15000
 		if c.Quick {
 			c.HoldStreams = 500
 		}
