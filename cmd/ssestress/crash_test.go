@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -206,6 +208,54 @@ func TestKillNineAtRandomMoments(t *testing.T) {
 		}
 		t.Logf("newest recorded frame at most %v before the kill (bound %v)", worst, crashEventBound)
 	})
+	t.Run("proxy --record, flooding upstream", func(t *testing.T) {
+		// An upstream that writes events as fast as the proxy takes them:
+		// the recorder's byte budget holds, and the file keeps up.
+		flood := floodServer(t)
+		var worst time.Duration
+		for i, delay := range delays[:min(len(delays), 5)] {
+			stale := killProxyOnce(t, ctx, bin, flood, filepath.Join(dir, fmt.Sprintf("flood-%02d.db", i)), delay)
+			worst = max(worst, stale)
+		}
+		t.Logf("flood: newest recorded frame at most %v before the kill (bound %v)", worst, crashEventBound)
+	})
+}
+
+// floodServer is an SSE upstream that sends 64-event chunks as fast as
+// each connection takes them, until the connection ends.
+func floodServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var events []byte
+	for i := range 64 {
+		events = fmt.Appendf(events, "id: %d\nevent: quote\ndata: {\"symbol\":\"AAPL\",\"price\":187.%04d}\n\n", i+1, i)
+	}
+	chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", len(events), events)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // killRunOnce runs a flood on the embedded server (20 connections opened at
@@ -374,25 +424,28 @@ func killProxyOnce(t *testing.T, ctx context.Context, bin, upstream, out string,
 			t.Errorf("stream %s recorded as ended although the proxy was killed: %+v", s.ConnID, s)
 		}
 	}
-	// Frames: per stream, sequences 0..n without a hole; the newest is recent.
+	// Frames: per stream, read back (blocks or JSON) in order; the newest
+	// is recent.
 	nextSeq := map[string]int{}
 	var newest time.Time
-	err = session.Decode(r, session.BucketRecEvents, func(e *session.RecEvent) error {
-		start, ok := starts[e.ConnID]
-		if !ok {
-			return fmt.Errorf("frame %d of an unknown stream %q", e.Seq, e.ConnID)
-		}
-		if e.Seq != nextSeq[e.ConnID] {
-			return fmt.Errorf("stream %s: frame %d after %d: a hole", e.ConnID, e.Seq, nextSeq[e.ConnID]-1)
-		}
-		nextSeq[e.ConnID]++
-		if at := start.Add(e.Offset.D()); at.After(newest) {
-			newest = at
-		}
-		return nil
-	})
+	loaded, err := recording.Read(r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, st := range loaded.Streams {
+		start, ok := starts[st.ConnID]
+		if !ok {
+			t.Fatalf("frames of an unknown stream %q", st.ConnID)
+		}
+		for _, e := range st.Events {
+			if e.Seq != nextSeq[e.ConnID] {
+				t.Fatalf("stream %s: frame %d after %d: a hole", e.ConnID, e.Seq, nextSeq[e.ConnID]-1)
+			}
+			nextSeq[e.ConnID]++
+			if at := start.Add(e.Offset.D()); at.After(newest) {
+				newest = at
+			}
+		}
 	}
 	for id := range starts {
 		if nextSeq[id] == 0 {

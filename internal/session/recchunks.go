@@ -58,13 +58,17 @@ func (RecChunks) Bucket() string { return BucketRecEvents }
 
 // Key is "<proxy>/<conn id>/<block, 10 digits>": a stream's blocks are
 // contiguous and in order, as its JSON RecEvents are.
-func (c RecChunks) Key() []byte {
-	b := make([]byte, 0, len(c.Proxy)+len(c.ConnID)+12)
-	b = append(b, c.Proxy...)
+func (c RecChunks) Key() []byte { return recItemKey(c.Proxy, c.ConnID, c.Block) }
+
+// recItemKey is the key of a recorded stream's n-th frame or block:
+// "<proxy>/<conn id>/<n, ten digits>".
+func recItemKey(proxy, connID string, n int) []byte {
+	b := make([]byte, 0, len(proxy)+len(connID)+12)
+	b = append(b, proxy...)
 	b = append(b, '/')
-	b = append(b, c.ConnID...)
+	b = append(b, connID...)
 	b = append(b, '/')
-	return appendPadded(b, c.Block, 10)
+	return appendPadded(b, n, 10)
 }
 
 // QueueBytes is what the block holds in the writer's queue.
