@@ -199,6 +199,13 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 	defer cancel(nil)
 	req = req.WithContext(ctx)
 	rw := &h1Writer{c: c, req: req, header: http.Header{}}
+	if req.Body != nil && req.Body != http.NoBody && hasToken(req.Header, "Expect", "100-continue") {
+		// The body is forwarded as it comes: the client may send it now.
+		req.Header.Del("Expect")
+		if _, err := io.WriteString(w, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return false
+		}
+	}
 	// The request's body is the client's next bytes: the watcher starts
 	// once nothing more is to be read, and never under a tunnel or an
 	// upgrade, which goproxy takes over.
