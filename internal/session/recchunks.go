@@ -58,12 +58,19 @@ func (RecChunks) Bucket() string { return BucketRecEvents }
 
 // Key is "<proxy>/<conn id>/<block, 10 digits>": a stream's blocks are
 // contiguous and in order, as its JSON RecEvents are.
-func (c RecChunks) Key() []byte { return recItemKey(c.Proxy, c.ConnID, c.Block) }
+func (c RecChunks) Key() []byte { return c.AppendKey(nil) }
+
+// AppendKey appends the block's key (the writer builds keys in a buffer
+// of its own).
+func (c RecChunks) AppendKey(b []byte) []byte { return appendItemKey(b, c.Proxy, c.ConnID, c.Block) }
 
 // recItemKey is the key of a recorded stream's n-th frame or block:
 // "<proxy>/<conn id>/<n, ten digits>".
 func recItemKey(proxy, connID string, n int) []byte {
-	b := make([]byte, 0, len(proxy)+len(connID)+12)
+	return appendItemKey(make([]byte, 0, len(proxy)+len(connID)+12), proxy, connID, n)
+}
+
+func appendItemKey(b []byte, proxy, connID string, n int) []byte {
 	b = append(b, proxy...)
 	b = append(b, '/')
 	b = append(b, connID...)
@@ -200,4 +207,17 @@ func ReleaseBlockBuf(b []byte) {
 	case largeBlockCap:
 		largeBlocks.Put((*[largeBlockCap]byte)(b[:largeBlockCap]))
 	}
+}
+
+var recChunksPool = sync.Pool{New: func() any { return new(RecChunks) }}
+
+// NewRecChunks returns a pooled block record; the Writer gives it back,
+// with its Data, once the block is committed or dropped.
+func NewRecChunks() *RecChunks { return recChunksPool.Get().(*RecChunks) }
+
+// release gives a pooled block and its buffer back.
+func (c *RecChunks) release() {
+	ReleaseBlockBuf(c.Data)
+	*c = RecChunks{}
+	recChunksPool.Put(c)
 }

@@ -93,7 +93,8 @@ type Writer struct {
 	pendingBytes int64 // queued and reserved, not committed yet
 	kick         chan struct{}
 	closed       bool
-	hooks        []func()
+	hooks        []func(all bool)
+	arena        []byte // keys and binary values of the commit in progress (writer goroutine)
 
 	done            chan struct{}
 	committed       atomic.Uint64
@@ -284,10 +285,12 @@ func (w *Writer) AddDropped(n uint64) {
 }
 
 // BeforeCommit registers fn, called by the writer's goroutine before each
-// commit: a producer that fills records over time (a recorder's blocks)
-// queues what it holds there, so that nothing waits longer than
-// FlushInterval for its commit.
-func (w *Writer) BeforeCommit(fn func()) {
+// timed commit (every FlushInterval), with all false, and by Flush and
+// Close with all true: a producer that fills records over time (a
+// recorder's blocks) queues what it holds there, all of it or what has
+// waited long enough, so that nothing waits more than about two flush
+// intervals for its commit.
+func (w *Writer) BeforeCommit(fn func(all bool)) {
 	w.mu.Lock()
 	w.hooks = append(w.hooks, fn)
 	w.mu.Unlock()
@@ -322,7 +325,7 @@ func (w *Writer) Committed() uint64 { return w.committed.Load() }
 
 // Flush commits everything queued so far and returns when it is on disk.
 func (w *Writer) Flush() {
-	w.runHooks()
+	w.runHooks(true)
 	for w.commitNext() {
 	}
 }
@@ -330,7 +333,7 @@ func (w *Writer) Flush() {
 // Close commits what is queued, stops the writer and closes the file.
 // Closing twice is harmless.
 func (w *Writer) Close() error {
-	w.runHooks()
+	w.runHooks(true)
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -343,12 +346,12 @@ func (w *Writer) Close() error {
 	return w.db.Close()
 }
 
-func (w *Writer) runHooks() {
+func (w *Writer) runHooks(all bool) {
 	w.mu.Lock()
 	hooks := w.hooks
 	w.mu.Unlock()
 	for _, fn := range hooks {
-		fn()
+		fn(all)
 	}
 }
 
@@ -360,7 +363,7 @@ func (w *Writer) loop() {
 		open := true
 		select {
 		case <-t.C:
-			w.runHooks()
+			w.runHooks(false)
 		case _, open = <-w.kick:
 		}
 		for w.commitNext() {
@@ -391,8 +394,8 @@ func (w *Writer) commitNext() bool {
 	}
 	w.commit(batch)
 	for _, q := range batch {
-		if c, ok := q.r.(RecChunks); ok {
-			ReleaseBlockBuf(c.Data)
+		if c, ok := q.r.(*RecChunks); ok {
+			c.release()
 		}
 	}
 	w.mu.Lock()
@@ -412,23 +415,28 @@ func reserveOf(maxSize int) int64 {
 // producers' paths.
 func (w *Writer) commit(batch []queued) {
 	var size int64
-	var vals [][]byte
 	err := w.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		if vals, err = putAll(tx, batch, vals[:0]); err != nil {
+		// Transactions are one at a time (the writer's loop, or Flush):
+		// the arena is theirs.
+		w.arena, err = putAll(tx, batch, w.arena[:0])
+		if cap(w.arena) > 4*maxTxBytes {
+			w.arena = nil // a rare huge batch: not kept
+		}
+		if err != nil {
 			return err
 		}
 		size = tx.Size()
 		return nil
 	})
-	for _, v := range vals {
-		valueBufs.Put(&v)
-	}
 	if err == nil {
 		w.committed.Add(uint64(len(batch)))
 		var frames uint64
 		for _, q := range batch {
-			if c, ok := q.r.(RecChunks); ok {
+			switch c := q.r.(type) {
+			case RecChunks:
+				frames += uint64(c.Frames)
+			case *RecChunks:
 				frames += uint64(c.Frames)
 			}
 		}
@@ -493,45 +501,56 @@ func (w *Writer) fill(lost []queued) {
 	}
 }
 
-// valueBufs hold binary values until their commit (bbolt keeps a value
-// until then).
-var valueBufs = sync.Pool{New: func() any { b := make([]byte, 0, 48<<10); return &b }}
+// keyAppender is a Keyed record that can build its key in a buffer.
+type keyAppender interface {
+	AppendKey([]byte) []byte
+}
 
-// putAll stores the batch's records in tx; the buffers of binary values
-// are appended to vals, free again once the transaction is over.
-func putAll(tx *bolt.Tx, batch []queued, vals [][]byte) ([][]byte, error) {
+// putAll stores the batch's records in tx. Binary values and appended
+// keys are built in arena, which must stay untouched until the
+// transaction is over (bbolt keeps them until then); it is returned for
+// the next transaction.
+func putAll(tx *bolt.Tx, batch []queued, arena []byte) ([]byte, error) {
 	var seq [8]byte
+	var bucketName string
+	var b *bolt.Bucket
 	for _, q := range batch {
 		r := q.r
 		var val []byte
 		switch v := r.(type) {
 		case BinaryRecord:
-			// A value must stay valid until the commit: one buffer each.
-			buf := valueBufs.Get().(*[]byte)
-			val = v.AppendValue((*buf)[:0])
-			vals = append(vals, val)
+			n := len(arena)
+			arena = v.AppendValue(arena)
+			val = arena[n:len(arena):len(arena)]
 		case metaRecord:
 			j, err := json.Marshal(v.val)
 			if err != nil {
-				return vals, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
+				return arena, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
 			}
 			val = j
 		default:
 			j, err := json.Marshal(r)
 			if err != nil {
-				return vals, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
+				return arena, fmt.Errorf("encode %s record: %w", r.Bucket(), err)
 			}
 			val = j
 		}
-		b, err := tx.CreateBucketIfNotExists([]byte(r.Bucket()))
-		if err != nil {
-			return vals, err
+		if name := r.Bucket(); b == nil || name != bucketName {
+			var err error
+			if b, err = tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return arena, err
+			}
+			bucketName = name
+			// Keys mostly grow (sequences, times, per-stream counters):
+			// fuller pages mean fewer pages to write per commit.
+			b.FillPercent = 0.9
 		}
-		// Keys mostly grow (sequences, times, per-stream counters):
-		// fuller pages mean fewer pages to write per commit.
-		b.FillPercent = 0.9
 		var key []byte
-		if k, ok := r.(Keyed); ok {
+		if k, ok := r.(keyAppender); ok {
+			n := len(arena)
+			arena = k.AppendKey(arena)
+			key = arena[n:len(arena):len(arena)]
+		} else if k, ok := r.(Keyed); ok {
 			key = k.Key()
 		} else {
 			n, _ := b.NextSequence()
@@ -539,8 +558,8 @@ func putAll(tx *bolt.Tx, batch []queued, vals [][]byte) ([][]byte, error) {
 			key = seq[:]
 		}
 		if err := b.Put(key, val); err != nil {
-			return vals, err
+			return arena, err
 		}
 	}
-	return vals, nil
+	return arena, nil
 }
