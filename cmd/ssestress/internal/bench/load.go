@@ -494,6 +494,13 @@ func (s *suite) loadFigures(load string, res map[string]loadStats) {
 			f.Versus, f.Ratio = "Toxiproxy p99 "+fmtMS(toxi.p99)+" ms (same run)", ms(st.p99)/ms(toxi.p99)
 			f.Target = "p99 < Toxiproxy's"
 			f.below(ms(st.p99), ms(toxi.p99), " ms")
+			if haveRelay {
+				s.add(f)
+				f = Figure{Row: RowLoad, Name: "latency p50, proxy", Value: ms(st.p50), Unit: "ms", Text: fmtMS(st.p50) + " ms",
+					Versus: "relay p50 " + fmtMS(relay.p50) + " ms", Ratio: ms(st.p50) / ms(relay.p50), Target: "≤ 1.5× relay",
+					Note: f.Note}
+				f.atMost(f.Ratio, 1.5, "×")
+			}
 		case p == pathProxy:
 			f.Versus, f.Ratio = "Toxiproxy p99 10 ms (issue's reference)", ms(st.p99)/ms(refToxiproxyP99)
 			f.Target = "p99 < Toxiproxy's"
