@@ -68,13 +68,12 @@ type Options struct {
 }
 
 // DefaultBlockAge is Options.BlockAge's default: two flush intervals of
-// the session writer. A slow stream's block then holds a few events, and
-// commits cost fewer than two allocations per event at 20 events/s per
-// stream (one per event at an age of one interval, 2.6); a piece reaches
-// the file at most BlockAge plus one interval after it passed, and while
-// several streams or one busy stream are recorded the file's newest
-// piece is at most one interval old (a busy stream fills its block, which
-// is queued at once).
+// the session writer. Among many slow streams (1,000 at 20 events/s)
+// each block then holds a few events and commits cost fewer than two
+// allocations per event (2.6 at an age of one interval); a piece reaches
+// the file at most BlockAge plus one interval after it passed, and the
+// file's newest piece is at most one interval old (a few streams are all
+// queued at every commit; among many, some age out at each).
 const DefaultBlockAge = 200 * time.Millisecond
 
 // DefaultMaxWait is Options.MaxWait's default: a stream that outruns the
@@ -350,11 +349,15 @@ func (s *Stream) queueLocked() {
 	s.r.w.PutReserved(blk, reserved)
 }
 
-// queueHeld queues the blocks held: all of them, or those whose first
-// piece came at least BlockAge ago. The writer calls it before each
-// timed commit, so a piece waits at most BlockAge plus one flush
-// interval, and a slow stream still stores a few events per record, not
-// one.
+// queueAllBelow is how many streams holding blocks are all queued at
+// every timed commit; past it, only the blocks BlockAge old are.
+const queueAllBelow = 64
+
+// queueHeld queues the blocks held: all of them, or, when many streams
+// hold one, those whose first piece came at least BlockAge ago. The writer
+// calls it before each timed commit, so a piece waits at most BlockAge
+// plus one flush interval, the file's newest piece at most one interval,
+// and a slow stream among many stores a few events per record, not one.
 func (r *Recorder) queueHeld(all bool) {
 	before := time.Now().Add(-r.opts.BlockAge)
 	r.mu.Lock()
@@ -363,6 +366,10 @@ func (r *Recorder) queueHeld(all bool) {
 		streams = append(streams, s)
 	}
 	r.mu.Unlock()
+	// A few streams are all queued at every commit: the file's newest
+	// piece is then never more than one interval old. Among many, those
+	// that age out at each commit hold pieces up to it.
+	all = all || len(streams) <= queueAllBelow
 	for _, s := range streams {
 		s.mu.Lock()
 		if all || !s.firstAt.After(before) {
