@@ -81,28 +81,34 @@ func benchServer(b *testing.B) string {
 
 // relay is a minimal TCP relay: two io.Copy per connection.
 func relay(b testing.TB, upstream string) string {
+	target := upstream[len("http://"):]
+	return serveConns(b, func(c net.Conn) {
+		u, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			return
+		}
+		go func() { io.Copy(u, c); u.Close() }()
+		io.Copy(c, u)
+		c.Close()
+	})
+}
+
+// serveConns accepts on a loopback port until the benchmark ends, each
+// connection handled on a goroutine of its own, and returns its URL.
+func serveConns(b testing.TB, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	target := upstream[len("http://"):]
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				u, err := net.Dial("tcp", target)
-				if err != nil {
-					c.Close()
-					return
-				}
-				go func() { io.Copy(u, c); u.Close() }()
-				io.Copy(c, u)
-				c.Close()
-			}()
+			go handle(c)
 		}
 	}()
 	return "http://" + ln.Addr().String()
@@ -346,34 +352,20 @@ func BenchmarkStreamBody(b *testing.B) {
 // 1,500 events. What a path adds to one event, without the queueing of
 // many streams at once.
 func BenchmarkOneStreamLatency(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+	up := serveConns(b, func(c net.Conn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			time.Sleep(2 * time.Millisecond)
+			ev := "data: " + strconv.FormatInt(time.Now().UnixNano(), 10) + "\n\n"
+			if _, err := io.WriteString(c, strconv.FormatInt(int64(len(ev)), 16)+"\r\n"+ev+"\r\n"); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-				for {
-					time.Sleep(2 * time.Millisecond)
-					ev := "data: " + strconv.FormatInt(time.Now().UnixNano(), 10) + "\n\n"
-					if _, err := io.WriteString(c, strconv.FormatInt(int64(len(ev)), 16)+"\r\n"+ev+"\r\n"); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	up := "http://" + ln.Addr().String()
+	})
 	p := startProxy(b, Config{Upstream: up})
 	paths := []struct{ name, url string }{{"direct", up}, {"relay", relay(b, up)}, {"proxy", p.URL()}}
 	plain := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
