@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	github.com/elazarl/goproxy v1.9.3
+	github.com/golang/snappy v1.0.0
 	github.com/google/gopacket v1.1.19
 	github.com/moby/buildkit v0.27.1
 	github.com/moby/patternmatcher v0.6.0

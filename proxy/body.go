@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/sse"
 )
 
 // Upstream error actions (--on-upstream-error): what the proxy does to the
@@ -48,7 +49,7 @@ type streamBody struct {
 	st    *stream
 	body  io.ReadCloser
 	isSSE bool
-	split splitter // events read from the upstream
+	split sse.Splitter // events read from the upstream
 }
 
 func (b *streamBody) Close() error { return b.body.Close() }
@@ -69,7 +70,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 // counted notes forwarded bytes: events and the recording.
 func (b *streamBody) counted(p []byte, now time.Time) {
 	if b.isSSE {
-		if ev := b.split.countEvents(p); ev > 0 {
+		if ev := b.split.CountEvents(p); ev > 0 {
 			if up := b.st.upstream.Load(); up != nil {
 				up.eventsDown.Add(ev)
 			}
@@ -90,14 +91,20 @@ func (e *errEventTooLong) ErrClass() string { return errclass.LineTooLong }
 // tooLong reports an event (or line) past the size limit, once the bytes
 // scanned so far are counted.
 func (b *streamBody) tooLong() error {
-	if limit := b.st.p.maxEventSize; limit > 0 && b.isSSE && b.split.unitLen > limit {
+	if limit := b.st.p.maxEventSize; limit > 0 && b.isSSE && b.split.UnitLen() > limit {
 		return &errEventTooLong{limit}
 	}
 	return nil
 }
 
-// WriteTo is the stream's copy loop.
+// WriteTo is the stream's copy loop on HTTP/2. On HTTP/1.1 it only
+// defers the copy to the connection's goroutine (runH1), which runs it
+// once goproxy has returned.
 func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
+	if hw := b.st.h1; hw != nil {
+		hw.deferred = b
+		return 0, nil
+	}
 	flusher, _ := w.(http.Flusher) // goproxy's SSE writer flushes on its own
 	// Send the response head now: an SSE server may say nothing for a
 	// long time after it, and the client must not wait for its headers.
@@ -156,6 +163,87 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// errAbortStream asks an HTTP/1.1 stream to end without its last chunk:
+// the client sees the body cut (UNEXPECTED_EOF).
+var errAbortStream = errors.New("stream aborted: body cut")
+
+// runH1 copies the stream's response to an HTTP/1.1 client: the head at
+// once (an SSE server may say nothing for a long time after it), then the
+// body, each upstream read written as one chunk framed in the read buffer
+// itself, and the last chunk when the upstream ended cleanly.
+func (st *stream) runH1(rw *h1Writer) {
+	b := rw.deferred
+	if err := rw.sendHead(false); err != nil {
+		return
+	}
+	if rw.bodyless {
+		rw.end()
+		return
+	}
+	if err := b.copyH1(rw); err == nil || errors.Is(err, io.EOF) {
+		rw.end()
+	} else {
+		rw.closeAfter = true
+	}
+}
+
+// copyH1 is the HTTP/1.1 copy loop. An idle stream waits holding only the
+// small buffer; a read that fills it takes a pooled large one for the
+// burst.
+func (b *streamBody) copyH1(rw *h1Writer) error {
+	small := make([]byte, chunkRoom+smallBufSize+2)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			framedBufs.Put(big)
+		}
+	}()
+	buf := small
+	for {
+		if b.isSSE && b.st.unitFaults() {
+			_, err := b.writeUnits(chunkWriter{rw}, nil)
+			return err
+		}
+		n, err := b.body.Read(buf[chunkRoom : len(buf)-2])
+		if n > 0 {
+			now := time.Now()
+			payload := buf[chunkRoom : chunkRoom+n]
+			out := payload
+			if rw.chunked {
+				out = frameInPlace(buf, n)
+			}
+			_, werr := rw.c.wire.Write(out)
+			rw.written += int64(n)
+			b.st.written.Add(int64(n))
+			b.counted(payload, now)
+			if werr != nil {
+				rw.fail(werr)
+				return werr
+			}
+			if err := b.tooLong(); err != nil {
+				return b.ended(err)
+			}
+		}
+		if err != nil {
+			return b.ended(err)
+		}
+		switch room := len(buf) - chunkRoom - 2; {
+		case n == room && big == nil:
+			big = framedBufs.Get().(*[]byte)
+			buf = *big
+		case n < room && big != nil:
+			framedBufs.Put(big)
+			big, buf = nil, small
+		}
+	}
+}
+
+// framedBufs are the large buffers of copyH1, with room for the framing.
+var framedBufs = sync.Pool{New: func() any { b := make([]byte, chunkRoom+framedBufSize+2); return &b }}
+
+// framedBufSize is the payload a large copy buffer holds.
+const framedBufSize = 32 << 10
+
 // chunk is what the unit pump read from the upstream, stamped.
 type chunk struct {
 	data []byte
@@ -199,7 +287,7 @@ func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error
 		}
 		data := c.data
 		for len(data) > 0 {
-			end, ev := b.split.next(data)
+			end, ev := b.split.Next(data)
 			if end < 0 {
 				if err := b.tooLong(); err != nil {
 					return total, b.ended(err)
@@ -357,6 +445,9 @@ func (b *streamBody) ended(err error) error {
 		panic(http.ErrAbortHandler)
 	case action == UpstreamAbort:
 		st.setClientClass(errclass.UnexpectedEOF)
+		if st.h1 != nil {
+			return errAbortStream
+		}
 		panic(http.ErrAbortHandler)
 	default:
 		st.setClientClass(errclass.ECONNRESET)

@@ -683,3 +683,24 @@ func (h *hopConn) streamWatchers() []streamWatcher {
 	}
 	return out
 }
+
+// endState is who ended the hop so far, how, and the class seen.
+func (h *hopConn) endState() (by, how, class string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closedBy, h.how, h.class
+}
+
+// fireAs records a fault of another hop on this connection's stream (an
+// upstream refused before it had a socket).
+func (h *hopConn) fireAs(hop string, f *Fault, action, detail string) {
+	now := time.Now()
+	h.mu.Lock()
+	h.fired = append(h.fired, session.FaultFiring{FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Action: action,
+		Ending: session.ActionEnding(action), Time: now})
+	h.mu.Unlock()
+	h.p.faultFired(session.FaultEvent{
+		Time: now, Proxy: h.p.name, ConnID: h.connID, Request: int(h.requests.Load()), Hop: hop,
+		FaultName: f.Spec.Name, FaultKind: f.Spec.Kind, Action: action, Ending: session.ActionEnding(action), Detail: detail,
+	})
+}

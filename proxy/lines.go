@@ -20,12 +20,22 @@ import (
 // lineDepth bounds the pieces a line holds before the producer waits.
 const lineDepth = 256
 
-// writeLine is the write side's delay line.
+// writeLine is the write side's delay line. A piece that may pass at
+// once, with nothing held before it, is written by the caller itself: no
+// copy, no hand-over to the line's goroutine (a latency of 0 costs
+// nothing per event). A piece that must wait is copied into a pooled
+// buffer and queued; the pieces after it queue behind it, so none
+// overtakes another.
 type writeLine struct {
-	h   *hopConn
-	q   chan piece
-	mu  sync.Mutex
-	err error // the first write error: later writes return it
+	h  *hopConn
+	q  chan piece
+	mu sync.Mutex
+	// wmu orders the writes: the caller's direct writes and the line's
+	// own; held counts the pieces queued and not yet written.
+	wmu     sync.Mutex
+	held    int
+	scratch [1]piece
+	err     error // the first write error: later writes return it
 }
 
 func (h *hopConn) startWriteLine() *writeLine {
@@ -46,13 +56,39 @@ func (wl *writeLine) stickyErr() error {
 	return wl.err
 }
 
+func (wl *writeLine) setErr(err error) {
+	wl.mu.Lock()
+	if wl.err == nil {
+		wl.err = err
+	}
+	wl.mu.Unlock()
+}
+
 func (wl *writeLine) write(b []byte) (int, error) {
 	if err := wl.stickyErr(); err != nil {
 		return 0, err
 	}
 	now := time.Now()
-	data := append([]byte(nil), b...)
-	for _, p := range wl.h.shape(wl.h.writeDir, now, []piece{{data: data, at: now}}) {
+	wl.wmu.Lock()
+	wl.scratch[0] = piece{data: b, at: now}
+	ps := wl.h.shape(wl.h.writeDir, now, wl.scratch[:1])
+	if wl.held == 0 && allDue(ps, now) {
+		defer wl.wmu.Unlock()
+		for _, p := range ps {
+			if _, err := wl.h.writeNow(p.data); err != nil {
+				wl.setErr(err)
+				return 0, err
+			}
+		}
+		return len(b), nil
+	}
+	wl.held += len(ps)
+	var local [4]piece
+	queued := append(local[:0], ps...) // ps may be the line's scratch
+	wl.wmu.Unlock()
+	for _, p := range queued {
+		p.buf = getPieceBuf(len(p.data))
+		p.data = append((*p.buf)[:0], p.data...)
 		select {
 		case wl.q <- p:
 		case <-wl.h.dead:
@@ -60,6 +96,16 @@ func (wl *writeLine) write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// allDue reports whether every piece may pass at now.
+func allDue(ps []piece, now time.Time) bool {
+	for _, p := range ps {
+		if p.at.After(now) {
+			return false
+		}
+	}
+	return true
 }
 
 func (wl *writeLine) run() {
@@ -70,20 +116,51 @@ func (wl *writeLine) run() {
 				close(p.flush)
 				continue
 			}
-			if wl.stickyErr() != nil {
-				continue
-			}
-			if !wl.h.waitUntil(p.at, wl.h.writeDir) {
+			if wl.stickyErr() == nil && !wl.h.waitUntil(p.at, wl.h.writeDir) {
 				return
 			}
-			if _, err := wl.h.writeNow(p.data); err != nil {
-				wl.mu.Lock()
-				wl.err = err
-				wl.mu.Unlock()
+			wl.wmu.Lock()
+			if wl.stickyErr() == nil {
+				if _, err := wl.h.writeNow(p.data); err != nil {
+					wl.setErr(err)
+				}
 			}
+			wl.held--
+			wl.wmu.Unlock()
+			putPieceBuf(p.buf)
 		case <-wl.h.dead:
 			return
 		}
+	}
+}
+
+// Piece buffers: what a delay line holds, pooled by size (small pieces
+// are SSE events; larger ones bursts).
+var (
+	smallPieces = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	largePieces = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+)
+
+func getPieceBuf(n int) *[]byte {
+	switch {
+	case n <= 512:
+		return smallPieces.Get().(*[]byte)
+	case n <= 32<<10:
+		return largePieces.Get().(*[]byte)
+	}
+	b := make([]byte, 0, n)
+	return &b
+}
+
+func putPieceBuf(b *[]byte) {
+	if b == nil {
+		return
+	}
+	switch cap(*b) {
+	case 512:
+		smallPieces.Put(b)
+	case 32 << 10:
+		largePieces.Put(b)
 	}
 }
 

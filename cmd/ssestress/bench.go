@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssestress/ssestress/internal/benchsuite"
+	"github.com/ssestress/ssestress/cmd/ssestress/internal/bench"
 )
 
 // benchOptions are the flags of ssestress bench.
@@ -70,23 +70,23 @@ var benchCmd = &command{
 		if len(args) < 2 {
 			return true, usageErrorf("bench: --child needs a role")
 		}
-		return true, benchsuite.Child(ctx, args[1], args[2:], os.Stdin, stdout)
+		return true, bench.Child(ctx, args[1], args[2:], os.Stdin, stdout)
 	},
 	setup: func(fs *flagSet) action {
 		var o benchOptions
 		fs.BoolVar(&o.quick, "quick", false, "scale every row down: about a minute in all")
-		fs.StringVar(&o.only, "only", "", "run only these `ROWS` (comma-separated): "+strings.Join(benchsuite.Rows, ", "))
-		fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 2000; quick 500); targets: 15000 client, 9000 proxied")
+		fs.StringVar(&o.only, "only", "", "run only these `ROWS` (comma-separated): "+strings.Join(bench.Rows, ", "))
+		fs.IntVar(&o.holdStreams, "streams", 0, "streams the conns row holds (default 15000; quick 500); targets: 15000 client, 9000 proxied (the proxy holds what its descriptor limit allows)")
 		fs.IntVar(&o.loadStreams, "load", 0, "streams of the load row's fixed load (default 1000; quick 200)")
 		fs.IntVar(&o.rate, "rate", 20, "events per second per stream of the load row")
 		fs.DurationVar(&o.window, "window", 0, "how long each path of the load row is measured per round after its warm-up (default 4s; quick 3s; saturation half)")
-		fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; latency and saturation take the best round (default 3; quick 1)")
+		fs.IntVar(&o.rounds, "rounds", 0, "rounds of the load and saturation rows, the order of the paths reversed every other round; every round is printed and the median is judged (default 5; quick 2)")
 		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the table")
 		fs.StringVar(&o.toxiproxy, "toxiproxy", "", "toxiproxy-server `BINARY` to compare with (default: toxiproxy-server in PATH; - for none)")
 		fs.BoolVar(&o.quiet, "quiet", false, "do not print progress on stderr")
 		fs.StringVar(&o.tempDir, "temp-dir", "", "write the rows' session files and pcaps into `DIR` and keep them there (a later run reuses the million-record report file); default: a new directory in the system's temp directory, removed at the end")
 		fs.BoolVar(&o.keep, "keep", false, "keep the default directory of the rows' files (and say where) instead of removing it at the end")
-		fs.values(wordsOf(func() []string { return benchsuite.Rows }), "only")
+		fs.values(wordsOf(func() []string { return bench.Rows }), "only")
 		fs.values(files(), "toxiproxy")
 		fs.values(dirs(), "temp-dir")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
@@ -96,7 +96,7 @@ var benchCmd = &command{
 }
 
 func (o *benchOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	only, err := benchsuite.ParseOnly(o.only)
+	only, err := bench.ParseOnly(o.only)
 	if err != nil {
 		return usageErrorf("bench: --only: %v", err)
 	}
@@ -133,16 +133,16 @@ func (o *benchOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 			os.RemoveAll(tmp)
 		}()
 	}
-	cfg := benchsuite.Config{
+	cfg := bench.Config{
 		Quick: o.quick, Only: only, LoadStreams: o.loadStreams, Rate: o.rate, Window: o.window, Rounds: o.rounds,
 		HoldStreams: o.holdStreams, Toxiproxy: o.toxiproxy, Spawn: benchSpawner(), TempDir: tmp,
 	}
 	if !o.quiet {
 		cfg.Log = stderr
 	}
-	res, err := benchsuite.Run(ctx, cfg)
+	res, err := bench.Run(ctx, cfg)
 	if err != nil {
-		if errors.Is(err, benchsuite.ErrUnknownRow) {
+		if errors.Is(err, bench.ErrUnknownRow) {
 			return usageErrorf("bench: %v", err)
 		}
 		if res == nil || ctx.Err() == nil {
@@ -160,7 +160,7 @@ func (o *benchOptions) run(ctx context.Context, stdout, stderr io.Writer) error 
 // --child ROLE ARGS. A test binary cannot be re-run as ssestress, so under
 // go test the rows that need a child are skipped (the benchsuite package's
 // own tests run them through its TestMain).
-func benchSpawner() benchsuite.Spawner {
+func benchSpawner() bench.Spawner {
 	if testing.Testing() {
 		return nil
 	}

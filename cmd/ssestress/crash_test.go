@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -206,6 +208,54 @@ func TestKillNineAtRandomMoments(t *testing.T) {
 		}
 		t.Logf("newest recorded frame at most %v before the kill (bound %v)", worst, crashEventBound)
 	})
+	t.Run("proxy --record, flooding upstream", func(t *testing.T) {
+		// An upstream that writes events as fast as the proxy takes them:
+		// the recorder's byte budget holds, and the file keeps up.
+		flood := floodServer(t)
+		var worst time.Duration
+		for i, delay := range delays[:min(len(delays), 3)] {
+			stale := killProxyOnce(t, ctx, bin, flood, filepath.Join(dir, fmt.Sprintf("flood-%02d.db", i)), delay)
+			worst = max(worst, stale)
+		}
+		t.Logf("flood: newest recorded frame at most %v before the kill (bound %v)", worst, crashEventBound)
+	})
+}
+
+// floodServer is an SSE upstream that sends 64-event chunks as fast as
+// each connection takes them, until the connection ends.
+func floodServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var events []byte
+	for i := range 64 {
+		events = fmt.Appendf(events, "id: %d\nevent: quote\ndata: {\"symbol\":\"AAPL\",\"price\":187.%04d}\n\n", i+1, i)
+	}
+	chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", len(events), events)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 // killRunOnce runs a flood on the embedded server (20 connections opened at
@@ -374,22 +424,48 @@ func killProxyOnce(t *testing.T, ctx context.Context, bin, upstream, out string,
 			t.Errorf("stream %s recorded as ended although the proxy was killed: %+v", s.ConnID, s)
 		}
 	}
-	// Frames: per stream, sequences 0..n without a hole; the newest is recent.
+	// Frames: per stream, JSON frames or blocks numbered without a hole;
+	// the newest piece is recent. Blocks are decoded for their offsets
+	// only (a flood records millions of frames).
 	nextSeq := map[string]int{}
+	frames := map[string]int{}
 	var newest time.Time
-	err = session.Decode(r, session.BucketRecEvents, func(e *session.RecEvent) error {
-		start, ok := starts[e.ConnID]
+	err = r.Each(session.BucketRecEvents, func(key, val []byte) error {
+		k := string(key)
+		i := strings.LastIndexByte(k, '/')
+		j := strings.IndexByte(k, '/')
+		if i < 0 || j < 0 || i == j {
+			return fmt.Errorf("key %q", k)
+		}
+		id := k[j+1 : i]
+		start, ok := starts[id]
 		if !ok {
-			return fmt.Errorf("frame %d of an unknown stream %q", e.Seq, e.ConnID)
+			return fmt.Errorf("frames of an unknown stream %q", id)
 		}
-		if e.Seq != nextSeq[e.ConnID] {
-			return fmt.Errorf("stream %s: frame %d after %d: a hole", e.ConnID, e.Seq, nextSeq[e.ConnID]-1)
+		n, _ := strconv.Atoi(k[i+1:])
+		if n != nextSeq[id] {
+			return fmt.Errorf("stream %s: record %d after %d: a hole", id, n, nextSeq[id]-1)
 		}
-		nextSeq[e.ConnID]++
-		if at := start.Add(e.Offset.D()); at.After(newest) {
-			newest = at
+		nextSeq[id]++
+		if !session.IsRecChunks(val) {
+			var e session.RecEvent
+			if err := json.Unmarshal(val, &e); err != nil {
+				return err
+			}
+			frames[id]++
+			if at := start.Add(e.Offset.D()); at.After(newest) {
+				newest = at
+			}
+			return nil
 		}
-		return nil
+		f, err := session.DecodeRecChunks(val, func(off time.Duration, _ bool, _ []byte) error {
+			if at := start.Add(off); at.After(newest) {
+				newest = at
+			}
+			return nil
+		})
+		frames[id] += f
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +484,7 @@ func killProxyOnce(t *testing.T, ctx context.Context, bin, upstream, out string,
 		t.Errorf("recordings ls exit %d, stderr %q:\n%s", code, stderr, stdout)
 	}
 	total := 0
-	for _, n := range nextSeq {
+	for _, n := range frames {
 		total += n
 	}
 	t.Logf("killed %v after the streams opened: %d frames in 3 streams, newest %v before the kill", delay.Round(time.Millisecond),

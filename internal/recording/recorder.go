@@ -5,13 +5,19 @@
 // Data enters through the proxy: Recorder.Begin when a request arrives,
 // Stream.Response when its headers come back, Stream.Write with the body
 // bytes as they are forwarded to the client (in any pieces) and Stream.End
-// when it is over. Each piece is parsed with the shared SSE parser and every
-// frame (event, comment, retry) becomes a session.RecEvent carrying its
-// offset from the stream's start. Records leave through the shared
-// session.Writer, whose single goroutine encodes and commits them in
-// batches: recording never waits for the disk, never fsyncs per event and
-// holds no lock across I/O. The record types and their keys are documented
-// in internal/session (schema.go, recording.go).
+// when it is over. Each piece is appended, with its offset from the
+// stream's start, to the stream's block (session.RecChunks: a compact
+// binary value), and its frames are counted (sse.Splitter) without being
+// parsed; a block is queued once it holds BlockSize bytes, and whatever a
+// stream holds is queued before every commit of the session.Writer (every
+// FlushInterval), so a kill -9 loses no more than other records. Reading
+// (Read, Load) feeds the pieces to the shared SSE parser and gives the
+// very session.RecEvents, offsets included, a frame-by-frame recording
+// gave. The bytes a stream holds count against the Writer's byte budget
+// (Reserve); past it pieces are dropped, their frames counted as dropped
+// records (the summary's records_dropped), and the next piece kept is
+// marked as following a gap. The record types and their keys are
+// documented in internal/session (schema.go, recording.go, recchunks.go).
 package recording
 
 import (
@@ -49,7 +55,36 @@ type Options struct {
 	// MaxLine bounds one SSE line; zero means sse.DefaultMaxLine. A stream
 	// with a longer line is recorded up to that line.
 	MaxLine int
+	// BlockSize is the size at which a stream's block is queued (default
+	// DefaultBlockSize).
+	BlockSize int
+	// BlockAge is how long a block's first piece waits before the block
+	// is queued with the writer's next commit (default DefaultBlockAge).
+	BlockAge time.Duration
+	// MaxWait is how long a piece waits for the session writer when its
+	// byte budget is spent, before it is dropped (default DefaultMaxWait;
+	// negative: never wait).
+	MaxWait time.Duration
 }
+
+// DefaultBlockAge is Options.BlockAge's default: two flush intervals of
+// the session writer. Among many slow streams (1,000 at 20 events/s)
+// each block then holds a few events and commits cost fewer than two
+// allocations per event (2.6 at an age of one interval); a piece reaches
+// the file at most BlockAge plus one interval after it passed, and the
+// file's newest piece is at most one interval old (a few streams are all
+// queued at every commit; among many, some age out at each).
+const DefaultBlockAge = 200 * time.Millisecond
+
+// DefaultMaxWait is Options.MaxWait's default: a stream that outruns the
+// disk is slowed by at most this much per piece, and the writer gets the
+// CPU to catch up, before anything is dropped.
+const DefaultMaxWait = 50 * time.Millisecond
+
+// DefaultBlockSize is a block's size when Options.BlockSize is zero: large
+// enough that a busy stream costs one record per few hundred events, small
+// enough that a stream holds little.
+const DefaultBlockSize = 32 << 10
 
 // Recorder records the streams of one proxy into a session file. It is safe
 // for concurrent use; a nil *Recorder records nothing.
@@ -62,16 +97,30 @@ type Recorder struct {
 	enabled atomic.Bool
 	seq     atomic.Uint64 // for Begin calls without a connection id
 	streams atomic.Int64
-	frames  atomic.Int64
+	frames  atomic.Int64 // frames stored
+	dropped atomic.Int64 // frames dropped past the writer's budget
 
 	mu   sync.Mutex
 	live map[*Stream]struct{}
+	// pending are the streams holding a block not yet queued (guarded by
+	// mu): the writer's hook queues them before each commit.
+	pending map[*Stream]struct{}
 }
 
 // New returns an enabled Recorder writing through w, naming proxyName in
 // every record.
 func New(w *session.Writer, proxyName string, opts Options) *Recorder {
-	r := &Recorder{w: w, proxy: proxyName, opts: opts, redact: map[string]bool{}, live: map[*Stream]struct{}{}}
+	if opts.BlockSize <= 0 {
+		opts.BlockSize = DefaultBlockSize
+	}
+	if opts.BlockAge <= 0 {
+		opts.BlockAge = DefaultBlockAge
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
+	r := &Recorder{w: w, proxy: proxyName, opts: opts, redact: map[string]bool{}, live: map[*Stream]struct{}{}, pending: map[*Stream]struct{}{}}
+	w.BeforeCommit(r.queueHeld)
 	if !opts.NoRedact {
 		for _, h := range DefaultRedact {
 			r.redact[http.CanonicalHeaderKey(h)] = true
@@ -126,10 +175,17 @@ type Stream struct {
 	r      *Recorder
 	mu     sync.Mutex
 	rec    session.RecStream
-	parser sse.Parser
+	split  sse.Splitter
 	done   bool // ended or stopped
-	notSSE bool // the response is not text/event-stream: bytes are counted, not parsed
-	emitAt time.Time
+	notSSE bool // the response is not text/event-stream: bytes are counted, not stored
+	cut    bool // the SSE bounds were passed: nothing more can be parsed, nothing more is stored
+
+	block    []byte    // the pieces not yet queued
+	reserved int       // bytes of the writer's budget block holds
+	frames   int64     // frames stored when block began
+	blocks   int       // blocks queued so far
+	gap      bool      // pieces were dropped since the last one kept
+	firstAt  time.Time // when block got its first piece
 }
 
 // Begin starts recording the stream of req, which reached the proxy at
@@ -143,7 +199,7 @@ func (r *Recorder) Begin(connID string, req *http.Request, start time.Time) *Str
 		connID = r.proxy + "-r" + itoa(r.seq.Add(1))
 	}
 	s := &Stream{r: r}
-	s.parser.MaxLine = r.opts.MaxLine
+	s.split.MaxLine = r.opts.MaxLine
 	rec := &s.rec
 	rec.Proxy, rec.ConnID = r.proxy, connID
 	rec.Start = start
@@ -218,37 +274,115 @@ func (s *Stream) Response(status int, h http.Header, at time.Time) {
 
 // Write records p, a piece of the response body as forwarded to the client
 // (after transfer decoding), which passed the proxy at at. Pieces may split
-// lines and events anywhere: every frame completed by p is recorded with
+// lines and events anywhere: every frame completed by p is read back with
 // the offset of at. It never blocks on the session file.
 func (s *Stream) Write(p []byte, at time.Time) {
 	if s == nil || len(p) == 0 {
 		return
 	}
+	// The budget is taken before the lock: a wait for the writer must not
+	// hold the stream (the writer queues held blocks under it).
+	need := len(p) + session.RecChunkOverhead
+	kept := s.r.w.ReserveWait(need, s.r.opts.MaxWait)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
+	if s.done || s.notSSE || s.cut {
+		if kept {
+			s.r.w.Unreserve(need)
+		}
+		if !s.done {
+			s.rec.Bytes += int64(len(p))
+		}
 		return
 	}
 	s.rec.Bytes += int64(len(p))
-	if s.notSSE {
+	before := s.split.Frames()
+	s.split.CountEvents(p)
+	completed := s.split.Frames() - before
+	if err := s.split.Err(); err != nil {
+		// A line or an event over the bound: a parser refuses the rest of
+		// the stream, so nothing more is stored; the ending still is.
+		s.cut = true
+		s.rec.Class = errclass.Classify(err)
+	}
+	if !kept {
+		// Past the writer's byte budget: the piece is dropped, and its
+		// frames are counted as dropped records.
+		s.gap = true
+		s.r.w.AddDropped(uint64(completed))
+		s.r.dropped.Add(completed)
 		return
 	}
-	s.emitAt = at
-	if err := s.parser.Feed(p, s.emit); err != nil {
-		// A line over the bound: the parser refuses the rest of the stream,
-		// so nothing more can be recorded; the ending still will be.
-		s.rec.Class = errclass.Classify(err)
+	if s.block == nil {
+		s.block = session.BlockBuf()
+		s.frames = s.rec.Frames
+		s.firstAt = time.Now()
+		s.r.mu.Lock()
+		s.r.pending[s] = struct{}{}
+		s.r.mu.Unlock()
+	}
+	s.block = session.AppendRecChunk(session.GrowBlock(s.block, need), at.Sub(s.rec.Start), s.gap, p)
+	s.reserved += need
+	s.gap = false
+	s.rec.Frames += completed
+	s.r.frames.Add(completed)
+	if len(s.block) >= s.r.opts.BlockSize {
+		s.queueLocked()
 	}
 }
 
-// emit turns one parsed frame into a RecEvent. Called with s.mu held.
-func (s *Stream) emit(f *sse.Frame) error {
-	e := session.RecEvent{
-		Proxy:  s.rec.Proxy,
-		ConnID: s.rec.ConnID,
-		Seq:    int(s.rec.Frames),
-		Offset: session.Seconds(s.emitAt.Sub(s.rec.Start)),
+// queueLocked queues the stream's block (s.mu held).
+func (s *Stream) queueLocked() {
+	if s.block == nil {
+		return
 	}
+	blk := session.NewRecChunks()
+	*blk = session.RecChunks{Proxy: s.rec.Proxy, ConnID: s.rec.ConnID, Block: s.blocks,
+		Frames: int(s.rec.Frames - s.frames), Data: s.block}
+	s.blocks++
+	s.block = nil
+	reserved := s.reserved
+	s.reserved = 0
+	s.r.mu.Lock()
+	delete(s.r.pending, s)
+	s.r.mu.Unlock()
+	s.r.w.PutReserved(blk, reserved)
+}
+
+// queueAllBelow is how many streams holding blocks are all queued at
+// every timed commit; past it, only the blocks BlockAge old are.
+const queueAllBelow = 64
+
+// queueHeld queues the blocks held: all of them, or, when many streams
+// hold one, those whose first piece came at least BlockAge ago. The writer
+// calls it before each timed commit, so a piece waits at most BlockAge
+// plus one flush interval, the file's newest piece at most one interval,
+// and a slow stream among many stores a few events per record, not one.
+func (r *Recorder) queueHeld(all bool) {
+	before := time.Now().Add(-r.opts.BlockAge)
+	r.mu.Lock()
+	streams := make([]*Stream, 0, len(r.pending))
+	for s := range r.pending {
+		streams = append(streams, s)
+	}
+	r.mu.Unlock()
+	// A few streams are all queued at every commit: the file's newest
+	// piece is then never more than one interval old. Among many, those
+	// that age out at each commit hold pieces up to it.
+	all = all || len(streams) <= queueAllBelow
+	for _, s := range streams {
+		s.mu.Lock()
+		if all || !s.firstAt.After(before) {
+			s.queueLocked()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// frameEvent is the RecEvent of one parsed frame, the seq-th of its
+// stream, completed by a piece that passed at offset.
+func frameEvent(proxy, connID string, seq int, offset session.Seconds, f *sse.Frame) session.RecEvent {
+	e := session.RecEvent{Proxy: proxy, ConnID: connID, Seq: seq, Offset: offset}
 	switch f.Kind {
 	case sse.KindEvent:
 		e.Kind = session.RecKindEvent
@@ -261,13 +395,8 @@ func (s *Stream) emit(f *sse.Frame) error {
 	case sse.KindRetry:
 		e.Kind = session.RecKindRetry
 		e.Retry = session.Seconds(f.Retry)
-	default:
-		return nil
 	}
-	s.rec.Frames++
-	s.r.frames.Add(1)
-	s.r.w.Put(e)
-	return nil
+	return e
 }
 
 // textOf copies b as UTF-8 text.
@@ -298,6 +427,7 @@ func (s *Stream) End(endedBy, ending, class string, at time.Time) {
 		s.mu.Unlock()
 		return
 	}
+	s.queueLocked()
 	s.done = true
 	s.rec.Ended = true
 	s.rec.End = session.Seconds(at.Sub(s.rec.Start))
@@ -318,6 +448,7 @@ func (s *Stream) stop() {
 		s.mu.Unlock()
 		return
 	}
+	s.queueLocked()
 	s.done = true
 	s.rec.Stopped = true
 	rec := s.rec

@@ -308,3 +308,101 @@ func TestRecorderNotSSE(t *testing.T) {
 		t.Errorf("text/plain body: %d frames, %d bytes", len(got.Events), got.Bytes)
 	}
 }
+
+// TestReadsBothEncodings: one file holds a stream recorded in blocks (the
+// recorder) and one stored frame by frame as JSON (an import, or a file
+// written before blocks): both read back as the same frames.
+func TestReadsBothEncodings(t *testing.T) {
+	w, path := newFile(t)
+	rec := recording.New(w, "p", recording.Options{})
+	start := time.Now()
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:1/s?symbols=A", nil)
+	s := rec.Begin("blocks", req, start)
+	s.Response(200, http.Header{"Content-Type": {"text/event-stream"}}, start)
+	stream := "id: 1\ndata: a\n\n: hb\n\nretry: 20\n\nid: 2\ndata: b\n\n"
+	for i := 0; i < len(stream); i += 7 {
+		s.Write([]byte(stream[i:min(i+7, len(stream))]), start.Add(time.Duration(i)*time.Millisecond))
+	}
+	s.End(session.EndedByUpstream, session.EndingFIN, "", start.Add(time.Second))
+	w.Flush()
+	r0, err := session.Open(path)
+	if err == nil {
+		r0.Close()
+	}
+	// The same frames, stored one JSON record each, under another id.
+	w.Close()
+	loaded, err := recording.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := loaded.Find("p/blocks")
+	if blocks == nil || len(blocks.Events) != 4 || blocks.Frames != 4 {
+		t.Fatalf("block stream: %+v", blocks)
+	}
+	path2 := filepath.Join(t.TempDir(), "json.db")
+	w2, err := session.Create(path2, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := *blocks
+	js.ConnID = "json"
+	w2.Put(js.RecStream)
+	for _, e := range js.Events {
+		e.ConnID = "json"
+		w2.Put(e)
+	}
+	w2.Put(blocks.RecStream)
+	block := session.RecChunks{Proxy: "p", ConnID: "blocks", Frames: 4,
+		Data: session.AppendRecChunk(nil, 3*time.Millisecond, false, []byte(stream))}
+	w2.Put(block)
+	w2.Close()
+	both, err := recording.Load(path2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := both.Find("p/json"), both.Find("p/blocks")
+	if a == nil || b == nil || len(a.Events) != 4 || len(b.Events) != 4 {
+		t.Fatalf("streams %+v %+v", a, b)
+	}
+	for i := range a.Events {
+		ea, eb := a.Events[i], b.Events[i]
+		ea.ConnID, eb.ConnID, eb.Offset = "", "", ea.Offset
+		if ea != eb {
+			t.Errorf("frame %d: JSON %+v, block %+v", i, ea, eb)
+		}
+	}
+}
+
+// TestRecorderCountsDropsPastBudget: past the writer's byte budget pieces
+// are dropped and their frames counted as dropped records; what was kept
+// still reads, the stream going on after the gap.
+func TestRecorderCountsDropsPastBudget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rec.db")
+	w, err := session.Create(path, session.Options{MaxPendingBytes: 16 << 10, FlushInterval: time.Hour, BatchSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := recording.New(w, "p", recording.Options{BlockSize: 4 << 10, MaxWait: -1})
+	start := time.Now()
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:1/s", nil)
+	s := rec.Begin("c", req, start)
+	s.Response(200, http.Header{"Content-Type": {"text/event-stream"}}, start)
+	event := []byte("data: " + strings.Repeat("q", 100) + "\n\n")
+	for i := 0; i < 1000; i++ {
+		s.Write(event, start.Add(time.Duration(i)*time.Millisecond))
+	}
+	s.End(session.EndedByProxy, session.EndingFIN, "", start.Add(time.Second))
+	dropped := w.Dropped()
+	if dropped == 0 {
+		t.Fatal("nothing dropped past a 16 KiB budget")
+	}
+	w.Close()
+	loaded, err := recording.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := loaded.Streams[0]
+	if st.Frames+int64(dropped) != 1000 || int64(len(st.Events)) != st.Frames {
+		t.Fatalf("%d frames stored (%d read), %d dropped: want 1000 in all", st.Frames, len(st.Events), dropped)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/sse"
 )
 
 // ErrEmpty is returned by Load when a session file holds no recorded
@@ -99,9 +100,10 @@ func Read(r *session.Reader) (*Recording, error) {
 	}
 	var cur *Stored
 	var curPrefix []byte
+	var rb blockReader
 	badEvents, err := r.EachRecord(session.BucketRecEvents, func(key, val []byte) error {
-		// Keys are "<proxy>/<conn id>/<seq>": a stream's frames are
-		// contiguous, so the lookup happens once per stream.
+		// Keys are "<proxy>/<conn id>/<seq or block>": a stream's frames
+		// are contiguous, so the lookup happens once per stream.
 		if cur == nil || !bytes.HasPrefix(key, curPrefix) || len(key) != len(curPrefix)+10 {
 			i := bytes.LastIndexByte(key, '/')
 			if i < 0 {
@@ -110,9 +112,16 @@ func Read(r *session.Reader) (*Recording, error) {
 			}
 			cur = byKey[string(key[:i])]
 			curPrefix = append(curPrefix[:0], key[:i+1]...)
+			rb.reset(cur, r.Path())
 			if cur == nil {
 				return nil
 			}
+		}
+		if session.IsRecChunks(val) {
+			if err := rb.block(val); err != nil {
+				return session.SkipRecord(err)
+			}
+			return nil
 		}
 		var e session.RecEvent
 		if err := jsonUnmarshal(val, &e); err != nil {
@@ -254,4 +263,42 @@ func (rec *Recording) Frames() int {
 // sortEvents orders a stream's frames by Seq, the order of their keys.
 func sortEvents(ev []session.RecEvent) {
 	sort.SliceStable(ev, func(i, j int) bool { return ev[i].Seq < ev[j].Seq })
+}
+
+// blockReader rebuilds a stream's frames from its blocks (session.RecChunks):
+// the pieces go through the SSE parser in order, and every frame completed
+// by a piece takes the piece's offset, as the recorder's frames always did.
+type blockReader struct {
+	st     *Stored
+	parser sse.Parser
+	at     session.Seconds
+	failed bool // the parser refused the stream (a line over its bound): what follows is not parsed
+}
+
+func (b *blockReader) reset(st *Stored, path string) {
+	*b = blockReader{st: st}
+}
+
+func (b *blockReader) block(val []byte) error {
+	_, err := session.DecodeRecChunks(val, func(offset time.Duration, gap bool, piece []byte) error {
+		if b.failed {
+			return nil
+		}
+		if gap {
+			// Pieces were dropped here: start over, as a reconnecting
+			// client does, with the last event ID kept.
+			b.parser.Reset()
+		}
+		b.at = session.Seconds(offset)
+		if err := b.parser.Feed(piece, b.emit); err != nil {
+			b.failed = true
+		}
+		return nil
+	})
+	return err
+}
+
+func (b *blockReader) emit(f *sse.Frame) error {
+	b.st.Events = append(b.st.Events, frameEvent(b.st.Proxy, b.st.ConnID, len(b.st.Events), b.at, f))
+	return nil
 }

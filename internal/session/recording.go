@@ -102,11 +102,4 @@ func (RecEvent) Bucket() string { return BucketRecEvents }
 
 // Key is "<proxy>/<conn id>/<seq, ten digits>": a stream's events are
 // contiguous and in order.
-func (e RecEvent) Key() []byte {
-	b := make([]byte, 0, len(e.Proxy)+len(e.ConnID)+12)
-	b = append(b, e.Proxy...)
-	b = append(b, '/')
-	b = append(b, e.ConnID...)
-	b = append(b, '/')
-	return appendPadded(b, e.Seq, 10)
-}
+func (e RecEvent) Key() []byte { return recItemKey(e.Proxy, e.ConnID, e.Seq) }

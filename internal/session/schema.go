@@ -12,8 +12,14 @@
 //
 // # Schema (version 2)
 //
-// Every value is one JSON object. Keys are 8-byte big-endian sequence numbers
-// unless a record implements Keyed. Times are RFC 3339 with nanoseconds;
+// Every value is one JSON object, but for the blocks of recorded streams
+// (RecChunks in rec_events), whose first byte (RecChunksFormat or
+// RecChunksRaw, never '{') says they are binary: a value describes itself,
+// so old files and imported recordings (one JSON RecEvent per frame) and
+// new ones (blocks) are read by the same reader without a version change,
+// and a reader that does not know blocks fails on them instead of
+// reading a stream without its frames. Keys are 8-byte big-endian sequence
+// numbers unless a record implements Keyed. Times are RFC 3339 with nanoseconds;
 // durations are numbers of seconds (exact to the nanosecond, see Seconds)
 // in keys whose name ends in _s; sizes are bytes in keys ending in _bytes.
 //
@@ -52,9 +58,12 @@
 //	rec_streams  "<proxy>/<conn id>"   RecStream: one stream recorded by a proxy (request with
 //	                                   credentials redacted, response, ending); written at begin,
 //	                                   rewritten at response and at end (Ended false while open)
-//	rec_events   "<proxy>/<conn id>/<seq, 10 digits>"
+//	rec_events   "<proxy>/<conn id>/<seq or block, 10 digits>"
 //	                                   RecEvent: one frame (event, comment, retry) of a recorded
-//	                                   stream with its offset from the stream's start
+//	                                   stream with its offset from the stream's start (JSON,
+//	                                   key seq); or RecChunks: a block of the stream's body
+//	                                   pieces with their offsets (binary, key the block's
+//	                                   number), which a reader parses into the same RecEvents
 //
 // The vocabulary is one name per concept: a client is a generated load
 // client (client_id, attempt); conn_id is a proxy's connection, shared by

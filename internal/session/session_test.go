@@ -269,3 +269,107 @@ func BenchmarkWriterPut(b *testing.B) {
 	w.Close()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestQueueBoundedInBytes: the queue holds at most MaxPendingBytes, big
+// records and reserved bytes included; past it records are dropped and
+// counted, and the end records (meta) still go in.
+func TestQueueBoundedInBytes(t *testing.T) {
+	w, path := newFile(t, Options{MaxPendingBytes: 64 << 10, FlushInterval: time.Hour, BatchSize: 1 << 30})
+	block := RecChunks{Proxy: "p", ConnID: "c", Data: make([]byte, 20<<10)}
+	for i := 0; i < 5; i++ {
+		block.Block = i
+		w.Put(block)
+	}
+	if d := w.Dropped(); d != 2 {
+		t.Fatalf("dropped = %d, want 2 of 5 blocks of 20 KiB in 64 KiB", d)
+	}
+	if w.Reserve(8 << 10) {
+		t.Fatal("reserved 8 KiB in a full queue")
+	}
+	w.PutMeta(MetaSummary, Summary{Scenario: "end"})
+	w.Close()
+	r := openChecked(t, path)
+	if n := r.Count(BucketRecEvents); n != 3 {
+		t.Fatalf("%d blocks stored, want 3", n)
+	}
+	var sum Summary
+	if ok, err := r.Meta(MetaSummary, &sum); !ok || err != nil || sum.Scenario != "end" {
+		t.Fatalf("summary %+v %v %v", sum, ok, err)
+	}
+}
+
+// TestMaxSizeKeepsTheEnd: a file that reaches MaxSize keeps room for the
+// run's end and its summary, and never passes MaxSize.
+func TestMaxSizeKeepsTheEnd(t *testing.T) {
+	const limit = 4 << 20
+	var reports []error
+	w, path := newFile(t, Options{MaxSize: limit, OnError: func(err error) { reports = append(reports, err) }})
+	w.PutMeta(MetaRun, RunInfo{Command: "run", StartedAt: time.Now()})
+	big := strings.Repeat("x", 4096)
+	for i := 0; i < 4000; i++ {
+		w.Put(ErrorRecord{Class: "EOF", Message: big})
+		if i%200 == 0 {
+			w.Flush()
+		}
+	}
+	w.Flush()
+	if w.Dropped() == 0 {
+		t.Fatal("nothing dropped past MaxSize")
+	}
+	w.PutMeta(MetaRun, RunInfo{Command: "run", EndedAt: time.Now()})
+	w.PutMeta(MetaSummary, Summary{Scenario: "flood", RecordsDropped: w.Dropped()})
+	w.Put(ProxyInfo{Name: "p"})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var full *FullError
+	if len(reports) != 1 || !errors.As(reports[0], &full) || full.MaxSize != 4<<20 {
+		t.Fatalf("reported %v, want one FullError", reports)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > limit {
+		t.Fatalf("file is %d bytes, over the %d limit", fi.Size(), limit)
+	}
+	r := openChecked(t, path)
+	var run RunInfo
+	var sum Summary
+	if ok, _ := r.Meta(MetaRun, &run); !ok || run.EndedAt.IsZero() {
+		t.Fatalf("the run's end did not land: %+v", run)
+	}
+	if ok, _ := r.Meta(MetaSummary, &sum); !ok || sum.Scenario != "flood" || sum.RecordsDropped == 0 {
+		t.Fatalf("the summary did not land: %+v", sum)
+	}
+	if n := r.Count(BucketProxies); n != 1 {
+		t.Fatalf("proxy info: %d records", n)
+	}
+}
+
+// TestRecChunksRoundTrip: a block's pieces come back as they went in,
+// and damage is refused.
+func TestRecChunksRoundTrip(t *testing.T) {
+	var data []byte
+	data = AppendRecChunk(data, 5*time.Millisecond, false, []byte("data: a\n"))
+	data = AppendRecChunk(data, 7*time.Millisecond, true, []byte("\n"))
+	val := RecChunks{Frames: 1, Data: data}.AppendValue(nil)
+	if !IsRecChunks(val) || IsRecChunks([]byte(`{"seq":0}`)) {
+		t.Fatal("format byte not told apart from JSON")
+	}
+	var got []string
+	frames, err := DecodeRecChunks(val, func(off time.Duration, gap bool, p []byte) error {
+		got = append(got, fmt.Sprintf("%v %v %q", off, gap, p))
+		return nil
+	})
+	if err != nil || frames != 1 || strings.Join(got, "|") != `5ms false "data: a\n"|7ms true "\n"` {
+		t.Fatalf("frames %d err %v pieces %v", frames, err, got)
+	}
+	for cut := 1; cut < len(val)-1; cut++ {
+		if _, err := DecodeRecChunks(val[:cut], func(time.Duration, bool, []byte) error { return nil }); err == nil && cut < len(val)-2 {
+			// A cut at a piece boundary decodes to fewer pieces; elsewhere
+			// it must fail, never panic.
+			continue
+		}
+	}
+}

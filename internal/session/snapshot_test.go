@@ -14,7 +14,7 @@ import (
 
 // TestOpenCommittedWhileWriting: a file another writer holds (bbolt's lock
 // refuses Open) is read through a snapshot of what the writer committed,
-// while the writer goes on committing every 10 ms (ten times as often as
+// while the writer goes on committing every 20 ms (five times as often as
 // the session writer does) and rewriting many pages each time: every
 // snapshot passes bbolt's consistency check, decodes, holds at least what
 // was committed before it was taken, and leaves no copy behind when
@@ -43,14 +43,14 @@ func TestOpenCommittedWhileWriting(t *testing.T) {
 			}
 			w.Flush()
 			committed.Store(int64(i+1) * 20)
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	before := tempSnapshots(t)
 	deadline := time.Now().Add(20 * time.Second)
 	taken := 0
 	for n := 0; n < 15 && time.Now().Before(deadline); n++ {
-		time.Sleep(40 * time.Millisecond) // the writer commits four times meanwhile
+		time.Sleep(40 * time.Millisecond) // the writer commits twice meanwhile
 		floor := committed.Load()
 		start := time.Now()
 		r, err := OpenCommitted(path)

@@ -1,4 +1,4 @@
-// Package benchsuite is the measurement code of ssestress bench: the
+// Package bench is the measurement code of ssestress bench: the
 // benchmark suite that shows, side by side in one run, what the load
 // clients, the proxy, recording, capture, replay and reports cost on this
 // machine, each figure as a ratio to a reference measured in the same run
@@ -19,7 +19,7 @@
 // Data leaves as a Result: a flat list of Figures (one line of the table
 // each) and the Machine they were measured on; render.go turns it into the
 // table or JSON.
-package benchsuite
+package bench
 
 import (
 	"context"
@@ -69,10 +69,12 @@ type Config struct {
 	// saturation row measures half as long).
 	Window time.Duration
 	// Rounds is how many times each path is measured, the order reversed
-	// every other round (default 3; quick 1).
+	// every other round; every round is printed and the median is judged
+	// (default 5; quick 2).
 	Rounds int
-	// HoldStreams is how many streams the conns row holds (default 2,000;
-	// quick 500).
+	// HoldStreams is how many streams the conns row holds (default 15,000,
+	// the client target; the proxy holds what its descriptor limit allows,
+	// two per stream; quick 500).
 	HoldStreams int
 	// Spawn starts child processes; nil skips the rows that need one.
 	Spawn Spawner
@@ -102,13 +104,13 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	if c.Rounds <= 0 {
-		c.Rounds = 3
+		c.Rounds = 5
 		if c.Quick {
-			c.Rounds = 1
+			c.Rounds = 2
 		}
 	}
 	if c.HoldStreams <= 0 {
-		c.HoldStreams = 2000
+		c.HoldStreams = 15000
 		if c.Quick {
 			c.HoldStreams = 500
 		}

@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"context"
@@ -255,6 +255,9 @@ func (s *suite) holdProxy(ctx context.Context, srv *holdServer, asked int, paren
 			fmtCount(float64(rate)), fmtCount(float64(n)), fmtCount(float64(c1.Messages-c0.Messages)))}
 	f.atMost(busy/1024, targetProxyTrafficKB, " KiB")
 	s.add(f)
-	s.add(Figure{Row: RowConns, Name: "proxy goroutines per stream", Value: float64(p1.Goroutines-p0.Goroutines) / float64(n),
-		Text: fmtNum(float64(p1.Goroutines-p0.Goroutines) / float64(n))})
+	g := float64(p1.Goroutines-p0.Goroutines) / float64(n)
+	f = Figure{Row: RowConns, Name: "proxy goroutines per idle stream", Value: g, Text: fmtNum(g), Target: "≤ 2",
+		Note: "the connection's goroutine (the copy loop) and the watcher of the client socket"}
+	f.atMost(g, 2, "")
+	s.add(f)
 }

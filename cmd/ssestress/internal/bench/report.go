@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func reportFile(ctx context.Context, dir string, n int, logf func(string, ...any
 	logf("report: writing %s (%d records, once; kept for later runs)", path, n)
 	tmp := path + ".tmp"
 	os.Remove(tmp)
-	w, err := session.Create(tmp, session.Options{BatchSize: 5000, MaxPending: 200_000})
+	w, err := session.Create(tmp, session.Options{BatchSize: 5000, MaxPending: 200_000, MaxPendingBytes: 256 << 20})
 	if err != nil {
 		return "", err
 	}

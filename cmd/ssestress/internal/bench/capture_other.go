@@ -1,6 +1,6 @@
 //go:build !linux
 
-package benchsuite
+package bench
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"bufio"
@@ -59,6 +59,9 @@ type Usage struct {
 	Streams   int64  `json:"streams,omitempty"`
 	Committed uint64 `json:"committed,omitempty"`
 	Dropped   uint64 `json:"dropped,omitempty"`
+	// Frames counts the recorded frames (events, comments) committed to
+	// the session file.
+	Frames uint64 `json:"frames,omitempty"`
 
 	Err string `json:"error,omitempty"`
 }
@@ -280,7 +283,7 @@ func startProxy(ctx context.Context, upstream, out string, record bool, faults [
 		url: p.URL(),
 		fill: func(u *Usage) {
 			u.Streams = p.Stats().Streams
-			u.Committed, u.Dropped = w.Committed(), w.Dropped()
+			u.Committed, u.Dropped, u.Frames = w.Committed(), w.Dropped(), w.CommittedFrames()
 		},
 		close: func() { p.Close(); w.Close() },
 	}, nil

@@ -1,4 +1,4 @@
-package benchsuite
+package bench
 
 import (
 	"context"
@@ -18,9 +18,10 @@ import (
 	"github.com/ssestress/ssestress/replay"
 )
 
-// targetGapP99 is the replay target of issue 5: recorded gaps reproduced
-// within 2 ms at p99, at speed 1 and scaled at speed 10.
-const targetGapP99 = 2 * time.Millisecond
+// targetGapOverLag is the replay target of issue 15: recorded gaps
+// reproduced at p99 within this machine's own timer lag p99 (measured in
+// the same run) plus 1 ms, at speed 1 and scaled at speed 10.
+const targetGapOverLag = time.Millisecond
 
 // benchRecording is an in-memory recording of streams streams on
 // /stream?symbols=S<i>, each with events whose gaps are drawn between 20
@@ -156,12 +157,14 @@ func runReplay(ctx context.Context, s *suite) error {
 			continue
 		}
 		p50, p99 := percentile(gapErr, 50), percentile(gapErr, 99)
+		lagP99 := percentile(lag, 99)
+		limit := lagP99 + targetGapOverLag
 		f := Figure{Row: RowReplay, Name: fmt.Sprintf("gap error p50 / p99, speed %v", speed), Value: ms(p99), Unit: "ms",
 			Text:   fmt.Sprintf("%s / %s ms", fmtMS(p50), fmtMS(p99)),
-			Versus: "target 2 ms", Ratio: ms(p99) / ms(targetGapP99), Target: "p99 ≤ 2 ms (issue 5)",
-			Note: fmt.Sprintf("%d gaps of %d streams, recorded gaps 20-200 ms (÷%v), client engine over loopback, better of 2 attempts; this machine's timer lag meanwhile (a 5 ms sleep's overshoot) p99 %s ms",
-				len(gapErr), streams, speed, fmtMS(percentile(lag, 99)))}
-		f.atMost(ms(p99), ms(targetGapP99), " ms")
+			Versus: "timer lag p99 " + fmtMS(lagP99) + " ms + 1 ms", Ratio: ms(p99) / ms(limit), Target: "p99 ≤ timer lag p99 + 1 ms",
+			Note: fmt.Sprintf("%d gaps of %d streams, recorded gaps 20-200 ms (÷%v), client engine over loopback, better of 2 attempts; the timer lag is this machine's own, measured meanwhile (a 5 ms sleep's overshoot): no replay can place an event closer than its timer wakes",
+				len(gapErr), streams, speed)}
+		f.atMost(ms(p99), ms(limit), " ms")
 		s.add(f)
 	}
 	return nil
