@@ -230,8 +230,10 @@ func TestNetnsMountsTracefs(t *testing.T) {
 	e := col.events.waitFor(t, "NO_SOCKET inside the namespace", func(e session.KernelEvent) bool {
 		return e.Event == session.KernelSendReset && e.LocalAddr == "127.0.0.1:1"
 	})
-	if e.Reason != "NO_SOCKET" || e.PID != col.pid {
-		t.Errorf("reset %+v, want NO_SOCKET in the child %d", e, col.pid)
+	// In softirq context the task is whatever ran: the child's own connect
+	// usually, another process's on a loaded machine.
+	if e.Reason != "NO_SOCKET" || (e.PID != col.pid && !e.Softirq) {
+		t.Errorf("reset %+v, want NO_SOCKET in the child %d (or in softirq)", e, col.pid)
 	}
 	col.send(t, "quit")
 	if got := col.expect(t, "CLOSED "); got != "<nil>" {
