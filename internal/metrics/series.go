@@ -22,14 +22,14 @@ type Clients struct {
 	// Hop is where the clients' sockets are: the hop of the proxy they
 	// dial ("run-proxy/client"), or the link ("direct" to the embedded
 	// server, "client→target" to a --target).
-	Hop                      string
-	Started, Attempts        int64
-	Reconnects, Events       int64
-	Comments                 int64
-	Active, ActiveMax        int64
-	Errors                   map[string]int64 // by class
-	HTTP2                    bool
-	HTTP2Connections         int64
+	Hop                string
+	Started, Attempts  int64
+	Reconnects, Events int64
+	Comments           int64
+	Active, ActiveMax  int64
+	Errors             map[string]int64 // by class
+	HTTP2              bool
+	HTTP2Connections   int64
 	// Resets counts the TCP resets the clients received (ECONNRESET,
 	// EPIPE) from ResetSender ("server", "target"); zero when a proxy of
 	// this process holds the other end of their sockets and counts the
