@@ -364,8 +364,8 @@ func promqlMetricNames(expr string) []string {
 func TestPromQLMetricNames(t *testing.T) {
 	for expr, want := range map[string][]string{
 		`sum by (le, class) (rate(ssestress_client_error_age_seconds_bucket{instance=~"$instance", hop!="a}b"}[$__rate_interval]))`: {"ssestress_client_error_age_seconds_bucket"},
-		`histogram_quantile(0.95, sum by (le) (rate(foo_bucket[5m]))) / on(instance) group_left(pid) bar + 1e3 * baz offset 5m`: {"foo_bucket", "bar", "baz"},
-		`rate(process_cpu_seconds_total{instance=~"$instance"}[$__rate_interval]) and up`:                                       {"process_cpu_seconds_total", "up"},
+		`histogram_quantile(0.95, sum by (le) (rate(foo_bucket[5m]))) / on(instance) group_left(pid) bar + 1e3 * baz offset 5m`:     {"foo_bucket", "bar", "baz"},
+		`rate(process_cpu_seconds_total{instance=~"$instance"}[$__rate_interval]) and up`:                                           {"process_cpu_seconds_total", "up"},
 		`label_values(ssestress_info, instance)`: {"ssestress_info", "instance"},
 	} {
 		if got := promqlMetricNames(expr); !slices.Equal(got, want) {
