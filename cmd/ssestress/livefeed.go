@@ -243,6 +243,7 @@ func (f *liveFeed) snapshot(prev *liveSnap) liveSnap {
 type verdictCache struct {
 	compute func() (analysis.Verdict, error)
 	every   time.Duration
+	now     func() time.Time // nil: time.Now
 
 	mu      sync.Mutex
 	last    *liveVerdict
@@ -267,10 +268,14 @@ func (c *verdictCache) get(now time.Time) *liveVerdict {
 
 func (c *verdictCache) run(start time.Time) {
 	defer c.wg.Done()
+	clock := c.now
+	if clock == nil {
+		clock = time.Now
+	}
 	v, err := c.compute()
-	took := time.Since(start)
+	took := clock().Sub(start)
 	lv := &liveVerdict{Statement: v.Statement, Confidence: v.Confidence, ClientErrors: v.ClientErrors,
-		Resets: v.Resets, Cuts: v.Cuts, ComputedAt: time.Now(), TookS: took.Seconds()}
+		Resets: v.Resets, Cuts: v.Cuts, ComputedAt: clock(), TookS: took.Seconds()}
 	if err != nil {
 		lv.Error = err.Error()
 	}
