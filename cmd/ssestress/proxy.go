@@ -203,18 +203,15 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		}
 		return badValue("proxy", err)
 	}
+	if err := ss.serveLive(o.httpAddr, monitorInterval, newProxyLive(p)); err != nil {
+		p.Close()
+		return fmt.Errorf("proxy: %w", err)
+	}
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)
 	var c *capture.Multi
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
-	}
-	if err := ss.serveLive(o.httpAddr, monitorInterval, newProxyLive(p)); err != nil {
-		p.Close()
-		if c != nil {
-			c.Stop()
-		}
-		return fmt.Errorf("proxy: %w", err)
 	}
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
