@@ -19,15 +19,7 @@ func TestLiveCountsAgreeWithRecords(t *testing.T) {
 	up := startFeed(t, feed.Config{Rate: feed.Rate{Min: 600, Max: 600}})
 	w, path := newSession(t)
 	p := startProxy(t, Config{Upstream: up.URL, Session: w, Faults: withFaults(t, "reset:hop=upstream,events=2")})
-	var (
-		mu       sync.Mutex
-		failures []HopFailure
-	)
-	p.OnHopFailure(func(f HopFailure) {
-		mu.Lock()
-		failures = append(failures, f)
-		mu.Unlock()
-	})
+	failures := collectFailures(p)
 	for range 2 {
 		g := readStream(t, p.URL()+"/stream?symbols=AAPL", 0, 10*time.Second)
 		if g.class != errclass.ECONNRESET {
@@ -71,8 +63,6 @@ func TestLiveCountsAgreeWithRecords(t *testing.T) {
 	if len(fired) != 1 || fired[FaultFired{session.HopUpstream, "reset"}] != 2 || lc.Fired[FaultFired{session.HopUpstream, "reset"}] != 2 || len(lc.Fired) != 1 {
 		t.Errorf("fired %v, records say %v", lc.Fired, fired)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	// Failures are the hops whose record has a class other than EOF.
 	var classed int
 	for _, h := range hops {
@@ -80,11 +70,11 @@ func TestLiveCountsAgreeWithRecords(t *testing.T) {
 			classed++
 		}
 	}
-	if len(failures) != classed {
-		t.Errorf("%d failures told, %d hop records with a failure class: %+v", len(failures), classed, failures)
+	if len(failures()) != classed {
+		t.Errorf("%d failures told, %d hop records with a failure class: %+v", len(failures()), classed, failures())
 	}
-	if len(failures) != 0 {
-		t.Errorf("failures %+v: the proxy's own resets are not failures it saw", failures)
+	if len(failures()) != 0 {
+		t.Errorf("failures %+v: the proxy's own resets are not failures it saw", failures())
 	}
 }
 
@@ -95,15 +85,7 @@ func TestLiveCountsAgreeWithRecords(t *testing.T) {
 func TestHopFailuresTold(t *testing.T) {
 	w, path := newSession(t)
 	p := startProxy(t, Config{Upstream: resetter(t, 2), Session: w})
-	var (
-		mu       sync.Mutex
-		failures []HopFailure
-	)
-	p.OnHopFailure(func(f HopFailure) {
-		mu.Lock()
-		failures = append(failures, f)
-		mu.Unlock()
-	})
+	failures := collectFailures(p)
 	g := readStream(t, p.URL()+"/stream", 0, 10*time.Second)
 	if g.class != errclass.ECONNRESET {
 		t.Fatalf("client saw %q (%v), want ECONNRESET", g.class, g.err)
@@ -118,16 +100,15 @@ func TestHopFailuresTold(t *testing.T) {
 		lc.Endings[HopEnding{session.HopClient, session.EndingRST, session.ClosedBySelf}] != 1 || len(lc.Endings) != 2 {
 		t.Errorf("endings %v: want the upstream's reset and the proxy's", lc.Endings)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(failures) != 1 || failures[0].Hop != session.HopUpstream || failures[0].Class != errclass.ECONNRESET {
-		t.Fatalf("failures %+v, want one ECONNRESET on the upstream hop; records %+v", failures, hops)
+	told := failures()
+	if len(told) != 1 || told[0].Hop != session.HopUpstream || told[0].Class != errclass.ECONNRESET {
+		t.Fatalf("failures %+v, want one ECONNRESET on the upstream hop; records %+v", told, hops)
 	}
 	for _, h := range hops {
 		if h.Hop != session.HopUpstream {
 			continue
 		}
-		f := failures[0]
+		f := told[0]
 		// The record's times are wall clock read back from the file; the
 		// failure's age is on the monotonic clock: a microsecond apart.
 		within(t, "failure age against the record's", f.Age, h.Closed.Sub(h.Opened), time.Millisecond)
@@ -135,5 +116,24 @@ func TestHopFailuresTold(t *testing.T) {
 		if f.Idle <= 0 || f.Idle > f.Age {
 			t.Errorf("failure %+v: idle out of range", f)
 		}
+	}
+}
+
+// collectFailures has p's hop failures kept; the function returns them so
+// far.
+func collectFailures(p *Proxy) func() []HopFailure {
+	var (
+		mu       sync.Mutex
+		failures []HopFailure
+	)
+	p.OnHopFailure(func(f HopFailure) {
+		mu.Lock()
+		failures = append(failures, f)
+		mu.Unlock()
+	})
+	return func() []HopFailure {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]HopFailure(nil), failures...)
 	}
 }

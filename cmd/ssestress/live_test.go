@@ -68,15 +68,13 @@ func checkStandard(t *testing.T, fams map[string]*dto.MetricFamily) {
 	}
 }
 
-func scrapeRun(t *testing.T) map[string]*dto.MetricFamily {
-	// The embedded server runs in this process: it is the server's pid,
-	// with TCP sockets to count.
-	pid := fmt.Sprint(os.Getpid())
-	out := filepath.Join(t.TempDir(), "run.db")
-	var stdout runTestBuffer
-	o, err := parseRunArgs([]string{"--connections=4", "--rate=50", "--duration=3s", "--event-rate=3000",
-		"--fault", "reset:hop=upstream,after=300ms", "--monitor-interval=200ms", "--http", "127.0.0.1:0",
-		"--server-pid", pid, "--json", "--out=" + out}, &stdout)
+// runAndScrape runs ssestress run with args and --http, and scrapes its
+// /metrics once the session file is closed (the counters final), before
+// the view stops. The scrape has the standard series.
+func runAndScrape(t *testing.T, args ...string) map[string]*dto.MetricFamily {
+	t.Helper()
+	var stdout, stderr runTestBuffer
+	o, err := parseRunArgs(append(args, "--http", "127.0.0.1:0", "--json"), &stdout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +82,6 @@ func scrapeRun(t *testing.T) map[string]*dto.MetricFamily {
 	o.afterRun = func(lv *liveView) { fams = metricstest.Scrape(t, lv.URL+"/metrics") }
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
-	var stderr runTestBuffer
 	if err := o.execute(ctx, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
@@ -92,6 +89,16 @@ func scrapeRun(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatal("no scrape at the end of the run")
 	}
 	checkStandard(t, fams)
+	return fams
+}
+
+func scrapeRun(t *testing.T) map[string]*dto.MetricFamily {
+	// The embedded server runs in this process: it is the server's pid,
+	// with TCP sockets to count.
+	pid := fmt.Sprint(os.Getpid())
+	out := filepath.Join(t.TempDir(), "run.db")
+	fams := runAndScrape(t, "--connections=4", "--rate=50", "--duration=3s", "--event-rate=3000",
+		"--fault", "reset:hop=upstream,after=300ms", "--monitor-interval=200ms", "--server-pid", pid, "--out="+out)
 
 	r, err := session.Open(out)
 	if err != nil {
@@ -158,20 +165,8 @@ func scrapeRun(t *testing.T) map[string]*dto.MetricFamily {
 // scrapeRunHTTP2 scrapes a run of HTTP/2 clients on the embedded server:
 // their shared connections, and their link ("direct").
 func scrapeRunHTTP2(t *testing.T) map[string]*dto.MetricFamily {
-	var stdout, stderr runTestBuffer
-	o, err := parseRunArgs([]string{"--http2", "--connections=3", "--rate=50", "--duration=1s", "--event-rate=3000",
-		"--http", "127.0.0.1:0", "--json", "--out=" + filepath.Join(t.TempDir(), "h2.db")}, &stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fams map[string]*dto.MetricFamily
-	o.afterRun = func(lv *liveView) { fams = metricstest.Scrape(t, lv.URL+"/metrics") }
-	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
-	defer cancel()
-	if err := o.execute(ctx, &stdout, &stderr); err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	checkStandard(t, fams)
+	fams := runAndScrape(t, "--http2", "--connections=3", "--rate=50", "--duration=1s", "--event-rate=3000",
+		"--out="+filepath.Join(t.TempDir(), "h2.db"))
 	if _, ok := metricValue(fams, "ssestress_http2_connections"); !ok {
 		t.Error("no ssestress_http2_connections")
 	}

@@ -150,24 +150,11 @@ func (s *liveSource) snapshot() metrics.Snapshot {
 	return snap
 }
 
-// verdict reads the verdict so far from the file: through the writer
-// while the producer holds it, then from the closed file.
-func (f *liveFile) verdict() (analysis.Verdict, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var (
-		rep *analysis.Report
-		err error
-	)
-	if f.closed {
-		rep, err = analysis.LoadFiles(f.path)
-	} else {
-		rep, err = analysis.Load(f.w.Reader())
-	}
-	if err != nil {
-		return analysis.Verdict{}, err
-	}
-	return rep.Verdict, nil
+// verdict is the verdict so far of the file (the report's, read as
+// /report reads it).
+func (f *liveFile) verdict() (v analysis.Verdict, err error) {
+	err = f.withReport(func(rep *analysis.Report) error { v = rep.Verdict; return nil })
+	return v, err
 }
 
 // replayServeRegistry is the /metrics of replay serve: the standard

@@ -188,6 +188,13 @@ type liveFile struct {
 }
 
 func (f *liveFile) report(out io.Writer, format string) error {
+	return f.withReport(func(rep *analysis.Report) error { return analysis.Render(out, rep, format) })
+}
+
+// withReport calls use with the report of the file as it stands, under
+// the lock: through the writer while the producer holds the file, then
+// from the closed file.
+func (f *liveFile) withReport(use func(*analysis.Report) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var (
@@ -202,7 +209,7 @@ func (f *liveFile) report(out io.Writer, format string) error {
 	if err != nil {
 		return err
 	}
-	return analysis.Render(out, rep, format)
+	return use(rep)
 }
 
 // close closes the writer with no report reading it; safe twice.
