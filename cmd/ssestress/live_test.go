@@ -23,6 +23,7 @@ import (
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/metrics/metricstest"
 	"github.com/ssestress/ssestress/internal/session"
+	"github.com/ssestress/ssestress/internal/sse"
 )
 
 // TestLiveMetrics scrapes the /metrics of a real run (through its
@@ -306,6 +307,14 @@ func scrapeProxy(t *testing.T) map[string]*dto.MetricFamily {
 	if fams["ssestress_clients_total"] != nil {
 		t.Error("a proxy exposes generated clients it does not have")
 	}
+	// The page's feed says the same.
+	snap := firstSnapshot(t, live)
+	if snap.Command != "proxy" || snap.Active != 0 || snap.Events != 3*2+2*1 || len(snap.Faults) != 1 ||
+		!slices.Contains(snap.Errors, liveCount{Hop: "proxy/upstream", Class: errclass.ECONNRESET, Count: 3}) ||
+		!slices.Contains(snap.Resets, liveCount{Hop: "proxy/upstream", Sender: "target", Count: 3}) ||
+		!slices.Contains(snap.Resets, liveCount{Hop: "proxy/client", Sender: "proxy", Count: 5}) {
+		t.Errorf("/live/events snapshot %+v", snap)
+	}
 	stop()
 	select {
 	case code := <-done:
@@ -476,5 +485,39 @@ func checkDashboard(t *testing.T, path string, scrapes ...map[string]*dto.Metric
 		if !used[want] {
 			t.Errorf("the dashboard has no panel on %s", want)
 		}
+	}
+}
+
+// firstSnapshot reads the first snapshot of a live view's /live/events.
+func firstSnapshot(t *testing.T, live string) liveSnap {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", live+"/live/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("/live/events: content type %q", ct)
+	}
+	dec := sse.NewDecoder(resp.Body, 0)
+	for {
+		f, err := dec.Next()
+		if err != nil {
+			t.Fatalf("/live/events: %v", err)
+		}
+		if f.Kind != sse.KindEvent {
+			continue
+		}
+		if f.Type != "snapshot" {
+			t.Fatalf("/live/events: first event %q", f.Type)
+		}
+		var snap liveSnap
+		if err := json.Unmarshal(f.Data, &snap); err != nil {
+			t.Fatalf("snapshot %s: %v", f.Data, err)
+		}
+		return snap
 	}
 }
