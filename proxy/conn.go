@@ -481,6 +481,7 @@ func (h *hopConn) close(action, by string, drain bool) error {
 	close(h.dead)
 	h.detachAll()
 	h.put()
+	h.p.counts.closed1(h)
 	close(h.closed)
 	h.p.forget(h)
 	if h.p.events.has() {

@@ -31,6 +31,7 @@ func (p *Proxy) register(h *hopConn) {
 	p.lmu.Lock()
 	p.live[h] = struct{}{}
 	p.lmu.Unlock()
+	p.counts.opened1(h.hop)
 	if h.hop == session.HopClient {
 		n := p.activeConns.Add(1)
 		for m := p.activeMax.Load(); n > m && !p.activeMax.CompareAndSwap(m, n); m = p.activeMax.Load() {
@@ -64,6 +65,7 @@ func (p *Proxy) liveConns() []*hopConn {
 // faultFired records a fault event and counts it.
 func (p *Proxy) faultFired(ev session.FaultEvent) {
 	p.faultsFired.Add(1)
+	p.counts.fired1(ev)
 	if p.session != nil {
 		p.session.Put(ev)
 	}

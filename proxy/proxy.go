@@ -230,6 +230,7 @@ type Proxy struct {
 	dialErrors   atomic.Int64
 	errMu        sync.Mutex
 	errs         map[string]int64 // "<hop>:<class>" → count
+	counts       hopCounts        // by hop, for a live view (livecounts.go)
 	closing      atomic.Bool
 	closeOnce    sync.Once
 	stopAfter    func() bool

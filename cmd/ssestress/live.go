@@ -18,17 +18,30 @@ import (
 	"github.com/ssestress/ssestress/internal/session"
 )
 
-// liveConfig configures the live view of a long-lived command (run today;
-// proxy and replay can use the same): --http ADDR.
+// The live view of a long-lived command (--http ADDR of run, replay run,
+// proxy, replay serve): Prometheus /metrics, the current report at
+// /report, and for the producers a page at / that updates itself from the
+// tool's own SSE endpoint /live/events (livefeed.go, livepage.html).
+
+// liveConfig configures a live view.
 type liveConfig struct {
 	// addr is the --http value: "127.0.0.1:9090", ":9090" or "9090"
 	// (a missing host means loopback), "127.0.0.1:0" for any free port.
 	addr string
-	// collect builds the /metrics families at each scrape.
-	collect func() []metrics.Family
+	// registry is what /metrics serves.
+	registry *metrics.Registry
+	// source feeds the page and /live/events; nil leaves both out (the
+	// index at / is then a list of the endpoints).
+	source *liveSource
 	// report writes the current report in format (one of analysis.Formats);
 	// nil leaves /report out.
 	report func(w io.Writer, format string) error
+	// verdict computes the verdict so far from the session file; nil: the
+	// page shows none.
+	verdict func() (analysis.Verdict, error)
+	// interval is the monitor interval: the verdict is recomputed at most
+	// this often (and more rarely when it is costly, see verdictCache).
+	interval time.Duration
 	// session is the file being written: a hint beside it names the live
 	// view, so that report on the file in use points here.
 	session string
@@ -40,6 +53,7 @@ type liveView struct {
 	srv        *http.Server
 	done       chan struct{}
 	removeHint func()
+	feed       *liveFeed // nil without a source
 }
 
 // liveListenAddr reads an --http value; a missing host is loopback, so a
@@ -68,7 +82,8 @@ var reportContentTypes = map[string]string{
 	"csv":  "text/csv; charset=utf-8",
 }
 
-// startLiveView listens and serves /metrics, /report and an index at /.
+// startLiveView listens and serves /metrics, /report, and the page with
+// its /live/events (or an index) at /.
 func startLiveView(cfg liveConfig) (*liveView, error) {
 	addr, err := liveListenAddr(cfg.addr)
 	if err != nil {
@@ -80,7 +95,10 @@ func startLiveView(cfg liveConfig) (*liveView, error) {
 	}
 	lv := &liveView{URL: "http://" + ln.Addr().String(), done: make(chan struct{}), removeHint: func() {}}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(cfg.collect))
+	if cfg.registry == nil {
+		cfg.registry = metrics.New(metrics.Options{Version: version})
+	}
+	mux.Handle("GET /metrics", cfg.registry.Handler())
 	if cfg.report != nil {
 		var one sync.Mutex // a report reads the whole file: one at a time
 		mux.HandleFunc("GET /report", func(w http.ResponseWriter, r *http.Request) {
@@ -109,14 +127,20 @@ func startLiveView(cfg liveConfig) (*liveView, error) {
 			w.Write(buf.Bytes())
 		})
 	}
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ssestress live view")
-		fmt.Fprintln(w, "  /metrics   Prometheus text format")
-		if cfg.report != nil {
-			fmt.Fprintf(w, "  /report    the current report (?format=%s)\n", strings.Join(analysis.Formats(), "|"))
-		}
-	})
+	if cfg.source != nil {
+		lv.feed = newLiveFeed(cfg.source, cfg.verdict, cfg.interval)
+		mux.HandleFunc("GET /live/events", lv.feed.serveEvents)
+		mux.HandleFunc("GET /{$}", serveLivePage)
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "ssestress live view")
+			fmt.Fprintln(w, "  /metrics   Prometheus text format")
+			if cfg.report != nil {
+				fmt.Fprintf(w, "  /report    the current report (?format=%s)\n", strings.Join(analysis.Formats(), "|"))
+			}
+		})
+	}
 	lv.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(lv.done)
@@ -131,17 +155,20 @@ func startLiveView(cfg liveConfig) (*liveView, error) {
 	return lv, nil
 }
 
-// close removes the hint and stops the server, letting a scrape in
-// progress finish (at most two seconds).
+// close removes the hint, ends the pages' event streams (they are told
+// the run ended) and stops the server, letting a scrape in progress finish
+// (at most two seconds).
 func (l *liveView) close() {
 	if l == nil {
 		return
 	}
 	l.removeHint()
+	l.feed.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if l.srv.Shutdown(ctx) != nil {
 		l.srv.Close()
 	}
 	<-l.done
+	l.feed.wait()
 }

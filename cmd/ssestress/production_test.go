@@ -20,10 +20,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/metrics/metricstest"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
@@ -328,51 +327,16 @@ func TestRedactArgs(t *testing.T) {
 	}
 }
 
-// parseMetrics reads a /metrics body with Prometheus' parser.
+// parseMetrics scrapes url: the body must pass Prometheus' reference
+// parser and promlint.
 func parseMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	return fams
+	return metricstest.Scrape(t, url)
 }
 
-// metricValue is the value of name's sample whose labels include want.
+// metricValue is the sum of name's samples whose labels include want.
 func metricValue(fams map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(want); i += 2 {
-			if labels[want[i]] != want[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		}
-		return m.GetUntyped().GetValue(), true
-	}
-	return 0, false
+	return metricstest.Value(fams, name, want...)
 }
 
 // TestRunLiveView: run --http serves /metrics (parsed with Prometheus'
@@ -494,15 +458,17 @@ func TestRunLiveView(t *testing.T) {
 	}{
 		{"ssestress_events_total", float64(events), nil},
 		{"ssestress_events_total", float64(sum.Events), nil},
-		{"ssestress_connection_attempts_total", float64(len(conns)), nil},
+		{"ssestress_attempts_total", float64(len(conns)), nil},
 		{"ssestress_clients_total", float64(len(ids)), nil},
 		{"ssestress_clients_total", float64(sum.Clients), nil},
 		{"ssestress_reconnects_total", float64(sum.Reconnects), nil},
 		{"ssestress_streams_active_max", float64(sum.ActiveMax), nil},
 		{"ssestress_streams_active", 0, nil},
-		{"ssestress_errors_total", 2, []string{"class", "HTTP_503", "hop", "client"}},
-		{"ssestress_process_up", 1, []string{"role", "server", "pid", fmt.Sprint(server.Process.Pid)}},
-		{"ssestress_process_up", 1, []string{"role", "ssestress"}},
+		{"ssestress_client_errors_total", 2, []string{"class", "HTTP_503", "hop", "client→target"}},
+		{"ssestress_client_error_age_seconds", 2, []string{"class", "HTTP_503", "hop", "client→target"}},
+		{"ssestress_client_error_idle_seconds", 2, []string{"class", "HTTP_503", "hop", "client→target"}},
+		{"ssestress_server_up", 1, []string{"pid", fmt.Sprint(server.Process.Pid)}},
+		{"ssestress_info", 1, []string{"command", "run", "scenario", "flood"}},
 	}
 	for _, c := range checks {
 		got, ok := metricValue(end.fams, c.name, c.lbl...)
@@ -510,8 +476,14 @@ func TestRunLiveView(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), session file says %v", c.name, c.lbl, got, ok, c.want)
 		}
 	}
-	if rss, _ := metricValue(end.fams, "ssestress_process_resident_memory_bytes", "role", "server"); rss <= 0 {
+	if rss, _ := metricValue(end.fams, "ssestress_server_process_resident_memory_bytes", "pid", fmt.Sprint(server.Process.Pid)); rss <= 0 {
 		t.Errorf("server rss %v", rss)
+	}
+	// The tool's own process, as stock dashboards read it.
+	for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines"} {
+		if v, ok := metricValue(end.fams, name); !ok || (name != "process_cpu_seconds_total" && v <= 0) {
+			t.Errorf("%s = %v (found %v)", name, v, ok)
+		}
 	}
 
 	r, err := session.Open(out)

@@ -40,6 +40,7 @@ type proxyOptions struct {
 	redact          stringList
 	noRedact        bool
 	quiet           bool
+	httpAddr        string // --http: live view address; empty: none
 
 	tlsCert, tlsKey, tlsCertOut string
 	tlsSelfSigned               bool
@@ -64,6 +65,7 @@ const proxyExamples = `  ssestress proxy --listen 127.0.0.1:8080 --upstream http
   ssestress proxy --upstream http://127.0.0.1:8090 --fault idle-timeout:idle=60s --fault latency:delay=50ms,jitter=10ms
   ssestress proxy --upstream http://127.0.0.1:8090 --fault preset:aws-alb --time-scale 60
   ssestress proxy --upstream http://127.0.0.1:8090 --api 127.0.0.1:8474 --record staging.db
+  ssestress proxy --upstream http://127.0.0.1:8090 --fault preset:nginx --http 127.0.0.1:9091   (live page at /, /metrics)
   ssestress proxy --listen 127.0.0.1:3128 --allow-host api.staging.example:443 --fault preset:aws-nat
   curl -s 127.0.0.1:8474/conns; curl -s -X POST 127.0.0.1:8474/faults -d '"reset:after=1s"'
   ssestress proxy --upstream https://api.example --tls-self-signed --tls-cert-out proxy.pem --fault h2-rst-stream:code=CANCEL,after=30s
@@ -100,6 +102,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.StringVar(&o.onUpstreamError, "on-upstream-error", proxy.UpstreamReset, "`ACTION` the client gets when the upstream fails mid-stream: reset (ECONNRESET), eof (clean end) or abort (cut body); on HTTP/2 reset and abort reset the stream (RST_STREAM INTERNAL_ERROR)")
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	fs.StringVar(&o.api, "api", "", "control API `ADDR`, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
 	fs.StringVar(&o.apiToken, "api-token", "", "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
 	fs.StringVar(&o.record, "record", "", "record every stream into this session `FILE` (same as --out, with recording on)")
@@ -146,6 +149,11 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	}
 	if !capt.on && (capt.iface != "" || capt.pcap != "") {
 		return usageErrorf("proxy: --iface and --pcap need --capture")
+	}
+	if o.httpAddr != "" {
+		if _, err := liveListenAddr(o.httpAddr); err != nil {
+			return usageErrorf("proxy: %v", err)
+		}
 	}
 	if capt.on && cfg.Upstream == "" {
 		return usageErrorf("proxy: --capture needs --upstream (forward mode has no fixed server port to filter on)")
@@ -194,6 +202,10 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 			return usageErrorf("proxy: %v", err)
 		}
 		return badValue("proxy", err)
+	}
+	if err := ss.serveLive(o.httpAddr, monitorInterval, newProxyLive(p)); err != nil {
+		p.Close()
+		return fmt.Errorf("proxy: %w", err)
 	}
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -157,6 +158,22 @@ func TestProxyCommandErrors(t *testing.T) {
 		{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--fault", "h2-goaway:hop=upstream"},
 			`ssestress: proxy: --fault bad fault "h2-goaway:hop=upstream": h2-goaway acts on hop client only`},
 	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cases = append(cases,
+		struct {
+			args []string
+			msg  string
+		}{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--http", "127.0.0.1:http:x"}, `ssestress: proxy: --http "127.0.0.1:http:x": use HOST:PORT`},
+		struct {
+			args []string
+			msg  string
+		}{[]string{"proxy", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--http", busy.Addr().String()},
+			"ssestress: proxy: --http: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
+	)
 	wd, _ := os.Getwd()
 	os.Chdir(dir)
 	defer os.Chdir(wd)

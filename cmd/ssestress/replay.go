@@ -18,7 +18,6 @@ import (
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
-	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/replay"
@@ -118,7 +117,7 @@ func (o *replayServeOptions) run(ctx context.Context, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "replaying %d recorded streams (%d frames) from %s on %s (speed %v%s)\n",
 		len(rec.Streams), rec.Frames(), o.recording, srv.URL, o.cfg.Speed, serveModes(o.cfg))
 	if o.httpAddr != "" {
-		live, err := startLiveView(liveConfig{addr: o.httpAddr, collect: replayServeMetrics(srv.Server, time.Now())})
+		live, err := startLiveView(liveConfig{addr: o.httpAddr, registry: replayServeRegistry(srv.Server)})
 		if err != nil {
 			srv.Shutdown()
 			return err
@@ -131,23 +130,6 @@ func (o *replayServeOptions) run(ctx context.Context, stdout, stderr io.Writer) 
 	st := srv.Stats()
 	fmt.Fprintf(stdout, "stopped: %d streams served, %d frames sent\n", st.Served, st.Frames)
 	return nil
-}
-
-// replayServeMetrics returns the /metrics families of replay serve, read
-// from the server's own counters.
-func replayServeMetrics(srv *replay.Server, start time.Time) func() []metrics.Family {
-	return func() []metrics.Family {
-		st := srv.Stats()
-		fams := []metrics.Family{
-			{Name: "ssestress_info", Kind: metrics.Gauge, Help: "The command of this process (always 1).",
-				Samples: []metrics.Sample{{Labels: metrics.L("command", "replay serve", "version", version), Value: 1}}},
-			metrics.One("ssestress_uptime_seconds", "Seconds since the replay server started.", metrics.Gauge, time.Since(start).Seconds()),
-			metrics.One("ssestress_replay_streams_served_total", "Requests answered with a recorded stream.", metrics.Counter, float64(st.Served)),
-			metrics.One("ssestress_replay_streams_active", "Recorded streams being sent now.", metrics.Gauge, float64(st.Active)),
-			metrics.One("ssestress_replay_frames_total", "Recorded frames (events, comments, retry) sent.", metrics.Counter, float64(st.Frames)),
-		}
-		return append(fams, metrics.ProcessFamilies(metrics.Self())...)
-	}
 }
 
 func serveModes(c replay.Config) string {
@@ -207,7 +189,7 @@ func newReplayRunOptions(fs *flagSet) *replayRunOptions {
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-replay-<timestamp>.db; never overwritten)")
 	o.req.register(fs)
 	o.hop.register(fs)
-	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
@@ -388,7 +370,9 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
-	if err := ss.serveLive(o.httpAddr, runMetrics("replay run", p.Scenario, ss.startedAt(), counters, ss.w, setup, 0)); err != nil {
+	live := newClientsLive("replay run", p.Scenario, counters, setup, hops.proxy, false, 0)
+	live.observe(&baseOpts)
+	if err := ss.serveLive(o.httpAddr, time.Duration(o.monitorInterval), live); err != nil {
 		return nil, err
 	}
 	mon := &clients.Monitor{

@@ -26,7 +26,6 @@ import (
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
-	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
@@ -79,7 +78,7 @@ const runExamples = `  ssestress run --scenario=flood --connections=20 --duratio
   ssestress run --scenario=flood --connections=20 --duration=20s --via-proxy --fault reset:hop=upstream,after=5s,toxicity=0.5
   ssestress run --scenario=long-running --duration=10m --fault preset:aws-alb --time-scale 60 --capture
   ssestress run --scenario=long-running --duration=72h --http 127.0.0.1:9090 --server-pid 4242
-    (then: curl 127.0.0.1:9090/metrics, curl '127.0.0.1:9090/report?format=markdown')
+    (then: open http://127.0.0.1:9090/, curl 127.0.0.1:9090/metrics, curl '127.0.0.1:9090/report?format=markdown')
   ssestress run --duration=2m --fault reset:hop=upstream,after=30s,toxicity=0.5 --repeat 10 --expect ECONNRESET --out runs/reset.db
     (runs/reset-1.db ... runs/reset-10.db, and runs/reset-repeat.json with the reproduction rate)
   ssestress run --scenario=flood --connections=30000 --target http://10.0.0.7:8090 --shard 2/3 --out shard-2.db
@@ -138,7 +137,7 @@ func newRunOptions(fs *flagSet) *runOptions {
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-<scenario>-<timestamp>.db; never overwritten)")
 	fs.BoolVar(&o.json, "json", false, "print the summary as one JSON object")
 	o.req.register(fs)
-	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
+	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "`PID` of the server process: its memory and open fds are sampled beside the run's")
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
@@ -601,7 +600,9 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 		opts.Backoff = clients.Backoff{Max: o.backoff, Jitter: 0.5}
 	}
 	// The live view's /report reads the file in use, then the closed file.
-	if err := ss.serveLive(o.httpAddr, runMetrics("run", cfg.Scenario, ss.startedAt(), counters, ss.w, setup, o.serverPID)); err != nil {
+	live := newClientsLive("run", cfg.Scenario, counters, setup, hops.proxy, tgt.embedded != nil, o.serverPID)
+	live.observe(opts)
+	if err := ss.serveLive(o.httpAddr, time.Duration(cfg.MonitorInterval), live); err != nil {
 		return nil, err
 	}
 	mon := &clients.Monitor{
@@ -973,38 +974,4 @@ func writerIsTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// runMetrics returns the /metrics families of a run, read from the same
-// counters the summary and the samples are made of, so that at the end of
-// a run they agree with the session file.
-func runMetrics(command, scenario string, start time.Time, c *clients.Counters, w *session.Writer, setup *requestSetup, serverPID int) func() []metrics.Family {
-	procs := []metrics.Process{metrics.Self()}
-	if serverPID > 0 {
-		procs = append(procs, metrics.Process{Role: "server", PID: serverPID})
-	}
-	return func() []metrics.Family {
-		errs := metrics.Family{Name: "ssestress_errors_total", Kind: metrics.Counter,
-			Help: "Classified failures of the generated clients by error class and hop (client: between the clients and the first hop)."}
-		errs.Samples = metrics.CountsByLabel(c.Errors(), "class", metrics.Label{Name: "hop", Value: session.HopClient})
-		fams := []metrics.Family{
-			{Name: "ssestress_info", Kind: metrics.Gauge, Help: "The command and scenario of this process (always 1).",
-				Samples: []metrics.Sample{{Labels: metrics.L("command", command, "scenario", scenario, "version", version), Value: 1}}},
-			metrics.One("ssestress_uptime_seconds", "Seconds since the run started.", metrics.Gauge, time.Since(start).Seconds()),
-			metrics.One("ssestress_streams_active", "Streams with an open event-stream response now.", metrics.Gauge, float64(c.Active.Load())),
-			metrics.One("ssestress_streams_active_max", "Most streams open at once so far.", metrics.Gauge, float64(c.ActiveMax.Load())),
-			metrics.One("ssestress_clients_total", "Generated clients (EventSources) started.", metrics.Counter, float64(c.Streams.Load())),
-			metrics.One("ssestress_connection_attempts_total", "Connection attempts: first connects and reconnects.", metrics.Counter, float64(c.Attempts.Load())),
-			metrics.One("ssestress_reconnects_total", "Reconnects after a failure.", metrics.Counter, float64(c.Reconnects.Load())),
-			metrics.One("ssestress_events_total", "SSE events dispatched to the clients.", metrics.Counter, float64(c.Events.Load())),
-			metrics.One("ssestress_comments_total", "SSE comments (heartbeats) received.", metrics.Counter, float64(c.Comments.Load())),
-			errs,
-			metrics.One("ssestress_session_records_committed_total", "Records written to the session file.", metrics.Counter, float64(w.Committed())),
-			metrics.One("ssestress_session_records_dropped_total", "Records not written (queue or file full).", metrics.Counter, float64(w.Dropped())),
-		}
-		if setup != nil && setup.h2 != nil {
-			fams = append(fams, metrics.One("ssestress_http2_connections", "TCP connections the HTTP/2 streams share.", metrics.Gauge, float64(setup.h2.Connections())))
-		}
-		return append(fams, metrics.ProcessFamilies(procs...)...)
-	}
 }

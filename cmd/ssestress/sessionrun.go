@@ -12,7 +12,6 @@ import (
 
 	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/clients"
-	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -80,18 +79,21 @@ func openSession(spec sessionSpec) (*producerSession, error) {
 // startedAt is when the session began.
 func (s *producerSession) startedAt() time.Time { return s.info.StartedAt }
 
-// serveLive starts the live view (--http) on addr: /metrics from collect,
-// /report from the file. A bad address is a usage error.
-func (s *producerSession) serveLive(addr string, collect func() []metrics.Family) error {
+// serveLive starts the live view (--http) on addr: /metrics and the page
+// from src, /report and the page's verdict (recomputed at most every
+// interval) from the file. A bad address is a usage error.
+func (s *producerSession) serveLive(addr string, interval time.Duration, src *liveSource) error {
 	if addr == "" {
 		return nil
 	}
-	live, err := startLiveView(liveConfig{addr: addr, collect: collect, report: s.file.report, session: s.spec.path})
+	src.attach(s.w, s.startedAt())
+	live, err := startLiveView(liveConfig{addr: addr, registry: src.reg, source: src, report: s.file.report,
+		verdict: s.file.verdict, interval: interval, session: s.spec.path})
 	if err != nil {
 		return err
 	}
 	s.live = live
-	fmt.Fprintf(s.spec.errOut, "ssestress %s: live view on %s/metrics and %s/report\n", s.spec.command, live.URL, live.URL)
+	fmt.Fprintf(s.spec.errOut, "ssestress %s: live view on %s/metrics and %s/report; live page %s/\n", s.spec.command, live.URL, live.URL, live.URL)
 	return nil
 }
 
@@ -186,6 +188,13 @@ type liveFile struct {
 }
 
 func (f *liveFile) report(out io.Writer, format string) error {
+	return f.withReport(func(rep *analysis.Report) error { return analysis.Render(out, rep, format) })
+}
+
+// withReport calls use with the report of the file as it stands, under
+// the lock: through the writer while the producer holds the file, then
+// from the closed file.
+func (f *liveFile) withReport(use func(*analysis.Report) error) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var (
@@ -200,7 +209,7 @@ func (f *liveFile) report(out io.Writer, format string) error {
 	if err != nil {
 		return err
 	}
-	return analysis.Render(out, rep, format)
+	return use(rep)
 }
 
 // close closes the writer with no report reading it; safe twice.

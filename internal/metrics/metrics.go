@@ -1,191 +1,94 @@
-// Package metrics writes the Prometheus text exposition format (version
-// 0.0.4), so that a long run, proxy or replay can be watched and graphed by
-// existing dashboards through its live view (--http ADDR/metrics).
+// Package metrics is ssestress's Prometheus exposition: the series a live
+// view (--http ADDR/metrics of run, replay run and proxy) serves, their
+// names, labels and help, in one place.
 //
-// There is no registry: a producer builds its Families from the counters
-// it already keeps, at scrape time (Handler calls its collect function),
-// and Write renders them. Values therefore never drift from the counters
-// the session file's summary is made of.
+// A Registry holds the standard process and Go collectors of
+// github.com/prometheus/client_golang (process_cpu_seconds_total,
+// process_resident_memory_bytes, go_goroutines, ...: what stock dashboards
+// read), the server's process readings of --server-pid (the same
+// collector, as ssestress_server_process_*{pid}), and ssestress's own
+// series. These are read at scrape time from a Snapshot of the counters the
+// producer already keeps (clients.Counters, the proxy's counts), so a
+// scrape never drifts from the session file's summary and nothing updates
+// gauges in the background. Only the histograms of age and idle time at
+// each error are observed as the errors happen (ErrorHistograms).
+//
+// Labels are bounded: hop is a proxy's hop ("<proxy>/client",
+// "<proxy>/upstream": two per proxy of the process) or the one link the
+// generated clients dial ("direct", "client→target"); class is an error
+// class of the taxonomy, at most MaxClasses distinct ones per family (later
+// ones are counted under class "OTHER"); fault_kind is one of the proxy's
+// kinds; ending, closed_by and sender have two to four values each.
 package metrics
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"io"
-	"math"
 	"net/http"
-	"sort"
 	"strconv"
-	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// ContentType is the media type of the text exposition format.
-const ContentType = "text/plain; version=0.0.4; charset=utf-8"
-
-// Kind is a metric family's type.
-type Kind string
-
-// The kinds ssestress exposes.
-const (
-	Counter Kind = "counter" // only grows (names end in _total)
-	Gauge   Kind = "gauge"   // goes up and down
-)
-
-// Label is one name="value" pair.
-type Label struct{ Name, Value string }
-
-// Sample is one value of a family with its labels.
-type Sample struct {
-	Labels []Label
-	Value  float64
+// Options describe the process a Registry exposes.
+type Options struct {
+	// Command ("run", "replay run", "proxy"), Scenario and Version label
+	// ssestress_info.
+	Command, Scenario, Version string
+	// Snapshot returns the producer's counters; it is called once per
+	// scrape and must be safe for concurrent use. Nil: no ssestress series
+	// but ssestress_info.
+	Snapshot func() Snapshot
+	// ServerPID, when positive, adds the process readings of the server
+	// under test (run --server-pid) as ssestress_server_* series labelled
+	// with its pid.
+	ServerPID int
 }
 
-// Family is one metric: its name, help text, kind and samples. Its samples
-// must have distinct label sets.
-type Family struct {
-	Name    string
-	Help    string
-	Kind    Kind
-	Samples []Sample
+// Registry is the registry of one live view. Other series (a threshold's
+// state, say) can be registered on it like on any prometheus.Registry.
+type Registry struct {
+	*prometheus.Registry
+	// ClientErrors and ProxyErrors are the histograms of age and idle time
+	// at each error of the generated clients and of the proxies' hops.
+	ClientErrors *ErrorHistograms
+	ProxyErrors  *ErrorHistograms
 }
 
-// L builds labels from name, value pairs: L("class", "EOF", "hop", "client").
-func L(pairs ...string) []Label {
-	labels := make([]Label, 0, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		labels = append(labels, Label{pairs[i], pairs[i+1]})
+// New builds the registry: the standard process and Go collectors, the
+// server's readings, the ssestress series and the error histograms.
+func New(o Options) *Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	)
+	clientGuard, proxyGuard := newClassGuard(), newClassGuard()
+	r := &Registry{
+		Registry:     reg,
+		ClientErrors: newErrorHistograms("ssestress_client_error", "an error of a generated client", clientGuard),
+		ProxyErrors:  newErrorHistograms("ssestress_proxy_error", "a failure a proxy saw on one of its hop connections", proxyGuard),
 	}
-	return labels
-}
-
-// One is a family with a single unlabelled sample.
-func One(name, help string, kind Kind, v float64) Family {
-	return Family{Name: name, Help: help, Kind: kind, Samples: []Sample{{Value: v}}}
-}
-
-// ErrInvalid is returned by Write for a name the format does not allow.
-var ErrInvalid = errors.New("invalid metric")
-
-// Write renders fams in the text format, in the order given, samples in
-// the order given. It refuses invalid or repeated metric names and invalid
-// label names, so a scrape never returns something Prometheus rejects.
-func Write(w io.Writer, fams []Family) error {
-	bw := bufio.NewWriter(w)
-	seen := make(map[string]bool, len(fams))
-	for _, f := range fams {
-		if !validName(f.Name, true) {
-			return fmt.Errorf("%w name %q", ErrInvalid, f.Name)
-		}
-		if seen[f.Name] {
-			return fmt.Errorf("%w: family %q given twice", ErrInvalid, f.Name)
-		}
-		seen[f.Name] = true
-		kind := f.Kind
-		if kind == "" {
-			kind = "untyped"
-		}
-		if f.Help != "" {
-			fmt.Fprintf(bw, "# HELP %s %s\n", f.Name, escapeHelp(f.Help))
-		}
-		fmt.Fprintf(bw, "# TYPE %s %s\n", f.Name, kind)
-		for _, s := range f.Samples {
-			bw.WriteString(f.Name)
-			if len(s.Labels) > 0 {
-				bw.WriteByte('{')
-				for i, l := range s.Labels {
-					if !validName(l.Name, false) || strings.HasPrefix(l.Name, "__") {
-						return fmt.Errorf("%w label name %q in %s", ErrInvalid, l.Name, f.Name)
-					}
-					if i > 0 {
-						bw.WriteByte(',')
-					}
-					bw.WriteString(l.Name)
-					bw.WriteString(`="`)
-					bw.WriteString(escapeLabel(l.Value))
-					bw.WriteByte('"')
-				}
-				bw.WriteByte('}')
-			}
-			bw.WriteByte(' ')
-			bw.WriteString(FormatValue(s.Value))
-			bw.WriteByte('\n')
-		}
+	reg.MustRegister(r.ClientErrors.age, r.ClientErrors.idle, r.ProxyErrors.age, r.ProxyErrors.idle)
+	reg.MustRegister(&seriesCollector{opts: o, clientClasses: clientGuard, proxyClasses: proxyGuard})
+	if o.ServerPID > 0 {
+		pid := o.ServerPID
+		labelled := prometheus.WrapRegistererWith(prometheus.Labels{"pid": strconv.Itoa(pid)}, reg)
+		labelled.MustRegister(
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{
+				PidFn: func() (int, error) { return pid, nil }, Namespace: "ssestress_server",
+			}),
+			&serverCollector{pid: pid},
+		)
 	}
-	return bw.Flush()
+	return r
 }
 
-// FormatValue writes a value as the format wants it: integers without an
-// exponent up to 2^53, NaN and ±Inf by name.
-func FormatValue(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case v == math.Trunc(v) && math.Abs(v) < 1<<53:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
-}
-
-// validName checks [a-zA-Z_:][a-zA-Z0-9_:]* (no colon in label names).
-func validName(s string, metric bool) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
-			(metric && r == ':') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-var (
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-)
-
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-
-// Handler serves the families collect returns, freshly built on every
-// scrape (GET or HEAD).
-func Handler(collect func() []Family) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "use GET", http.StatusMethodNotAllowed)
-			return
-		}
-		var b strings.Builder
-		if err := Write(&b, collect()); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", ContentType)
-		w.Header().Set("Cache-Control", "no-store")
-		io.WriteString(w, b.String())
+// Handler serves the registry in the exposition format the scraper asks
+// for (the text format by default).
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.Registry, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, // a failed reading leaves one series out, not the scrape
+		Registry:      r.Registry,               // promhttp_metric_handler_errors_total
 	})
-}
-
-// CountsByLabel turns a map of counts into samples labelled name=key (and
-// the fixed labels extra), sorted by key so scrapes are stable.
-func CountsByLabel(counts map[string]int64, name string, extra ...Label) []Sample {
-	keys := make([]string, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]Sample, len(keys))
-	for i, k := range keys {
-		labels := append([]Label{{name, k}}, extra...)
-		out[i] = Sample{Labels: labels, Value: float64(counts[k])}
-	}
-	return out
 }

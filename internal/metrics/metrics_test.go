@@ -1,145 +1,249 @@
-package metrics
+package metrics_test
 
 import (
-	"io"
-	"math"
-	"net/http"
+	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strconv"
-	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/ssestress/ssestress/internal/metrics"
+	"github.com/ssestress/ssestress/internal/metrics/metricstest"
+	"github.com/ssestress/ssestress/internal/session"
 )
 
-// parse reads the text format with Prometheus' own parser, with the strict
-// (legacy) name rules every Prometheus version accepts.
-func parse(t *testing.T, r io.Reader) map[string]*dto.MetricFamily {
-	t.Helper()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		t.Fatalf("Prometheus' parser refuses the exposition: %v", err)
-	}
-	return fams
-}
-
-// TestWriteParsesWithPrometheus: counters, gauges, labels that need
-// escaping, help text with a newline and special values come back
-// unchanged through expfmt.
-func TestWriteParsesWithPrometheus(t *testing.T) {
-	errs := Family{Name: "ssestress_errors_total", Help: "Errors by class.\nSecond line \\ with a backslash.", Kind: Counter,
-		Samples: CountsByLabel(map[string]int64{"ECONNRESET": 3, "H2_RST_STREAM:INTERNAL_ERROR": 2, `we"ird\name` + "\n": 1},
-			"class", Label{"hop", "client"})}
-	fams := []Family{
-		One("ssestress_messages_total", "Events.", Counter, 12345678),
-		One("ssestress_streams_active", "Open streams.", Gauge, 20),
-		errs,
-		One("ssestress_nan", "", Gauge, math.NaN()),
-		One("ssestress_big", "", Gauge, 1.5e300),
-		{Name: "ssestress_empty", Help: "no samples yet", Kind: Counter},
-	}
-	var b strings.Builder
-	if err := Write(&b, fams); err != nil {
-		t.Fatal(err)
-	}
-	got := parse(t, strings.NewReader(b.String()))
-	if v := got["ssestress_messages_total"].GetMetric()[0].GetCounter().GetValue(); v != 12345678 {
-		t.Errorf("messages %v", v)
-	}
-	if got["ssestress_streams_active"].GetType() != dto.MetricType_GAUGE {
-		t.Error("streams_active is not a gauge")
-	}
-	e := got["ssestress_errors_total"]
-	if e.GetType() != dto.MetricType_COUNTER || e.GetHelp() != errs.Help || len(e.GetMetric()) != 3 {
-		t.Fatalf("errors family %v", e)
-	}
-	byClass := map[string]float64{}
-	for _, m := range e.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if labels["hop"] != "client" {
-			t.Errorf("labels %v", labels)
-		}
-		byClass[labels["class"]] = m.GetCounter().GetValue()
-	}
-	if byClass["ECONNRESET"] != 3 || byClass["H2_RST_STREAM:INTERNAL_ERROR"] != 2 || byClass[`we"ird\name`+"\n"] != 1 {
-		t.Errorf("by class %v", byClass)
-	}
-	if !math.IsNaN(got["ssestress_nan"].GetMetric()[0].GetGauge().GetValue()) || got["ssestress_big"].GetMetric()[0].GetGauge().GetValue() != 1.5e300 {
-		t.Error("special values changed")
-	}
-	if !strings.Contains(b.String(), "ssestress_messages_total 12345678\n") {
-		t.Errorf("an integer count is not written as one:\n%s", b.String())
-	}
-}
-
-// TestWriteRefusesInvalid: names Prometheus would refuse never go out.
-func TestWriteRefusesInvalid(t *testing.T) {
-	for _, fams := range [][]Family{
-		{One("1bad", "", Gauge, 1)},
-		{One("bad-name", "", Gauge, 1)},
-		{One("ok", "", Gauge, 1), One("ok", "", Gauge, 2)},
-		{{Name: "ok", Samples: []Sample{{Labels: L("bad label", "x")}}}},
-		{{Name: "ok", Samples: []Sample{{Labels: L("__reserved", "x")}}}},
-	} {
-		if err := Write(io.Discard, fams); err == nil {
-			t.Errorf("%+v was written", fams)
+// snapshotOf is a run with an in-process proxy "p1": its clients' errors,
+// the proxy's endings, failures and firings; events grows with each
+// scrape.
+func snapshotOf(events *atomic.Int64) func() metrics.Snapshot {
+	return func() metrics.Snapshot {
+		return metrics.Snapshot{
+			Clients: &metrics.Clients{
+				Hop: "p1/client", Started: 20, Attempts: 25, Reconnects: 5, Events: events.Add(100), Comments: 3,
+				Active: 18, ActiveMax: 20, Errors: map[string]int64{"ECONNRESET": 4, "HTTP_503": 1},
+				HTTP2: true, HTTP2Connections: 1,
+			},
+			Proxies: []metrics.Proxy{{
+				Name: "p1", Requests: 25, EventsForwarded: 2000,
+				Opened: map[string]int64{session.HopClient: 25, session.HopUpstream: 24},
+				Closed: map[string]int64{session.HopClient: 7, session.HopUpstream: 6},
+				Endings: map[metrics.Ending]int64{
+					{Hop: session.HopClient, Ending: session.EndingRST, ClosedBy: session.ClosedBySelf}:   4,
+					{Hop: session.HopClient, Ending: session.EndingFIN, ClosedBy: session.ClosedByPeer}:   3,
+					{Hop: session.HopUpstream, Ending: session.EndingRST, ClosedBy: session.ClosedByPeer}: 4,
+					{Hop: session.HopUpstream, Ending: session.EndingFIN, ClosedBy: session.ClosedBySelf}: 2,
+				},
+				Fired:  map[metrics.Fired]int64{{Hop: session.HopUpstream, Kind: "reset"}: 4, {Hop: session.HopClient, Kind: "latency"}: 9},
+				Errors: map[metrics.HopClass]int64{{Hop: session.HopUpstream, Class: "ECONNRESET"}: 4, {Hop: session.HopUpstream, Class: "ECONNREFUSED"}: 1},
+			}},
+			Session: &metrics.Session{Committed: 1000, Dropped: 2},
 		}
 	}
 }
 
-// TestHandlerAndProcess: the handler serves the text format on a real
-// socket, built at each scrape, and this process's own figures are there.
-func TestHandlerAndProcess(t *testing.T) {
-	scrapes := 0
-	srv := httptest.NewServer(Handler(func() []Family {
-		scrapes++
-		return append([]Family{One("ssestress_scrapes_total", "", Counter, float64(scrapes))}, ProcessFamilies(Self(), Process{Role: "server", PID: 1 << 30})...)
-	}))
+// TestScrape: the registry's exposition passes the reference parser and
+// promlint, carries the standard process and Go series, the histograms and
+// the counters; every ssestress series is read at scrape time; resets are
+// counted by hop and sender from the proxy's endings (the clients' resets
+// are the proxy's own, not counted twice).
+func TestScrape(t *testing.T) {
+	var events atomic.Int64
+	reg := metrics.New(metrics.Options{Command: "run", Scenario: "flood", Version: "v1.2.3", Snapshot: snapshotOf(&events)})
+	reg.ClientErrors.Observe("ECONNRESET", "p1/client", 90*time.Second, 61*time.Second)
+	reg.ClientErrors.Observe("ECONNRESET", "p1/client", 3*time.Second, 200*time.Millisecond)
+	reg.ProxyErrors.Observe("ECONNRESET", "p1/upstream", 45*time.Minute, 350*time.Second)
+	srv := httptest.NewServer(reg.Handler())
 	defer srv.Close()
-	for want := 1; want <= 2; want++ {
-		resp, err := http.Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ct := resp.Header.Get("Content-Type"); ct != ContentType {
-			t.Errorf("content type %q", ct)
-		}
-		fams := parse(t, resp.Body)
-		resp.Body.Close()
-		if v := fams["ssestress_scrapes_total"].GetMetric()[0].GetCounter().GetValue(); v != float64(want) {
-			t.Fatalf("scrape %d reads %v: not built at scrape time", want, v)
-		}
-		up := map[string]float64{}
-		for _, m := range fams["ssestress_process_up"].GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "role" {
-					up[l.GetValue()] = m.GetGauge().GetValue()
-				}
-			}
-		}
-		if _, err := os.Stat("/proc/self/status"); err == nil {
-			if up["ssestress"] != 1 || up["server"] != 0 {
-				t.Fatalf("process_up %v: self readable, a missing pid not", up)
-			}
-			rss := fams["ssestress_process_resident_memory_bytes"].GetMetric()
-			if len(rss) != 1 || rss[0].GetGauge().GetValue() <= 0 || rss[0].GetLabel()[1].GetValue() != strconv.Itoa(os.Getpid()) {
-				t.Fatalf("rss %v", rss)
-			}
+
+	fams := metricstest.Scrape(t, srv.URL)
+	for _, name := range []string{
+		"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+		"go_goroutines", "go_threads", "go_memstats_heap_alloc_bytes", "go_gc_duration_seconds",
+	} {
+		if fams[name] == nil {
+			t.Errorf("no %s: stock dashboards need it", name)
 		}
 	}
-	resp, err := http.Post(srv.URL, "text/plain", nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"ssestress_info", []string{"command", "run", "scenario", "flood", "version", "v1.2.3"}, 1},
+		{"ssestress_clients_total", nil, 20},
+		{"ssestress_attempts_total", nil, 25},
+		{"ssestress_reconnects_total", nil, 5},
+		{"ssestress_events_total", nil, 100},
+		{"ssestress_streams_active", nil, 18},
+		{"ssestress_streams_active_max", nil, 20},
+		{"ssestress_http2_connections", nil, 1},
+		{"ssestress_client_errors_total", []string{"class", "ECONNRESET", "hop", "p1/client"}, 4},
+		{"ssestress_client_errors_total", []string{"class", "HTTP_503", "hop", "p1/client"}, 1},
+		{"ssestress_client_error_age_seconds", []string{"class", "ECONNRESET", "hop", "p1/client"}, 2},
+		{"ssestress_client_error_idle_seconds", []string{"class", "ECONNRESET", "hop", "p1/client"}, 2},
+		{"ssestress_proxy_error_age_seconds", []string{"class", "ECONNRESET", "hop", "p1/upstream"}, 1},
+		{"ssestress_proxy_connections_total", []string{"hop", "p1/client"}, 25},
+		{"ssestress_proxy_connections_active", []string{"hop", "p1/client"}, 18},
+		{"ssestress_proxy_connections_active", []string{"hop", "p1/upstream"}, 18},
+		{"ssestress_proxy_connections_closed_total", []string{"hop", "p1/upstream", "ending", "rst", "closed_by", "peer"}, 4},
+		{"ssestress_proxy_requests_total", []string{"proxy", "p1"}, 25},
+		{"ssestress_proxy_events_forwarded_total", []string{"proxy", "p1"}, 2000},
+		{"ssestress_proxy_errors_total", []string{"class", "ECONNREFUSED", "hop", "p1/upstream"}, 1},
+		{"ssestress_proxy_faults_fired_total", []string{"fault_kind", "reset", "hop", "p1/upstream"}, 4},
+		{"ssestress_proxy_faults_fired_total", []string{"fault_kind", "latency", "hop", "p1/client"}, 9},
+		{"ssestress_resets_total", []string{"hop", "p1/client", "sender", "proxy"}, 4},
+		{"ssestress_resets_total", []string{"hop", "p1/upstream", "sender", "target"}, 4},
+		{"ssestress_resets_total", nil, 8},
+		{"ssestress_session_records_committed_total", nil, 1000},
+		{"ssestress_session_records_dropped_total", nil, 2},
+	} {
+		if got, ok := metricstest.Value(fams, c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("POST: %d", resp.StatusCode)
+	// The histograms cut where the report's age and idle tables do: the
+	// 61 s idle is above 60, the 90 s age below 120.
+	h := metricstest.Samples(fams["ssestress_client_error_idle_seconds"], "hop", "p1/client")[0].GetHistogram()
+	want := map[float64]uint64{0.1: 0, 0.5: 1, 60: 1, 120: 2}
+	for _, b := range h.GetBucket() {
+		if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+			t.Errorf("idle bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+		}
+	}
+	if h.GetSampleSum() != 61.2 {
+		t.Errorf("idle sum %v, want 61.2", h.GetSampleSum())
+	}
+	// Read at scrape time: the events counter moved between scrapes.
+	again := metricstest.Scrape(t, srv.URL)
+	if v, _ := metricstest.Value(again, "ssestress_events_total"); v != 200 {
+		t.Errorf("second scrape: events %v, want 200", v)
+	}
+	// The custom series of the old exposition are gone.
+	for name := range again {
+		if len(name) > len("ssestress_process_") && name[:len("ssestress_process_")] == "ssestress_process_" {
+			t.Errorf("%s: process readings are the standard process_* series now", name)
+		}
+	}
+}
+
+// TestDirectLinkResets: clients that dial the server with no proxy of the
+// process between count the resets they received, on their link, sent by
+// the server.
+func TestDirectLinkResets(t *testing.T) {
+	reg := metrics.New(metrics.Options{Command: "run", Snapshot: func() metrics.Snapshot {
+		return metrics.Snapshot{Clients: &metrics.Clients{Hop: "direct", Errors: map[string]int64{"ECONNRESET": 3, "EPIPE": 1, "EOF": 5},
+			Resets: 4, ResetSender: metrics.SenderServer}}
+	}})
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	fams := metricstest.Scrape(t, srv.URL)
+	if v, ok := metricstest.Value(fams, "ssestress_resets_total", "hop", "direct", "sender", "server"); !ok || v != 4 {
+		t.Errorf("resets on the direct link %v (found %v), want 4", v, ok)
+	}
+	if fams["ssestress_http2_connections"] != nil || fams["ssestress_proxy_connections_total"] != nil {
+		t.Error("series of things this run does not have")
+	}
+}
+
+// TestClassesBounded: beyond MaxClasses distinct classes the rest are
+// counted as OTHER, in the counters and the histograms alike, and a class
+// once named keeps its name.
+func TestClassesBounded(t *testing.T) {
+	errs := map[string]int64{}
+	for i := range metrics.MaxClasses + 10 {
+		errs[fmt.Sprintf("HTTP_%d", 500+i)] = 1
+	}
+	reg := metrics.New(metrics.Options{Command: "run", Snapshot: func() metrics.Snapshot {
+		return metrics.Snapshot{Clients: &metrics.Clients{Hop: "direct", Errors: errs}}
+	}})
+	reg.ClientErrors.Observe("HTTP_500", "direct", time.Second, time.Second)
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	metricstest.Scrape(t, srv.URL) // admits the first classes, in name order
+	reg.ClientErrors.Observe("HTTP_499", "direct", time.Second, time.Second)
+	fams := metricstest.Scrape(t, srv.URL)
+	series := fams["ssestress_client_errors_total"].GetMetric()
+	if len(series) != metrics.MaxClasses+1 {
+		t.Fatalf("%d series, want %d classes and OTHER", len(series), metrics.MaxClasses)
+	}
+	var total float64
+	for _, m := range series {
+		total += m.GetCounter().GetValue()
+	}
+	if total != float64(len(errs)) {
+		t.Errorf("total %v, want %d: nothing lost in folding", total, len(errs))
+	}
+	if v, _ := metricstest.Value(fams, "ssestress_client_errors_total", "class", metrics.OtherClass); v != float64(len(errs)-metrics.MaxClasses) {
+		t.Errorf("OTHER = %v", v)
+	}
+	if _, ok := metricstest.Value(fams, "ssestress_client_error_age_seconds", "class", "HTTP_500"); !ok {
+		t.Error("HTTP_500, admitted, lost its name in the histogram")
+	}
+	if v, _ := metricstest.Value(fams, "ssestress_client_error_age_seconds", "class", metrics.OtherClass); v != 1 {
+		t.Errorf("HTTP_499, beyond the bound, not counted as OTHER in the histogram (%v)", v)
+	}
+}
+
+// TestServerProcess: --server-pid's readings are the standard process
+// series under ssestress_server_, labelled with the pid, beside its
+// threads and TCP sockets; once the process is gone, ssestress_server_up
+// says 0 and the scrape still succeeds.
+func TestServerProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc: the server's readings need Linux")
+	}
+	server := exec.Command("sleep", "60")
+	if err := server.Start(); err != nil {
+		t.Skipf("no sleep binary: %v", err)
+	}
+	defer func() { server.Process.Kill(); server.Wait() }()
+	pid := strconv.Itoa(server.Process.Pid)
+	reg := metrics.New(metrics.Options{Command: "run", ServerPID: server.Process.Pid})
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	fams := metricstest.Scrape(t, srv.URL)
+	for _, name := range []string{"ssestress_server_process_resident_memory_bytes", "ssestress_server_process_cpu_seconds_total",
+		"ssestress_server_process_open_fds", "ssestress_server_threads"} {
+		if v, ok := metricstest.Value(fams, name, "pid", pid); !ok || v < 0 || (name != "ssestress_server_process_cpu_seconds_total" && v == 0) {
+			t.Errorf("%s{pid=%s} = %v (found %v)", name, pid, v, ok)
+		}
+	}
+	if v, ok := metricstest.Value(fams, "ssestress_server_up", "pid", pid); !ok || v != 1 {
+		t.Errorf("server up %v %v", v, ok)
+	}
+	if v, _ := metricstest.Value(fams, "process_resident_memory_bytes"); v <= 0 {
+		t.Error("the tool's own process series are missing beside the server's")
+	}
+	server.Process.Kill()
+	server.Wait()
+	fams = metricstest.Scrape(t, srv.URL)
+	if v, ok := metricstest.Value(fams, "ssestress_server_up", "pid", pid); !ok || v != 0 {
+		t.Errorf("server gone: up %v %v, want 0", v, ok)
+	}
+	if fams["ssestress_server_process_resident_memory_bytes"] != nil {
+		t.Error("readings of a process that is gone")
+	}
+}
+
+// BenchmarkScrape renders /metrics for a run through one proxy with errors
+// of a dozen classes and their histograms: the cost of one scrape
+// (standard collectors included).
+func BenchmarkScrape(b *testing.B) {
+	var events atomic.Int64
+	reg := metrics.New(metrics.Options{Command: "run", Scenario: "flood", Version: "bench", Snapshot: snapshotOf(&events)})
+	for i := range 12 {
+		reg.ClientErrors.Observe(fmt.Sprintf("HTTP_%d", 500+i), "p1/client", time.Duration(i)*time.Second, time.Second)
+	}
+	h := reg.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
 	}
 }
