@@ -176,6 +176,9 @@ func TestH2Faults(t *testing.T) {
 			if c.kind == "h2-rst-stream" && strings.Contains(c.fault, "events=") && len(g.events) != c.minEvents {
 				t.Errorf("reset after %d events, want %d", len(g.events), c.minEvents)
 			}
+			// The firing is recorded by the fault's own goroutine just after
+			// the frame it sent: the client may see the frame first.
+			waitFor(t, 5*time.Second, "the firing recorded", func() bool { return p.Stats().FaultsFired >= 1 })
 			hops, faults := readSession(t, p, w, path)
 			if len(faults) == 0 || faults[0].FaultKind != c.kind || faults[0].Action != c.action || faults[0].Hop != session.HopClient {
 				t.Fatalf("fault events %+v", faults)
