@@ -379,16 +379,16 @@ func kernelStep(k *KernelReset, sender Party, age time.Duration) string {
 		into = " " + words(age) + " into the stream"
 	}
 	if k.byProcess() {
-		return fmt.Sprintf("%s on %s %s (%s)%s", k.process(), sender.Words(), k.deed(1), k.Reason, into)
+		return fmt.Sprintf("%s on %s %s%s", k.process(), sender.Words(), withReason(k.deed(1), k.Reason), into)
 	}
 	if r, _ := kernel.ExplainReason(k.Reason); r.ByProcess {
-		return fmt.Sprintf("a process on %s %s (%s)%s", sender.Words(), k.deed(1), k.Reason, into)
+		return fmt.Sprintf("a process on %s %s%s", sender.Words(), withReason(k.deed(1), k.Reason), into)
 	}
 	owner := ""
 	if p := k.process(); p != "" {
 		owner = ", whose socket " + p + " held,"
 	}
-	return fmt.Sprintf("the kernel of %s%s %s (%s)%s", sender.Words(), owner, k.deed(1), k.Reason, into)
+	return fmt.Sprintf("the kernel of %s%s %s%s", sender.Words(), owner, withReason(k.deed(1), k.Reason), into)
 }
 
 // kernelClause is the kernel's why in a verdict's first sentence, for n
@@ -399,12 +399,23 @@ func kernelClause(k *KernelReset, n int64) string {
 		return ""
 	}
 	if k.byProcess() {
-		return fmt.Sprintf(", because %s %s (%s)", k.process(), k.deed(n), k.Reason)
+		return fmt.Sprintf(", because %s %s", k.process(), withReason(k.deed(n), k.Reason))
 	}
 	if r, _ := kernel.ExplainReason(k.Reason); r.ByProcess {
-		return fmt.Sprintf(", because its process %s (%s)", k.deed(n), k.Reason)
+		return fmt.Sprintf(", because its process %s", withReason(k.deed(n), k.Reason))
 	}
-	return fmt.Sprintf(", because its kernel %s (%s)", k.deed(n), k.Reason)
+	return fmt.Sprintf(", because its kernel %s", withReason(k.deed(n), k.Reason))
+}
+
+// withReason puts the reason's name after a deed: "closed the socket with
+// unread data (TCP_ABORT_ON_CLOSE)"; a deed that ends in a remark in
+// parentheses gets the name inside them: "aborted the socket (TCP_STATE:
+// SO_LINGER 0, a disconnect, or a socket destroyed)".
+func withReason(deed, reason string) string {
+	if i := strings.LastIndex(deed, " ("); i >= 0 && strings.HasSuffix(deed, ")") {
+		return deed[:i] + " (" + reason + ": " + deed[i+2:]
+	}
+	return deed + " (" + reason + ")"
 }
 
 // keyOfKernel is what a cause's group key takes of its kernel evidence:

@@ -82,7 +82,7 @@ func TestKernelEventOnceAcrossFiles(t *testing.T) {
 	if k := res.Verdict.Cause.Kernel; k == nil || k.OwnerPID != 77 {
 		t.Errorf("kernel %+v: the owner of the second copy is kept", k)
 	}
-	if got := FirstSentence(res.Verdict.Statement); !strings.Contains(got, "because sse-server (pid 77) aborted the socket (SO_LINGER 0, a disconnect, or a socket destroyed) (TCP_STATE)") {
+	if got := FirstSentence(res.Verdict.Statement); !strings.Contains(got, "because sse-server (pid 77) aborted the socket (TCP_STATE: SO_LINGER 0, a disconnect, or a socket destroyed)") {
 		t.Errorf("statement %s", got)
 	}
 	// Another host's file: the same addresses, another kernel.
@@ -156,7 +156,7 @@ func TestKernelInjected(t *testing.T) {
 	if x == nil || x.Kind != KindInjected || x.Evidence != EvidenceKernel || x.Kernel == nil || x.Kernel.PID != 31 {
 		t.Fatalf("cause %+v\n%s", x, res.Verdict.Statement)
 	}
-	want := "Proxy B injected the reset, on its upstream hop (fault reset:hop=upstream,after=2s); ssestress (pid 31) aborted the socket (SO_LINGER 0, a disconnect, or a socket destroyed) (TCP_STATE); proxies B and A relayed them to the clients (--on-upstream-error=reset): 1 of 1 client errors (ECONNRESET 1), high confidence."
+	want := "Proxy B injected the reset, on its upstream hop (fault reset:hop=upstream,after=2s); ssestress (pid 31) aborted the socket (TCP_STATE: SO_LINGER 0, a disconnect, or a socket destroyed); proxies B and A relayed them to the clients (--on-upstream-error=reset): 1 of 1 client errors (ECONNRESET 1), high confidence."
 	if got := FirstSentence(res.Verdict.Statement); got != want {
 		t.Errorf("statement\n got %s\nwant %s", got, want)
 	}

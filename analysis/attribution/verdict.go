@@ -421,8 +421,8 @@ func causeSummary(x *Explanation, n int64) string {
 		case c.Ending == session.EndingRefused:
 			s = fmt.Sprintf("The connections to %s were refused (nothing listened there, or a firewall rejected them)", c.Sender.Words())
 		case c.Ending == endingTimeout && c.Kernel != nil:
-			s = fmt.Sprintf("%s %s, on %s, so the kernel of %s %s (%s)", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c),
-				groupWords(c.Receiver, n), c.Kernel.deed(n), c.Kernel.Reason)
+			s = fmt.Sprintf("%s %s, on %s, so the kernel of %s %s", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c),
+				groupWords(c.Receiver, n), withReason(c.Kernel.deed(n), c.Kernel.Reason))
 		case c.Sender.Role == session.RoleProxy:
 			s = fmt.Sprintf("Proxy %s itself %s on its %s hop, with no fault firing", c.Sender.Name, naturalVerb(c.Ending, n), c.Hop)
 			if c.Class != "" {

@@ -54,7 +54,8 @@ type proxyOptions struct {
 		on          bool
 		iface, pcap string
 	}
-	args []string
+	kernel kernelFlag // --kernel (kernel.go)
+	args   []string
 }
 
 const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
@@ -122,6 +123,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
 	fs.StringVar(&o.capture.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
 	fs.StringVar(&o.capture.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	o.kernel.register(fs, kernelUsage)
 	fs.values(files(), "config", "out", "record", "tls-cert", "tls-key", "tls-cert-out", "upstream-ca", "pcap")
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
@@ -201,6 +203,8 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
 	}
+	kr := o.startKernel(ctx, p, cfg, capt.on, ss.w, stdout)
+	defer kr.stop()
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
 	// bottleneck.
@@ -211,6 +215,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if c != nil {
 		c.Stop()
 	}
+	kr.stop()
 	st := p.Stats()
 	sum := p.Summary()
 	if self, err := procstat.Self(); err == nil {

@@ -566,7 +566,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario, Target: redactURL(tgt.url), Config: cfgJSON,
-			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: applyClientKeepalive(time.Duration(o.hop.clientKeepalive), setup),
 		},
 		endpoints: tgt.endpoints,
 	})
