@@ -334,7 +334,7 @@ func (e *Engine) kernelReason(s *segment) string {
 			return ReasonReply
 		case closed():
 			return ReasonAfterClose
-		case s.end == endListener && !e.connected(c, s.t):
+		case s.end == endListener && !e.connected(c):
 			return ReasonRefused
 		}
 		return ReasonAnswer
@@ -348,10 +348,10 @@ func (e *Engine) kernelReason(s *segment) string {
 	return ReasonAbort
 }
 
-// connected says whether anything shows c was established before t: a
-// proxy's record of either socket, a captured handshake, a client that
-// recorded it by its local address, or a trace of its own before.
-func (e *Engine) connected(c *conn, t time.Time) bool {
+// connected says whether anything shows c was established: a proxy's
+// record of either socket, a captured handshake, or a client that
+// recorded it by its local address (a refused connect has none).
+func (e *Engine) connected(c *conn) bool {
 	if c.hops[endDialer] != nil || c.hops[endListener] != nil {
 		return true
 	}
@@ -365,7 +365,7 @@ func (e *Engine) connected(c *conn, t time.Time) bool {
 			return true
 		}
 	}
-	return c.start.Before(t.Add(-time.Millisecond))
+	return false
 }
 
 // kernelStep is the step of a chain that says what the sender's kernel

@@ -417,7 +417,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
-	if o.hop.viaProxy || o.hop.capture {
+	if o.hop.explains() {
 		ss.attribute(ctx, errOut)
 	}
 	ss.close()

@@ -622,7 +622,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
-	if o.hop.viaProxy || o.hop.capture {
+	if o.hop.explains() {
 		ss.attribute(ctx, errOut)
 	}
 	if o.afterRun != nil {

@@ -248,3 +248,10 @@ func startCapture(ctx context.Context, target string, addrs []string, iface, pca
 	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w}, ifaces)
 	return c, ports, pcap, err
 }
+
+// explains says whether the run ends with the attribution line: when it
+// collected evidence beyond its clients' errors (a proxy's records,
+// packets, the kernel's word).
+func (h *hopFlags) explains() bool {
+	return h.viaProxy || h.capture || h.kernel.wanted(h.capture)
+}
