@@ -234,6 +234,10 @@ func applyClientKeepalive(d time.Duration, s *requestSetup) session.Seconds {
 	if d <= 0 {
 		ka, off, d = net.KeepAliveConfig{}, -1, 0
 	}
+	if s.transport == nil && d != clients.DefaultKeepalive {
+		// The clients' default transport is shared: a run's own one.
+		s.transport = &clients.HTTP1{TLSConfig: s.tlsConfig}
+	}
 	if h1, ok := s.transport.(*clients.HTTP1); ok {
 		h1.Dialer.KeepAliveConfig, h1.Dialer.KeepAlive = ka, off
 	}
