@@ -197,14 +197,16 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		}
 		return badValue("proxy", err)
 	}
+	// The kernel's evidence from the first connection on: before the
+	// proxy says it listens.
+	kr := o.startKernel(ctx, p, cfg, capt.on, ss.w, stdout)
+	defer kr.stop()
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)
 	var c *capture.Multi
 	if capt.on {
 		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
 	}
-	kr := o.startKernel(ctx, p, cfg, capt.on, ss.w, stdout)
-	defer kr.stop()
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
 	// bottleneck.
