@@ -402,7 +402,7 @@ func printAttribution(w io.Writer, res *attribution.Result) error {
 	}
 	fmt.Fprintf(w, "\n%d RST %s (each once):\n", len(res.Segments), pluralWord(len(res.Segments), "segment"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tWHERE\tSENDER\tRECEIVER\tAGE s\tIDLE s\tREASON\tKIND\tCAPTURES\tEXPLAINS")
+	fmt.Fprintln(tw, "TIME\tWHERE\tSENDER\tRECEIVER\tAGE s\tIDLE s\tREASON\tKIND\tCAPTURES\tKERNEL\tEXPLAINS")
 	for _, s := range res.Segments {
 		sender := s.Sender.Words()
 		if s.InNameOf != nil {
@@ -419,8 +419,8 @@ func printAttribution(w io.Writer, res *attribution.Result) error {
 				explains = "proxy " + s.Explains.Proxy + " " + s.Explains.ConnID
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Time.Local().Format("15:04:05.000000"), s.Where(), sender,
-			s.Receiver.Words(), seconds(s.Age.D()), seconds(s.Idle.D()), s.Reason, kind, len(s.Captures), explains)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Time.Local().Format("15:04:05.000000"), s.Where(), sender,
+			s.Receiver.Words(), seconds(s.Age.D()), seconds(s.Idle.D()), s.Reason, kind, len(s.Captures), kernelColumn(s.Kernel), explains)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssestress/ssestress/analysis/attribution"
 	"github.com/ssestress/ssestress/capture/kernel"
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
@@ -303,4 +304,20 @@ func wrapText(text, indent string, width int) string {
 	}
 	b.WriteString(line + "\n")
 	return b.String()
+}
+
+// kernelColumn is a RST segment's kernel evidence in a table: the reason
+// and the task (marked when incidental), or "-".
+func kernelColumn(k *attribution.KernelReset) string {
+	if k == nil {
+		return "-"
+	}
+	who := ""
+	switch {
+	case !k.TaskIncidental && k.Comm != "":
+		who = fmt.Sprintf(" %s/%d", k.Comm, k.PID)
+	case k.OwnerComm != "":
+		who = fmt.Sprintf(" owner %s/%d", k.OwnerComm, k.OwnerPID)
+	}
+	return k.Reason + who
 }
