@@ -95,9 +95,6 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	if h.timeScale <= 0 {
 		return nil, usageErrorf("%s: --time-scale must be positive", cmd)
 	}
-	if h.clientKeepalive < 0 {
-		return nil, usageErrorf("%s: --client-keepalive must not be negative (0 turns it off)", cmd)
-	}
 	if h.viaProxy && http2 {
 		return nil, usageErrorf("%s: --http2 with --via-proxy: the in-process proxy's listener speaks HTTP/1.1; run ssestress proxy with TLS and point --target at it", cmd)
 	}
