@@ -154,17 +154,7 @@ func BenchmarkRecordedReset(b *testing.B) {
 	}
 	defer w.Close()
 	r := &Recorder{w: w}
-	c := &Collector{opts: Options{Sink: r.sink}, filter: compileFilter(Filter{Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:35038")}}),
-		self: self, procs: newProcCache(), sampleReq: make(chan struct{}, 1)}
-	c.owners = newOwnerTable(time.Second, nil, c.procs)
-	now := time.Now()
-	for _, k := range []tuple{{netip.MustParseAddrPort("127.0.0.1:54729"), netip.MustParseAddrPort("127.0.0.1:35038")},
-		{netip.MustParseAddrPort("127.0.0.1:35038"), netip.MustParseAddrPort("127.0.0.1:54729")}} {
-		s := &sockInfo{cookie: 2, inode: 1, pid: self, comm: "kernel.test", seen: now, resolved: true}
-		c.owners.byTuple[k], c.owners.byCookie[s.cookie] = s, s
-	}
-	off := measureClockOffset()
-	c.clock.Store(&off)
+	c, now := benchCollector(Filter{Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:35038")}}, r.sink)
 	b.ReportAllocs()
 	b.ResetTimer()
 	// Each reset gets its own kernel time (distinct records, as distinct

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 
 	"os"
@@ -482,40 +483,25 @@ func kernelChild(mode string) (int, bool) {
 		select {}
 	case "abort-server":
 		after, _ := time.ParseDuration(os.Getenv("NSTEST_CLOSE_AFTER"))
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return 1, true
+		serveEach(ln, func(c net.Conn) {
+			// The request is never read: it stays in the receive queue.
+			time.Sleep(50 * time.Millisecond)
+			c.Write([]byte(headers))
+			end := time.Now().Add(after)
+			for n := 0; time.Now().Before(end); n++ {
+				fmt.Fprintf(c, "id: %d\ndata: {\"n\":%d}\n\n", n, n)
+				time.Sleep(20 * time.Millisecond)
 			}
-			go func() {
-				// The request is never read: it stays in the receive queue.
-				time.Sleep(50 * time.Millisecond)
-				c.Write([]byte(headers))
-				end := time.Now().Add(after)
-				for n := 0; time.Now().Before(end); n++ {
-					fmt.Fprintf(c, "id: %d\ndata: {\"n\":%d}\n\n", n, n)
-					time.Sleep(20 * time.Millisecond)
-				}
-				c.Close()
-			}()
-		}
+			c.Close()
+		})
+		return 1, true
 	case "quiet-server":
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return 1, true
-			}
-			go func() {
-				readRequest(c)
-				c.Write([]byte(headers))
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
+		serveEach(ln, func(c net.Conn) {
+			readRequest(c)
+			c.Write([]byte(headers))
+			io.Copy(io.Discard, c)
+		})
+		return 1, true
 	}
 	// reset-all
 	count, _ := strconv.Atoi(os.Getenv("NSTEST_COUNT"))
@@ -523,29 +509,21 @@ func kernelChild(mode string) (int, bool) {
 	var mu sync.Mutex
 	var open []*net.TCPConn
 	full := make(chan struct{})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				// Nothing left unread: the close's reason is the linger's.
-				// run's pre-flight connection sends no request.
-				if !readRequest(c) {
-					c.Close()
-					return
-				}
-				c.Write([]byte(headers + "data: hello\n\n"))
-				mu.Lock()
-				open = append(open, c.(*net.TCPConn))
-				if len(open) == count {
-					close(full)
-				}
-				mu.Unlock()
-			}()
+	go serveEach(ln, func(c net.Conn) {
+		// Nothing left unread: the close's reason is the linger's. run's
+		// pre-flight connection sends no request.
+		if !readRequest(c) {
+			c.Close()
+			return
 		}
-	}()
+		c.Write([]byte(headers + "data: hello\n\n"))
+		mu.Lock()
+		open = append(open, c.(*net.TCPConn))
+		if len(open) == count {
+			close(full)
+		}
+		mu.Unlock()
+	})
 	<-full
 	time.Sleep(100 * time.Millisecond) // the last clients read their first event
 	tick := time.NewTicker(interval)
@@ -557,6 +535,18 @@ func kernelChild(mode string) (int, bool) {
 	}
 	fmt.Printf("reset %d in %s\n", len(open), time.Since(start).Round(time.Millisecond))
 	select {}
+}
+
+// serveEach handles each connection ln accepts in a goroutine of its own,
+// until ln fails.
+func serveEach(ln net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go handle(c)
+	}
 }
 
 // readRequest reads a request's head (up to the empty line) and says
