@@ -363,9 +363,20 @@ func TestKernelInstancesCleanedUp(t *testing.T) {
 	run := l.run(l.client, srvURL, "--connections", "1", "--duration", "500ms", "--kernel")
 	gone("run --kernel, ended", instanceRe.FindStringSubmatch(run.out.String())[1])
 
+	// A run stopped with Ctrl-C.
+	os.Remove(l.path("run.db"))
+	r := l.start(l.client, "run", "run", "--target", srvURL+"/stream?symbols={symbols}", "--connections", "1", "--duration", "1m",
+		"--kernel", "--out", l.path("run.db"))
+	name := r.waitFor(t, instanceRe, 10*time.Second)[1]
+	r.stop(t)
+	if r.cmd.ProcessState.ExitCode() != 130 {
+		t.Errorf("run after Ctrl-C: exit %d, want 130", r.cmd.ProcessState.ExitCode())
+	}
+	gone("run --kernel, Ctrl-C", name)
+
 	// A proxy stopped with Ctrl-C.
 	p, _ := l.proxy(l.client, "P", srvURL, "--kernel")
-	name := p.waitFor(t, instanceRe, 10*time.Second)[1]
+	name = p.waitFor(t, instanceRe, 10*time.Second)[1]
 	if _, err := os.Stat(filepath.Join(root, "instances", name)); err != nil {
 		t.Errorf("proxy --kernel running: its instance %s: %v", name, err)
 	}
