@@ -185,6 +185,9 @@ func (e *Engine) buildKernel() {
 	for _, c := range e.all {
 		slices.SortStableFunc(c.kernel, func(a, b *kernelRec) int { return a.t.Compare(b.t) })
 	}
+	for _, ks := range e.noSocket {
+		slices.SortStableFunc(ks, func(a, b *kernelRec) int { return a.t.Compare(b.t) })
+	}
 	for k, cs := range e.conns {
 		slices.SortFunc(cs, func(a, b *conn) int { return a.start.Compare(b.start) })
 		e.conns[k] = cs
@@ -247,11 +250,13 @@ func (e *Engine) joinKernel(r *Rec[session.KernelEvent]) {
 // socket, within sameDeed, each taken by one error while any is left.
 func (e *Engine) refusal(remote netip.AddrPort, t time.Time) *kernelRec {
 	var best, bestUsed *kernelRec
-	for _, k := range e.noSocket[remote] {
-		d := absDur(k.t.Sub(t))
-		if d > sameDeed {
-			continue
+	ks := e.noSocket[remote] // by time
+	i, _ := slices.BinarySearchFunc(ks, t.Add(-sameDeed), func(k *kernelRec, from time.Time) int { return k.t.Compare(from) })
+	for _, k := range ks[i:] {
+		if k.t.After(t.Add(sameDeed)) {
+			break
 		}
+		d := absDur(k.t.Sub(t))
 		if k.used {
 			if bestUsed == nil || d < absDur(bestUsed.t.Sub(t)) {
 				bestUsed = k
