@@ -175,7 +175,7 @@ func TestKernelProxyInjects(t *testing.T) {
 // TestKernelKeepaliveTimeout: a stream that sends nothing, the clients'
 // keepalive at 1 s, the server's namespace blackholed by the router: the
 // client's kernel gives up after 9 unanswered probes (TCP_KEEPALIVE_TIMEOUT)
-// and the client sees ETIMEDOUT; about 11 s.
+// and the client sees ETIMEDOUT after about 11 s (the run lasts 15 s).
 func TestKernelKeepaliveTimeout(t *testing.T) {
 	needKernel(t)
 	t.Parallel()
@@ -186,7 +186,7 @@ func TestKernelKeepaliveTimeout(t *testing.T) {
 		l.waitEstablished(l.server, srvURL[strings.LastIndexByte(srvURL, ':')+1:], 1, 10*time.Second)
 		l.in(l.router, "iptables", "-A", "FORWARD", "-j", "DROP")
 	}()
-	run := l.run(l.client, srvURL, "--connections", "1", "--duration", "12s", "--client-keepalive", "1s", "--kernel")
+	run := l.run(l.client, srvURL, "--connections", "1", "--rate", "20", "--duration", "15s", "--client-keepalive", "1s", "--kernel")
 	srv.kill()
 	if !strings.Contains(run.out.String(), "ETIMEDOUT 1") {
 		t.Errorf("the client did not time out:\n%s\nserver:\n%s", run.out.String(), srv.out.String())
