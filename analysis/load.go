@@ -257,6 +257,7 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	// fault firings, captures and flows (errors are streamed in pass 2).
 	hops, faults, topo := len(a.in.HopConns), len(a.in.Faults), len(a.in.Topology)
 	flows, captures := len(a.in.Flows), len(a.in.Captures)
+	kevents, kinfos := len(a.in.Kernel), len(a.in.KernelInfo)
 	fileIndex, err := a.in.ReadFile(r, false)
 	if err != nil {
 		return err
@@ -289,6 +290,18 @@ func (a *accumulator) readContext(r *session.Reader) error {
 	if n := len(a.in.Flows) - flows; n > 0 {
 		f.info.Records[session.BucketFlows] = int64(n)
 		a.seen.Capture = true
+	}
+	for _, rec := range a.in.KernelInfo[kinfos:] {
+		if rec.R.Disabled != "" {
+			a.seen.KernelDisabled = rec.R.Disabled
+		} else {
+			a.seen.Kernel = true
+			a.seen.KernelEventsLost += rec.R.EventsLost
+		}
+	}
+	if n := len(a.in.Kernel) - kevents; n > 0 {
+		f.info.Records[session.BucketKernelEvents] = int64(n)
+		a.seen.Kernel = true
 	}
 	// The resets bucket is a cache of an earlier attribution: counted,
 	// never read as evidence.

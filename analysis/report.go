@@ -106,6 +106,12 @@ type EvidenceSeen struct {
 	CaptureDisabled string `json:"capture_disabled,omitempty"`
 	CapturePackets  uint64 `json:"capture_packets,omitempty"`
 	CaptureDrops    uint64 `json:"capture_kernel_drops,omitempty"`
+	// Kernel: a kernel evidence collector ran (--kernel); KernelDisabled
+	// says why an asked-for one did not; KernelEventsLost counts the
+	// events its trace buffer overflowed with.
+	Kernel           bool   `json:"kernel,omitempty"`
+	KernelDisabled   string `json:"kernel_disabled,omitempty"`
+	KernelEventsLost uint64 `json:"kernel_events_lost,omitempty"`
 }
 
 // ScenarioSummary is the run summary of one scenario, merged over files.

@@ -201,6 +201,9 @@ func (t *HTTP2) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 	stopped := timer.Stop()
 	if err != nil {
 		cancel()
+		if info.RemoteAddr == "" {
+			info.RemoteAddr = dialedAddr(err)
+		}
 		if timedOut.Load() && ctx.Err() == nil {
 			return nil, fmt.Errorf("no response headers within %v: %w", orDefault(t.HeaderTimeout, DefaultHeaderTimeout), os.ErrDeadlineExceeded)
 		}

@@ -91,6 +91,7 @@ func (t *HTTP1) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 	defer cancel()
 	raw, err := t.Source.dialer(&t.Dialer).DialContext(dctx, "tcp", addr)
 	if err != nil {
+		info.RemoteAddr = dialedAddr(err)
 		return nil, err
 	}
 	info.LocalAddr = raw.LocalAddr().String()
@@ -284,4 +285,15 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// dialedAddr is the address a failed connect was made to ("" when err is
+// not a failed connect): a refused connection's socket had a peer too,
+// and the records say which (the kernel's answer joins by it).
+func dialedAddr(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" && oe.Addr != nil {
+		return oe.Addr.String()
+	}
+	return ""
 }

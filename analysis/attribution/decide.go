@@ -4,11 +4,15 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ssestress/ssestress/capture/kernel"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
 // Evidence kinds, from what proves most to what proves least.
 const (
+	// EvidenceKernel: the sender's own kernel traced the segment: who
+	// sent it (its stack, in which process) and why (the reason).
+	EvidenceKernel    = "kernel"
 	EvidencePacket    = "packets"       // captured segments
 	EvidenceFault     = "fault firing"  // a proxy's record that its fault ended the socket
 	EvidenceOwnRecord = "own record"    // a proxy's record of its own socket's end
@@ -19,7 +23,7 @@ const (
 
 // Confidence levels.
 const (
-	ConfidenceHigh   = "high"   // packets, or the sender's own record (a fault firing, a proxy's socket)
+	ConfidenceHigh   = "high"   // the sender's kernel, packets, or the sender's own record (a fault firing, a proxy's socket)
 	ConfidenceMedium = "medium" // the receiving proxy's record of what reached its socket
 	ConfidenceLow    = "low"    // only a client's error class
 	ConfidenceNone   = "none"
@@ -63,6 +67,8 @@ func (a *act) claimed() int {
 // evidence is the strongest kind of evidence behind the act.
 func (a *act) evidence() string {
 	switch {
+	case a.seg != nil && a.seg.kernel != nil:
+		return EvidenceKernel
 	case a.seg != nil, a.pkt:
 		return EvidencePacket
 	case a.fault != nil:
@@ -79,7 +85,7 @@ func (a *act) evidence() string {
 
 func (a *act) confidence() string {
 	switch a.evidence() {
-	case EvidencePacket, EvidenceFault, EvidenceOwnRecord:
+	case EvidenceKernel, EvidencePacket, EvidenceFault, EvidenceOwnRecord:
 		return ConfidenceHigh
 	case EvidencePeer:
 		return ConfidenceMedium
@@ -113,8 +119,16 @@ func (e *Engine) acts(c *conn, client *session.ErrorRecord, clientEnd int, clien
 	var out []*act
 	for _, s := range c.segs {
 		a := &act{t: s.t, by: s.end, toward: other(s.end), kind: session.EndingRST, seg: s}
-		if s.forged {
+		switch {
+		case s.forged:
 			a.by = endNone
+		case s.reason == ReasonRefused:
+			a.kind = session.EndingRefused
+		case s.kernel != nil && kernelKind(s.kernel.ev.Reason) == kernel.KindTimeout:
+			// The end's kernel gave up on a peer that stopped answering
+			// (its keepalive probes went unanswered): the deed is the
+			// peer's silence, the RST only the end's farewell.
+			a.by, a.toward, a.kind = other(s.end), s.end, endingTimeout
 		}
 		out = append(out, a)
 	}

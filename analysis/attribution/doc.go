@@ -40,7 +40,11 @@
 // (Tally) into the verdict, whose first sentence is the answer.
 //
 // Kernel evidence (session.KernelEvent: a 4-tuple, a time, the sending or
-// receiving host's stack and the kernel's reason) joins as one more
-// observation of a segment, beside a captured packet: see observation in
-// segments.go.
+// receiving host's stack, the kernel's reason and the task) joins as one
+// more observation of a segment, beside a captured packet (kernel.go):
+// each event once per host, joined by 4-tuple and time to its connection;
+// it proves the sender's stack sent the segment, says why and in which
+// process, and ranks first for who and why (EvidenceKernel). A refused
+// connect, which has no local address, is joined to the kernel's
+// NO_SOCKET answer from the address it was refused at, at that moment.
 package attribution

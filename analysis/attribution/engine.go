@@ -71,6 +71,15 @@ type Engine struct {
 	// it was reset).
 	errorsByLocal map[netip.AddrPort][]*session.ErrorRecord
 
+	// kernel are the kernel's reset events, each once, joined to their
+	// connections; noSocket indexes the send_resets that had no socket by
+	// their local address (a refused connect's answer); clientLocal holds
+	// the local addresses of the generated clients' connections
+	// (ClientConn): those connected.
+	kernel      []*kernelRec
+	noSocket    map[netip.AddrPort][]*kernelRec
+	clientLocal map[netip.AddrPort]bool
+
 	// proxyNames are the proxies with hop records in the files.
 	proxyNames map[string]bool
 	// fileOffset is each file's clock offset from the reference clock.
@@ -161,6 +170,8 @@ type conn struct {
 	// isn is the pair of initial sequence numbers, when a capture saw the
 	// handshake.
 	isn [2]uint32
+	// kernel are the kernel's reset events on the connection, by time.
+	kernel []*kernelRec
 
 	analyzed bool
 	segs     []*segment
@@ -206,6 +217,7 @@ func New(in *Input, opts Options) *Engine {
 	e.alignCaptures()
 	e.alignRecords()
 	e.buildConns()
+	e.buildKernel()
 	e.numbers = e.buildNumbers()
 	if len(in.Errors) > 0 {
 		e.errorsByLocal = map[netip.AddrPort][]*session.ErrorRecord{}

@@ -105,6 +105,16 @@ func (e *Engine) explain(file int, er *session.ErrorRecord, shared bool) *Explan
 			end = endListener
 		}
 	}
+	if c == nil && !ok1 && ok2 && Seen(er.Class) == SeenRefused {
+		// A refused connect has no local address to join by: the kernel's
+		// answer to it, from the address it was refused at, then and there.
+		if k := e.refusal(remote, at); k != nil {
+			c, end = k.conn, other(k.end)
+		}
+	}
+	if c != nil {
+		e.startAt(c, at.Add(-er.Age.D()))
+	}
 	var ka time.Duration
 	if file >= 0 && file < len(e.in.Files) {
 		ka = e.in.Files[file].Run.Keepalive.D()
@@ -148,6 +158,19 @@ func (e *Engine) explain(file int, er *session.ErrorRecord, shared bool) *Explan
 		e.memo[memo] = x
 	}
 	return x
+}
+
+// startAt moves the start of a connection only the kernel saw back to
+// start, which a client's record of it says (its age): the kernel's
+// trace is of its end.
+func (e *Engine) startAt(c *conn, start time.Time) {
+	if len(c.flows) > 0 || c.hops[endDialer] != nil || c.hops[endListener] != nil || start.IsZero() || !start.Before(c.start) {
+		return
+	}
+	c.start = start
+	for _, s := range c.segs {
+		s.age = s.t.Sub(c.startTime())
+	}
 }
 
 // incidentOf is the incident of a client's error.
@@ -270,10 +293,26 @@ func (w *walker) sentBy(c *conn, end int, a *act) {
 	e, x := w.e, w.x
 	h := c.hops[end]
 	sender, receiver := e.party(c, end), e.party(c, other(end))
+	k := e.segKernel(a.seg)
 	if h == nil {
 		x.Kind, x.Sender, x.Receiver, x.Ending = KindNatural, sender, receiver, a.kind
 		x.Proxy, x.Hop, x.Link = e.place(c)
-		w.step(fmt.Sprintf("%s %s, on %s%s", sender.Words(), actVerb(a.kind, receiver), e.placeWords(c), idleWords(a)))
+		switch {
+		case k != nil && a.kind == endingTimeout:
+			// The receiver's kernel traced its own giving up.
+			w.step(kernelStep(k, receiver, a.seg.age))
+			w.step(fmt.Sprintf("%s %s, on %s", sender.Words(), actVerb(a.kind, receiver), e.placeWords(c)))
+		case k != nil:
+			age, idle := a.seg.age, idleWords(a)
+			if a.kind == session.EndingRefused {
+				age, idle = 0, "" // there was no stream
+			}
+			w.step(fmt.Sprintf("its kernel %s, on %s%s", actVerb(a.kind, receiver), e.placeWords(c), idle))
+			w.step(kernelStep(k, sender, age))
+		default:
+			w.step(fmt.Sprintf("%s %s, on %s%s", sender.Words(), actVerb(a.kind, receiver), e.placeWords(c), idleWords(a)))
+		}
+		x.Kernel = k
 		return
 	}
 	h.covered = true
@@ -286,10 +325,14 @@ func (w *walker) sentBy(c *conn, end int, a *act) {
 	case f != nil:
 		x.Kind, x.Sender, x.Receiver, x.Ending = KindInjected, sender, receiver, f.ending
 		x.Proxy, x.Hop, x.FaultName, x.FaultKind = proxy, h.h.Hop, f.name, f.kind
-		if x.Evidence != EvidencePacket {
+		if x.Evidence != EvidencePacket && x.Evidence != EvidenceKernel {
 			x.Evidence, x.Confidence = EvidenceFault, ConfidenceHigh
 		}
 		w.step(fmt.Sprintf("proxy %s's fault %q %s on its %s hop", proxy, f.name, actVerb(f.ending, receiver), h.h.Hop))
+		if k != nil {
+			w.step(kernelStep(k, sender, a.seg.age))
+		}
+		x.Kernel = k
 	case h.h.Hop == session.HopClient && h.h.OnUpstreamError != "":
 		up := e.upstreamOf(h, a.t)
 		rel := Relay{Proxy: proxy, Sent: a.kind, Policy: h.h.OnUpstreamError}
@@ -330,6 +373,10 @@ func (w *walker) sentBy(c *conn, end int, a *act) {
 			why = " (" + h.h.Class + ")"
 		}
 		w.step(fmt.Sprintf("proxy %s itself %s on its %s hop%s, with no fault firing", proxy, actVerb(a.kind, receiver), h.h.Hop, why))
+		if k != nil {
+			w.step(kernelStep(k, sender, a.seg.age))
+		}
+		x.Kernel = k
 	}
 }
 
@@ -384,13 +431,18 @@ func (w *walker) lost(c *conn, a *act, by int, quiet time.Duration, revealed str
 	x.RevealedBy = w.revealer(c, other(peerEnd), quiet, revealed)
 	if by == endNone {
 		x.Sender, x.InNameOf = Party{Role: session.RoleMiddlebox}, &peer
-		w.step(fmt.Sprintf("state was lost between %s and %s on %s: after %s idle, %s was answered by a middlebox with a reset in %s's name (%s)",
-			receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Noun(), strings.Join(a.seg.forgedWhy, "; ")))
+		w.step(fmt.Sprintf("state was lost between %s and %s on %s: %s%s was answered by a middlebox with a reset in %s's name (%s)",
+			receiver.Words(), peer.Words(), e.placeWords(c), afterIdle(quiet), x.RevealedBy, peer.Noun(), strings.Join(a.seg.forgedWhy, "; ")))
 		return
 	}
 	x.Sender = peer
-	w.step(fmt.Sprintf("state was lost between %s and %s on %s: after %s idle, %s was answered with a reset by %s's host, which no longer knew the connection (a NAT, conntrack or firewall timeout, or a reset forged toward it)",
-		receiver.Words(), peer.Words(), e.placeWords(c), words(quiet), x.RevealedBy, peer.Noun()))
+	knew := "which no longer knew the connection"
+	if a.seg != nil && a.seg.kernel != nil {
+		x.Kernel = e.segKernel(a.seg)
+		knew += " (its kernel: " + x.Kernel.Reason + ")"
+	}
+	w.step(fmt.Sprintf("state was lost between %s and %s on %s: %s%s was answered with a reset by %s's host, %s (a NAT, conntrack or firewall timeout, or a reset forged toward it)",
+		receiver.Words(), peer.Words(), e.placeWords(c), afterIdle(quiet), x.RevealedBy, peer.Noun(), knew))
 }
 
 // lostByRecords applies the records' test of lost state: the receiver of
@@ -546,6 +598,15 @@ func idleWords(a *act) string {
 		return " after " + words(a.client.Idle.D()) + " idle"
 	}
 	return ""
+}
+
+// afterIdle is "after 60.0 s idle, ", or "" when the silence is unknown
+// (the kernel saw the answer, no capture saw the silence).
+func afterIdle(quiet time.Duration) string {
+	if quiet <= 0 {
+		return ""
+	}
+	return "after " + words(quiet) + " idle, "
 }
 
 // Words formats a duration the way chains read: "60.0 s", "250 ms".

@@ -2,6 +2,7 @@ package attribution
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -119,7 +120,7 @@ func (e *Engine) Segments(xs []*Explanation) []Segment {
 	}
 	var out []Segment
 	for _, c := range e.all {
-		if len(c.flows) == 0 {
+		if len(c.flows) == 0 && len(c.kernel) == 0 {
 			continue
 		}
 		e.analyze(c)
@@ -141,8 +142,12 @@ func (e *Engine) segmentOf(c *conn, s *segment, x *Explanation) Segment {
 	out := Segment{Time: s.t, Sender: claimed, Receiver: receiver, Captures: s.captures(), Age: session.Seconds(s.age),
 		Idle: session.Seconds(s.idle), Reason: s.reason, Kind: KindNatural, Confidence: ConfidenceHigh}
 	out.Proxy, out.Hop, out.Link = e.place(c)
-	if fr := s.obs[0].flow; fr != nil {
+	if len(s.obs) > 0 && s.obs[0].flow != nil {
+		fr := s.obs[0].flow
 		out.Flow = session.FlowKey(fr.f.First, fr.f.Dialer, fr.f.Listener, fr.f.Capture)
+	}
+	if len(s.obs) == 0 {
+		out.Captures = []string{}
 	}
 	if s.idle < 0 {
 		out.Idle = -1
@@ -167,6 +172,11 @@ func (e *Engine) segmentOf(c *conn, s *segment, x *Explanation) Segment {
 	if s.noAck && s.reason != ReasonRefused {
 		out.Evidence = append(out.Evidence, "the RST carried no ACK: the answer of a stack with no socket for the connection")
 	}
+	if k := e.segKernel(s); k != nil {
+		out.Kernel = k
+		out.Evidence = append(out.Evidence, "traced by the sender's kernel: "+kernelStep(k, claimed, 0))
+	}
+	out.Received = s.received != nil
 	if x != nil {
 		inc := x.Incident
 		out.Explains, out.Chain = &inc, x.ChainText()
@@ -229,13 +239,20 @@ func FirstSentence(s string) string {
 // client hop it went through is that client's to explain (by its error,
 // if it had one), never a failed connection of an unknown client.
 func (e *Engine) ClientConn(file int, c *session.ConnRecord) {
-	if len(e.hops) == 0 {
+	if len(e.hops) == 0 && len(e.kernel) == 0 {
 		return
 	}
 	local, ok1 := parseAP(c.LocalAddr)
 	remote, ok2 := parseAP(c.RemoteAddr)
 	if !ok1 || !ok2 {
 		return
+	}
+	if len(e.kernel) > 0 {
+		// It connected: the kernel's answers on it are not refusals.
+		if e.clientLocal == nil {
+			e.clientLocal = map[netip.AddrPort]bool{}
+		}
+		e.clientLocal[local] = true
 	}
 	if cn := e.lookup(local, remote, e.at(file, c.Start), e.at(file, c.End)); cn != nil {
 		if h := cn.hops[endListener]; h != nil {

@@ -31,6 +31,11 @@ type Input struct {
 	// Engine.Explain.
 	Conns  []Rec[session.ConnRecord]
 	Errors []Rec[session.ErrorRecord]
+	// Kernel are the kernel's reset events (bucket kernel_events; state
+	// events are skipped), and KernelInfo each file's collector (meta
+	// "kernel"): whether it ran, and what it lost.
+	Kernel     []Rec[session.KernelEvent]
+	KernelInfo []Rec[session.KernelInfo]
 	// Skipped counts, per file index and bucket, the records ReadFile left
 	// out because they did not decode (a damaged or foreign record): one
 	// bad record never stops an attribution.
@@ -50,9 +55,9 @@ func (in *Input) AddFile(name string, run session.RunInfo) int {
 }
 
 // ReadFile reads what attribution needs from a session file: its run
-// info, topology, proxies, hop connections, fault firings, captures and
-// flows; with errors set, its clients' connection attempts and error
-// records too. It returns the file's index.
+// info, topology, proxies, hop connections, fault firings, captures,
+// flows and kernel reset events; with errors set, its clients' connection
+// attempts and error records too. It returns the file's index.
 func (in *Input) ReadFile(r *session.Reader, errors bool) (int, error) {
 	var run session.RunInfo
 	f := len(in.Files)
@@ -83,6 +88,9 @@ func (in *Input) ReadFile(r *session.Reader, errors bool) (int, error) {
 		in.Captures = append(in.Captures, Rec[session.CaptureInfo]{f, c})
 	}
 	if err := readInto(in, r, session.BucketFlows, f, &in.Flows); err != nil {
+		return f, err
+	}
+	if err := in.readKernel(r, f); err != nil {
 		return f, err
 	}
 	if errors {
@@ -132,5 +140,39 @@ func (in *Input) AddCapture(info session.CaptureInfo, flows []session.Flow) {
 	for _, fl := range flows {
 		fl.Capture = info.ID
 		in.Flows = append(in.Flows, Rec[session.Flow]{f, fl})
+	}
+}
+
+// readKernel reads a file's kernel reset events and its collector's
+// meta record.
+func (in *Input) readKernel(r *session.Reader, f int) error {
+	var info session.KernelInfo
+	ok, err := r.Meta(session.MetaKernel, &info)
+	switch {
+	case err != nil && stderrors.Is(err, session.ErrDamaged):
+		return fmt.Errorf("%s: kernel info: %w", r.Path(), err)
+	case err != nil:
+		in.skip(f, session.BucketMeta, session.Unreadable{Records: 1, First: "key \"kernel\": " + err.Error()})
+	case ok:
+		in.KernelInfo = append(in.KernelInfo, Rec[session.KernelInfo]{f, info})
+	}
+	skipped, err := session.DecodeEach(r, session.BucketKernelEvents, func(v *session.KernelEvent) error {
+		if v.Event == session.KernelSendReset || v.Event == session.KernelReceiveReset {
+			in.Kernel = append(in.Kernel, Rec[session.KernelEvent]{f, *v})
+		}
+		return nil
+	})
+	in.skip(f, session.BucketKernelEvents, skipped)
+	return err
+}
+
+// AddKernel adds kernel events and their collector's info gathered
+// without a session file (capture with no --out) to file.
+func (in *Input) AddKernel(file int, info session.KernelInfo, events []session.KernelEvent) {
+	in.KernelInfo = append(in.KernelInfo, Rec[session.KernelInfo]{file, info})
+	for _, ev := range events {
+		if ev.Event == session.KernelSendReset || ev.Event == session.KernelReceiveReset {
+			in.Kernel = append(in.Kernel, Rec[session.KernelEvent]{file, ev})
+		}
 	}
 }

@@ -115,6 +115,10 @@ type Cause struct {
 	// Class is the error class a proxy recorded when it ended the socket
 	// itself (LINE_TOO_LONG, ...).
 	Class string `json:"class,omitempty"`
+	// Kernel is what the kernel traced of the root segment: the sender's
+	// reason and process (for a timeout, the receiver's kernel giving up);
+	// nil without kernel evidence.
+	Kernel *KernelReset `json:"kernel,omitempty"`
 }
 
 // Where names the place of the cause: "B/upstream", "direct".
@@ -196,8 +200,8 @@ type Segment struct {
 	Proxy string `json:"proxy,omitempty"`
 	Hop   string `json:"hop,omitempty"`
 	Link  string `json:"link,omitempty"`
-	// Captures are the captures that saw it; Flow the key of the first
-	// one's flow.
+	// Captures are the captures that saw it (none when only the kernel
+	// traced it); Flow the key of the first one's flow.
 	Captures []string        `json:"captures"`
 	Flow     string          `json:"flow"`
 	Age      session.Seconds `json:"age_s"`
@@ -209,6 +213,10 @@ type Segment struct {
 	FaultKind  string   `json:"fault_kind,omitempty"`
 	Evidence   []string `json:"evidence,omitempty"`
 	Confidence string   `json:"confidence"`
+	// Kernel is the sender's kernel's trace of it (nil when not traced);
+	// Received says the receiver's kernel traced its arrival.
+	Kernel   *KernelReset `json:"kernel,omitempty"`
+	Received bool         `json:"kernel_received,omitempty"`
 	// Explains is the incident it is the root of, and Chain that
 	// incident's chain.
 	Explains *Incident `json:"explains,omitempty"`

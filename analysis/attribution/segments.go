@@ -9,17 +9,10 @@ import (
 	"github.com/ssestress/ssestress/internal/session"
 )
 
-// observation is one sighting of a RST segment: a captured packet. Kernel
-// evidence (session.KernelEvent, issue 14) joins here as one more source:
-// a send_reset event of host H with LocalAddr→RemoteAddr at Time is an
-// observation of a segment sent by the end of the connection whose
-// address is LocalAddr (found with Engine.lookup like a flow), stamped on
-// H's clock (aligned like a capture of H), whose source says the stack
-// itself sent it (never forged) and why (Reason: NO_SOCKET means that
-// host no longer knew the connection, the lost-state test); a
-// receive_reset event is an observation by the receiving end. segment()
-// clusters observations of any source by end and time, so the rules below
-// (forgery, lost state, twins) read them all.
+// observation is one sighting of a RST segment by a capture: a captured
+// packet. The kernel's trace of a segment (kernel.go) is attached to the
+// segment the packets make, or makes one when no capture saw it:
+// segment.kernel and segment.received.
 type observation struct {
 	t      time.Time // aligned to the reference clock
 	end    int       // the end whose address it came from
@@ -58,6 +51,17 @@ type segment struct {
 	noAck bool
 	// age and idle at the segment (idle -1: unknown).
 	age, idle time.Duration
+	// kernel is the sender's kernel's trace of the segment (send_reset),
+	// received the receiver's (receive_reset); nil when not traced.
+	kernel, received *kernelRec
+}
+
+// kernelReset is the sender's kernel's trace, for words and JSON.
+func (e *Engine) segKernel(s *segment) *KernelReset {
+	if s == nil || s.kernel == nil {
+		return nil
+	}
+	return e.kernelReset(s.kernel)
 }
 
 // captures lists the IDs of the captures that saw it.
@@ -121,6 +125,7 @@ func (e *Engine) analyze(c *conn) {
 		}
 		s.obs = append(s.obs, o)
 	}
+	e.attachKernel(c)
 	for _, s := range c.segs {
 		e.classify(s)
 	}
@@ -138,8 +143,14 @@ func (c *conn) startTime() time.Time {
 // stack sent it.
 func (e *Engine) classify(s *segment) {
 	c := s.conn
-	first := s.obs[0]
 	s.age = s.t.Sub(c.startTime())
+	if len(s.obs) == 0 {
+		// Only the sender's kernel saw it: its reason says why, and the
+		// sender's own stack sent it.
+		s.reason = e.kernelReason(s)
+		return
+	}
+	first := s.obs[0]
 	for _, o := range s.obs {
 		rp := o.rp
 		if rp == nil {
@@ -182,6 +193,16 @@ func (e *Engine) classify(s *segment) {
 		}
 	}
 	if s.reason == ReasonReply || s.reason == ReasonRefused {
+		return
+	}
+	if s.kernel != nil {
+		// The sender's own kernel traced it: whatever the packets look
+		// like, its stack sent it.
+		if s.reason == ReasonAbort {
+			if r := e.kernelReason(s); r == ReasonAfterClose || r == ReasonRefused {
+				s.reason = r
+			}
+		}
 		return
 	}
 	s.forgedWhy = e.forgery(s)

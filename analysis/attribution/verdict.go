@@ -64,6 +64,7 @@ func (x *Explanation) Key() string {
 	if x.InNameOf != nil {
 		fmt.Fprintf(&b, "|as %s %s", x.InNameOf.Role, x.InNameOf.Name)
 	}
+	b.WriteString(keyOfKernel(x.Kernel))
 	for _, r := range x.Relays {
 		fmt.Fprintf(&b, "|%s %s>%s %s", r.Proxy, r.Received, r.Sent, r.Policy)
 	}
@@ -149,8 +150,15 @@ type Verdict struct {
 	// GOAWAY).
 	Resets int64 `json:"resets"`
 	Cuts   int64 `json:"cuts"`
-	// RSTSegments counts the RST segments captured, each once.
+	// RSTSegments counts the RST segments captured or traced by a
+	// kernel, each once.
 	RSTSegments int64 `json:"rst_segments"`
+	// KernelResets counts the resets the kernels traced, each once
+	// (send_reset events); KernelEventsLost the events the collectors'
+	// trace buffers overflowed with (their hosts' events, not only the
+	// files' own): resets that may lack their kernel reason.
+	KernelResets     int64  `json:"kernel_resets,omitempty"`
+	KernelEventsLost uint64 `json:"kernel_events_lost,omitempty"`
 	// Cause is the main cause (an example explanation, with its chain);
 	// nil when nothing needs explaining.
 	Cause *Explanation `json:"cause,omitempty"`
@@ -186,17 +194,38 @@ type VerdictContext struct {
 	// CaptureDrops counts packets the kernel dropped.
 	CaptureDisabled string
 	CaptureDrops    uint64
+	// KernelResets, KernelLost and KernelDisabled are the kernel evidence:
+	// the resets traced, the events lost, why an asked-for collector did
+	// not run. Engine.Verdict fills them from the files.
+	KernelResets   int64
+	KernelLost     uint64
+	KernelDisabled string
 }
 
 // Tally is the engine's tally of every explanation so far.
 func (e *Engine) Tally() *Tally { return &e.tally }
 
-// Verdict concludes from the engine's tally.
-func (e *Engine) Verdict(ctx VerdictContext) Verdict { return e.tally.Verdict(ctx) }
+// Verdict concludes from the engine's tally, with the kernel evidence of
+// the files.
+func (e *Engine) Verdict(ctx VerdictContext) Verdict {
+	for _, k := range e.kernel {
+		if k.send() {
+			ctx.KernelResets++
+		}
+	}
+	for _, r := range e.in.KernelInfo {
+		ctx.KernelLost += r.R.EventsLost
+		if r.R.Disabled != "" && ctx.KernelDisabled == "" {
+			ctx.KernelDisabled = r.R.Disabled
+		}
+	}
+	return e.tally.Verdict(ctx)
+}
 
 // Verdict concludes from the explanations added.
 func (t *Tally) Verdict(ctx VerdictContext) Verdict {
-	v := Verdict{ClientErrors: t.ClientErrors, ProxyConnections: t.ProxyConnections, RSTSegments: ctx.RSTSegments}
+	v := Verdict{ClientErrors: t.ClientErrors, ProxyConnections: t.ProxyConnections, RSTSegments: ctx.RSTSegments,
+		KernelResets: ctx.KernelResets, KernelEventsLost: ctx.KernelLost}
 	groups := t.Groups()
 	// Client errors are what is explained when there are any; a proxy's
 	// client connections otherwise.
@@ -231,6 +260,7 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 		if ctx.RSTSegments > 0 {
 			v.Statement += fmt.Sprintf(" %d RST %s were captured, behind no error (%s).", ctx.RSTSegments, plural(ctx.RSTSegments, "segment"), reasonList(ctx.Reasons))
 		}
+		v.Evidence = append(v.Evidence, kernelEvidence(ctx)...)
 		return v
 	}
 	top := main[0]
@@ -242,9 +272,6 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 		of = brokenTotal
 	}
 	var b strings.Builder
-	if !broken(x) {
-		fmt.Fprintf(&b, "No reset and no cut: %d %s of other kinds. ", total, noun)
-	}
 	if x.Kind == KindUnknown {
 		fmt.Fprintf(&b, "Not enough evidence to name who %s: %d of %d %s (%s)", unknownVerb(x), top.Count, of, noun, classList(top.Classes))
 		if where := x.Where(); where != "?" {
@@ -268,6 +295,10 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 			continue
 		}
 		others = append(others, fmt.Sprintf("%s (%d)", causeSummary(g.Example, g.Count), g.Count))
+	}
+	if !broken(x) {
+		// Said after the cause, so the first sentence stays the answer.
+		fmt.Fprintf(&b, " No reset and no cut: %d %s of other kinds.", total, noun)
 	}
 	if len(others) > 0 {
 		fmt.Fprintf(&b, " The other %d: %s.", of-top.Count, strings.Join(others, "; "))
@@ -296,6 +327,7 @@ func (t *Tally) Verdict(ctx VerdictContext) Verdict {
 	if ctx.CaptureDrops > 0 {
 		v.Evidence = append(v.Evidence, fmt.Sprintf("the kernel dropped %d of the captured packets: some RSTs may be missing", ctx.CaptureDrops))
 	}
+	v.Evidence = append(v.Evidence, kernelEvidence(ctx)...)
 	for _, g := range main {
 		if confidenceRank[g.confidence()] >= confidenceRank[ConfidenceHigh] {
 			continue
@@ -364,6 +396,9 @@ func causeSummary(x *Explanation, n int64) string {
 	switch c.Kind {
 	case KindInjected:
 		s = fmt.Sprintf("Proxy %s injected the %s, on its %s hop (fault %s)", c.Proxy, endingNoun(c.Ending, n), c.Hop, c.FaultName)
+		if k := c.Kernel; k != nil {
+			s += "; " + strings.TrimPrefix(kernelClause(k, n), ", because ")
+		}
 	case KindForged:
 		s = fmt.Sprintf("A middlebox forged the %s, on %s: sent to %s in the name of %s",
 			endingNoun(c.Ending, n), placeOfCause(c), groupWords(c.Receiver, n), groupWords(*c.InNameOf, n))
@@ -374,26 +409,35 @@ func causeSummary(x *Explanation, n int64) string {
 			peer = *c.InNameOf
 			answer = "by a middlebox in " + peer.Noun() + "'s name"
 		}
-		s = fmt.Sprintf("State was lost between %s and %s, on %s: after %s idle, %s was answered with a reset %s (a NAT, conntrack or firewall timeout, or a reset forged toward %s)",
-			c.Receiver.Words(), peer.Words(), placeOfCause(c), words(c.Idle.D()), c.RevealedBy, answer, peer.Noun())
+		if c.Kernel != nil && c.InNameOf == nil {
+			answer += " (its kernel: " + c.Kernel.Reason + ")"
+		}
+		s = fmt.Sprintf("State was lost between %s and %s, on %s: %s%s was answered with a reset %s (a NAT, conntrack or firewall timeout, or a reset forged toward %s)",
+			c.Receiver.Words(), peer.Words(), placeOfCause(c), afterIdle(c.Idle.D()), c.RevealedBy, answer, peer.Noun())
 	case KindNatural:
 		switch {
+		case c.Ending == session.EndingRefused && c.Kernel != nil:
+			s = fmt.Sprintf("The connections to %s were refused%s", c.Sender.Words(), kernelClause(c.Kernel, n))
 		case c.Ending == session.EndingRefused:
 			s = fmt.Sprintf("The connections to %s were refused (nothing listened there, or a firewall rejected them)", c.Sender.Words())
+		case c.Ending == endingTimeout && c.Kernel != nil:
+			s = fmt.Sprintf("%s %s, on %s, so the kernel of %s %s", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c),
+				groupWords(c.Receiver, n), withReason(c.Kernel.deed(n), c.Kernel.Reason))
 		case c.Sender.Role == session.RoleProxy:
 			s = fmt.Sprintf("Proxy %s itself %s on its %s hop, with no fault firing", c.Sender.Name, naturalVerb(c.Ending, n), c.Hop)
 			if c.Class != "" {
 				s += " (" + c.Class + ")"
 			}
+			s += kernelClause(c.Kernel, n)
 		case c.Sender.Role == session.RoleClient:
-			s = fmt.Sprintf("The clients %s, on %s", clientVerb(c.Ending), placeOfCause(c))
+			s = fmt.Sprintf("The clients %s, on %s", clientVerb(c.Ending), placeOfCause(c)) + kernelClause(c.Kernel, n)
 		case c.Ending == session.EndingRST && (x.Evidence == EvidencePeer || x.Evidence == EvidenceClient):
 			// Only the receiver's word: a reset forged in the sender's name
 			// reads the same.
 			s = fmt.Sprintf("%s (or a middlebox in its name: without packets the two look the same) %s, on %s",
 				capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c))
 		default:
-			s = fmt.Sprintf("%s %s, on %s", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c))
+			s = fmt.Sprintf("%s %s, on %s", capitalize(c.Sender.Words()), naturalVerb(c.Ending, n), placeOfCause(c)) + kernelClause(c.Kernel, n)
 		}
 	default:
 		s = fmt.Sprintf("Unknown sender of the %s, on %s", endingNoun(c.Ending, n), placeOfCause(c))
@@ -545,4 +589,22 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// kernelEvidence are the verdict's lines about the kernel evidence: the
+// resets traced, the events lost, a collector that did not run.
+func kernelEvidence(ctx VerdictContext) []string {
+	var out []string
+	if ctx.KernelResets > 0 {
+		out = append(out, fmt.Sprintf("the kernel traced %d %s: why each was sent and in which process are the sending kernel's own word",
+			ctx.KernelResets, plural(ctx.KernelResets, "reset")))
+	}
+	if ctx.KernelLost > 0 {
+		out = append(out, fmt.Sprintf("the kernel's trace buffer overflowed: %d %s lost (counted for the whole host): some resets may lack their kernel reason",
+			ctx.KernelLost, plural(int64(ctx.KernelLost), "event")))
+	}
+	if ctx.KernelDisabled != "" {
+		out = append(out, "kernel evidence was asked for but did not run ("+ctx.KernelDisabled+")")
+	}
+	return out
 }

@@ -224,17 +224,7 @@ func BenchmarkTracedReset(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var kept int
-			c := &Collector{opts: Options{Sink: func(session.KernelEvent) { kept++ }}, filter: compileFilter(bc.filter), self: self,
-				procs: newProcCache(), sampleReq: make(chan struct{}, 1)}
-			c.owners = newOwnerTable(time.Second, nil, c.procs)
-			now := time.Now()
-			for _, k := range []tuple{{netip.MustParseAddrPort("127.0.0.1:54729"), netip.MustParseAddrPort("127.0.0.1:35038")},
-				{netip.MustParseAddrPort("127.0.0.1:35038"), netip.MustParseAddrPort("127.0.0.1:54729")}} {
-				s := &sockInfo{cookie: 2, inode: 1, pid: self, comm: "kernel.test", seen: now, resolved: true}
-				c.owners.byTuple[k], c.owners.byCookie[s.cookie] = s, s
-			}
-			off := measureClockOffset()
-			c.clock.Store(&off)
+			c, now := benchCollector(bc.filter, func(session.KernelEvent) { kept++ })
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -246,6 +236,24 @@ func BenchmarkTracedReset(b *testing.B) {
 			b.ReportMetric(float64(kept)/float64(b.N), "kept/reset")
 		})
 	}
+}
+
+// benchCollector is a collector with no tracefs, fed benchLines by hand:
+// both sockets of the reset known to the owner table, as after a sample.
+func benchCollector(filter Filter, sink func(session.KernelEvent)) (*Collector, time.Time) {
+	self := os.Getpid()
+	c := &Collector{opts: Options{Sink: sink}, filter: compileFilter(filter), self: self,
+		procs: newProcCache(), sampleReq: make(chan struct{}, 1)}
+	c.owners = newOwnerTable(time.Second, nil, c.procs)
+	now := time.Now()
+	for _, k := range []tuple{{netip.MustParseAddrPort("127.0.0.1:54729"), netip.MustParseAddrPort("127.0.0.1:35038")},
+		{netip.MustParseAddrPort("127.0.0.1:35038"), netip.MustParseAddrPort("127.0.0.1:54729")}} {
+		s := &sockInfo{cookie: 2, inode: 1, pid: self, comm: "kernel.test", seen: now, resolved: true}
+		c.owners.byTuple[k], c.owners.byCookie[s.cookie] = s, s
+	}
+	off := measureClockOffset()
+	c.clock.Store(&off)
+	return c, now
 }
 
 // BenchmarkParseLine is the parsing part alone, per line.

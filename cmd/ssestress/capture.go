@@ -79,6 +79,7 @@ type captureOptions struct {
 	snaplen  int
 	out      string // the session file (optional)
 	json     bool
+	kernel   kernelFlag // --kernel (kernel.go): on unless --kernel=false
 	args     []string
 }
 
@@ -101,6 +102,7 @@ var captureCmd = &command{
 		fs.Var((*captureOut)(&o.out), "out", "also write the captures and their flow summaries (and the attributed resets, as a cache) to this new session `FILE`")
 		fs.deprecated("session", "out", "--out names the session file a command writes")
 		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
+		o.kernel.register(fs, "also record the kernel's own word on each TCP reset of these ports: why it was sent and by which process (Linux 6.10+, root; on by default, --kernel=false turns it off). The reasons: ssestress help kernel")
 		fs.values(wordsOf(interfaceNames), "iface")
 		fs.values(files(), "pcap", "out")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
@@ -190,6 +192,8 @@ func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
+	kr := o.startKernel(ctx, w, stderr)
+	defer kr.stop()
 	what := "every TCP packet"
 	if len(o.ports) > 0 {
 		what = "TCP ports " + o.ports.String()
@@ -211,6 +215,7 @@ wait:
 		}
 	}
 	st, stopErr := c.Stop()
+	kinfo := kr.stop()
 	var in *attribution.Input
 	if w != nil {
 		info.EndedAt = time.Now()
@@ -223,6 +228,10 @@ wait:
 		}
 	} else {
 		in = captureInput(c)
+		if kr != nil {
+			f := in.AddFile("kernel", session.RunInfo{Command: "capture", Host: info.Host})
+			in.AddKernel(f, kinfo, kr.events())
+		}
 	}
 	res := attribution.Analyze(in, attribution.Options{Resolve: resolver(context.WithoutCancel(ctx))})
 	if w != nil && len(res.Segments) > 0 {
@@ -393,7 +402,7 @@ func printAttribution(w io.Writer, res *attribution.Result) error {
 	}
 	fmt.Fprintf(w, "\n%d RST %s (each once):\n", len(res.Segments), pluralWord(len(res.Segments), "segment"))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tWHERE\tSENDER\tRECEIVER\tAGE s\tIDLE s\tREASON\tKIND\tCAPTURES\tEXPLAINS")
+	fmt.Fprintln(tw, "TIME\tWHERE\tSENDER\tRECEIVER\tAGE s\tIDLE s\tREASON\tKIND\tCAPTURES\tKERNEL\tEXPLAINS")
 	for _, s := range res.Segments {
 		sender := s.Sender.Words()
 		if s.InNameOf != nil {
@@ -410,8 +419,8 @@ func printAttribution(w io.Writer, res *attribution.Result) error {
 				explains = "proxy " + s.Explains.Proxy + " " + s.Explains.ConnID
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Time.Local().Format("15:04:05.000000"), s.Where(), sender,
-			s.Receiver.Words(), seconds(s.Age.D()), seconds(s.Idle.D()), s.Reason, kind, len(s.Captures), explains)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Time.Local().Format("15:04:05.000000"), s.Where(), sender,
+			s.Receiver.Words(), seconds(s.Age.D()), seconds(s.Idle.D()), s.Reason, kind, len(s.Captures), kernelColumn(s.Kernel), explains)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

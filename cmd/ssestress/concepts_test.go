@@ -31,13 +31,13 @@ import (
 // that takes a duration and is not listed, or is listed and does not take
 // one, fails the test: a new one is added here on purpose.
 var durationFlags = map[string][]string{
-	"run":          {"duration", "monitor-interval", "backoff", "keepalive"},
-	"replay run":   {"duration", "monitor-interval", "keepalive"},
+	"run":          {"duration", "monitor-interval", "backoff", "keepalive", "client-keepalive"},
+	"replay run":   {"duration", "monitor-interval", "keepalive", "client-keepalive"},
 	"proxy":        {"keepalive", "upstream-header-timeout", "monitor-interval"},
 	"serve":        {"group-expiry", "heartbeat", "retry"},
 	"capture":      {"duration"},
 	"bench":        {"window"},
-	"bisect":       {"duration", "monitor-interval", "backoff"}, // run's, passed on
+	"bisect":       {"duration", "monitor-interval", "backoff", "client-keepalive"}, // run's, passed on
 	"replay serve": nil,
 }
 

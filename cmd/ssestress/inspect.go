@@ -198,7 +198,7 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 	fmt.Fprintf(&b, "records\n")
 	for _, k := range buckets {
 		if n := rep.Counts[k]; n > 0 {
-			fmt.Fprintf(&b, "  %-12s %d\n", k, n)
+			fmt.Fprintf(&b, "  %-13s %d\n", k, n)
 		}
 	}
 	if rep.Conns.Attempts > 0 {

@@ -81,6 +81,10 @@ func runHelp(args []string, stdout io.Writer) error {
 		usage(stdout)
 		return errHelp
 	}
+	if args[0] == "kernel" && len(args) == 1 {
+		kernelHelp(stdout)
+		return errHelp
+	}
 	cmd, ok := commands[args[0]]
 	if !ok || cmd.hidden {
 		return usageErrorf("help: unknown subcommand %q (run 'ssestress help' for the list)", args[0])
@@ -101,6 +105,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "  help         print the help of a subcommand: ssestress help run")
+	fmt.Fprintln(w, "  help kernel  what the kernel's reset reasons mean (--kernel)")
 	fmt.Fprintln(w, "\nExit codes: 0 done; 1 the work failed; 2 bad command line or config; 3 a threshold failed;")
 	fmt.Fprintln(w, "4 an input file is damaged or not a session file; 130 interrupted (after the summary).")
 }

@@ -55,7 +55,8 @@ type proxyOptions struct {
 		on          bool
 		iface, pcap string
 	}
-	args []string
+	kernel kernelFlag // --kernel (kernel.go)
+	args   []string
 }
 
 const proxySynopsis = "proxy --upstream URL [--listen ADDR] [--name NAME] [--fault KIND[:key=value,...]]... [--tls-self-signed | --tls-cert FILE --tls-key FILE] [--api ADDR] [--out FILE | --record FILE]"
@@ -125,6 +126,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
 	fs.StringVar(&o.capture.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
 	fs.StringVar(&o.capture.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	o.kernel.register(fs, kernelUsage)
 	fs.values(files(), "config", "out", "record", "tls-cert", "tls-key", "tls-cert-out", "upstream-ca", "pcap")
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
@@ -207,6 +209,10 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		p.Close()
 		return fmt.Errorf("proxy: %w", err)
 	}
+	// The kernel's evidence from the first connection on: before the
+	// proxy says it listens.
+	kr := o.startKernel(ctx, p, cfg, capt.on, ss.w, stdout)
+	defer kr.stop()
 	printProxyStart(stdout, p, cfg, path)
 	printMITM(stdout, cfg)
 	var c *capture.Multi
@@ -223,6 +229,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if c != nil {
 		c.Stop()
 	}
+	kr.stop()
 	st := p.Stats()
 	sum := p.Summary()
 	if self, err := procstat.Self(); err == nil {

@@ -336,7 +336,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		command: "replay run", path: path, flagName: "--out", errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario, Target: redactURL(o.target), Config: cfgJSON,
-			TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+			TimeScale: o.hop.runTimeScale(), Keepalive: applyClientKeepalive(time.Duration(o.hop.clientKeepalive), setup),
 		},
 		endpoints: []session.Endpoint{{Role: session.RoleTarget, Addr: targetAddr, URL: redactURL(o.target)}},
 	})
@@ -401,7 +401,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
-	if o.hop.viaProxy || o.hop.capture {
+	if o.hop.explains() {
 		ss.attribute(ctx, errOut)
 	}
 	ss.close()

@@ -565,7 +565,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario, Target: redactURL(tgt.url), Config: cfgJSON,
-			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
+			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: applyClientKeepalive(time.Duration(o.hop.clientKeepalive), setup),
 		},
 		endpoints: tgt.endpoints,
 	})
@@ -623,7 +623,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
-	if o.hop.viaProxy || o.hop.capture {
+	if o.hop.explains() {
 		ss.attribute(ctx, errOut)
 	}
 	if o.afterRun != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/capture"
+	"github.com/ssestress/ssestress/capture/kernel"
+	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/proxy"
@@ -28,6 +30,8 @@ type hopFlags struct {
 	capture         bool
 	iface           string
 	pcap            string
+	kernel          kernelFlag      // --kernel (kernel.go)
+	clientKeepalive clientKeepalive // --client-keepalive (kernel.go)
 
 	specs     []proxy.FaultSpec // parsed --fault
 	keepalive dur.Duration
@@ -44,6 +48,9 @@ func (h *hopFlags) register(fs *flagSet) {
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
 	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	h.kernel.register(fs, kernelUsage)
+	h.clientKeepalive = clientKeepalive(clients.DefaultKeepalive)
+	fs.Var(&h.clientKeepalive, "client-keepalive", "TCP keepalive of the clients' sockets: probes every `D` after D of silence; 9 unanswered and the kernel gives up (ETIMEDOUT); 0: off; recorded in the session file")
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
 	fs.values(wordsOf(interfaceNames), "iface")
@@ -118,6 +125,7 @@ func (h *hopFlags) command() string {
 type hops struct {
 	proxy   *proxy.Proxy
 	capture *capture.Multi
+	kernel  *kernelRun
 }
 
 // start starts the proxy and the capture, records them in the session
@@ -165,6 +173,15 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			fmt.Fprintf(errOut, "ssestress %s: capturing TCP ports %v on %s into %s\n", h.command(), ports, c.Iface(), out)
 		}
 	}
+	if h.kernel.wanted(h.capture) {
+		// The clients' sockets all have the target (or the in-process
+		// proxy) at their other end, and so do the proxy's.
+		addrs := targetAddrs
+		if hp.proxy != nil {
+			addrs = append(addrs[:len(addrs):len(addrs)], hp.proxy.Addr())
+		}
+		hp.kernel = startKernel(ctx, h.command(), w, kernel.Filter{Endpoints: kernelEndpoints(ctx, addrs...)}, 0, errOut)
+	}
 	return clientURL, hp, nil
 }
 
@@ -182,6 +199,7 @@ func (hp *hops) stop() {
 		hp.capture.Stop()
 		hp.capture = nil
 	}
+	hp.kernel.stop() // last: the resets of the proxy's and the clients' ends are in
 }
 
 // splitOrigin splits a target URL (which may hold a {symbols} template)
@@ -226,4 +244,11 @@ func startCapture(ctx context.Context, target string, addrs []string, iface, pca
 	}
 	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w}, ifaces)
 	return c, ports, pcap, err
+}
+
+// explains says whether the run ends with the attribution line: when it
+// collected evidence beyond its clients' errors (a proxy's records,
+// packets, the kernel's word).
+func (h *hopFlags) explains() bool {
+	return h.viaProxy || h.capture || h.kernel.wanted(h.capture)
 }

@@ -191,7 +191,9 @@ type KernelInfo struct {
 	Started     time.Time `json:"started,omitzero"`
 	Stopped     time.Time `json:"stopped,omitzero"`
 	// EventsRead counts the events parsed, EventsKept those that passed
-	// the process's filter, EventsLost those the kernel overwrote before
+	// the process's filter and were recorded (the reset events of
+	// kernel_events: state changes are traced but not stored), EventsLost
+	// those the kernel overwrote before
 	// they were read (the trace's "[LOST n EVENTS]" lines, or the buffer's
 	// own overrun counters when they say more).
 	EventsRead uint64 `json:"events_read"`

@@ -414,7 +414,7 @@ func (l *lab) report(files ...string) answer {
 }
 
 // withoutPackets analyzes the files as they would be without --capture:
-// the same records, no capture and no flow.
+// the same records, no capture, no flow and no kernel evidence.
 func (l *lab) withoutPackets(files ...string) attribution.Verdict {
 	l.t.Helper()
 	in := &attribution.Input{}
@@ -429,7 +429,8 @@ func (l *lab) withoutPackets(files ...string) attribution.Verdict {
 			l.t.Fatal(err)
 		}
 	}
-	in.Captures, in.Flows = nil, nil
+	// --capture also turns on kernel evidence: without it, neither.
+	in.Captures, in.Flows, in.Kernel, in.KernelInfo = nil, nil, nil, nil
 	v := attribution.Analyze(in, attribution.Options{}).Verdict
 	l.t.Logf("without packets, %s: %s", strings.Join(files, " "), attribution.FirstSentence(v.Statement))
 	return v
@@ -508,6 +509,9 @@ func child(mode string) int {
 		return childServer()
 	case "client-abort":
 		return childClientAbort()
+	}
+	if code, ok := kernelChild(mode); ok {
+		return code
 	}
 	fmt.Fprintf(os.Stderr, "unknown child mode %q\n", mode)
 	return 2
