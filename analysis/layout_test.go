@@ -3,11 +3,16 @@ package analysis
 import (
 	"bytes"
 	"encoding/csv"
+	"html"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/session"
 )
 
 // squeeze drops every space and line break: text wrapped at any width
@@ -123,5 +128,82 @@ func TestWriteCSVDir(t *testing.T) {
 		if got, _ := os.ReadFile(paths[i]); !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("%s differs from section %s", paths[i], tb.ID)
 		}
+	}
+}
+
+// TestVerdictOnce: HTML and markdown say the verdict's statement once
+// (the lead), and HTML shows it, then the summary numbers, then the graphs,
+// then the other tables.
+func TestVerdictOnce(t *testing.T) {
+	rep := loadIdle(t)
+	doc := rep.Doc()
+	var h, md bytes.Buffer
+	if err := RenderHTML(&h, doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := RenderMarkdown(&md, doc); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(h.String(), html.EscapeString(rep.Verdict.Statement)); n != 1 {
+		t.Errorf("html says the verdict %d times", n)
+	}
+	if n := strings.Count(md.String(), escapeMarkdown(rep.Verdict.Statement)); n != 1 {
+		t.Errorf("markdown says the verdict %d times", n)
+	}
+	page := h.String()
+	order := []string{`<section class="verdict" id="lead">`, `<h2 id="verdict">`, `<h2 id="summary">`, `<h2 id="graphs">`, `<svg`, `<h2 id="error_patterns">`}
+	last := -1
+	for _, mark := range order {
+		i := strings.Index(page, mark)
+		if i <= last {
+			t.Errorf("%q at %d, not after the mark before it (%d)", mark, i, last)
+		}
+		last = i
+	}
+}
+
+// TestGraphData: the first events-per-second reading is the rate since
+// the monitor started (not 0), graphs of counts are bars of whole numbers
+// (no tick at 0.5 errors), every graph has a kind and the wall clock of
+// its start, and the memory graph says why it has no server series.
+func TestGraphData(t *testing.T) {
+	dir := t.TempDir()
+	run := session.RunInfo{Command: "run", Scenario: "flood", StartedAt: t0, EndedAt: at(30 * time.Second)}
+	recs := []session.Record{session.Endpoint{Role: session.RoleServer, Name: "embedded", Addr: "127.0.0.1:8090"}}
+	for i, events := range []int64{1117, 3217, 5221} {
+		s := time.Duration(i+1) * 10 * time.Second
+		recs = append(recs, session.Sample{Time: at(s), Uptime: session.Seconds(s), Active: int64(13 + 7*min(i, 1)), Events: events, RSS: 25 << 20, FDs: 65})
+	}
+	recs = append(recs, session.ErrorRecord{Time: at(7 * time.Second), Source: "client", ClientID: "c0001", Class: errclass.ECONNRESET,
+		Message: "read: connection reset by peer", Age: session.Seconds(5 * time.Second)})
+	rep, err := LoadFiles(writeSession(t, filepath.Join(dir, "demo.db"), run, nil, recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	graphs := map[string]Graph{}
+	for _, g := range rep.Graphs {
+		graphs[g.ID] = g
+		if g.Kind == "" || !g.StartedAt.Equal(t0) {
+			t.Errorf("graph %s: kind %q, start %v", g.ID, g.Kind, g.StartedAt)
+		}
+	}
+	rate := graphs["events-per-second"]
+	if rate.Kind != GraphRate || len(rate.Series) != 1 || rate.Series[0].Y[0] != 111.7 || rate.Series[0].From != 0 || rate.Series[0].Y[1] != 210 {
+		t.Errorf("events per second %+v", rate)
+	}
+	if g := graphs["memory"]; !strings.Contains(g.Note, "The embedded server ran inside run (demo.db)") {
+		t.Errorf("memory note %q", g.Note)
+	}
+	errs := graphs["errors-by-class"]
+	if errs.Kind != GraphCounts || !errs.Integer || errs.BinS <= 0 {
+		t.Fatalf("errors graph %+v", errs)
+	}
+	var svg bytes.Buffer
+	WriteSVG(&svg, errs)
+	if strings.Contains(svg.String(), ">0.5<") || !strings.Contains(svg.String(), "<rect x=") || !strings.Contains(svg.String(), `class="wall-clock"`) {
+		t.Errorf("errors graph drawn with half ticks, no bars or no wall clock:\n%s", svg.String())
+	}
+	if !strings.Contains(svg.String(), ">03:04:05<") {
+		t.Errorf("no wall-clock label of the start (03:04:05 UTC):\n%s", svg.String())
 	}
 }
