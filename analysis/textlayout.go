@@ -244,15 +244,22 @@ func longestWord(s string) int {
 }
 
 // minWidths are the narrowest each column may be: a number and a header's
-// word never wrap; text wraps down to textMinWidth (or its header's word).
+// word never wrap; text wraps down to textMinWidth (or its header's word),
+// breaking no word up to wordMaxWidth.
 func minWidths(b textBox) []int {
 	nat := naturalWidths(b)
 	ws := make([]int, len(b.headers))
 	for i, h := range b.headers {
 		ws[i] = longestWord(h)
 		if b.right[i] {
+			// A number (with its unit) never wraps; words in a numeric
+			// column (a verdict beside figures) do.
 			for _, r := range b.rows {
-				ws[i] = max(ws[i], lineWidth(r[i]))
+				if w := lineWidth(r[i]); w <= wordMaxWidth {
+					ws[i] = max(ws[i], w)
+				} else {
+					ws[i] = max(ws[i], min(longestWord(r[i]), wordMaxWidth))
+				}
 			}
 			continue
 		}
@@ -299,12 +306,19 @@ func allocate(b textBox, key, width int, strict, wholeKeys bool) ([]int, bool) {
 		return ws, false
 	}
 	// What is left (a column with less text than its share gave it back)
-	// goes to the text columns that wrap, widest first, then to headers
-	// that wrap.
+	// goes to the text columns that wrap, widest first, then to numeric
+	// columns that wrap words, then to headers that wrap.
 	for avail > 0 {
 		grew := false
 		for k := len(text) - 1; k >= 0 && avail > 0; k-- {
 			if i := text[k]; ws[i] < nat[i] {
+				ws[i]++
+				avail--
+				grew = true
+			}
+		}
+		for i := range ws {
+			if avail > 0 && b.right[i] && ws[i] < nat[i] {
 				ws[i]++
 				avail--
 				grew = true
