@@ -3,7 +3,9 @@ package analysis
 import (
 	"bytes"
 	"encoding/csv"
+	"fmt"
 	"html"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,5 +207,59 @@ func TestGraphData(t *testing.T) {
 	}
 	if !strings.Contains(svg.String(), ">03:04:05<") {
 		t.Errorf("no wall-clock label of the start (03:04:05 UTC):\n%s", svg.String())
+	}
+}
+
+// TestLayoutRandomTables lays out seeded random tables (short and long
+// words, numbers, unbreakable tokens, wide characters, a few or many
+// columns and rows) at widths from MinWidth to 160: no line passes the
+// width, whatever the table (a table that fits no other way is forced
+// narrower, its words broken).
+func TestLayoutRandomTables(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 4))
+	words := []string{"a", "reset", "ECONNRESET", "proxy", "p1/upstream", "127.0.0.1:41000", "→", "(FIN)", "idle-timeout",
+		"reset:hop=upstream,direction=down,toxicity=0.5,after=5s", "数据", "ü", "0.5", "1.2 s", "x"}
+	text := func(n int) string {
+		var parts []string
+		for range n {
+			parts = append(parts, words[rng.IntN(len(words))])
+		}
+		return strings.Join(parts, " ")
+	}
+	for round := range 300 {
+		cols := 1 + rng.IntN(12)
+		var specs []string
+		for c := range cols {
+			// Column specs give "=" a meaning: header words without it.
+			name := strings.ReplaceAll(fmt.Sprintf("%s %d", text(1+rng.IntN(3)), c), "=", "_")
+			if rng.IntN(3) == 0 {
+				name += "#"
+			}
+			specs = append(specs, name)
+		}
+		tb := newTable("random", "Random table "+strconv.Itoa(round), specs...)
+		tb.Key = rng.IntN(3)
+		for range rng.IntN(8) {
+			var row []string
+			for c := range cols {
+				if tb.Numeric[c] && rng.IntN(4) > 0 {
+					row = append(row, strconv.Itoa(rng.IntN(100000)))
+					continue
+				}
+				row = append(row, text(rng.IntN(25)))
+			}
+			tb.add(row...)
+		}
+		width := MinWidth + rng.IntN(121)
+		doc := &Document{Lead: text(40), Tables: []Table{tb}, Width: width}
+		var buf bytes.Buffer
+		if err := RenderTable(&buf, doc); err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(buf.String(), "\n") {
+			if w := textWidth(l); w > width {
+				t.Fatalf("round %d, width %d: line %d is %d wide: %q\n%s", round, width, i+1, w, l, buf.String())
+			}
+		}
 	}
 }
