@@ -3,6 +3,7 @@ module github.com/ssestress/ssestress
 go 1.25.0
 
 require (
+	github.com/clipperhouse/displaywidth v0.10.0
 	github.com/elazarl/goproxy v1.9.3
 	github.com/golang/snappy v1.0.0
 	github.com/google/gopacket v1.1.19
@@ -25,7 +26,6 @@ require (
 	github.com/agext/levenshtein v1.2.3 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/clipperhouse/displaywidth v0.10.0 // indirect
 	github.com/clipperhouse/uax29/v2 v2.6.0 // indirect
 	github.com/containerd/typeurl/v2 v2.2.3 // indirect
 	github.com/docker/go-units v0.5.0 // indirect

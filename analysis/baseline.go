@@ -38,6 +38,11 @@ type MetricChange struct {
 	Before string `json:"before"`
 	After  string `json:"after"`
 	Change string `json:"change"`
+	// Unit, BeforeValue and AfterValue are the two values as numbers (the
+	// verdict has none): "s", "events", "per connection-hour", ...
+	Unit        string  `json:"unit,omitempty"`
+	BeforeValue float64 `json:"before_value"`
+	AfterValue  float64 `json:"after_value"`
 }
 
 // RateChange is the change of one error class's (or origin's) rate.
@@ -122,24 +127,25 @@ func Compare(before, after *Report) *Comparison {
 		errsB += n[0]
 		errsA += n[1]
 	}
-	addMetric := func(name string, b, a float64, format func(float64) string) {
-		c.Metrics = append(c.Metrics, MetricChange{Metric: name, Before: format(b), After: format(a), Change: changeText(b, a)})
+	addMetric := func(name, unit string, b, a float64, format func(float64) string) {
+		c.Metrics = append(c.Metrics, MetricChange{Metric: name, Before: format(b), After: format(a), Change: changeText(b, a),
+			Unit: unit, BeforeValue: b, AfterValue: a})
 	}
 	integer := func(v float64) string { return fmt.Sprintf("%.0f", v) }
-	addMetric("duration", sum(before, func(s ScenarioSummary) float64 { return s.DurationS }),
+	addMetric("duration", "s", sum(before, func(s ScenarioSummary) float64 { return s.DurationS }),
 		sum(after, func(s ScenarioSummary) float64 { return s.DurationS }), fmtSeconds)
-	addMetric("connection attempts", float64(before.Connections.Attempts), float64(after.Connections.Attempts), integer)
-	addMetric("connection-hours", before.Connections.ConnHours, after.Connections.ConnHours, func(v float64) string { return fmt.Sprintf("%.2f", v) })
-	addMetric("events", sum(before, func(s ScenarioSummary) float64 { return float64(s.Events) }),
+	addMetric("connection attempts", "attempts", float64(before.Connections.Attempts), float64(after.Connections.Attempts), integer)
+	addMetric("connection-hours", "h", before.Connections.ConnHours, after.Connections.ConnHours, func(v float64) string { return fmt.Sprintf("%.2f", v) })
+	addMetric("events", "events", sum(before, func(s ScenarioSummary) float64 { return float64(s.Events) }),
 		sum(after, func(s ScenarioSummary) float64 { return float64(s.Events) }), integer)
-	addMetric("events/s", sum(before, func(s ScenarioSummary) float64 { return s.EventsPerS }),
+	addMetric("events/s", "events/s", sum(before, func(s ScenarioSummary) float64 { return s.EventsPerS }),
 		sum(after, func(s ScenarioSummary) float64 { return s.EventsPerS }), rate)
-	addMetric("errors", float64(errsB), float64(errsA), integer)
-	addMetric("errors per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
-	addMetric("resets (RST)", float64(resetsOnly[0]), float64(resetsOnly[1]), integer)
-	addMetric("cuts (FIN inside the stream)", float64(cuts[0]), float64(cuts[1]), integer)
-	addMetric("resets and cuts per "+c.RateUnit, perUnit(resets[0], eb), perUnit(resets[1], ea), rate)
-	addMetric("median connection lifetime", before.Connections.LifetimeS.P50, after.Connections.LifetimeS.P50, fmtSeconds)
+	addMetric("errors", "errors", float64(errsB), float64(errsA), integer)
+	addMetric("errors per "+c.RateUnit, "per "+c.RateUnit, perUnit(errsB, eb), perUnit(errsA, ea), rate)
+	addMetric("resets (RST)", "resets", float64(resetsOnly[0]), float64(resetsOnly[1]), integer)
+	addMetric("cuts (FIN inside the stream)", "cuts", float64(cuts[0]), float64(cuts[1]), integer)
+	addMetric("resets and cuts per "+c.RateUnit, "per "+c.RateUnit, perUnit(resets[0], eb), perUnit(resets[1], ea), rate)
+	addMetric("median connection lifetime", "s", before.Connections.LifetimeS.P50, after.Connections.LifetimeS.P50, fmtSeconds)
 	c.Metrics = append(c.Metrics, MetricChange{Metric: "verdict", Before: verdictShort(before.Verdict), After: verdictShort(after.Verdict)})
 
 	rb, ra := perUnit(resets[0], eb), perUnit(resets[1], ea)
@@ -309,25 +315,36 @@ func (c *Comparison) Doc() *Document {
 	d.Conclusive = strings.HasPrefix(c.Judgement, "Fewer") || strings.HasPrefix(c.Judgement, "More") || strings.HasPrefix(c.Judgement, "Resets or cuts appeared")
 
 	j := newTable("judgement", "Judgement", "item", "detail")
-	j.add("judgement", c.Judgement)
+	j.addLead("judgement", c.Judgement)
 	j.add("rates per", c.RateUnit)
 	d.Tables = append(d.Tables, j)
-	m := newTable("comparison", "Before and after", "measure", "before#", "after#", "change#")
+	m := newTable("comparison", "Before and after", "measure=measure,unit", "before#=before#", "after#=after#", "change#=change_pct#")
 	for _, x := range c.Metrics {
-		m.add(x.Metric, x.Before, x.After, dashIfEmpty(x.Change))
+		measure := cell{Text: x.Metric, Data: []string{x.Metric, x.Unit}}
+		if x.Unit == "" {
+			// The verdicts: words, not values.
+			m.addRow(measure, none(x.Before, 1), none(x.After, 1), none(dashIfEmpty(x.Change), 1))
+			continue
+		}
+		change := numData(math.NaN())
+		if x.BeforeValue != 0 {
+			change = numData(100 * (x.AfterValue - x.BeforeValue) / x.BeforeValue)
+		}
+		m.addRow(measure, cell{Text: x.Before, Data: []string{numData(x.BeforeValue)}}, cell{Text: x.After, Data: []string{numData(x.AfterValue)}},
+			cell{Text: dashIfEmpty(x.Change), Data: []string{change}})
 	}
 	d.Tables = append(d.Tables, m,
 		rateTable("rate_by_class", "Error rate by class (per "+c.RateUnit+")", "class", c.ByClass),
 		rateTable("rate_by_origin", "Rate of resets and cuts by origin (per "+c.RateUnit+")", "origin on hop", c.ByOrigin))
 
-	fp := newTable("fingerprints_compared", "Fingerprints before and after", "side", "class", "dimension", "centre#", "count#", "fingerprint")
+	fp := newTable("fingerprints_compared", "Fingerprints before and after", "side", "class", "dimension", "centre#=centre_s#", "count#", "fingerprint")
 	fp.Empty = "no cluster on either side"
 	for _, side := range []struct {
 		name string
 		rep  *Report
 	}{{"before", c.Before}, {"after", c.After}} {
 		for _, cl := range side.rep.Fingerprints {
-			fp.add(side.name, cl.Class, cl.Dimension, fmtPrecise(cl.CenterS), count(cl.Count), cl.Match)
+			fp.addRow(side.name, cl.Class, cl.Dimension, preciseCell(cl.CenterS), count(cl.Count), cl.Match)
 		}
 	}
 	vt := newTable("verdicts", "Verdicts", "side", "verdict")
@@ -338,14 +355,17 @@ func (c *Comparison) Doc() *Document {
 }
 
 func rateTable(id, title, keyName string, rows []RateChange) Table {
-	t := newTable(id, title, keyName, "before#", "before rate#", "after#", "after rate#", "change#", "significant")
+	t := newTable(id, title, keyName, "before#=before_count#", "before rate#", "after#=after_count#", "after rate#", "change#=change_pct#",
+		"significant=significant,p_value#")
 	t.Empty = "none on either side"
 	for _, r := range rows {
 		sig := "no"
 		if r.Significant {
 			sig = "yes"
 		}
-		t.add(r.Key, count(r.BeforeCount), rate(r.BeforeRate), count(r.AfterCount), rate(r.AfterRate), changeText(r.BeforeRate, r.AfterRate), sig)
+		t.addRow(r.Key, count(r.BeforeCount), rateCell(r.BeforeRate), count(r.AfterCount), rateCell(r.AfterRate),
+			cell{Text: changeText(r.BeforeRate, r.AfterRate), Data: []string{numData(r.ChangePct)}},
+			cell{Text: sig, Data: []string{sig, numData(r.PValue)}})
 	}
 	return t
 }

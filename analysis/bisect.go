@@ -132,7 +132,7 @@ func resetFingerprint(rep *Report) RunResult {
 func (res *BisectResult) Doc() *Document {
 	d := &Document{Title: "ssestress bisect", Lead: res.Statement, Value: res, Conclusive: res.To != "" && res.Monotone}
 	j := newTable("bisect", "Hop at fault", "item", "detail")
-	j.add("statement", res.Statement)
+	j.addLead("statement", res.Statement)
 	if res.From != "" {
 		j.add("last entry point with resets or cuts", res.From)
 	}
@@ -140,13 +140,14 @@ func (res *BisectResult) Doc() *Document {
 		j.add("first entry point without", res.To)
 	}
 	t := newTable("entry_points", "Entry points, outermost first", "entry point", "URL", "attempts#", "resets#", "cuts#", "resets and cuts/attempt#", "errors#", "fingerprint")
+	t.Key = 1
 	for _, p := range res.Points {
 		d.Files = append(d.Files, p.Name+": "+p.File)
-		fp := "-"
+		fp := none("-", 1)
 		if p.Fingerprint != nil {
-			fp = p.Fingerprint.String()
+			fp = textCell(p.Fingerprint.String())
 		}
-		t.add(p.Name, p.URL, count(p.Attempts), count(p.Resets), count(p.Cuts), rate(p.BrokenRate), count(p.Errors), fp)
+		t.addRow(p.Name, p.URL, count(p.Attempts), count(p.Resets), count(p.Cuts), rateCell(p.BrokenRate), count(p.Errors), fp)
 	}
 	d.Tables = []Table{j, t}
 	return d

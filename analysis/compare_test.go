@@ -17,9 +17,13 @@ import (
 )
 
 // goldenDoc renders doc in every text format and compares each with
-// testdata/<name>.<ext>, checking every table shows up.
+// testdata/<name>.<ext>, checking every table shows up; the table format
+// fits its widths (checkLayout) and every CSV section is a rectangular
+// table with numbers as numbers (checkCSV).
 func goldenDoc(t *testing.T, name string, doc *Document) {
 	t.Helper()
+	checkLayout(t, doc)
+	checkCSV(t, doc)
 	for format, ext := range formatExt {
 		var buf bytes.Buffer
 		if err := RenderDoc(&buf, doc, format); err != nil {

@@ -29,6 +29,7 @@ div.graphs { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; border: 1px solid #e4e4e4; }
 svg.chart { display: block; max-width: 100%; height: auto; }
 nav ul { columns: 3; font-size: 0.9em; }
+nav summary { cursor: pointer; color: #555; }
 `
 
 // RenderHTML writes one self-contained HTML file: inline CSS, the graphs as
@@ -44,6 +45,7 @@ func RenderHTML(w io.Writer, doc *Document) error {
 	fmt.Fprintf(bw, "</style>\n</head>\n<body>\n<h1>%s</h1>\n", esc(doc.Title))
 	fmt.Fprintf(bw, "<p class=\"files\">%s</p>\n", esc(strings.Join(doc.Files, ", ")))
 
+	writeHTMLNav(bw, doc)
 	if doc.Lead != "" {
 		class := "verdict"
 		if !doc.Conclusive {
@@ -55,15 +57,12 @@ func RenderHTML(w io.Writer, doc *Document) error {
 		bw.WriteString("</section>\n")
 	}
 
-	bw.WriteString("<nav><ul>\n")
-	if len(doc.Graphs) > 0 {
-		bw.WriteString("<li><a href=\"#graphs\">Graphs</a></li>\n")
+	// The verdict once, then the summary numbers, then the graphs, then
+	// the rest.
+	tables, split := doc.Tables, graphsAt(doc)
+	if err := writeHTMLTables(bw, tables[:split]); err != nil {
+		return err
 	}
-	for _, t := range doc.Tables {
-		fmt.Fprintf(bw, "<li><a href=\"#%s\">%s</a></li>\n", esc(t.ID), esc(t.Title))
-	}
-	bw.WriteString("</ul></nav>\n")
-
 	if len(doc.Graphs) > 0 {
 		bw.WriteString("<h2 id=\"graphs\">Graphs</h2>\n<div class=\"graphs\">\n")
 		for _, g := range doc.Graphs {
@@ -73,11 +72,34 @@ func RenderHTML(w io.Writer, doc *Document) error {
 		}
 		bw.WriteString("</div>\n")
 	}
-	if err := writeHTMLTables(bw, doc.Tables); err != nil {
+	if err := writeHTMLTables(bw, tables[split:]); err != nil {
 		return err
 	}
 	bw.WriteString("</body>\n</html>\n")
 	return bw.Flush()
+}
+
+// graphsAt is the index of the table the graphs come before.
+func graphsAt(doc *Document) int {
+	for i, t := range doc.Tables {
+		if doc.GraphsAfter != "" && t.ID == doc.GraphsAfter {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// writeHTMLNav writes the contents, folded to one line until opened.
+func writeHTMLNav(bw *bufio.Writer, doc *Document) {
+	esc := html.EscapeString
+	bw.WriteString("<nav><details><summary>Contents</summary><ul>\n")
+	for i, t := range doc.Tables {
+		if len(doc.Graphs) > 0 && i == graphsAt(doc) {
+			bw.WriteString("<li><a href=\"#graphs\">Graphs</a></li>\n")
+		}
+		fmt.Fprintf(bw, "<li><a href=\"#%s\">%s</a></li>\n", esc(t.ID), esc(t.Title))
+	}
+	bw.WriteString("</ul></details></nav>\n")
 }
 
 func writeHTMLTables(bw *bufio.Writer, tables []Table) error {

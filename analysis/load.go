@@ -841,7 +841,21 @@ func (a *accumulator) finishBuckets(rep *Report) {
 // the same idle time or connection age, each named by the injected fault
 // its members carry, a configured fault timeout, or a known middlebox.
 func (a *accumulator) finishClusters(rep *Report) {
-	var folded []Cluster // age clusters that are idle clusters seen again
+	// labels are every cluster with the buckets its members fell in, so
+	// each bucket is labelled by the clusters of its errors (an error at
+	// 59.99 s idle belongs to a cluster centred at 60.1 s).
+	var labels []clusterLabel
+	label := func(c Cluster, values []float64) {
+		name := c.Match
+		if !strings.HasPrefix(name, "every "+c.Class) {
+			name = c.Class + " " + name
+		}
+		l := clusterLabel{dim: c.Dimension, name: name, byBucket: map[int]int64{}}
+		for _, v := range values {
+			l.byBucket[bucketIndex(v)]++
+		}
+		labels = append(labels, l)
+	}
 	byClass := make([][]errPoint, len(a.classes))
 	for _, p := range a.points {
 		byClass[p.class] = append(byClass[p.class], p)
@@ -869,21 +883,29 @@ func (a *accumulator) finishClusters(rep *Report) {
 						// Shown once, as the idle cluster; the age table
 						// still points at it.
 						c.MatchKind, c.Match = "same", fmt.Sprintf("the errors of the idle cluster at %s (never received anything after connecting)", fmtSeconds(idle.CenterS))
-						folded = append(folded, c)
+						label(c, sorted[sp.lo:sp.hi])
 						continue
 					}
 				}
 				rep.Fingerprints = append(rep.Fingerprints, c)
+				label(c, sorted[sp.lo:sp.hi])
 			}
 		}
-		a.thresholds(rep, class, pts)
+		a.thresholds(rep, class, pts, label)
 	}
 	for i := range rep.AgeBuckets {
-		rep.AgeBuckets[i].Fingerprint = bucketFingerprint(append(slices.Clip(rep.Fingerprints), folded...), "age", rep.AgeBuckets[i])
+		rep.AgeBuckets[i].Fingerprint = bucketFingerprint(labels, "age", rep.AgeBuckets[i])
 	}
 	for i := range rep.IdleBuckets {
-		rep.IdleBuckets[i].Fingerprint = bucketFingerprint(rep.Fingerprints, "idle", rep.IdleBuckets[i])
+		rep.IdleBuckets[i].Fingerprint = bucketFingerprint(labels, "idle", rep.IdleBuckets[i])
 	}
+}
+
+// clusterLabel is a cluster's name and how many of its errors fell in each
+// bucket of its dimension (by index into durationEdges).
+type clusterLabel struct {
+	dim, name string
+	byBucket  map[int]int64
 }
 
 // connectAge is the age below which an error is a connect failure.
@@ -993,7 +1015,7 @@ const thresholdMinCount = 5
 // came below when the errors are not one cluster: "every reset after ≥
 // 350 s idle" is how a NAT gateway's timeout shows once data or a probe
 // follows the silence at any time after it.
-func (a *accumulator) thresholds(rep *Report, class string, pts []errPoint) {
+func (a *accumulator) thresholds(rep *Report, class string, pts []errPoint, label func(Cluster, []float64)) {
 	if !isBrokenClass(class) {
 		return
 	}
@@ -1031,22 +1053,39 @@ func (a *accumulator) thresholds(rep *Report, class string, pts []errPoint) {
 			continue // a lower bound of a few errors that names nothing says nothing
 		}
 		rep.Fingerprints = append(rep.Fingerprints, c)
+		label(c, idle)
 	}
 }
 
-// bucketFingerprint names the clusters of dim whose centre lies in b.
-func bucketFingerprint(cs []Cluster, dim string, b DurationBucket) string {
+// bucketFingerprint names the clusters the errors of bucket b belong to,
+// with how many when the bucket holds errors of several, and how many
+// belong to none.
+func bucketFingerprint(labels []clusterLabel, dim string, b DurationBucket) string {
+	bi := bucketIndex(b.LoS)
 	var names []string
-	for _, c := range cs {
-		if c.Dimension == dim && c.CenterS >= b.LoS && (b.HiS == 0 || c.CenterS < b.HiS) {
-			names = append(names, c.Class+" "+c.Match)
+	var in []int64
+	var covered int64
+	for _, l := range labels {
+		if n := l.byBucket[bi]; l.dim == dim && n > 0 {
+			names = append(names, l.name)
+			in = append(in, n)
+			covered += n
 		}
 	}
-	if len(names) == 0 {
-		if b.Count > 0 {
-			return "no match"
-		}
+	rest := b.Count - covered
+	switch {
+	case b.Count == 0:
 		return ""
+	case len(names) == 0:
+		return "not in a cluster"
+	case len(names) == 1 && rest <= 0:
+		return names[0]
+	}
+	for i := range names {
+		names[i] += fmt.Sprintf(" (%d)", in[i])
+	}
+	if rest > 0 {
+		names = append(names, fmt.Sprintf("%d not in a cluster", rest))
 	}
 	return strings.Join(names, "; ")
 }
@@ -1057,11 +1096,21 @@ func (a *accumulator) finishTimeline(rep *Report) {
 
 // timeline bins the errors by time since their file's start into at most
 // maxBins bins.
-func (a *accumulator) timeline(maxBins int) Timeline {
+func (a *accumulator) timeline(maxBins int) Timeline { return a.timelineFrom(maxBins, time.Time{}) }
+
+// timelineFrom bins the errors by time since origin (since their file's
+// start when origin is zero) into at most maxBins bins.
+func (a *accumulator) timelineFrom(maxBins int, origin time.Time) Timeline {
+	zero := func(f *fileState) time.Time {
+		if origin.IsZero() {
+			return f.start()
+		}
+		return origin
+	}
 	var span time.Duration
 	for _, f := range a.files {
 		if st := f.start(); !st.IsZero() {
-			span = max(span, f.end().Sub(st), f.last.Sub(st))
+			span = max(span, f.end().Sub(zero(f)), f.last.Sub(zero(f)))
 		}
 	}
 	if len(a.points) == 0 || span <= 0 {
@@ -1075,7 +1124,7 @@ func (a *accumulator) timeline(maxBins int) Timeline {
 	}
 	starts := make([]int64, len(a.files))
 	for i, f := range a.files {
-		starts[i] = f.start().UnixNano()
+		starts[i] = zero(f).UnixNano()
 	}
 	for _, p := range a.points {
 		i := int(time.Duration(p.at-starts[p.file]) / step)
@@ -1146,6 +1195,7 @@ func (a *accumulator) finishResetChains(rep *Report) {
 			Chain: generalChain(x.ChainText(), g.IdleMin, g.IdleMax), Sender: o.Origin, Hop: o.Hop, Cause: x.Kind, Seen: x.Seen,
 			Confidence: x.Confidence, Injected: x.Kind == attribution.KindInjected, Fault: x.FaultName,
 			Forged: x.Kind == attribution.KindForged || x.InNameOf != nil, Idle: idleRange(g.IdleMin, g.IdleMax),
+			IdleMinS: g.IdleMin.Seconds(), IdleMaxS: g.IdleMax.Seconds(),
 			Count: g.Count, Source: x.Incident.Source,
 		})
 	}
@@ -1294,7 +1344,7 @@ func (a *accumulator) finishResources(rep *Report) {
 		}
 		for _, i := range thin(len(f.samples), maxResourceRows) {
 			s := f.samples[i]
-			row := ResourceRow{AtS: s.at.Sub(st).Seconds(), Active: s.active, EventsPerS: messageRate(f.samples, i),
+			row := ResourceRow{AtS: s.at.Sub(st).Seconds(), Active: s.active, EventsPerS: messageRate(f.samples, i, st),
 				ResourceReading: ResourceReading{RSS: s.rss, Heap: s.heap, Goroutines: s.goroutines, FDs: s.fds},
 				TimerLagS:       s.lag.Seconds()}
 			res.Rows = append(res.Rows, row)
@@ -1394,10 +1444,19 @@ func thin(n, k int) []int {
 	return out
 }
 
-// messageRate is the messages per second between sample i-1 and i.
-func messageRate(s []sampleRow, i int) float64 {
+// messageRate is the events per second between sample i-1 and i; for the
+// first sample, since the process's monitor started (the counter's zero:
+// its uptime, or the file's start).
+func messageRate(s []sampleRow, i int, start time.Time) float64 {
 	if i == 0 {
-		return 0
+		dt := s[0].uptime.Seconds()
+		if dt <= 0 && !start.IsZero() {
+			dt = s[0].at.Sub(start).Seconds()
+		}
+		if dt <= 0 {
+			return 0
+		}
+		return math.Max(0, float64(s[0].messages)/dt)
 	}
 	dt := s[i].at.Sub(s[i-1].at).Seconds()
 	if dt <= 0 {

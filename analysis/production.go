@@ -428,6 +428,8 @@ type DistComparison struct {
 // BucketShare is one bucket of a side-by-side distribution.
 type BucketShare struct {
 	Label        string  `json:"label"`
+	LoS          float64 `json:"lo_s"`
+	HiS          float64 `json:"hi_s"` // 0 for the open last bucket
 	Production   float64 `json:"production"`
 	Reproduction float64 `json:"reproduction"`
 }
@@ -564,7 +566,7 @@ func compareDist(dim string, prod, repro []float64) *DistComparison {
 	}
 	for i := lo; i <= hi; i++ {
 		b := newBuckets()[i]
-		d.Buckets = append(d.Buckets, BucketShare{Label: b.Label,
+		d.Buckets = append(d.Buckets, BucketShare{Label: b.Label, LoS: b.LoS, HiS: b.HiS,
 			Production: float64(pb[i]) / float64(len(prod)), Reproduction: float64(rb[i]) / float64(len(repro))})
 	}
 	return d
@@ -578,17 +580,19 @@ func (pc *ProductionComparison) Doc(rep *Report, prodName string) *Document {
 	}
 	d.Files = append(d.Files, "production: "+prodName)
 	j := newTable("judgement", "Judgement", "item", "detail")
-	j.add("judgement", pc.Judgement)
+	j.addLead("judgement", pc.Judgement)
 	j.add("match", strconv.FormatBool(pc.Match))
-	ct := newTable("class_mix", "Error classes: production versus reproduction", "class", "production#", "share#", "reproduction#", "share#")
+	ct := newTable("class_mix", "Error classes: production versus reproduction", "class", "production#", "share#=production_share#", "reproduction#", "share#=reproduction_share#")
 	ct.Intro = append(ct.Intro, fmt.Sprintf("%d production errors over %s; %d reproduction errors. Total variation distance %.2f (a match is at most %.2f).",
 		pc.Production, fmtSeconds(pc.ProdSpanS), pc.Reproduction, pc.ClassDistance, maxClassDistance))
 	for _, c := range pc.Classes {
-		ct.add(c.Class, count(c.Production), share(c.ProductionShare), count(c.Reproduction), share(c.ReproShare))
+		ct.addRow(c.Class, count(c.Production), shareCell(c.ProductionShare), count(c.Reproduction), shareCell(c.ReproShare))
 	}
-	dt := newTable("distributions", "Age and idle time: production versus reproduction", "dimension", "side", "n#", "p10#", "p50#", "p90#", "max#", "KS distance#", "limit#", "same?")
+	dt := newTable("distributions", "Age and idle time: production versus reproduction", "dimension", "side", "n#", "p10#=p10_s#", "p50#=p50_s#", "p90#=p90_s#", "max#=max_s#", "KS distance#", "limit#=ks_limit#", "same?=same")
+	dt.Key = 2
 	dt.Empty = "production gave no connection age or idle time"
-	bt := newTable("distribution_buckets", "Age and idle time by bucket (share of errors)", "dimension", "bucket", "production#", "reproduction#")
+	bt := newTable("distribution_buckets", "Age and idle time by bucket (share of errors)", "dimension", "bucket=lo_s#,hi_s#", "production#=production_share#", "reproduction#=reproduction_share#")
+	bt.Key = 2
 	bt.Empty = "production gave no connection age or idle time"
 	for _, dc := range []*DistComparison{pc.Age, pc.Idle} {
 		if dc == nil {
@@ -598,17 +602,18 @@ func (pc *ProductionComparison) Doc(rep *Report, prodName string) *Document {
 		if dc.Differ {
 			same = "no"
 		}
-		limit := strconv.FormatFloat(max(dc.Critical, minKSDistance), 'f', 3, 64)
-		ks := strconv.FormatFloat(dc.KS, 'f', 3, 64)
+		lim := max(dc.Critical, minKSDistance)
+		limit := cell{Text: strconv.FormatFloat(lim, 'f', 3, 64), Data: []string{numData(lim)}}
+		ks := cell{Text: strconv.FormatFloat(dc.KS, 'f', 3, 64), Data: []string{numData(dc.KS)}}
 		for _, side := range []struct {
 			name string
 			d    Dist
 		}{{"production", dc.Production}, {"reproduction", dc.Reproduction}} {
-			dt.add(dc.Dimension, side.name, strconv.Itoa(side.d.N), fmtSeconds(side.d.P10), fmtSeconds(side.d.P50),
-				fmtSeconds(side.d.P90), fmtSeconds(side.d.Max), ks, limit, same)
+			dt.addRow(dc.Dimension, side.name, strconv.Itoa(side.d.N), secondsCell(side.d.P10), secondsCell(side.d.P50),
+				secondsCell(side.d.P90), secondsCell(side.d.Max), ks, limit, same)
 		}
 		for _, b := range dc.Buckets {
-			bt.add(dc.Dimension, b.Label, share(b.Production), share(b.Reproduction))
+			bt.addRow(dc.Dimension, bucketCell(DurationBucket{Label: b.Label, LoS: b.LoS, HiS: b.HiS}), shareCell(b.Production), shareCell(b.Reproduction))
 		}
 	}
 	d.Tables = []Table{j, ct, dt, bt}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -61,29 +62,33 @@ func (a *accumulator) readRecorded(r *session.Reader) error {
 // the files hold some.
 func recordedTables(rep *Report) []Table {
 	var out []Table
-	live := newTable("files_being_written", "Files still being written", "file", "what its writer had committed at")
+	live := newTable("files_being_written", "Files still being written", "file", "what its writer had committed at=snapshot_at")
 	live.Intro = []string{"These files were held by a running ssestress (a proxy recording into them): the report reads a snapshot of what had been committed; run it again for more."}
 	for _, f := range rep.Files {
 		if !f.SnapshotAt.IsZero() {
-			live.add(f.Name, f.SnapshotAt.UTC().Format("2006-01-02 15:04:05.000Z"))
+			live.addRow(f.Name, cell{Text: f.SnapshotAt.UTC().Format("2006-01-02 15:04:05.000Z"), Data: []string{f.SnapshotAt.UTC().Format(time.RFC3339Nano)}})
 		}
 	}
 	if len(live.Rows) > 0 {
 		out = append(out, live)
 	}
 	if len(rep.Replay) > 0 {
-		t := newTable("replay_endings", "Replayed endings against the recording", "file", "ending", "recorded#", "replayed#",
-			"age recorded p50#", "age recorded p95#", "age replayed p50#", "age replayed p95#", "age error p95#", "ended otherwise")
+		t := newTable("replay_endings", "Replayed endings against the recording", "file", "ending", "recorded#", "replayed#=replayed#,expected#",
+			"age recorded p50#=age_recorded_p50_s#", "age recorded p95#=age_recorded_p95_s#", "age replayed p50#=age_replayed_p50_s#",
+			"age replayed p95#=age_replayed_p95_s#", "age error p95#=age_error_p95_s#", "ended otherwise")
+		t.Key = 2
 		t.Intro = []string{"Each connection of a replay run's recorded pattern replays one recorded stream: how many ended as their recorded stream did, and at which ages."}
 		for _, c := range rep.Replay {
 			if len(c.Endings) == 0 {
-				t.add(c.File, "(pattern "+c.Pattern+": connections replay no one stream)", "", "", "", "", "", "", "", "")
+				t.addRow(c.File, "(pattern "+c.Pattern+": connections replay no one stream)", none("", 1), none("", 2), none("", 1), none("", 1),
+					none("", 1), none("", 1), none("", 1), none("", 1))
 			}
 			for _, e := range c.Endings {
-				t.add(c.File, e.Kind, count(e.Recorded), fmt.Sprintf("%d of %d", e.Replayed, e.Expected),
-					ageText(e.RecordedAge, e.RecordedAge.P50), ageText(e.RecordedAge, e.RecordedAge.P95),
-					ageText(e.ReplayedAge, e.ReplayedAge.P50), ageText(e.ReplayedAge, e.ReplayedAge.P95),
-					ageText(e.AgeError, e.AgeError.P95), otherText(e.Other))
+				replayed := cell{Text: fmt.Sprintf("%d of %d", e.Replayed, e.Expected), Data: []string{count(e.Replayed), count(e.Expected)}}
+				t.addRow(c.File, e.Kind, count(e.Recorded), replayed,
+					ageCell(e.RecordedAge, e.RecordedAge.P50), ageCell(e.RecordedAge, e.RecordedAge.P95),
+					ageCell(e.ReplayedAge, e.ReplayedAge.P50), ageCell(e.ReplayedAge, e.ReplayedAge.P95),
+					ageCell(e.AgeError, e.AgeError.P95), listCell(otherText(e.Other)))
 			}
 		}
 		out = append(out, t)
@@ -99,11 +104,11 @@ func recordedTables(rep *Report) []Table {
 	return out
 }
 
-func ageText(d session.AgeDist, v session.Seconds) string {
+func ageCell(d session.AgeDist, v session.Seconds) cell {
 	if d.N == 0 {
-		return "-"
+		return none("-", 1)
 	}
-	return fmtSeconds(v.Seconds())
+	return secondsCell(v.Seconds())
 }
 
 func otherText(m map[string]int64) string {

@@ -168,7 +168,8 @@ type DurationBucket struct {
 	HiS     float64          `json:"hi_s"` // 0 for the open last bucket
 	Count   int64            `json:"count"`
 	ByClass map[string]int64 `json:"by_class"`
-	// Fingerprint names the clusters whose centre lies in this bucket.
+	// Fingerprint names the clusters the bucket's errors belong to (with
+	// how many, when not all belong to one) and how many belong to none.
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
@@ -250,9 +251,12 @@ type ResetChain struct {
 	Injected   bool   `json:"injected"`
 	Fault      string `json:"fault,omitempty"`
 	Forged     bool   `json:"forged,omitempty"`
-	// Idle is the range of the idle times before the errors.
-	Idle  string `json:"idle"`
-	Count int64  `json:"count"`
+	// Idle is the range of the idle times before the errors, as the idle
+	// table's buckets; IdleMinS and IdleMaxS are its ends.
+	Idle     string  `json:"idle"`
+	IdleMinS float64 `json:"idle_min_s"`
+	IdleMaxS float64 `json:"idle_max_s"`
+	Count    int64   `json:"count"`
 	// Source says what was counted: client errors, or proxy client
 	// connections (a proxy's file with no client records).
 	Source string `json:"source"`
@@ -358,15 +362,31 @@ type Overhead struct {
 
 // Graph is one time series chart; the HTML report and --graphs draw it.
 type Graph struct {
-	ID     string   `json:"id"` // file name stem: active-connections
-	Title  string   `json:"title"`
-	YLabel string   `json:"y_label"`
+	ID     string `json:"id"` // file name stem: active-connections
+	Title  string `json:"title"`
+	YLabel string `json:"y_label"`
+	// Kind says how the points read: GraphGauge (a reading at each X, held
+	// until the next), GraphRate (the mean over the interval ending at
+	// X) or GraphCounts (counts in the bin of BinS seconds starting at X).
+	Kind string  `json:"kind"`
+	BinS float64 `json:"bin_s,omitempty"`
+	// Integer is set when the values are whole numbers (connections,
+	// errors): the axis has no ticks between them.
+	Integer bool `json:"integer,omitempty"`
+	// StartedAt is the wall-clock time of X = 0: the earliest start of
+	// the files.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// Note says what the graph lacks and why (a server not sampled).
+	Note   string   `json:"note,omitempty"`
 	Series []Series `json:"series"`
 }
 
-// Series is one line of a Graph: X is seconds since start.
+// Series is one line of a Graph: X is seconds since the graph's
+// StartedAt.
 type Series struct {
 	Name string    `json:"name"`
 	X    []float64 `json:"x"`
 	Y    []float64 `json:"y"`
+	// From is where a rate's first interval starts (its file's start).
+	From float64 `json:"from,omitempty"`
 }

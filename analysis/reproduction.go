@@ -204,7 +204,7 @@ func (res *ReproductionResult) Doc() *Document {
 		d.Files = append(d.Files, r.File)
 	}
 	st := newTable("reproduction", "Reproduction rate", "measure", "value")
-	st.add("statement", res.Statement)
+	st.addLead("statement", res.Statement)
 	st.add("expected error", res.what())
 	st.add("runs that reproduced it", fmt.Sprintf("%d of %d (%.0f%%)", res.Reproduced, res.Total, 100*res.Rate))
 	if res.Reproduced > 0 {
@@ -213,13 +213,13 @@ func (res *ReproductionResult) Doc() *Document {
 		st.add("time to first: max", fmtSeconds(res.FirstS.Max))
 		st.add("same fingerprint in every run", fmt.Sprint(res.SameFingerprint))
 	}
-	rt := newTable("runs", "Runs", "run", "errors#", "matching#", "reproduced", "first#", "fingerprint")
+	rt := newTable("runs", "Runs", "run", "errors#", "matching#", "reproduced", "first#=first_s#", "fingerprint")
 	for _, r := range res.Runs {
-		first, fp, rep := "-", "-", "no"
+		first, fp, rep := none("-", 1), none("-", 1), "no"
 		if r.Reproduced {
-			first, fp, rep = fmtSeconds(r.FirstS), r.Fingerprint.String(), "yes"
+			first, fp, rep = secondsCell(r.FirstS), textCell(r.Fingerprint.String()), "yes"
 		}
-		rt.add(r.File, count(r.Errors), count(r.Matching), rep, first, fp)
+		rt.addRow(r.File, count(r.Errors), count(r.Matching), rep, first, fp)
 	}
 	ft := newTable("run_fingerprints", "Distinct fingerprints", "fingerprint", "runs#")
 	ft.Empty = "no run reproduced it"

@@ -2,8 +2,10 @@ package analysis
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Table is one table of a report, in text: the form every text renderer
@@ -19,6 +21,218 @@ type Table struct {
 	Rows    [][]string `json:"rows"`
 	// Empty is said when there are no rows.
 	Empty string `json:"empty,omitempty"`
+	// Key is how many leading columns name a row: a table too wide for
+	// the terminal is drawn in parts that each repeat them. 0 means 1.
+	Key int `json:"key,omitempty"`
+	// Lead marks the rows the document's lead already says (the
+	// verdict's statement, evidence and advice): renderers that print the
+	// lead leave them out of the table. Nil: none.
+	Lead []bool `json:"lead,omitempty"`
+	// Fields are the table's columns as data (csv): one name per value,
+	// its unit in the name (age_s, rss_bytes); a display column such as a
+	// range may hold several. Data holds the rows in them: numbers as
+	// plain decimals, "" where there is no value.
+	Fields []Field    `json:"fields"`
+	Data   [][]string `json:"data"`
+	// width is the number of fields of each column.
+	width []int
+}
+
+// Field is one column of a table as data.
+type Field struct {
+	Name string `json:"name"`
+	// Numeric fields hold a number or nothing in every row.
+	Numeric bool `json:"numeric"`
+}
+
+// cell is one display cell with its values as data: Text for people,
+// Data one value per field of its column.
+type cell struct {
+	Text string
+	Data []string
+}
+
+// newTable makes a table from column specs: "name" is a text column,
+// "name#" a numeric one (aligned right); "=field,field#" after it names the
+// column's fields (a '#' marks a numeric field), which default to the name
+// in snake case, numeric when the column is.
+func newTable(id, title string, columns ...string) Table {
+	t := Table{ID: id, Title: title}
+	for _, c := range columns {
+		display, fields, named := strings.Cut(c, "=")
+		name, numeric := strings.CutSuffix(display, "#")
+		t.Columns = append(t.Columns, name)
+		t.Numeric = append(t.Numeric, numeric)
+		if !named {
+			t.Fields = append(t.Fields, Field{Name: snake(name), Numeric: numeric})
+			t.width = append(t.width, 1)
+			continue
+		}
+		n := 0
+		for _, f := range strings.Split(fields, ",") {
+			fname, fnum := strings.CutSuffix(f, "#")
+			t.Fields = append(t.Fields, Field{Name: fname, Numeric: fnum})
+			n++
+		}
+		t.width = append(t.width, n)
+	}
+	return t
+}
+
+// snake writes a column name as a field name: "max active" → max_active,
+// "events/s" → events_per_s.
+func snake(name string) string {
+	name = strings.ReplaceAll(strings.ToLower(name), "/", " per ")
+	var b strings.Builder
+	sep := false
+	for _, r := range name {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if sep && b.Len() > 0 {
+				b.WriteByte('_')
+			}
+			b.WriteRune(r)
+			sep = false
+			continue
+		}
+		sep = true
+	}
+	return b.String()
+}
+
+// add appends a row of plain text cells: each is its own value.
+func (t *Table) add(cells ...string) {
+	row := make([]any, len(cells))
+	for i, c := range cells {
+		row[i] = c
+	}
+	t.addRow(row...)
+}
+
+// addRow appends a row whose cells are strings (text that is its own
+// value) or cells (text and values). A row that does not match the
+// columns is a bug in the table's builder: it panics, and the golden
+// tests run every builder.
+func (t *Table) addRow(cells ...any) {
+	if len(cells) != len(t.Columns) {
+		panic(fmt.Sprintf("table %s: row of %d cells for %d columns", t.ID, len(cells), len(t.Columns)))
+	}
+	text := make([]string, len(cells))
+	var data []string
+	for i, c := range cells {
+		var v cell
+		switch c := c.(type) {
+		case string:
+			v = cell{Text: c, Data: []string{c}}
+		case cell:
+			v = c
+		default:
+			panic(fmt.Sprintf("table %s: cell %T", t.ID, c))
+		}
+		want := 1
+		if i < len(t.width) {
+			want = t.width[i]
+		}
+		if len(v.Data) != want {
+			panic(fmt.Sprintf("table %s, column %q: %d values for %d fields", t.ID, t.Columns[i], len(v.Data), want))
+		}
+		text[i] = v.Text
+		data = append(data, v.Data...)
+	}
+	t.Rows = append(t.Rows, text)
+	t.Data = append(t.Data, data)
+	if t.Lead != nil {
+		t.Lead = append(t.Lead, false)
+	}
+}
+
+// addLead appends a row of text the document's lead already says.
+func (t *Table) addLead(cells ...string) {
+	if t.Lead == nil {
+		t.Lead = make([]bool, len(t.Rows))
+	}
+	t.add(cells...)
+	t.Lead[len(t.Lead)-1] = true
+}
+
+// isLead reports whether row i is said by the lead.
+func (t *Table) isLead(i int) bool { return i < len(t.Lead) && t.Lead[i] }
+
+// Cells: text for people, values for data.
+
+// num writes a value for data: the shortest decimal that reads back the same.
+func numData(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// none is a cell with no value: "-", "not recorded".
+func none(text string, fields int) cell { return cell{Text: text, Data: make([]string, fields)} }
+
+// textCell is a text cell, "-" when empty (then without a value).
+func textCell(s string) cell {
+	if s == "" {
+		return none("-", 1)
+	}
+	return cell{Text: s, Data: []string{s}}
+}
+
+func countCell(n int64) cell { return cell{Text: count(n), Data: []string{count(n)}} }
+
+func shareCell(f float64) cell { return cell{Text: share(f), Data: []string{numData(f)}} }
+
+func rateCell(f float64) cell { return cell{Text: rate(f), Data: []string{numData(f)}} }
+
+func secondsCell(s float64) cell { return cell{Text: fmtSeconds(s), Data: []string{numData(s)}} }
+
+func preciseCell(s float64) cell { return cell{Text: fmtPrecise(s), Data: []string{numData(s)}} }
+
+// sinceCell is a time since the start: "+2.0 s".
+func sinceCell(s float64) cell { return cell{Text: "+" + fmtSeconds(s), Data: []string{numData(s)}} }
+
+// bytesCell is a size in MiB for people and in bytes as data; 0 is "-".
+func bytesCell(b uint64) cell {
+	if b == 0 {
+		return none("-", 1)
+	}
+	return cell{Text: mib(b), Data: []string{strconv.FormatUint(b, 10)}}
+}
+
+// intCell is a count where 0 means not sampled ("-").
+func intCell(n int) cell {
+	if n == 0 {
+		return none("-", 1)
+	}
+	return cell{Text: strconv.Itoa(n), Data: []string{strconv.Itoa(n)}}
+}
+
+// joined joins cells into one display cell, their values side by side.
+func joined(sep string, cells ...cell) cell {
+	var out cell
+	for i, c := range cells {
+		if i > 0 {
+			out.Text += sep
+		}
+		out.Text += c.Text
+		out.Data = append(out.Data, c.Data...)
+	}
+	return out
+}
+
+// rangeCell is a range of seconds "lo – hi" as two values.
+func rangeCell(lo, hi float64) cell {
+	return cell{Text: fmtPrecise(lo) + " – " + fmtPrecise(hi), Data: []string{numData(lo), numData(hi)}}
+}
+
+// bucketCell is a bucket's label with its bounds as values (an open last
+// bucket has no upper bound).
+func bucketCell(b DurationBucket) cell {
+	hi := ""
+	if b.HiS > 0 {
+		hi = numData(b.HiS)
+	}
+	return cell{Text: b.Label, Data: []string{numData(b.LoS), hi}}
 }
 
 // maxClassColumns is how many classes get their own column in tables that
@@ -50,20 +264,6 @@ func Tables(rep *Report) []Table {
 	}, recordedTables(rep)...)
 }
 
-// newTable makes a table whose columns ending in '#' are numeric (the '#'
-// is dropped).
-func newTable(id, title string, columns ...string) Table {
-	t := Table{ID: id, Title: title}
-	for _, c := range columns {
-		name, numeric := strings.CutSuffix(c, "#")
-		t.Columns = append(t.Columns, name)
-		t.Numeric = append(t.Numeric, numeric)
-	}
-	return t
-}
-
-func (t *Table) add(cells ...string) { t.Rows = append(t.Rows, cells) }
-
 func count(n int64) string { return strconv.FormatInt(n, 10) }
 
 func share(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" }
@@ -79,20 +279,11 @@ func rate(f float64) string {
 	}
 }
 
-func secondsCell(s float64) string { return fmtSeconds(s) }
-
 func mib(b uint64) string {
 	if b == 0 {
 		return "-"
 	}
 	return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB"
-}
-
-func intCell(n int) string {
-	if n == 0 {
-		return "-"
-	}
-	return strconv.Itoa(n)
 }
 
 // classColumns splits the classes into those with their own column and the
@@ -105,25 +296,27 @@ func classColumns(rep *Report) (shown, rest []string) {
 }
 
 // classCells gives the per-class cells of a breakdown.
-func classCells(counts map[string]int64, shown, rest []string) []string {
-	var cells []string
+func classCells(counts map[string]int64, shown, rest []string) []any {
+	var cells []any
 	for _, c := range shown {
-		cells = append(cells, count(counts[c]))
+		cells = append(cells, countCell(counts[c]))
 	}
 	if len(rest) > 0 {
 		var n int64
 		for _, c := range rest {
 			n += counts[c]
 		}
-		cells = append(cells, count(n))
+		cells = append(cells, countCell(n))
 	}
 	return cells
 }
 
+// classHeaders are the columns of a breakdown by class: each class's
+// name is its field's name too.
 func classHeaders(shown, rest []string) []string {
 	var h []string
 	for _, c := range shown {
-		h = append(h, c+"#")
+		h = append(h, c+"#="+c+"#")
 	}
 	if len(rest) > 0 {
 		h = append(h, "other#")
@@ -145,10 +338,18 @@ func classList(counts map[string]int64, order []string) string {
 	return strings.Join(parts, ", ")
 }
 
+// listCell is a classList or mapList as a cell: "-" has no value.
+func listCell(s string) cell {
+	if s == "-" {
+		return none(s, 1)
+	}
+	return textCell(s)
+}
+
 func verdictTable(rep *Report) Table {
 	v := rep.Verdict
 	t := newTable("verdict", "Verdict", "item", "detail")
-	t.add("statement", v.Statement)
+	t.addLead("statement", v.Statement)
 	if x := v.Cause; x != nil {
 		t.add("cause", x.Kind)
 		t.add("sender", x.Sender.Words())
@@ -173,49 +374,50 @@ func verdictTable(rep *Report) Table {
 	t.add("cuts (FIN inside the stream) felt", count(v.Cuts))
 	t.add("RST segments captured", count(v.RSTSegments))
 	for _, e := range v.Evidence {
-		t.add("evidence", e)
+		t.addLead("evidence", e)
 	}
 	for _, e := range v.Conflicts {
 		t.add("conflict", e)
 	}
 	for _, e := range v.Enable {
-		t.add("enable", e)
+		t.addLead("enable", e)
 	}
 	return t
 }
 
 func summaryTable(rep *Report) Table {
-	t := newTable("summary", "Run summary per scenario", "scenario", "files#", "duration#", "attempts#", "active#",
-		"max active#", "events#", "events/s#", "reconnects#", "first event p50#", "first event p99#", "errors#", "errors by class")
+	t := newTable("summary", "Run summary per scenario", "scenario", "files#", "duration#=duration_s#", "attempts#", "active#",
+		"max active#=active_max#", "events#", "events/s#=events_per_s#", "reconnects#", "first event p50#=first_event_p50_s#",
+		"first event p99#=first_event_p99_s#", "errors#", "errors by class")
 	t.Empty = "no client connections or errors recorded"
 	for _, s := range rep.Scenarios {
-		t.add(s.Scenario, strconv.Itoa(s.Files), secondsCell(s.DurationS), count(s.Attempts), count(s.Active),
-			count(s.ActiveMax), count(s.Events), rate(s.EventsPerS), count(s.Reconnects),
+		t.addRow(s.Scenario, strconv.Itoa(s.Files), secondsCell(s.DurationS), count(s.Attempts), count(s.Active),
+			count(s.ActiveMax), count(s.Events), rateCell(s.EventsPerS), count(s.Reconnects),
 			distCell(s.FirstEventS, s.FirstEventS.P50), distCell(s.FirstEventS, s.FirstEventS.P99),
-			count(s.Errors), classList(s.ErrorsBy, rep.Classes))
+			count(s.Errors), listCell(classList(s.ErrorsBy, rep.Classes)))
 	}
 	return t
 }
 
-func distCell(d Dist, v float64) string {
+func distCell(d Dist, v float64) cell {
 	if d.N == 0 {
-		return "-"
+		return none("-", 1)
 	}
-	return fmtSeconds(v)
+	return secondsCell(v)
 }
 
 func patternsTable(rep *Report) Table {
 	t := newTable("error_patterns", "Errors by class × hop × origin", "class", "hop", "origin", "cause", "via", "confidence", "fault", "evidence", "count#", "share#")
 	t.Empty = "no errors recorded"
 	for _, p := range rep.Patterns {
-		t.add(p.Class, p.Hop, p.Origin, p.Cause, dashIfEmpty(p.Via), p.Confidence, dashIfEmpty(p.Fault), p.Evidence, count(p.Count), share(p.Share))
+		t.addRow(p.Class, p.Hop, p.Origin, p.Cause, textCell(p.Via), p.Confidence, textCell(p.Fault), p.Evidence, count(p.Count), shareCell(p.Share))
 	}
 	return t
 }
 
 func fingerprintsTable(rep *Report) Table {
 	t := newTable("fingerprints", "Fingerprints: clusters of errors at one idle time or age", "class", "dimension",
-		"centre#", "range", "count#", "share of class#", "fingerprint")
+		"centre#=centre_s#", "range=lo_s#,hi_s#", "count#", "share of class#", "fingerprint")
 	t.Empty = "no cluster: the errors are spread out in age and idle time"
 	if len(rep.Patterns) == 0 {
 		t.Empty = "no errors recorded"
@@ -224,40 +426,36 @@ func fingerprintsTable(rep *Report) Table {
 		t.Intro = append(t.Intro, fmt.Sprintf("Time scale %s: known middlebox timeouts are also matched divided by %s (60 s acts in %s).", fmtScale(rep.TimeScale), fmtScale(rep.TimeScale), fmtSeconds(60/rep.TimeScale)))
 	}
 	for _, c := range rep.Fingerprints {
-		t.add(c.Class, c.Dimension, fmtPrecise(c.CenterS), fmtPrecise(c.LoS)+" – "+fmtPrecise(c.HiS),
-			count(c.Count), share(c.Share), c.Match)
+		t.addRow(c.Class, c.Dimension, preciseCell(c.CenterS), rangeCell(c.LoS, c.HiS),
+			count(c.Count), shareCell(c.Share), c.Match)
 	}
 	return t
 }
 
 func bucketTable(id, title string, rep *Report, buckets []DurationBucket) Table {
 	shown, rest := classColumns(rep)
-	cols := append([]string{"bucket", "errors#"}, classHeaders(shown, rest)...)
+	cols := append([]string{"bucket=lo_s#,hi_s#", "errors#"}, classHeaders(shown, rest)...)
 	cols = append(cols, "fingerprint")
 	t := newTable(id, title, cols...)
 	t.Empty = "no errors recorded"
 	for _, b := range buckets {
-		row := append([]string{b.Label, count(b.Count)}, classCells(b.ByClass, shown, rest)...)
-		fp := b.Fingerprint
-		if fp == "" {
-			fp = "-"
-		}
-		t.add(append(row, fp)...)
+		row := append([]any{bucketCell(b), count(b.Count)}, classCells(b.ByClass, shown, rest)...)
+		t.addRow(append(row, textCell(b.Fingerprint))...)
 	}
 	return t
 }
 
 func timelineTable(rep *Report) Table {
 	shown, rest := classColumns(rep)
-	cols := append([]string{"since start", "errors#"}, classHeaders(shown, rest)...)
+	cols := append([]string{"since start=since_start_s#", "errors#"}, classHeaders(shown, rest)...)
 	t := newTable("errors_over_time", "Errors over time since start", cols...)
 	t.Empty = "no errors recorded"
 	if rep.Timeline.BinS > 0 {
 		t.Intro = append(t.Intro, "Bins of "+fmtSeconds(rep.Timeline.BinS)+", from the start of each file.")
 	}
 	for _, b := range rep.Timeline.Bins {
-		t.add("+"+fmtSeconds(b.StartS), count(b.Count))
-		t.Rows[len(t.Rows)-1] = append(t.Rows[len(t.Rows)-1], classCells(b.ByClass, shown, rest)...)
+		row := append([]any{sinceCell(b.StartS), count(b.Count)}, classCells(b.ByClass, shown, rest)...)
+		t.addRow(row...)
 	}
 	return t
 }
@@ -266,16 +464,17 @@ func groupsTable(rep *Report) Table {
 	t := newTable("groups", "Per symbol group", "group", "attempts#", "events#", "errors#", "errors/attempt#", "errors by class")
 	t.Empty = "no symbol groups recorded"
 	for _, g := range rep.Groups {
-		t.add(g.Group, count(g.Attempts), count(g.Events), count(g.Errors), rate(g.ErrorsPerAttempt), classList(g.ByClass, rep.Classes))
+		t.addRow(g.Group, count(g.Attempts), count(g.Events), count(g.Errors), rateCell(g.ErrorsPerAttempt), listCell(classList(g.ByClass, rep.Classes)))
 	}
 	return t
 }
 
 func messagesTable(rep *Report) Table {
-	t := newTable("messages", "Distinct error messages", "count#", "class", "message", "first#", "last#")
+	t := newTable("messages", "Distinct error messages", "count#", "class", "message", "first#=first_s#", "last#=last_s#")
+	t.Key = 2
 	t.Empty = "no errors recorded"
 	for _, m := range rep.Messages {
-		t.add(count(m.Count), m.Class, m.Message, "+"+fmtSeconds(m.FirstS), "+"+fmtSeconds(m.LastS))
+		t.addRow(count(m.Count), m.Class, m.Message, sinceCell(m.FirstS), sinceCell(m.LastS))
 	}
 	if rep.MessagesOmitted > 0 {
 		t.Intro = append(t.Intro, fmt.Sprintf("Ports are shown as '*'. %d more distinct messages are not listed.", rep.MessagesOmitted))
@@ -286,7 +485,8 @@ func messagesTable(rep *Report) Table {
 }
 
 func resetChainsTable(rep *Report) Table {
-	t := newTable("reset_chains", "Reset and cut chains, grouped by cause", "chain", "sender", "hop", "cause", "felt", "idle", "confidence", "count#")
+	t := newTable("reset_chains", "Reset and cut chains, grouped by cause", "chain", "sender", "hop", "cause", "felt",
+		"idle=idle,idle_min_s#,idle_max_s#", "confidence", "count#")
 	t.Empty = "no error and no failed proxy client connection to explain"
 	if rep.Evidence.CaptureDisabled != "" {
 		t.Intro = append(t.Intro, "The capture did not run: "+rep.Evidence.CaptureDisabled+".")
@@ -304,16 +504,18 @@ func resetChainsTable(rep *Report) Table {
 		if c.Source == "proxy" {
 			felt += " (proxy client connection)"
 		}
-		t.add(dashIfEmpty(c.Chain), c.Sender, c.Hop, cause, felt, c.Idle, c.Confidence, count(c.Count))
+		idle := cell{Text: c.Idle, Data: []string{c.Idle, numData(c.IdleMinS), numData(c.IdleMaxS)}}
+		t.addRow(textCell(c.Chain), c.Sender, c.Hop, cause, felt, idle, c.Confidence, count(c.Count))
 	}
 	return t
 }
 
 func hopsTable(rep *Report) Table {
-	t := newTable("proxy_hops", "Proxy hops: how connections ended", "proxy", "hop", "connections#", "open#", "ended (closed by, how)", "faults fired")
+	t := newTable("proxy_hops", "Proxy hops: how connections ended", "proxy", "hop", "connections#", "open#", "ended (closed by, how)=ended", "faults fired")
+	t.Key = 2
 	t.Empty = "no proxy in these files (run with --via-proxy to record each hop)"
 	for _, h := range rep.Hops {
-		t.add(h.Proxy, h.Hop, count(h.Connections), count(h.Open), mapList(h.Ended), mapList(h.Faults))
+		t.addRow(h.Proxy, h.Hop, count(h.Connections), count(h.Open), listCell(mapList(h.Ended)), listCell(mapList(h.Faults)))
 	}
 	return t
 }
@@ -335,7 +537,8 @@ func sortByCount(keys []string, m map[string]int64) {
 
 func connectionsTable(rep *Report) Table {
 	c := rep.Connections
-	t := newTable("connections", "Connection statistics", "measure", "n#", "min#", "p50#", "p90#", "p99#", "max#", "mean#")
+	// The measures have different units: the unit is a field of its own.
+	t := newTable("connections", "Connection statistics", "measure=measure,unit", "n#", "min#", "p50#", "p90#", "p99#", "max#", "mean#")
 	t.Empty = "no client connections recorded"
 	if c.Attempts > 0 {
 		t.Intro = append(t.Intro, fmt.Sprintf("%d connection attempts, %d of them reconnects; %.2f connection-hours in all.",
@@ -343,17 +546,21 @@ func connectionsTable(rep *Report) Table {
 	}
 	secs := func(name string, d Dist) {
 		if d.N > 0 {
-			t.add(name, strconv.Itoa(d.N), fmtSeconds(d.Min), fmtSeconds(d.P50), fmtSeconds(d.P90), fmtSeconds(d.P99), fmtSeconds(d.Max), fmtSeconds(d.Mean))
+			t.addRow(cell{Text: name, Data: []string{name, "s"}}, strconv.Itoa(d.N), secondsCell(d.Min), secondsCell(d.P50), secondsCell(d.P90),
+				secondsCell(d.P99), secondsCell(d.Max), secondsCell(d.Mean))
 		}
 	}
-	nums := func(name string, d Dist) {
+	nums := func(name, unit string, d Dist) {
 		if d.N > 0 {
-			f := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
-			t.add(name, strconv.Itoa(d.N), f(d.Min), f(d.P50), f(d.P90), f(d.P99), f(d.Max), strconv.FormatFloat(d.Mean, 'f', 1, 64))
+			f := func(v float64) cell {
+				return cell{Text: strconv.FormatFloat(v, 'f', 0, 64), Data: []string{numData(v)}}
+			}
+			mean := cell{Text: strconv.FormatFloat(d.Mean, 'f', 1, 64), Data: []string{numData(d.Mean)}}
+			t.addRow(cell{Text: name, Data: []string{name, unit}}, strconv.Itoa(d.N), f(d.Min), f(d.P50), f(d.P90), f(d.P99), f(d.Max), mean)
 		}
 	}
 	secs("lifetime (closed attempts)", c.LifetimeS)
-	nums("events per connection", c.Events)
+	nums("events per connection", "events", c.Events)
 	secs("max gap between events", c.MaxGapS)
 	for _, s := range rep.Scenarios {
 		secs("time to first event ("+s.Scenario+")", s.FirstEventS)
@@ -362,11 +569,11 @@ func connectionsTable(rep *Report) Table {
 }
 
 func lifetimesTable(rep *Report) Table {
-	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime", "attempts#", "share#")
+	t := newTable("lifetimes", "Connection lifetime distribution (closed attempts)", "lifetime=lo_s#,hi_s#", "attempts#", "share#")
 	t.Empty = "no closed connection attempts recorded"
 	total := int64(rep.Connections.LifetimeS.N)
 	for _, b := range rep.Connections.Lifetimes {
-		t.add(b.Label, count(b.Count), share(float64(b.Count)/float64(max(total, 1))))
+		t.addRow(bucketCell(b), count(b.Count), shareCell(float64(b.Count)/float64(max(total, 1))))
 	}
 	return t
 }
@@ -378,44 +585,48 @@ func endingsTable(rep *Report) Table {
 	sortByCount(keys, rep.Connections.EndedBy)
 	for _, k := range keys {
 		n := rep.Connections.EndedBy[k]
-		t.add(k, count(n), share(float64(n)/float64(max(rep.Connections.Attempts, 1))))
+		t.addRow(k, count(n), shareCell(float64(n)/float64(max(rep.Connections.Attempts, 1))))
 	}
 	return t
 }
 
 func heartbeatTable(rep *Report) Table {
 	hb := rep.Heartbeat
-	t := newTable("heartbeat", "Heartbeats versus the hops' idle timeouts", "item", "value", "source")
+	// value is a duration (value_s) or words (note).
+	t := newTable("heartbeat", "Heartbeats versus the hops' idle timeouts", "item", "value=value_s#,note", "source")
+	words := func(s string) cell { return cell{Text: s, Data: []string{"", s}} }
+	secs := func(s float64) cell { return cell{Text: fmtSeconds(s), Data: []string{numData(s), ""}} }
 	if hb.IntervalS > 0 {
-		t.add("heartbeat interval seen", fmtSeconds(hb.IntervalS), fmt.Sprintf("median over %d connections with heartbeats", hb.Connections))
+		t.addRow("heartbeat interval seen", secs(hb.IntervalS), fmt.Sprintf("median over %d connections with heartbeats", hb.Connections))
 	} else {
-		t.add("heartbeat interval seen", "none", "no connection received two heartbeats")
+		t.addRow("heartbeat interval seen", words("none"), "no connection received two heartbeats")
 	}
 	if hb.MaxGapP99S > 0 {
-		t.add("max gap between events (p99)", fmtSeconds(hb.MaxGapP99S), "connection records")
+		t.addRow("max gap between events (p99)", secs(hb.MaxGapP99S), "connection records")
 	}
 	for _, to := range hb.Timeouts {
-		t.add("idle timeout of "+to.Where, fmtSeconds(to.TimeoutS), to.Source)
+		t.addRow("idle timeout of "+to.Where, secs(to.TimeoutS), to.Source)
 	}
 	for _, w := range hb.Warnings {
-		t.add("WARNING", w, "")
+		t.addRow("WARNING", words(w), none("", 1))
 	}
 	if len(hb.Timeouts) == 0 {
-		t.add("idle timeouts of the hops", "unknown", "no idle-timeout fault and no idle cluster of resets")
+		t.addRow("idle timeouts of the hops", words("unknown"), "no idle-timeout fault and no idle cluster of resets")
 	}
 	return t
 }
 
 func resourcesTable(rep *Report) Table {
-	t := newTable("resources", "Resource usage (first → peak → last)", "process", "samples#", "RSS", "heap peak#",
-		"goroutines peak#", "threads peak#", "fds", "TCP sockets peak")
+	t := newTable("resources", "Resource usage (first → peak → last)", "process", "samples#",
+		"RSS=rss_first_bytes#,rss_peak_bytes#,rss_last_bytes#", "heap peak#=heap_peak_bytes#",
+		"goroutines peak#", "threads peak#", "fds=fds_first#,fds_peak#,fds_last#", "TCP sockets peak")
 	t.Empty = "no monitor samples recorded"
 	for _, r := range rep.Resources {
-		t.add(r.Process, strconv.Itoa(r.Samples),
-			mib(r.First.RSS)+" → "+mib(r.Peak.RSS)+" → "+mib(r.Last.RSS),
-			mib(r.Peak.Heap), intCell(r.Peak.Goroutines), intCell(r.Peak.Threads),
-			intCell(r.First.FDs)+" → "+intCell(r.Peak.FDs)+" → "+intCell(r.Last.FDs),
-			mapList(r.Peak.TCP))
+		t.addRow(r.Process, strconv.Itoa(r.Samples),
+			joined(" → ", bytesCell(r.First.RSS), bytesCell(r.Peak.RSS), bytesCell(r.Last.RSS)),
+			bytesCell(r.Peak.Heap), intCell(r.Peak.Goroutines), intCell(r.Peak.Threads),
+			joined(" → ", intCell(r.First.FDs), intCell(r.Peak.FDs), intCell(r.Last.FDs)),
+			listCell(mapList(r.Peak.TCP)))
 	}
 	for i, r := range rep.Resources {
 		if r.Role != "server" || i == 0 || len(r.Rows) < 2 {
@@ -436,57 +647,62 @@ func resourcesTable(rep *Report) Table {
 }
 
 func resourceSeriesTable(rep *Report) Table {
-	t := newTable("resource_series", "Resource usage over time", "process", "at#", "active#", "events/s#", "RSS#", "heap#",
-		"goroutines#", "fds#", "timer lag#")
+	t := newTable("resource_series", "Resource usage over time", "process", "at#=at_s#", "active#", "events/s#=events_per_s#",
+		"RSS#=rss_bytes#", "heap#=heap_bytes#", "goroutines#", "fds#", "timer lag#=timer_lag_s#")
+	t.Key = 2
 	t.Empty = "no monitor samples recorded"
 	for _, r := range rep.Resources {
 		for _, row := range r.Rows {
 			if r.Role == "server" {
-				// The active and message columns are the clients': not repeated.
-				t.add(r.Process, "+"+fmtSeconds(row.AtS), "-", "-", mib(row.RSS), mib(row.Heap), intCell(row.Goroutines), intCell(row.FDs), "-")
+				// The active and event columns are the clients': not repeated.
+				t.addRow(r.Process, sinceCell(row.AtS), none("-", 1), none("-", 1), bytesCell(row.RSS), bytesCell(row.Heap),
+					intCell(row.Goroutines), intCell(row.FDs), none("-", 1))
 				continue
 			}
-			t.add(r.Process, "+"+fmtSeconds(row.AtS), count(row.Active), rate(row.EventsPerS), mib(row.RSS), mib(row.Heap),
-				intCell(row.Goroutines), intCell(row.FDs), fmtSeconds(row.TimerLagS))
+			t.addRow(r.Process, sinceCell(row.AtS), count(row.Active), rateCell(row.EventsPerS), bytesCell(row.RSS), bytesCell(row.Heap),
+				intCell(row.Goroutines), intCell(row.FDs), secondsCell(row.TimerLagS))
 		}
 	}
 	return t
 }
 
 func overheadTable(rep *Report) Table {
-	t := newTable("overhead", "Tool overhead: was ssestress itself the bottleneck?", "process", "samples#", "CPU#",
-		"timer lag p50#", "timer lag p99#", "timer lag max#", "note")
+	t := newTable("overhead", "Tool overhead: was ssestress itself the bottleneck?", "process", "samples#", "CPU#=cpu_percent#",
+		"timer lag p50#=timer_lag_p50_s#", "timer lag p99#=timer_lag_p99_s#", "timer lag max#=timer_lag_max_s#", "note")
 	t.Empty = "no monitor samples recorded: the tool's own CPU and timer lag are unknown"
 	for _, o := range rep.Overhead {
-		cpu := "not recorded"
+		cpu := none("not recorded", 1)
 		if o.CPUPercent >= 0 {
-			cpu = strconv.FormatFloat(o.CPUPercent, 'f', 0, 64) + "%"
+			cpu = cell{Text: strconv.FormatFloat(o.CPUPercent, 'f', 0, 64) + "%", Data: []string{numData(o.CPUPercent)}}
 		}
 		if o.Samples == 0 {
-			t.add(o.Process, "0", cpu, "-", "-", "-", o.Note)
+			t.addRow(o.Process, "0", cpu, none("-", 1), none("-", 1), none("-", 1), o.Note)
 			continue
 		}
-		t.add(o.Process, strconv.Itoa(o.Samples), cpu, fmtSeconds(o.TimerLagS.P50), fmtSeconds(o.TimerLagS.P99), fmtSeconds(o.TimerLagS.Max), o.Note)
+		t.addRow(o.Process, strconv.Itoa(o.Samples), cpu, secondsCell(o.TimerLagS.P50), secondsCell(o.TimerLagS.P99), secondsCell(o.TimerLagS.Max), o.Note)
 	}
 	return t
 }
 
 func filesTable(rep *Report) Table {
-	t := newTable("files", "Session files", "file", "command", "scenario", "shard", "started", "duration#", "records", "dropped#")
+	t := newTable("files", "Session files", "file", "command", "scenario", "shard", "started", "duration#=duration_s#", "records",
+		"dropped#=records_dropped#,interrupted,records_unreadable")
 	for _, f := range rep.Files {
-		started := "-"
+		started := none("-", 1)
 		if !f.StartedAt.IsZero() {
-			started = f.StartedAt.UTC().Format("2006-01-02 15:04:05Z")
+			started = cell{Text: f.StartedAt.UTC().Format("2006-01-02 15:04:05Z"), Data: []string{f.StartedAt.UTC().Format(time.RFC3339Nano)}}
 		}
-		dropped := strconv.FormatUint(f.Dropped, 10)
+		dropped := cell{Text: strconv.FormatUint(f.Dropped, 10), Data: []string{strconv.FormatUint(f.Dropped, 10), "", ""}}
 		if f.Interrupted {
-			dropped += " (interrupted)"
+			dropped.Text += " (interrupted)"
+			dropped.Data[1] = "true"
 		}
 		if len(f.Unreadable) > 0 {
-			dropped += "; unreadable, skipped: " + mapList(f.Unreadable)
+			dropped.Text += "; unreadable, skipped: " + mapList(f.Unreadable)
+			dropped.Data[2] = mapList(f.Unreadable)
 		}
-		t.add(f.Name, dashIfEmpty(f.Command), dashIfEmpty(f.Scenario), dashIfEmpty(f.Shard), started,
-			fmtSeconds(f.DurationS), mapList(f.Records), dropped)
+		t.addRow(f.Name, textCell(f.Command), textCell(f.Scenario), textCell(f.Shard), started,
+			secondsCell(f.DurationS), listCell(mapList(f.Records)), dropped)
 	}
 	return t
 }

@@ -30,6 +30,11 @@ type Monitor struct {
 	// ServerPID, when set, is a server process whose memory and open fds
 	// are read into every sample (ssestress run --server-pid).
 	ServerPID int
+	// Gauges, when set and Counters is not, reads the connections open and
+	// the events so far of a process that counts its own (the proxy: its
+	// client connections, the events it forwarded), so its samples state
+	// them instead of zeros.
+	Gauges func() (active, events int64)
 
 	mu         sync.Mutex
 	peakRSS    uint64
@@ -115,6 +120,8 @@ func (m *Monitor) Sample(lag time.Duration) session.Sample {
 		if errs := c.Errors(); len(errs) > 0 {
 			s.Errors = errs
 		}
+	} else if m.Gauges != nil {
+		s.Active, s.Events = m.Gauges()
 	}
 	if m.ServerPID > 0 {
 		if ps, err := procstat.Read(m.ServerPID); err == nil {

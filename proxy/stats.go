@@ -16,6 +16,7 @@ type Stats struct {
 	Conns       int64 `json:"conns"`   // client connections accepted
 	Streams     int64 `json:"streams"` // requests proxied
 	Live        int   `json:"live"`    // hop connections open now
+	Active      int64 `json:"active"`  // client connections open now
 	FaultsFired int64 `json:"faults_fired"`
 	// ActiveMax is the most client connections open at once.
 	ActiveMax int64 `json:"active_max"`
@@ -44,7 +45,7 @@ func (p *Proxy) Stats() Stats {
 		errs[k] = v
 	}
 	p.errMu.Unlock()
-	return Stats{Conns: p.nextConn.Load(), Streams: p.streams.Load(), Live: live, FaultsFired: p.faultsFired.Load(),
+	return Stats{Conns: p.nextConn.Load(), Streams: p.streams.Load(), Live: live, Active: p.activeConns.Load(), FaultsFired: p.faultsFired.Load(),
 		ActiveMax: p.activeMax.Load(), EventsDown: p.eventsDown.Load(),
 		AcceptErrors: p.acceptErrors.Load(), DialErrors: p.dialErrors.Load(), Errors: errs}
 }

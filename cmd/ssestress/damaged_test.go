@@ -47,7 +47,12 @@ func readerCommands(pcap string) []struct {
 		cmds = append(cmds, struct {
 			name string
 			args func(path string) []string
-		}{"report --format " + f, func(p string) []string { return []string{"report", p, "--format", f} }})
+		}{"report --format " + f, func(p string) []string {
+			if f == "csv" {
+				return []string{"report", p, "--format", f, "--section", "summary"}
+			}
+			return []string{"report", p, "--format", f}
+		}})
 	}
 	return cmds
 }

@@ -221,8 +221,12 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	}
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
-	// bottleneck.
-	ss.monitor(&clients.Monitor{Interval: monitorInterval})
+	// bottleneck; so do its client connections open and the events it
+	// forwarded, which its graphs draw.
+	ss.monitor(&clients.Monitor{Interval: monitorInterval, Gauges: func() (int64, int64) {
+		st := p.Stats()
+		return st.Active, st.EventsDown
+	}})
 	<-ctx.Done()
 	p.Close()
 	ss.stopMonitor()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ssestress/ssestress/analysis"
 	"github.com/ssestress/ssestress/internal/inputfile"
 )
@@ -28,14 +30,26 @@ type reportOptions struct {
 	// reproduction treats the files as repeated runs (run --repeat).
 	reproduction bool
 	expect       string
+	// width is the table format's line width: autoWidth for the
+	// terminal's (80 when standard output is not one), 0 for no limit.
+	width int
+	// section is the one CSV section to write.
+	section string
 }
 
-const reportSynopsis = "report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR]\n" +
+// autoWidth is --width's default: the terminal's width.
+const autoWidth = -1
+
+const reportSynopsis = "report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR] [--width N]\n" +
+	"       ssestress report SESSION.db --format csv (--section NAME [-o FILE] | -o DIR)\n" +
 	"       ssestress report --baseline BEFORE.db AFTER.db\n" +
 	"       ssestress report SESSION.db --production errors.csv [--production-time COL ...]\n" +
 	"       ssestress report --reproduction [--expect CLASS] run-1.db run-2.db ..."
 
 const reportExamples = `  ssestress report run.db
+  ssestress report run.db --width 120 | less
+  ssestress report run.db --format csv --section error_patterns > patterns.csv
+  ssestress report run.db --format csv -o tables/
   ssestress report shard-*.db --format markdown -o report.md
   ssestress report run.db proxy.db --format html -o report.html --graphs graphs/
   ssestress report --baseline before.db after.db
@@ -67,9 +81,13 @@ var reportCmd = &command{
 		fs.StringVar(&o.prodUnit, "production-unit", "s", "`UNIT` of plain numbers in the age and idle columns: ns, us, ms, s, m, h")
 		fs.BoolVar(&o.reproduction, "reproduction", false, "the files are repeated runs of one scenario: report the reproduction rate")
 		fs.StringVar(&o.expect, "expect", "", "with --reproduction: the error `CLASS` that counts (default: any error)")
+		o.width = autoWidth
+		fs.IntVar(&o.width, "width", autoWidth, "line width of the table format in `COLUMNS` (at least 40; 0: no limit; default: the terminal's, 80 when standard output is not a terminal)")
+		fs.StringVar(&o.section, "section", "", "with --format csv: write only the table `NAME` (error_patterns, summary, ...; without it -o names a directory for every table)")
 		fs.values(wordsOf(analysis.Formats), "format")
 		fs.values(files(), "output", "o", "baseline", "production")
 		fs.values(dirs(), "graphs")
+		fs.values(wordsOf(analysis.ReportSections), "section")
 		fs.values(words("ns", "us", "ms", "s", "m", "h"), "production-unit")
 		fs.values(wordsOf(func() []string { return errorClasses }), "expect")
 		return func(ctx context.Context, files []string, stdout, stderr io.Writer) error {
@@ -97,6 +115,18 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 	if o.prodCols != (analysis.ProductionColumns{}) && o.production == "" {
 		return usageErrorf("report: the --production-* column flags go with --production FILE")
 	}
+	if o.width != autoWidth && o.format != "table" {
+		return usageErrorf("report: --width goes with --format table (the other formats are not wrapped)")
+	}
+	if o.width != autoWidth && o.width != 0 && o.width < analysis.MinWidth {
+		return usageErrorf("report: --width %d: give at least %d columns, or 0 for no limit", o.width, analysis.MinWidth)
+	}
+	if o.section != "" && o.format != "csv" {
+		return usageErrorf("report: --section goes with --format csv")
+	}
+	if o.format == "csv" && o.section == "" && o.output == "" {
+		return usageErrorf("report: --format csv writes one table per file: --section NAME for one table on standard output (or -o FILE), or -o DIR for every table as DIR/<section>.csv")
+	}
 	unit, err := parseUnit(o.prodUnit)
 	if err != nil {
 		return usageErrorf("report: --production-unit: %v", err)
@@ -117,9 +147,27 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "wrote %d graphs to %s\n", len(paths), o.graphs)
 	}
+	doc.Width = o.tableWidth(stdout)
+	if o.format == "csv" && o.section == "" {
+		paths, err := analysis.WriteCSVDir(o.output, doc)
+		if err != nil {
+			return fmt.Errorf("report: --output %s: %w", o.output, err)
+		}
+		fmt.Fprintf(stderr, "wrote %d csv tables to %s\n", len(paths), o.output)
+		return o.regression(doc)
+	}
 	var buf bytes.Buffer
-	if err := analysis.RenderDoc(&buf, doc, o.format); err != nil {
-		return fmt.Errorf("report: %w", err)
+	var err2 error
+	if o.section != "" {
+		err2 = analysis.RenderCSVSection(&buf, doc, o.section)
+		if errors.Is(err2, analysis.ErrUnknownSection) {
+			return usageErrorf("report: --section: %v", err2)
+		}
+	} else {
+		err2 = analysis.RenderDoc(&buf, doc, o.format)
+	}
+	if err2 != nil {
+		return fmt.Errorf("report: %w", err2)
 	}
 	if o.output == "" {
 		if _, err := stdout.Write(buf.Bytes()); err != nil {
@@ -131,10 +179,33 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.output)
 	}
+	return o.regression(doc)
+}
+
+// regression is exit 3 after a --baseline comparison whose resets and cuts
+// became significantly more frequent.
+func (o *reportOptions) regression(doc *analysis.Document) error {
 	if c, ok := doc.Value.(*analysis.Comparison); ok && c.Regression {
 		return &thresholdError{"report: --baseline: " + c.Judgement}
 	}
 	return nil
+}
+
+// tableWidth is the width the table format is laid out for: --width, else
+// the terminal's when the report goes to one, else analysis.DefaultWidth.
+func (o *reportOptions) tableWidth(stdout io.Writer) int {
+	switch {
+	case o.width == 0:
+		return analysis.NoWidthLimit
+	case o.width > 0:
+		return o.width
+	}
+	if f, ok := stdout.(*os.File); ok && o.output == "" {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return max(int(ws.Col), analysis.MinWidth)
+		}
+	}
+	return analysis.DefaultWidth
 }
 
 // buildReport loads the files and lays out the document the options ask

@@ -73,7 +73,7 @@ func TestReportBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"report"}, 2, "ssestress: report: no session file given (usage: ssestress report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR])\n"},
+		{[]string{"report"}, 2, "ssestress: report: no session file given (usage: ssestress report SESSION.db [MORE.db ...] [--format table|markdown|json|csv|html] [-o FILE] [--graphs DIR] [--width N])\n"},
 		{[]string{"report", db, "--format", "yaml"}, 2, `ssestress: report: --format "yaml": use csv, html, json, markdown, table` + "\n"},
 		{[]string{"report", db, "--expect", "ECONNRESET"}, 2, "ssestress: report: --expect goes with --reproduction\n"},
 		{[]string{"report", "--baseline", db, db, "--reproduction"}, 2, "ssestress: report: --baseline, --production and --reproduction do not combine: choose one\n"},
@@ -85,6 +85,11 @@ func TestReportBadInput(t *testing.T) {
 		{[]string{"report", db, "--production", prod}, 1, "ssestress: report: production errors: prod.csv has no time column (tried time, timestamp, ts, @timestamp, date; name it with --production-time)\n"},
 		{[]string{"report", db, "--production", prod, "--production-time", "when"}, 1, "ssestress: report: production errors: prod.csv has neither an error class nor a message column (name one with --production-class or --production-message)\n"},
 		{[]string{"report", "--baseline", db, db, "--graphs", dir}, 2, "ssestress: report: --graphs needs a plain report (not --baseline, --production or --reproduction)\n"},
+		{[]string{"report", db, "--width", "30"}, 2, "ssestress: report: --width 30: give at least 40 columns, or 0 for no limit\n"},
+		{[]string{"report", db, "--width", "100", "--format", "html"}, 2, "ssestress: report: --width goes with --format table (the other formats are not wrapped)\n"},
+		{[]string{"report", db, "--section", "summary"}, 2, "ssestress: report: --section goes with --format csv\n"},
+		{[]string{"report", db, "--format", "csv"}, 2, "ssestress: report: --format csv writes one table per file: --section NAME for one table on standard output (or -o FILE), or -o DIR for every table as DIR/<section>.csv\n"},
+		{[]string{"report", db, "--format", "csv", "--section", "nope"}, 2, `ssestress: report: --section: unknown report section "nope" (sections: verdict, summary, error_patterns, `},
 	} {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
 			stdout, stderr, code := reportCLI(t, tc.args...)
@@ -115,14 +120,18 @@ func TestReportFormats(t *testing.T) {
 	db := filepath.Join(dir, "run.db")
 	reportSession(t, db)
 	for _, format := range []string{"table", "markdown", "csv", "json", "html"} {
-		stdout, stderr, code := reportCLI(t, "report", db, "--format", format)
+		args := []string{"report", db, "--format", format}
+		if format == "csv" {
+			args = append(args, "--section", "error_patterns")
+		}
+		stdout, stderr, code := reportCLI(t, args...)
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", format, code, stderr)
 		}
 		want := map[string]string{
 			"table":    "== Verdict ==",
 			"markdown": "## Errors by class × hop × origin",
-			"csv":      "error_patterns,ECONNRESET,?,unknown,unknown,-,none,-,none,16,80.0%",
+			"csv":      "class,hop,origin,cause,via,confidence,fault,evidence,count,share\nECONNRESET,?,unknown,unknown,,none,,none,16,0.8\n",
 			"json":     `"statement": "Not enough evidence to name who sent the resets: 16 of 16 client errors (ECONNRESET 16).`,
 			"html":     `<h2 id="fingerprints">`,
 		}[format]
@@ -146,6 +155,28 @@ func TestReportFormats(t *testing.T) {
 	svgs, _ := filepath.Glob(filepath.Join(graphs, "*.svg"))
 	if len(svgs) == 0 {
 		t.Error("no svg written")
+	}
+
+	// CSV: every table as DIR/<section>.csv; one of them to a file.
+	tables := filepath.Join(dir, "tables")
+	_, stderr, code = reportCLI(t, "report", db, "--format", "csv", "-o", tables)
+	if code != 0 || !strings.Contains(stderr, "csv tables to "+tables) {
+		t.Fatalf("csv -o DIR: exit %d: %s", code, stderr)
+	}
+	for _, section := range []string{"verdict", "summary", "error_patterns", "files"} {
+		b, err := os.ReadFile(filepath.Join(tables, section+".csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+		if err != nil || len(rows) < 2 {
+			t.Errorf("%s.csv: %v, %d rows", section, err, len(rows))
+		}
+	}
+	one := filepath.Join(dir, "summary.csv")
+	_, stderr, code = reportCLI(t, "report", db, "--format", "csv", "--section", "summary", "-o", one)
+	if b, _ := os.ReadFile(one); code != 0 || !bytes.HasPrefix(b, []byte("scenario,files,duration_s,attempts,")) {
+		t.Errorf("csv --section -o FILE: exit %d: %s\n%s", code, stderr, b)
 	}
 }
 

@@ -381,8 +381,6 @@ type answer struct {
 	verdict  attribution.Verdict // report --format json
 }
 
-var statementRe = regexp.MustCompile(`│ statement\s+│ (.*?)\s*│\n`)
-
 // report runs ssestress report on files (table and json).
 func (l *lab) report(files ...string) answer {
 	l.t.Helper()
@@ -390,12 +388,14 @@ func (l *lab) report(files ...string) answer {
 	for _, f := range files {
 		paths = append(paths, l.path(f))
 	}
-	table, err := exec.Command(l.bin, append([]string{"report"}, paths...)...).CombinedOutput()
+	// The table report starts with the verdict's statement, one line
+	// when nothing is wrapped.
+	table, err := exec.Command(l.bin, append([]string{"report", "--width", "0"}, paths...)...).CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("report %v: %v\n%s", files, err, table)
 	}
-	m := statementRe.FindSubmatch(table)
-	if m == nil {
+	statement, _, _ := strings.Cut(string(table), "\n")
+	if statement == "" {
 		l.t.Fatalf("report %v: no statement in:\n%s", files, table)
 	}
 	js, err := exec.Command(l.bin, append([]string{"report", "--format", "json"}, paths...)...).Output()
@@ -408,7 +408,7 @@ func (l *lab) report(files ...string) answer {
 	if err := json.Unmarshal(js, &rep); err != nil {
 		l.t.Fatalf("report --format json %v: %v", files, err)
 	}
-	a := answer{sentence: attribution.FirstSentence(string(m[1])), verdict: rep.Verdict}
+	a := answer{sentence: attribution.FirstSentence(statement), verdict: rep.Verdict}
 	l.t.Logf("report %s: %s", strings.Join(files, " "), a.sentence)
 	return a
 }
