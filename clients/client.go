@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/sse"
 )
@@ -134,6 +135,9 @@ type Stream struct {
 	Group string // symbol group "AAPL,MSFT,GOOG" (for the records)
 	url   *url.URL
 	opts  *Options
+	// recURL is the URL as records carry it: credentials (user info
+	// password, token=... query parameters) redacted.
+	recURL string
 
 	parser   sse.Parser
 	retry    time.Duration // the server's last valid retry field
@@ -148,7 +152,7 @@ type Stream struct {
 
 // NewStream returns a stream for rawURL with opts (shared, not copied).
 func NewStream(id, group string, u *url.URL, opts *Options) *Stream {
-	return &Stream{ID: id, Group: group, url: u, opts: opts, parser: sse.Parser{MaxLine: opts.MaxLine}}
+	return &Stream{ID: id, Group: group, url: u, recURL: redact.URL(u.String()), opts: opts, parser: sse.Parser{MaxLine: opts.MaxLine}}
 }
 
 // URL is the stream's request URL.
@@ -250,7 +254,7 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 	a := &attempt{s: s}
 	a.rec = session.ConnRecord{
 		ClientID: s.ID, Attempt: s.attempt, Scenario: o.Scenario, Group: s.Group,
-		URL: s.url.Redacted(), Start: time.Now(),
+		URL: s.recURL, Start: time.Now(),
 	}
 	s.put(a.rec)
 	if c := o.Counters; c != nil {
@@ -412,6 +416,7 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	if o.Redact != nil {
 		msg = o.Redact(msg)
 	}
+	msg = redact.Text(msg) // a URL quoted with its token=...
 	a.rec.EndClass = class
 	a.rec.EndMessage = msg
 	a.rec.ClosedBy = session.ClosedByPeer

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -543,7 +544,7 @@ func (h *hopConn) record() session.HopConn {
 	rec := session.HopConn{
 		Proxy: h.p.name, ConnID: h.connID, Hop: h.hop, Request: h.request,
 		LocalAddr: h.local, RemoteAddr: h.remote,
-		Method: h.method, Path: h.path, Status: h.status,
+		Method: h.method, Path: redact.Text(h.path), Status: h.status,
 		Opened: h.open, Closed: h.endAt, ClosedBy: closedByOf(h.closedBy), Ending: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
 		OnUpstreamError: h.upErr,
@@ -616,7 +617,7 @@ func (h *hopConn) event(typ string) ConnEvent {
 	defer h.mu.Unlock()
 	return ConnEvent{
 		Time: time.Now(), Type: typ, Proxy: h.p.name, ConnID: h.connID, Request: h.request, Hop: h.hop,
-		LocalAddr: h.local, RemoteAddr: h.remote, Path: h.path,
+		LocalAddr: h.local, RemoteAddr: h.remote, Path: redact.Text(h.path),
 		ClosedBy: h.closedBy, How: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -64,6 +65,7 @@ func (p *Proxy) liveConns() []*hopConn {
 // faultFired records a fault event and counts it.
 func (p *Proxy) faultFired(ev session.FaultEvent) {
 	p.faultsFired.Add(1)
+	ev.Detail = redact.Text(ev.Detail)
 	if p.session != nil {
 		p.session.Put(ev)
 	}

@@ -66,7 +66,9 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
@@ -386,7 +388,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if p.session != nil {
 		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Hop: session.HopClient, Addr: p.Addr(), URL: p.URL()})
 		if p.upstream != nil {
-			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: p.upstream.String()})
+			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: redact.URL(p.upstream.String())})
 		}
 		p.session.Put(p.Info())
 	}
@@ -422,19 +424,9 @@ func hostPort(u *url.URL) string {
 
 // LoopbackDefault completes a listen address: empty is def, a bare port
 // ("8080" or ":8080") binds 127.0.0.1, an address with a host is kept as
-// given. Every listener of ssestress binds loopback unless told otherwise.
-func LoopbackDefault(addr, def string) string {
-	addr = strings.TrimSpace(addr)
-	switch {
-	case addr == "":
-		return def
-	case !strings.Contains(addr, ":"):
-		return net.JoinHostPort("127.0.0.1", addr)
-	case strings.HasPrefix(addr, ":"):
-		return "127.0.0.1" + addr
-	}
-	return addr
-}
+// given (listenaddr.Loopback: every listener of ssestress binds loopback
+// unless told otherwise).
+func LoopbackDefault(addr, def string) string { return listenaddr.Loopback(addr, def) }
 
 // setupTLS builds the listener's TLS configuration from cfg.
 func (p *Proxy) setupTLS(cfg Config, listen string) error {
@@ -472,17 +464,7 @@ func (p *Proxy) setupTLS(cfg Config, listen string) error {
 func (p *Proxy) CertPEM() []byte { return p.certPEM }
 
 // isLoopback reports whether a listen address binds to loopback only.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(addr string) bool { return listenaddr.IsLoopback(addr) }
 
 // Addr is the proxy's listen address (host:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
@@ -555,9 +537,11 @@ func keepaliveSetting(d time.Duration) time.Duration {
 	return d
 }
 
+// logf passes a log line to Logf, with credentials in the URLs it quotes
+// replaced (redact.Text).
 func (p *Proxy) logf(format string, args ...any) {
 	if p.logfn != nil {
-		p.logfn(format, args...)
+		p.logfn("%s", redact.Text(fmt.Sprintf(format, args...)))
 	}
 }
 

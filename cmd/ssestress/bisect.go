@@ -75,6 +75,7 @@ var bisectCmd = &command{
 			if err := o.check(); err != nil {
 				return err
 			}
+			warnSecrets(fs, stderr)
 			return o.run(ctx, stdout, stderr)
 		}
 	},

@@ -47,6 +47,9 @@ var recordingsCmd = &command{
 				conn := fs.String("conn", "", "only this stream: its conn `ID`, or <proxy>/<conn id>")
 				frames := fs.Int("frames", -1, "frames to print per stream (default: all with --conn, 5 without; 0: none)")
 				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					if flagsSet(fs.FlagSet)["frames"] && *frames < 0 {
+						return usageErrorf("recordings show: --frames must be 0 or more, got %d", *frames)
+					}
 					return recordingsShow(args[0], *conn, *frames, stdout, stderr)
 				}
 			}},
@@ -292,6 +295,7 @@ func recordingsImport(path, out string, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("recordings import: %s: %w", path, err)
 	}
+	rec.Redact() // credentials in the file are not carried into the session file
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
 	w, err := session.Create(out, session.Options{
@@ -304,7 +308,7 @@ func recordingsImport(path, out string, args []string, stdout io.Writer) error {
 	host, _ := os.Hostname()
 	now := time.Now()
 	w.PutMeta(session.MetaRun, session.RunInfo{
-		Tool: "ssestress " + version, Command: "recordings import", Args: args,
+		Tool: "ssestress " + version, Command: "recordings import", Args: redactArgs(args, nil),
 		Host: host, PID: os.Getpid(), StartedAt: now, EndedAt: now,
 	})
 	rec.Store(w)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
@@ -80,7 +81,7 @@ var replayCmd = &command{
 			setup: func(fs *flagSet) action {
 				o := newReplayRunOptions(fs)
 				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
-					o.args = fs.argv
+					o.args, o.flags = fs.argv, fs
 					return o.run(ctx, stdout, stderr)
 				}
 			}},
@@ -111,6 +112,7 @@ func (o *replayServeOptions) run(ctx context.Context, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	o.listen = listenaddr.Loopback(o.listen, replay.DefaultListen) // a bare port is loopback
 	srv, err := replay.Start(o.listen, rec, o.cfg)
 	if err != nil {
 		return badValue("replay serve: --listen "+o.listen, err)
@@ -163,6 +165,7 @@ func serveModes(c replay.Config) string {
 
 // replayRunOptions are the flags of ssestress replay run.
 type replayRunOptions struct {
+	flags           *flagSet // the parsed command line (its secrets are warned about)
 	recording       string
 	target          string
 	scale           int
@@ -256,6 +259,9 @@ func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) er
 		if _, err := liveListenAddr(o.httpAddr); err != nil {
 			return usageErrorf("replay run: %v", err)
 		}
+	}
+	if o.flags != nil {
+		warnSecrets(o.flags, stderr)
 	}
 	rec, err := loadRecording(o.recording, stderr)
 	if err != nil {

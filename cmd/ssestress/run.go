@@ -113,6 +113,7 @@ var runCmd = &command{
 			if err := o.check(); err != nil {
 				return err
 			}
+			warnSecrets(fs, stderr)
 			return o.execute(ctx, stdout, stderr)
 		}
 	},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ type hopFlags struct {
 	onUpstreamError string
 	timeScale       float64
 	capture         bool
+	capturePayload  bool // --capture-payload: the pcap keeps the streams' bytes
 	iface           string
 	pcap            string
 
@@ -44,6 +46,7 @@ func (h *hopFlags) register(fs *flagSet) {
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
 	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
+	registerCapturePayload(fs, &h.capturePayload)
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
 	fs.values(wordsOf(interfaceNames), "iface")
@@ -85,8 +88,8 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	default:
 		return nil, usageErrorf("%s: --on-upstream-error must be reset, eof or abort, not %q", cmd, h.onUpstreamError)
 	}
-	if h.timeScale <= 0 {
-		return nil, usageErrorf("%s: --time-scale must be positive", cmd)
+	if !validTimeScale(h.timeScale) {
+		return nil, usageErrorf("%s: --time-scale must be positive (a finite number), got %v", cmd, h.timeScale)
 	}
 	if h.viaProxy && http2 {
 		return nil, usageErrorf("%s: --http2 with --via-proxy: the in-process proxy's listener speaks HTTP/1.1; run ssestress proxy with TLS and point --target at it", cmd)
@@ -94,8 +97,15 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	if !h.capture && (h.iface != "" || h.pcap != "") {
 		return nil, usageErrorf("%s: --iface and --pcap need --capture", cmd)
 	}
+	if !h.capture && h.capturePayload {
+		return nil, usageErrorf("%s: --capture-payload needs --capture", cmd)
+	}
 	return notes, nil
 }
+
+// validTimeScale reports whether a --time-scale is a finite positive
+// number (NaN and Inf parse as floats).
+func validTimeScale(f float64) bool { return f > 0 && !math.IsInf(f, 1) }
 
 // runTimeScale is the time scale the run's faults act at (1 without the
 // in-process proxy).
@@ -153,7 +163,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		if hp.proxy != nil {
 			addrs = append(addrs[:len(addrs):len(addrs)], hp.proxy.Addr())
 		}
-		c, ports, out, err := startCapture(ctx, target, addrs, h.iface, h.pcap, sessionPath, w)
+		c, ports, out, err := startCapture(ctx, target, addrs, h.iface, h.pcap, h.capturePayload, sessionPath, w)
 		switch {
 		case errors.Is(err, capture.ErrNotPermitted), errors.Is(err, capture.ErrUnsupported):
 			fmt.Fprintf(errOut, "ssestress: note: %v; going on without capture: resets are attributed from socket evidence only (lower confidence)\n", err)
@@ -203,7 +213,7 @@ func splitOrigin(target string) (origin, rest string, err error) {
 // file. iface lists interfaces, comma-separated; without it every
 // interface the traffic to target and addrs goes through gets a capture of
 // its own. Used by run, replay run and proxy.
-func startCapture(ctx context.Context, target string, addrs []string, iface, pcap, sessionPath string, w *session.Writer) (*capture.Multi, []int, string, error) {
+func startCapture(ctx context.Context, target string, addrs []string, iface, pcap string, payload bool, sessionPath string, w *session.Writer) (*capture.Multi, []int, string, error) {
 	var ports []int
 	for _, a := range addrs {
 		if _, p, err := net.SplitHostPort(a); err == nil {
@@ -224,6 +234,6 @@ func startCapture(ctx context.Context, target string, addrs []string, iface, pca
 	if len(ifaces) == 0 {
 		ifaces, _ = capture.Ifaces(ctx, append([]string{target}, addrs...))
 	}
-	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w}, ifaces)
+	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w, Payload: payload}, ifaces)
 	return c, ports, pcap, err
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
@@ -77,6 +78,7 @@ func (o *serveOptions) run(ctx context.Context, stdout io.Writer) error {
 		return usageErrorf("serve: --group-expiry must be positive")
 	}
 	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history, GroupExpiry: o.expiry}
+	o.listen = listenaddr.Loopback(o.listen, feed.DefaultListen) // a bare port is loopback
 	srv, err := feed.StartTLS(o.listen, cfg, tlsConfig)
 	if err != nil {
 		return badValue("serve: --listen "+o.listen, err)
