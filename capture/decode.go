@@ -50,9 +50,9 @@ type packet struct {
 	// headerEnd is where the TCP payload starts in the frame decode was
 	// given: the frame cut there keeps every header and no payload.
 	headerEnd int
-	ttl      uint8
-	ipID     uint16
-	window   uint16
+	ttl       uint8
+	ipID      uint16
+	window    uint16
 }
 
 func (p *packet) has(f uint8) bool { return p.flags&f != 0 }
