@@ -131,7 +131,7 @@ func start(ctx context.Context, cfg Config) (*Capture, error) {
 		f, err := os.OpenFile(cfg.Out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			if errors.Is(err, os.ErrExist) {
-				return nil, fmt.Errorf("capture: %s already exists (choose another --out, or remove it)", cfg.Out)
+				return nil, fmt.Errorf("capture: %s already exists (a pcap is never overwritten)", cfg.Out)
 			}
 			return nil, fmt.Errorf("capture: %w", err)
 		}

@@ -136,6 +136,9 @@ type Config struct {
 	TLSKey        string `json:"tls-key,omitempty"`
 	TLSSelfSigned bool   `json:"tls-self-signed,omitempty"`
 	TLSCertOut    string `json:"tls-cert-out,omitempty"`
+	// TLSCertOutForce replaces an existing TLSCertOut file (--force);
+	// without it an existing file is refused.
+	TLSCertOutForce bool `json:"-"`
 	// TLS, when set, is the listener's TLS configuration as is (for
 	// in-process callers); it replaces the four fields above.
 	TLS *tls.Config `json:"-"`
@@ -433,7 +436,7 @@ func (p *Proxy) setupTLS(cfg Config, listen string) error {
 	if cfg.TLS != nil {
 		p.tlsConfig = cfg.TLS.Clone()
 	} else {
-		opts := tlsutil.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, SelfSigned: cfg.TLSSelfSigned, CertOut: cfg.TLSCertOut}
+		opts := tlsutil.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, SelfSigned: cfg.TLSSelfSigned, CertOut: cfg.TLSCertOut, CertOutForce: cfg.TLSCertOutForce}
 		if !opts.Enabled() {
 			if cfg.TLSCertOut != "" {
 				return fmt.Errorf("%w: --tls-cert-out writes the certificate of --tls-self-signed: give that too", ErrBadConfig)

@@ -163,6 +163,8 @@ func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 	}
 	if o.pcap == "" {
 		o.pcap = freshName("capture", ".pcap", time.Now())
+	} else if err := checkNew("capture", "--pcap", o.pcap); err != nil {
+		return err
 	}
 	var (
 		w   *session.Writer

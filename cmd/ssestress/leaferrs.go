@@ -71,7 +71,9 @@ func (f tlsFlags) explain(err error) error {
 // file; other errors are returned as they are.
 func sessionExists(err error, flagName string) error {
 	if errors.Is(err, session.ErrExists) {
-		return fmt.Errorf("%w (choose another %s, or remove it)", err, flagName)
+		// A bad value of the flag (exit 2): session files are never
+		// replaced, --force or not.
+		return &usageError{msg: fmt.Sprintf("%v (choose another %s, or remove it)", err, flagName), err: err}
 	}
 	return err
 }

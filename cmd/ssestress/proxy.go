@@ -45,6 +45,7 @@ type proxyOptions struct {
 
 	tlsCert, tlsKey, tlsCertOut string
 	tlsSelfSigned               bool
+	force                       bool // --force: replace --tls-cert-out
 	upstreamCA                  string
 	upstreamInsecure            bool
 	upstreamHeaderTimeout       time.Duration
@@ -112,7 +113,8 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "listen with TLS, with a certificate generated at start for loopback and the listen host")
-	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
+	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca (an existing file only with --force)")
+	fs.BoolVar(&o.force, "force", false, fmt.Sprintf(forceUsage, "--tls-cert-out; the MITM CA and its key never are"))
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates `FILE` trusted for an https upstream, besides the system roots")
 	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
 	o.keepalive = dur.Duration(proxy.DefaultKeepalive)
@@ -154,6 +156,11 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if !capt.on && capt.payload {
 		return usageErrorf("proxy: --capture-payload needs --capture")
 	}
+	if capt.pcap != "" {
+		if err := checkNew("proxy", "--pcap", capt.pcap); err != nil {
+			return err
+		}
+	}
 	if capt.on && cfg.Upstream == "" {
 		return usageErrorf("proxy: --capture needs --upstream (forward mode has no fixed server port to filter on)")
 	}
@@ -169,6 +176,12 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		path = defaultSessionPath("proxy", time.Now())
 	}
 	o.mitm.apply(&cfg, set, path)
+	cfg.TLSCertOutForce = o.force
+	if cfg.TLSSelfSigned {
+		if err := checkOutput("proxy", "--tls-cert-out", cfg.TLSCertOut, o.force); err != nil {
+			return err
+		}
+	}
 	if o.flags != nil {
 		warnSecrets(o.flags, stderr)
 	}

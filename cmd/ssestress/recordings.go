@@ -13,6 +13,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
 
+	"github.com/ssestress/ssestress/internal/outfile"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -56,13 +57,14 @@ var recordingsCmd = &command{
 		{name: "export", summary: "streams then frames, one JSON object per line", synopsis: "recordings export FILE --format jsonl [-o FILE]",
 			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
 				format := fs.String("format", "jsonl", "output `FORMAT`: jsonl (one JSON object per line: streams, then frames)")
-				out := fs.String("output", "", "write to this `FILE` instead of stdout (never overwritten)")
+				out := fs.String("output", "", "write to this `FILE` instead of stdout (an existing file only with --force)")
 				fs.alias("o", "output")
+				force := fs.Bool("force", false, fmt.Sprintf(forceUsage, "--output"))
 				fs.deprecated("out", "output", "--out names the session file a command writes")
 				fs.values(words("jsonl"), "format")
 				fs.values(files(), "output", "o")
 				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-					return recordingsExport(args[0], *format, *out, stdout, stderr)
+					return recordingsExport(args[0], *format, *out, *force, stdout, stderr)
 				}
 			}},
 		{name: "import", summary: "read an export back into a new session file", synopsis: "recordings import FILE.jsonl --out FILE.db",
@@ -259,9 +261,12 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func recordingsExport(path, format, out string, stdout, stderr io.Writer) error {
+func recordingsExport(path, format, out string, force bool, stdout, stderr io.Writer) error {
 	if format != "jsonl" {
 		return usageErrorf("recordings export: --format %q: only jsonl is supported", format)
+	}
+	if err := checkOutput("recordings export", "--output", out, force); err != nil {
+		return err
 	}
 	rec, err := loadRecording(path, stderr)
 	if err != nil {
@@ -270,16 +275,18 @@ func recordingsExport(path, format, out string, stdout, stderr io.Writer) error 
 	if out == "" {
 		return recording.Export(stdout, rec)
 	}
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := outfile.Create(out, 0o644, force)
 	if err != nil {
-		return badValue("recordings export: --output", err)
+		return outputError("recordings export", "--output", err)
 	}
 	if err := recording.Export(f, rec); err != nil {
-		f.Close()
-		os.Remove(out) // half an export is no export
+		f.Abort() // half an export is no export
 		return fmt.Errorf("recordings export: %s: %w", out, err)
 	}
-	return f.Close()
+	if err := f.Commit(); err != nil {
+		return outputError("recordings export", "--output", err)
+	}
+	return nil
 }
 
 func recordingsImport(path, out string, args []string, stdout io.Writer) error {

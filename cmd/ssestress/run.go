@@ -27,6 +27,7 @@ import (
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
 	"github.com/ssestress/ssestress/internal/metrics"
+	"github.com/ssestress/ssestress/internal/outfile"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
@@ -747,7 +748,7 @@ func seriesStem(cfg seriesConfig, now time.Time) (string, error) {
 	if cfg.out != "" {
 		stem := strings.TrimSuffix(cfg.out, ".db")
 		if f := exists(stem); f != "" {
-			return "", fmt.Errorf("%s: %s already exists (choose another --out, or remove it)", cfg.command, f)
+			return "", usageErrorf("%s: %s already exists (choose another --out, or remove it)", cfg.command, f)
 		}
 		return stem, nil
 	}
@@ -817,7 +818,7 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(summaryPath, append(raw, '\n'), 0o644); err != nil {
+		if err := outfile.WriteFile(summaryPath, append(raw, '\n'), 0o644, false); err != nil {
 			return fmt.Errorf("%s: summary file: %w", cfg.command, err)
 		}
 	}

@@ -202,7 +202,7 @@ func TestRunRepeatBadInput(t *testing.T) {
 		want string
 		code int
 	}{
-		{[]string{"--repeat=3", "--out=" + filepath.Join(dir, "s.db")}, "run: " + existing + " already exists (choose another --out, or remove it)", 1},
+		{[]string{"--repeat=3", "--out=" + filepath.Join(dir, "s.db")}, "run: " + existing + " already exists (choose another --out, or remove it)", 2},
 		{[]string{"--repeat=-1"}, "run: --repeat must be between 1 and 10000, got -1", 2},
 		{[]string{"--expect=ECONNRESET"}, "run: --expect goes with --repeat N", 2},
 		{[]string{"--repeat=2", "--expect=ECONN RESET"}, `run: --expect "ECONN RESET" is not an error class (e.g. ECONNRESET, HTTP_502, H2_RST_STREAM:CANCEL)`, 2},

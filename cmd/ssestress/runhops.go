@@ -100,6 +100,11 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	if !h.capture && h.capturePayload {
 		return nil, usageErrorf("%s: --capture-payload needs --capture", cmd)
 	}
+	if h.pcap != "" {
+		if err := checkNew(cmd, "--pcap", h.pcap); err != nil {
+			return nil, err
+		}
+	}
 	return notes, nil
 }
 
