@@ -70,9 +70,9 @@ func TestOutputsNeverOverwritten(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		target string                      // the existing file
+		target string                       // the existing file
 		args   func(target string) []string // the command line, without --force
-		force  bool                        // --force is offered and replaces the file
+		force  bool                         // --force is offered and replaces the file
 		// refusedWithForce: --force is accepted but this file is still
 		// never replaced.
 		refusedWithForce bool
