@@ -298,7 +298,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err != nil {
 		return err
 	}
-	if err := checkCapacity(first.Concurrent, 1); err != nil {
+	if err := checkCapacity(first.Concurrent, descriptorsPerStream(false, o.hop.viaProxy)); err != nil {
 		return err
 	}
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {

@@ -458,11 +458,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	perConn := 1
-	if o.cfg.Target == "" {
-		perConn = 2 // the embedded server's side too
-	}
-	if err := checkCapacity(plan.Concurrent(), perConn); err != nil {
+	if err := checkCapacity(plan.Concurrent(), descriptorsPerStream(o.cfg.Target == "", o.hop.viaProxy)); err != nil {
 		return err
 	}
 	errOut := &lockedWriter{w: stderr}
