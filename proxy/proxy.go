@@ -348,7 +348,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	gp := goproxy.NewProxyHttpServer()
 	// Every request goes upstream through roundTrip (onRequest); the
 	// Transport is goproxy's fallback, never used.
-	gp.Tr = &http.Transport{Proxy: nil, DialContext: p.dial, DisableKeepAlives: true, TLSClientConfig: upstreamTLS}
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: p.dial, DisableKeepAlives: true, TLSClientConfig: upstreamTLS,
+		MaxResponseHeaderBytes: maxUpstreamHeader}
 	gp.Logger = proxyLogger{p}
 	gp.ConnectDial = func(network, addr string) (net.Conn, error) { return p.dialer.Dial(network, addr) }
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

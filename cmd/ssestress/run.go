@@ -357,7 +357,8 @@ const maxRepeat = 10000
 // errorClasses are the fixed names errclass.Classify returns.
 var errorClasses = []string{
 	errclass.ECONNRESET, errclass.EPIPE, errclass.ECONNREFUSED, errclass.ETIMEDOUT, errclass.EOF,
-	errclass.UnexpectedEOF, errclass.BadContentType, errclass.LineTooLong, errclass.TLS, errclass.DNS,
+	errclass.UnexpectedEOF, errclass.BadContentType, errclass.LineTooLong, errclass.EventTooLong,
+	errclass.HeaderTooLong, errclass.BadResponse, errclass.MemoryBudget, errclass.TLS, errclass.DNS,
 	errclass.EMFILE, errclass.EADDRNOTAVAIL, errclass.Other,
 }
 
