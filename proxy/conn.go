@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/membudget"
 	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -65,6 +66,16 @@ type hopConn struct {
 	faults atomic.Pointer[connFaults] // nil: no fault attached (fast path)
 	dead   chan struct{}              // closed when the socket is closed
 	closed chan struct{}              // closed when the close is recorded
+
+	// mem is the hop's share of the memory budget: what its delay lines
+	// hold (memory.go).
+	mem     *membudget.Holder
+	memOnce sync.Once
+	// dropCh is closed when the hop is ended past the budget: the delay
+	// lines stop waiting and drop what they hold (memory.go).
+	dropCh   chan struct{}
+	dropOnce sync.Once
+	dropMu   sync.Mutex
 
 	// Delay lines, created when a shaping fault first acts on a side.
 	wline       atomic.Pointer[writeLine]
@@ -480,6 +491,7 @@ func (h *hopConn) close(action, by string, drain bool) error {
 	}
 	err := h.Conn.Close()
 	close(h.dead)
+	h.memRelease() // what the delay lines held goes with them
 	h.detachAll()
 	h.put()
 	close(h.closed)

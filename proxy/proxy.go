@@ -67,6 +67,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/ssestress/ssestress/internal/listenaddr"
+	"github.com/ssestress/ssestress/internal/membudget"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
@@ -125,6 +126,9 @@ type Config struct {
 	TimeScale float64 `json:"time-scale,omitempty"`
 	// API is the control API's address; empty: no API.
 	API string `json:"api,omitempty"`
+	// Budget is the process's memory budget (--max-memory): the delay
+	// lines of shaping faults are charged to it (memory.go). nil: none.
+	Budget *membudget.Budget `json:"-"`
 	// APIToken, when set, is required as "Authorization: Bearer TOKEN" on
 	// every API request. An API on a non-loopback address requires one.
 	APIToken string `json:"api-token,omitempty"`
@@ -191,6 +195,7 @@ type Proxy struct {
 	keepalive       time.Duration // 0: off
 	faultSpecs      []string
 	onUpstreamError string
+	budget          *membudget.Budget // nil: no memory budget
 	session         *session.Writer
 	recorder        *recording.Recorder
 	logfn           func(string, ...any)
@@ -249,7 +254,7 @@ type (
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
-		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken,
+		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken, budget: cfg.Budget,
 		live: map[*hopConn]struct{}{}, events: newBroadcaster(), errs: map[string]int64{},
 		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(), baseCtx: context.Background(),
 	}

@@ -51,6 +51,7 @@ type proxyOptions struct {
 	upstreamHeaderTimeout       time.Duration
 	maxEventSize                int64
 	maxFileSize                 int64
+	mem                         memoryFlags // --max-memory
 	mitm                        mitmFlags // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
 	monitorInterval             time.Duration
 	capture                     struct {
@@ -122,6 +123,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
 	fs.SizeVar(&o.maxEventSize, "max-event-size", 0, "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB or 16MiB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)")
 	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
+	o.mem.register(fs)
 	fs.DurationVar(&o.monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
 	o.mitm.register(fs)
 	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
@@ -182,6 +184,11 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 			return err
 		}
 	}
+	memory, err := o.mem.start("proxy")
+	if err != nil {
+		return err
+	}
+	cfg.Budget = memory.buffers
 	if o.flags != nil {
 		warnSecrets(o.flags, stderr)
 	}
@@ -193,7 +200,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		logLine("ssestress: %v", err)
 	}
 	ss, err := openSession(sessionSpec{
-		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: logOut,
+		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, maxPending: memory.writer, errOut: logOut,
 		info: session.RunInfo{Args: redactArgs(o.args, []string{cfg.APIToken}), Target: redactURL(cfg.Upstream),
 			Config: redactedConfig(cfg), TimeScale: cfg.TimeScale},
 	})

@@ -166,6 +166,8 @@ func serveModes(c replay.Config) string {
 // replayRunOptions are the flags of ssestress replay run.
 type replayRunOptions struct {
 	flags           *flagSet // the parsed command line (its secrets are warned about)
+	mem             memoryFlags   // --max-memory
+	memory          processMemory // the budget as started
 	recording       string
 	target          string
 	scale           int
@@ -210,6 +212,7 @@ func newReplayRunOptions(fs *flagSet) *replayRunOptions {
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-replay-<timestamp>.db; never overwritten)")
 	o.req.register(fs)
 	o.hop.register(fs)
+	o.mem.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
@@ -301,6 +304,10 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err := checkCapacity(first.Concurrent, descriptorsPerStream(false, o.hop.viaProxy)); err != nil {
 		return err
 	}
+	if o.memory, err = o.mem.start("replay run"); err != nil {
+		return err
+	}
+	o.hop.budget = o.memory.buffers
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
 		return err
 	}
@@ -357,7 +364,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
 	targetAddr := clients.HostPort(targetURL)
 	ss, err := openSession(sessionSpec{
-		command: "replay run", path: path, flagName: "--out", errOut: errOut,
+		command: "replay run", path: path, flagName: "--out", maxPending: o.memory.writer, errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario, Target: redactURL(o.target), Config: cfgJSON,
 			TimeScale: o.hop.runTimeScale(), Keepalive: session.Seconds(clients.DefaultKeepalive),
@@ -391,7 +398,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	endings := replay.NewEndings(p, ss.w)
 	baseOpts := clients.Options{
 		Transport: setup.transport, Redact: setup.redact,
-		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters,
+		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters, Budget: o.memory.buffers,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
 	if err := ss.serveLive(o.httpAddr, runMetrics("replay run", p.Scenario, ss.startedAt(), counters, ss.w, setup, 0)); err != nil {

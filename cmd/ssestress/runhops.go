@@ -14,6 +14,7 @@ import (
 
 	"github.com/ssestress/ssestress/capture"
 	"github.com/ssestress/ssestress/internal/dur"
+	"github.com/ssestress/ssestress/internal/membudget"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/proxy"
 )
@@ -33,7 +34,8 @@ type hopFlags struct {
 
 	specs     []proxy.FaultSpec // parsed --fault
 	keepalive dur.Duration
-	cmd       string // the subcommand, for messages: run, replay run
+	cmd       string            // the subcommand, for messages: run, replay run
+	budget    *membudget.Budget // the process's memory budget, shared with the in-process proxy
 }
 
 func (h *hopFlags) register(fs *flagSet) {
@@ -148,7 +150,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		p, err := proxy.Start(ctx, proxy.Config{
 			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
 			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale, Keepalive: keepaliveConfig(time.Duration(h.keepalive)),
-			TLSClientConfig: targetTLS, Session: w,
+			TLSClientConfig: targetTLS, Session: w, Budget: h.budget,
 			// No log line per firing: a run may fire thousands; the
 			// session file and the report hold every one.
 		})

@@ -5,9 +5,10 @@
 // Memory enters through a Holder: a stream asks Grow before it allocates
 // and gives back with Shrink or Release. Past the budget the holders with
 // the largest buffers are ended (their end function is called, once; the
-// stream then ends with the class MEMORY_BUDGET) until the request fits;
-// when the asker is itself the largest, Grow refuses with ErrOver and the
-// asker ends. A fixed share (the session writer's queue) is taken with
+// stream then ends with the class MEMORY_BUDGET) and the request waits,
+// briefly, for them to let go; when the asker is itself the largest, Grow
+// refuses with ErrOver and the asker ends. What is held never passes the
+// budget. A fixed share (the session writer's queue) is taken with
 // Take. The rest of the process (sockets, goroutines, small per-stream
 // state) is not counted here: SetProcessLimit gives the Go runtime the
 // whole budget as its soft memory limit, so the garbage collector works to
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
 )
@@ -57,6 +59,8 @@ type Budget struct {
 	used    int64 // held by holders and taken
 	freeing int64 // held by holders already ended, about to be released
 	holders map[*Holder]struct{}
+	freed   chan struct{} // closed (and replaced) when bytes are given back while requests wait
+	waiting int           // requests waiting on freed
 
 	ended atomic.Int64 // holders ended past the budget
 	peak  atomic.Int64
@@ -67,7 +71,7 @@ func New(limit int64) *Budget {
 	if limit <= 0 {
 		return nil
 	}
-	return &Budget{limit: limit, holders: map[*Holder]struct{}{}}
+	return &Budget{limit: limit, holders: map[*Holder]struct{}{}, freed: make(chan struct{})}
 }
 
 // Limit is the budget in bytes (0: none).
@@ -144,62 +148,104 @@ func (b *Budget) Hold(end func()) *Holder {
 	return &Holder{b: b, end: end}
 }
 
+// maxWait is the longest Grow waits for ended holders to let go of what
+// they hold before it gives up and ends its own holder.
+const maxWait = 250 * time.Millisecond
+
 // Grow asks for n more bytes. Past the budget, the holders that hold the
-// most are ended until n fits (what they hold counts as freed at once:
-// they release it as they end, so the budget is passed by that much until
-// they have); when this holder is the one that holds
-// the most, nothing is ended, Grow returns an *OverError and the holder
+// most are ended until what the others hold leaves room for n, and Grow
+// waits (at most maxWait) for the ended ones to let go, so what is held
+// never passes the budget; when this holder is the one that holds the
+// most, or the wait runs out, Grow returns an *OverError and the holder
 // must end its stream.
 func (h *Holder) Grow(n int64) error {
 	if h == nil || n <= 0 {
 		return nil
 	}
 	b := h.b
-	var toEnd []*Holder
-	b.mu.Lock()
-	if h.ended {
-		held := h.held
-		b.mu.Unlock()
-		return &OverError{Limit: b.limit, Held: held}
-	}
-	for b.used-b.freeing+n > b.limit {
-		var largest *Holder
-		for o := range b.holders {
-			if !o.ended && (largest == nil || o.held > largest.held) {
-				largest = o
-			}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		if largest == nil || largest == h || largest.held <= h.held {
-			// This holder holds the most (or nobody else holds anything):
-			// it ends, and its request is refused.
-			h.ended = true
-			b.freeing += h.held
+	}()
+	b.mu.Lock()
+	for {
+		if h.ended {
 			held := h.held
 			b.mu.Unlock()
-			b.ended.Add(1 + int64(len(toEnd)))
-			for _, o := range toEnd {
-				if o.end != nil {
-					o.end()
+			return &OverError{Limit: b.limit, Held: held}
+		}
+		if b.used+n <= b.limit {
+			break
+		}
+		var toEnd []*Holder
+		refused := false
+		for b.used-b.freeing+n > b.limit {
+			var largest *Holder
+			for o := range b.holders {
+				if !o.ended && o != h && (largest == nil || o.held > largest.held) {
+					largest = o
 				}
 			}
-			return &OverError{Limit: b.limit, Held: held + n}
+			if largest == nil || largest.held <= h.held {
+				refused = true // this holder holds the most
+				break
+			}
+			largest.ended = true
+			b.freeing += largest.held
+			toEnd = append(toEnd, largest)
 		}
-		largest.ended = true
-		b.freeing += largest.held
-		toEnd = append(toEnd, largest)
+		if refused {
+			h.end0()
+		}
+		freed := b.freed
+		if !refused {
+			b.waiting++
+		}
+		b.mu.Unlock()
+		b.ended.Add(int64(len(toEnd)))
+		for _, o := range toEnd {
+			if o.end != nil {
+				o.end()
+			}
+		}
+		if refused {
+			return &OverError{Limit: b.limit, Held: h.Held() + n}
+		}
+		// Room is promised by the holders ended: wait for them to let go.
+		if timer == nil {
+			timer = time.NewTimer(maxWait)
+		}
+		select {
+		case <-freed:
+			b.mu.Lock()
+			b.waiting--
+		case <-timer.C:
+			b.mu.Lock()
+			b.waiting--
+			if b.used+n > b.limit {
+				h.end0()
+				held := h.held
+				b.mu.Unlock()
+				return &OverError{Limit: b.limit, Held: held + n}
+			}
+		}
 	}
 	h.held += n
 	b.used += n
 	b.holders[h] = struct{}{}
 	b.notePeak()
 	b.mu.Unlock()
-	b.ended.Add(int64(len(toEnd)))
-	for _, o := range toEnd {
-		if o.end != nil {
-			o.end()
-		}
-	}
 	return nil
+}
+
+// end0 marks the holder ended by its own request (b.mu held): what it
+// holds is about to be released.
+func (h *Holder) end0() {
+	h.ended = true
+	h.b.freeing += h.held
+	h.b.ended.Add(1)
 }
 
 // Shrink gives n bytes back.
@@ -217,6 +263,10 @@ func (h *Holder) Shrink(n int64) {
 	}
 	if h.held == 0 {
 		delete(b.holders, h)
+	}
+	if b.waiting > 0 { // wake the requests waiting for room
+		close(b.freed)
+		b.freed = make(chan struct{})
 	}
 	b.mu.Unlock()
 }
