@@ -52,7 +52,7 @@ type proxyOptions struct {
 	maxEventSize                int64
 	maxFileSize                 int64
 	mem                         memoryFlags // --max-memory
-	mitm                        mitmFlags // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
+	mitm                        mitmFlags   // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
 	monitorInterval             time.Duration
 	capture                     struct {
 		on, payload bool

@@ -165,7 +165,7 @@ func serveModes(c replay.Config) string {
 
 // replayRunOptions are the flags of ssestress replay run.
 type replayRunOptions struct {
-	flags           *flagSet // the parsed command line (its secrets are warned about)
+	flags           *flagSet      // the parsed command line (its secrets are warned about)
 	mem             memoryFlags   // --max-memory
 	memory          processMemory // the budget as started
 	recording       string
