@@ -164,14 +164,15 @@ type Stream struct {
 func NewStream(id, group string, u *url.URL, opts *Options) *Stream {
 	s := &Stream{ID: id, Group: group, url: u, recURL: redact.URL(u.String()), opts: opts, parser: sse.Parser{MaxLine: opts.MaxLine}}
 	if opts.Budget != nil {
-		s.parser.Grow = s.grow
+		s.parser.Grow, s.parser.Shrink = s.grow, s.shrink
 	}
 	return s
 }
 
-// grow charges n more bytes of the parser's buffers to the attempt's
-// share of the budget.
+// grow charges a new buffer of the parser's to the attempt's share of the
+// budget; shrink gives back the one it replaced.
 func (s *Stream) grow(n int) error { return s.hold.Grow(int64(n)) }
+func (s *Stream) shrink(n int)     { s.hold.Shrink(int64(n)) }
 
 // URL is the stream's request URL.
 func (s *Stream) URL() *url.URL { return s.url }

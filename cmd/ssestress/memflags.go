@@ -14,11 +14,16 @@ import (
 // start (membudget.Default: /proc/meminfo's MemAvailable, or the cgroup's
 // limit when lower). It is spent so:
 //
-//   - the Go runtime gets all of it as its soft memory limit, so the
-//     collector works to keep the whole process under it;
-//   - half of it is the budget the peers' data may fill: the clients' line
-//     and event buffers and the proxy's delay lines grow only by asking it,
-//     and past it the streams holding the most end (MEMORY_BUDGET);
+//   - the Go runtime gets three quarters of it as its soft memory limit,
+//     so the collector works to keep the whole process under it (the
+//     binary, stacks and memory freed but not yet returned to the system
+//     are the margin);
+//   - three eighths of it are the budget the peers' data may fill: the
+//     clients' line and event buffers and the proxy's delay lines grow
+//     only by asking it (a buffer being replaced counts with the new one
+//     until it is copied), and past it the streams holding the most end
+//     (MEMORY_BUDGET); what they leave behind is garbage the collector
+//     reclaims within the runtime's limit;
 //   - out of that half, the session writer's queue takes its bound
 //     (session.DefaultMaxPendingBytes, less when the budget is small):
 //     past it records are dropped and counted, never queued without end.
@@ -89,8 +94,11 @@ func (m *memoryFlags) start(cmd string) (processMemory, error) {
 	if limit < minMaxMemory {
 		return processMemory{}, usageErrorf("%s: --max-memory %s is too small: at least %s", cmd, clients.Bytes(uint64(limit)), clients.Bytes(minMaxMemory))
 	}
-	membudget.SetProcessLimit(limit)
-	pm := processMemory{limit: limit, buffers: membudget.New(limit / 2)}
+	// The runtime's soft limit sits below the budget: the resident set
+	// also holds the binary, and memory the collector freed reaches the
+	// system a moment later.
+	membudget.SetProcessLimit(limit - limit/4)
+	pm := processMemory{limit: limit, buffers: membudget.New(limit / 8 * 3)}
 	want := min(int64(session.DefaultMaxPendingBytes), limit/8)
 	pm.writer = max(pm.buffers.Take(want), 1<<20)
 	return pm, nil

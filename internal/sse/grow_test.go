@@ -19,7 +19,7 @@ func TestGrowAskedBeforeBuffersGrow(t *testing.T) {
 		}
 		asked += n
 		return nil
-	}}
+	}, Shrink: func(n int) { asked -= n }}
 	line := append(append([]byte("data: "), bytes.Repeat([]byte("z"), 16<<10)...), '\n')
 	var err error
 	fed := 0

@@ -121,11 +121,14 @@ type Parser struct {
 	// zero means DefaultMaxEvent.
 	MaxEvent int
 	// Grow, when set, is asked before the parser enlarges its line or
-	// event buffer, with the bytes it is about to add (the new capacity
-	// less the old; it never grows a buffer past its bound). An error
-	// refuses them: Feed returns it, and the parser refuses further input,
-	// as past a bound. The load clients charge a shared memory budget so.
-	Grow func(n int) error
+	// event buffer, with the new buffer's whole size (it never grows a
+	// buffer past its bound); once the old buffer is copied, Shrink is
+	// told the old one's size. An error refuses the new buffer: Feed
+	// returns it, and the parser refuses further input, as past a bound.
+	// The load clients charge a shared memory budget so: old and new are
+	// both held while one is copied into the other.
+	Grow   func(n int) error
+	Shrink func(n int)
 
 	started   bool   // BOM check done
 	bomSeen   []byte // BOM prefix bytes held back while undecided
@@ -150,7 +153,7 @@ func (p *Parser) SetLastEventID(id string) { p.lastID, p.idBuf = id, id }
 // Reset forgets any partial line and event, as a new connection must, but
 // keeps the last event ID.
 func (p *Parser) Reset() {
-	*p = Parser{MaxLine: p.MaxLine, MaxEvent: p.MaxEvent, Grow: p.Grow, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
+	*p = Parser{MaxLine: p.MaxLine, MaxEvent: p.MaxEvent, Grow: p.Grow, Shrink: p.Shrink, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
 }
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
@@ -305,13 +308,17 @@ func (p *Parser) room(buf *[]byte, n, bound int) error {
 		return nil
 	}
 	newCap := min(max(2*cap(*buf), need, 512), max(bound, need))
-	if err := p.Grow(newCap - cap(*buf)); err != nil {
+	if err := p.Grow(newCap); err != nil {
 		p.err = err
 		return err
 	}
+	old := cap(*buf)
 	nb := make([]byte, len(*buf), newCap)
 	copy(nb, *buf)
 	*buf = nb
+	if p.Shrink != nil {
+		p.Shrink(old)
+	}
 	return nil
 }
 
