@@ -226,21 +226,28 @@ func (r *Recorder) credential(name string) bool {
 	return !r.opts.NoRedact && (redact.Name(name) || r.redact[strings.ToLower(name)])
 }
 
-// clean copies h with the redacted headers' values replaced, and adds the
-// names it redacted to names.
+// clean copies h with the redacted headers' values replaced, and the
+// credentials other headers quote (a server echoing "Bearer xyz" or a URL
+// with its token into a Content-Type or a Location) replaced in theirs
+// (redact.Text); it adds the names it changed to names.
 func (r *Recorder) clean(h http.Header, names *[]string) http.Header {
 	if h == nil {
 		return nil
 	}
 	out := h.Clone()
 	for k, vs := range out {
-		if !r.credential(k) {
-			continue
+		changed := false
+		for i, v := range vs {
+			switch {
+			case r.credential(k):
+				vs[i], changed = RedactedValue, true
+			case !r.opts.NoRedact:
+				if t := redact.Text(v); t != v {
+					vs[i], changed = t, true
+				}
+			}
 		}
-		for i := range vs {
-			vs[i] = RedactedValue
-		}
-		if !contains(*names, k) {
+		if changed && !contains(*names, k) {
 			*names = append(*names, k)
 		}
 	}

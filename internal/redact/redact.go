@@ -176,8 +176,64 @@ func URL(raw string) string {
 
 // Text replaces credentials inside free text: the values of credential
 // parameters (name=value after '?', '&', ';', a space, a quote or the
-// start) and passwords in URLs' user info (scheme://user:password@).
+// start), passwords in URLs' user info (scheme://user:password@), and the
+// credential after an authorization scheme (Bearer xyz, Basic xyz), as a
+// server quoting a request's Authorization in an error shows it.
 func Text(s string) string {
+	return schemes(params(s))
+}
+
+// authSchemes are the authorization schemes whose next word is a
+// credential, lower-cased with the space after them. A word shorter than
+// minCredential is taken for prose ("a bearer of news").
+var authSchemes = []string{"bearer ", "basic "}
+
+const minCredential = 8
+
+// schemes replaces the word after an authorization scheme.
+func schemes(s string) string {
+	lower := ""
+	for _, sc := range authSchemes {
+		if len(s) < len(sc) {
+			continue
+		}
+		if lower == "" {
+			lower = strings.ToLower(s)
+		}
+		for from := 0; ; {
+			i := strings.Index(lower[from:], sc)
+			if i < 0 {
+				break
+			}
+			i += from
+			start := i + len(sc)
+			end := start
+			for end < len(s) && tokenChar(s[end]) {
+				end++
+			}
+			from = start
+			if (i > 0 && isLetter(lower[i-1])) || end-start < minCredential || s[start:end] == Marker {
+				continue
+			}
+			s = s[:start] + Marker + s[end:]
+			lower = lower[:start] + Marker + lower[end:]
+			from = start + len(Marker)
+		}
+	}
+	return s
+}
+
+// tokenChar reports whether c may be part of an authorization credential
+// (RFC 7235 token68).
+func tokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '='
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' }
+
+// params replaces the values of credential parameters and URL passwords.
+func params(s string) string {
 	if !strings.ContainsAny(s, "=@") {
 		return s
 	}

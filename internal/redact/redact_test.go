@@ -72,6 +72,8 @@ func TestText(t *testing.T) {
 		"upstream https://bob:" + secret + "@10.0.0.1/feed failed",
 		"key=" + secret,
 		"(sig=" + secret + ")",
+		"text/plain; seen=Bearer " + secret,
+		`content type "x; a=Basic ` + secret + `" is not text/event-stream`,
 	} {
 		got := Text(in)
 		if strings.Contains(got, secret) || !strings.Contains(got, Marker) {
@@ -81,7 +83,7 @@ func TestText(t *testing.T) {
 			t.Errorf("Text is not idempotent on %q", got)
 		}
 	}
-	for _, in := range []string{"a=b c=d", "symbols=AAPL,MSFT", "mail bob@example.com", "x == y", "path/key=v"} {
+	for _, in := range []string{"a=b c=d", "symbols=AAPL,MSFT", "mail bob@example.com", "x == y", "path/key=v", "a bearer of news", "Bearer"} {
 		if got := Text(in); got != in {
 			t.Errorf("Text(%q) = %q, want it unchanged", in, got)
 		}
