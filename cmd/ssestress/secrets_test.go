@@ -22,7 +22,7 @@ import (
 var testSecrets = map[string]string{
 	"--token-file":     "S3cr3t-tokenfile-a41f09c2",
 	"--token-env":      "S3cr3t-tokenenv-b52e18d3",
-	"--header-file":    "S3cr3t-xapikey-c63d27e4", // X-Api-Key
+	"--header-file":    "S3cr3t-xapikey-c63d27e4",  // X-Api-Key
 	"--header-env":     "S3cr3t-xauthtok-d74c36f5", // X-Auth-Token
 	"--cookie-file":    "S3cr3t-cookiefile-e85b4506",
 	"--cookie-env":     "S3cr3t-cookieenv-f96a5617",
