@@ -25,16 +25,7 @@ func outputSources(t *testing.T, ctx context.Context, dir string) (sess, jsonl, 
 		"--monitor-interval=200ms", "--event-rate=600", "--out="+sess); code != 0 {
 		t.Fatalf("run: exit %d: %s", code, stderr)
 	}
-	jsonl = filepath.Join(dir, "src.jsonl")
-	lines := `{"record":"stream","proxy":"p","conn_id":"p-1","method":"GET","path":"/stream","query":"symbols=AAPL","start":"2026-01-01T00:00:00Z","status":200,"resp_header":{"Content-Type":["text/event-stream"]},"resp_at_s":0.001}` + "\n" +
-		`{"record":"event","proxy":"p","conn_id":"p-1","seq":0,"offset_s":0.01,"kind":"event","id":"1","data":"x"}` + "\n"
-	if err := os.WriteFile(jsonl, []byte(lines), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	recDB = filepath.Join(dir, "src-rec.db")
-	if _, stderr, code := runCLI(t, ctx, "recordings", "import", jsonl, "--out", recDB); code != 0 {
-		t.Fatalf("import: exit %d: %s", code, stderr)
-	}
+	jsonl, recDB = importedRecording(t, ctx, dir)
 	gdir := filepath.Join(dir, "src-graphs")
 	if _, stderr, code := runCLI(t, ctx, "report", sess, "--graphs", gdir); code != 0 {
 		t.Fatalf("report --graphs: exit %d: %s", code, stderr)

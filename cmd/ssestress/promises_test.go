@@ -59,7 +59,7 @@ func TestBarePortIsLoopback(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
-	_, _, recDB, _ := outputSourcesRecording(t, ctx, dir)
+	_, recDB := importedRecording(t, ctx, dir)
 	loop := `http://(127\.0\.0\.1):\d+`
 	for _, tc := range []struct {
 		args []string
@@ -82,20 +82,21 @@ func TestBarePortIsLoopback(t *testing.T) {
 	}
 }
 
-// outputSourcesRecording imports a small recording: its jsonl and file.
-func outputSourcesRecording(t *testing.T, ctx context.Context, dir string) (string, string, string, []string) {
+// importedRecording imports a small recording (one stream, one event):
+// its jsonl and its session file.
+func importedRecording(t *testing.T, ctx context.Context, dir string) (jsonl, recDB string) {
 	t.Helper()
-	jsonl := filepath.Join(dir, "rec.jsonl")
+	jsonl = filepath.Join(dir, "rec.jsonl")
 	lines := `{"record":"stream","proxy":"p","conn_id":"p-1","method":"GET","path":"/stream","query":"symbols=AAPL","start":"2026-01-01T00:00:00Z","status":200,"resp_header":{"Content-Type":["text/event-stream"]},"resp_at_s":0.001}` + "\n" +
 		`{"record":"event","proxy":"p","conn_id":"p-1","seq":0,"offset_s":0.01,"kind":"event","id":"1","data":"x"}` + "\n"
 	if err := os.WriteFile(jsonl, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	recDB := filepath.Join(dir, "rec.db")
+	recDB = filepath.Join(dir, "rec.db")
 	if _, stderr, code := runCLI(t, ctx, "recordings", "import", jsonl, "--out", recDB); code != 0 {
 		t.Fatalf("import: exit %d: %s", code, stderr)
 	}
-	return "", jsonl, recDB, nil
+	return jsonl, recDB
 }
 
 // TestOutOfRangeValues: every out-of-range value is refused with one line
@@ -104,7 +105,7 @@ func TestOutOfRangeValues(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
 	defer cancel()
-	_, _, recDB, _ := outputSourcesRecording(t, ctx, dir)
+	_, recDB := importedRecording(t, ctx, dir)
 	dead := "http://" + closedPort(t)
 	badStatus := func(status string) string {
 		p := filepath.Join(dir, "status"+status+".jsonl")
