@@ -34,9 +34,17 @@ var ErrNotPermitted = errors.New("packet capture not permitted (needs root or CA
 // interfaces that are neither Ethernet nor loopback.
 var ErrUnsupported = errors.New("packet capture not supported")
 
-// DefaultSnaplen is the capture length: whole packets, as loopback with
-// segmentation offload carries up to 64 KiB per packet.
+// DefaultSnaplen is the capture length with Config.Payload: whole packets,
+// as loopback with segmentation offload carries up to 64 KiB per packet.
 const DefaultSnaplen = 262144
+
+// HeaderSnaplen is the capture length without Config.Payload: room for the
+// longest Ethernet, IP (IPv4 with options, or IPv6) and TCP (with options)
+// headers. Each packet is then cut where its TCP payload starts, so the
+// file holds no byte of any stream (no request line, no header, no token)
+// while attribution keeps all it reads: addresses, ports, flags, sequence
+// numbers, TTLs and payload lengths (from the IP header).
+const HeaderSnaplen = 14 + 60 + 60
 
 // DefaultBufferSize is the capture socket's receive buffer: room for about
 // a quarter of a second of 50,000 small packets per second while the
@@ -59,8 +67,13 @@ type Config struct {
 	// Out is the pcap file to write; "" writes none. An existing file is
 	// never overwritten.
 	Out string
-	// Snaplen cuts each packet to this many bytes (default DefaultSnaplen).
+	// Snaplen cuts each packet to this many bytes (default HeaderSnaplen,
+	// DefaultSnaplen with Payload).
 	Snaplen int
+	// Payload keeps the TCP payload in the pcap file (up to Snaplen).
+	// Without it every packet is cut at the end of its TCP header: payloads
+	// hold credentials (Authorization headers, cookies, tokens in URLs).
+	Payload bool
 	// BufferSize is the socket's receive buffer (default DefaultBufferSize).
 	BufferSize int
 	// Session receives the flow summaries and, at Stop, the capture's

@@ -47,9 +47,12 @@ type packet struct {
 	seq, ack uint32
 	flags    uint8
 	payload  int // TCP payload length from the IP header, even when the capture was cut short
-	ttl      uint8
-	ipID     uint16
-	window   uint16
+	// headerEnd is where the TCP payload starts in the frame decode was
+	// given: the frame cut there keeps every header and no payload.
+	headerEnd int
+	ttl       uint8
+	ipID      uint16
+	window    uint16
 }
 
 func (p *packet) has(f uint8) bool { return p.flags&f != 0 }
@@ -101,6 +104,7 @@ func supportedLink(link linkType) bool {
 // for anything but a TCP segment over IPv4 or IPv6 (ARP, UDP, fragments,
 // IPv6 extension headers, malformed frames).
 func (d *decoder) decode(link linkType, data []byte, ts time.Time, p *packet) bool {
+	frameLen := len(data)
 	var parser *gopacket.DecodingLayerParser
 	d.outgoing = false
 	switch link {
@@ -191,6 +195,7 @@ func (d *decoder) decode(link linkType, data []byte, ts time.Time, p *packet) bo
 		p.payload = 0
 	}
 	p.ts = ts.Truncate(time.Microsecond)
+	p.headerEnd = frameLen - len(tcp.LayerPayload())
 	p.seq, p.ack, p.window = tcp.Seq, tcp.Ack, tcp.Window
 	p.flags = 0
 	for _, f := range [...]struct {

@@ -84,7 +84,10 @@ type Capture struct {
 // Stop does; Stop must still be called to collect the result.
 func Start(ctx context.Context, cfg Config) (*Capture, error) {
 	if cfg.Snaplen <= 0 {
-		cfg.Snaplen = DefaultSnaplen
+		cfg.Snaplen = HeaderSnaplen
+		if cfg.Payload {
+			cfg.Snaplen = DefaultSnaplen
+		}
 	}
 	if cfg.BufferSize <= 0 {
 		cfg.BufferSize = DefaultBufferSize
@@ -128,7 +131,7 @@ func start(ctx context.Context, cfg Config) (*Capture, error) {
 		f, err := os.OpenFile(cfg.Out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			if errors.Is(err, os.ErrExist) {
-				return nil, fmt.Errorf("capture: %s already exists (choose another --out, or remove it)", cfg.Out)
+				return nil, fmt.Errorf("capture: %s already exists (a pcap is never overwritten)", cfg.Out)
 			}
 			return nil, fmt.Errorf("capture: %w", err)
 		}
@@ -337,6 +340,9 @@ func (c *Capture) process(data []byte, ci gopacket.CaptureInfo) {
 	}
 	if c.pw == nil || c.writeFails {
 		return
+	}
+	if !c.cfg.Payload && c.pkt.headerEnd > 0 && c.pkt.headerEnd < len(data) {
+		data = data[:c.pkt.headerEnd] // headers only: no byte of the streams
 	}
 	ci.Timestamp = c.pkt.ts
 	ci.CaptureLength = len(data)

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"mime"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/membudget"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/sse"
 )
@@ -104,6 +107,11 @@ type Options struct {
 	// connection got (0: written only at open and close).
 	Checkpoint time.Duration
 
+	// Budget is the process's memory budget (--max-memory) the streams'
+	// line and event buffers are charged to: past it the streams holding
+	// the most end with MEMORY_BUDGET (nil: no budget).
+	Budget *membudget.Budget
+
 	// Recorder receives ConnRecords and ErrorRecords (nil: none written).
 	Recorder Recorder
 	// Counters accumulates totals (nil: not counted).
@@ -134,6 +142,9 @@ type Stream struct {
 	Group string // symbol group "AAPL,MSFT,GOOG" (for the records)
 	url   *url.URL
 	opts  *Options
+	// recURL is the URL as records carry it: credentials (user info
+	// password, token=... query parameters) redacted.
+	recURL string
 
 	parser   sse.Parser
 	retry    time.Duration // the server's last valid retry field
@@ -144,12 +155,24 @@ type Stream struct {
 	// localBackoff) whatever retry the server asked for.
 	localFailures int
 	attempt       int
+	// hold is the attempt's share of Options.Budget: the parser asks it
+	// before its buffers grow.
+	hold *membudget.Holder
 }
 
 // NewStream returns a stream for rawURL with opts (shared, not copied).
 func NewStream(id, group string, u *url.URL, opts *Options) *Stream {
-	return &Stream{ID: id, Group: group, url: u, opts: opts, parser: sse.Parser{MaxLine: opts.MaxLine}}
+	s := &Stream{ID: id, Group: group, url: u, recURL: redact.URL(u.String()), opts: opts, parser: sse.Parser{MaxLine: opts.MaxLine}}
+	if opts.Budget != nil {
+		s.parser.Grow, s.parser.Shrink = s.grow, s.shrink
+	}
+	return s
 }
+
+// grow charges a new buffer of the parser's to the attempt's share of the
+// budget; shrink gives back the one it replaced.
+func (s *Stream) grow(n int) error { return s.hold.Grow(int64(n)) }
+func (s *Stream) shrink(n int)     { s.hold.Shrink(int64(n)) }
 
 // URL is the stream's request URL.
 func (s *Stream) URL() *url.URL { return s.url }
@@ -234,13 +257,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // attempt is the state of one connection attempt; its counters are owned
 // by the stream's goroutine and published through the records.
 type attempt struct {
-	s         *Stream
-	rec       session.ConnRecord
-	now       time.Time // time of the current read
-	saved     time.Time // last time rec was written
-	lastByte  time.Time
-	lastEvent time.Time
-	batch     struct{ events, comments int64 }
+	s *Stream
+	// overBudget is set when another stream's request ended this one to
+	// free the budget; body is what that closes.
+	overBudget atomic.Bool
+	bodyMu     sync.Mutex
+	body       io.Closer
+	rec        session.ConnRecord
+	now        time.Time // time of the current read
+	saved      time.Time // last time rec was written
+	lastByte   time.Time
+	lastEvent  time.Time
+	batch      struct{ events, comments int64 }
 }
 
 // connect runs one attempt from dial to the end of the stream. permanent
@@ -250,13 +278,20 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 	a := &attempt{s: s}
 	a.rec = session.ConnRecord{
 		ClientID: s.ID, Attempt: s.attempt, Scenario: o.Scenario, Group: s.Group,
-		URL: s.url.Redacted(), Start: time.Now(),
+		URL: s.recURL, Start: time.Now(),
 	}
 	s.put(a.rec)
 	if c := o.Counters; c != nil {
 		c.Attempts.Add(1)
 	}
 	s.parser.Reset()
+	if o.Budget != nil {
+		s.hold = o.Budget.Hold(a.endOverBudget)
+		defer func() {
+			s.parser.Reset() // the buffers go with the share
+			s.hold.Release()
+		}()
+	}
 
 	req := s.request()
 	var info ConnInfo
@@ -270,6 +305,7 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 		return false, a.end(ctx, err)
 	}
 	defer resp.Body.Close()
+	a.setBody(resp.Body)
 	now := time.Now()
 	a.rec.FirstByte, a.lastByte, a.saved = now, now, now
 	a.rec.Status = resp.StatusCode
@@ -308,8 +344,34 @@ func (s *Stream) connect(ctx context.Context) (permanent bool, err error) {
 			}
 		}
 		if rerr != nil {
+			if a.overBudget.Load() {
+				rerr = &membudget.OverError{Limit: o.Budget.Limit(), Held: s.hold.Held()}
+			}
 			return false, a.end(ctx, rerr)
 		}
+	}
+}
+
+// endOverBudget ends the attempt for another stream's sake: its share of
+// the memory budget is needed (membudget calls it, once).
+func (a *attempt) endOverBudget() {
+	a.overBudget.Store(true)
+	a.bodyMu.Lock()
+	b := a.body
+	a.bodyMu.Unlock()
+	if b != nil {
+		b.Close()
+	}
+}
+
+// setBody notes the response body endOverBudget closes; when the attempt
+// was ended before it came, it is closed at once.
+func (a *attempt) setBody(b io.Closer) {
+	a.bodyMu.Lock()
+	a.body = b
+	a.bodyMu.Unlock()
+	if a.overBudget.Load() {
+		b.Close()
 	}
 }
 
@@ -412,10 +474,11 @@ func (a *attempt) end(ctx context.Context, err error) error {
 	if o.Redact != nil {
 		msg = o.Redact(msg)
 	}
+	msg = redact.Text(msg) // a URL quoted with its token=...
 	a.rec.EndClass = class
 	a.rec.EndMessage = msg
 	a.rec.ClosedBy = session.ClosedByPeer
-	if errors.Is(err, sse.ErrLineTooLong) || errors.Is(err, sse.ErrEventTooLong) {
+	if errors.Is(err, sse.ErrLineTooLong) || errors.Is(err, sse.ErrEventTooLong) || errors.Is(err, membudget.ErrOver) {
 		a.rec.ClosedBy = session.ClosedBySelf
 	}
 	s.put(a.rec)

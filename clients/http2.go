@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,7 @@ func (t *HTTP2) init() {
 		t.tlsTr = &http2.Transport{
 			TLSClientConfig:    t.TLSConfig,
 			DisableCompression: true, // an event stream is read as sent
+			MaxHeaderListSize:  h2HeaderListCeiling,
 			DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 				return t.dial(ctx, addr, cfg)
 			},
@@ -115,6 +117,7 @@ func (t *HTTP2) init() {
 		t.plainTr = &http2.Transport{
 			AllowHTTP:          true,
 			DisableCompression: true,
+			MaxHeaderListSize:  h2HeaderListCeiling,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 				return t.dial(ctx, addr, nil)
 			},
@@ -207,7 +210,17 @@ func (t *HTTP2) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 		if timedOut.Load() && ctx.Err() == nil {
 			return nil, fmt.Errorf("no response headers within %v: %w", orDefault(t.HeaderTimeout, DefaultHeaderTimeout), os.ErrDeadlineExceeded)
 		}
+		// x/net/http2 has no typed error for a header list past
+		// MaxHeaderListSize: its message is all there is to tell it by.
+		if strings.Contains(err.Error(), "response header list larger than") {
+			return nil, &HeaderTooLongError{Max: DefaultMaxHeaderBytes}
+		}
 		return nil, err
+	}
+	if headerListSize(resp.Header) > DefaultMaxHeaderBytes {
+		resp.Body.Close()
+		cancel()
+		return nil, &HeaderTooLongError{Max: DefaultMaxHeaderBytes}
 	}
 	if !stopped {
 		// The timer fired just as the headers arrived: the stream is
@@ -218,6 +231,27 @@ func (t *HTTP2) Open(ctx context.Context, req *http.Request, info *ConnInfo) (*h
 	}
 	resp.Body = &h2Body{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// h2HeaderListCeiling is the most x/net/http2 decodes of one response's
+// headers. The bound a response is held to is DefaultMaxHeaderBytes, as
+// over HTTP/1.1 and in the proxy (headerListSize counts it): x/net ends
+// the whole connection with PROTOCOL_ERROR when a header list passes its
+// own ceiling by more than one frame, so the ceiling sits above the bound
+// and a list between the two is told apart as HEADER_TOO_LONG. Past the
+// ceiling it is the connection's PROTOCOL_ERROR.
+const h2HeaderListCeiling = 4 * DefaultMaxHeaderBytes
+
+// headerListSize is the size of a header list as HTTP/2 counts it (RFC
+// 9113 §6.5.2: name, value and 32 bytes per field).
+func headerListSize(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // h2Body releases the stream's context when the stream is closed.

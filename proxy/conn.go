@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/membudget"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -64,6 +66,16 @@ type hopConn struct {
 	faults atomic.Pointer[connFaults] // nil: no fault attached (fast path)
 	dead   chan struct{}              // closed when the socket is closed
 	closed chan struct{}              // closed when the close is recorded
+
+	// mem is the hop's share of the memory budget: what its delay lines
+	// hold (memory.go).
+	mem     *membudget.Holder
+	memOnce sync.Once
+	// dropCh is closed when the hop is ended past the budget: the delay
+	// lines stop waiting and drop what they hold (memory.go).
+	dropCh   chan struct{}
+	dropOnce sync.Once
+	dropMu   sync.Mutex
 
 	// Delay lines, created when a shaping fault first acts on a side.
 	wline       atomic.Pointer[writeLine]
@@ -479,6 +491,7 @@ func (h *hopConn) close(action, by string, drain bool) error {
 	}
 	err := h.Conn.Close()
 	close(h.dead)
+	h.memRelease() // what the delay lines held goes with them
 	h.detachAll()
 	h.put()
 	h.p.counts.closed1(h)
@@ -544,7 +557,7 @@ func (h *hopConn) record() session.HopConn {
 	rec := session.HopConn{
 		Proxy: h.p.name, ConnID: h.connID, Hop: h.hop, Request: h.request,
 		LocalAddr: h.local, RemoteAddr: h.remote,
-		Method: h.method, Path: h.path, Status: h.status,
+		Method: h.method, Path: redact.Text(h.path), Status: h.status,
 		Opened: h.open, Closed: h.endAt, ClosedBy: closedByOf(h.closedBy), Ending: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
 		OnUpstreamError: h.upErr,
@@ -617,7 +630,7 @@ func (h *hopConn) event(typ string) ConnEvent {
 	defer h.mu.Unlock()
 	return ConnEvent{
 		Time: time.Now(), Type: typ, Proxy: h.p.name, ConnID: h.connID, Request: h.request, Hop: h.hop,
-		LocalAddr: h.local, RemoteAddr: h.remote, Path: h.path,
+		LocalAddr: h.local, RemoteAddr: h.remote, Path: redact.Text(h.path),
 		ClosedBy: h.closedBy, How: h.how, Class: h.class,
 		BytesUp: h.bytesUp.Load(), BytesDown: h.bytesDown.Load(), EventsDown: h.eventsDown.Load(),
 	}

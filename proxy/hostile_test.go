@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -286,6 +287,28 @@ func TestHostileUpstream(t *testing.T) {
 			t.Fatalf("upstream hop has no error class: %+v", uh)
 		}
 		t.Logf("upstream hop class %s", uh.Class)
+	})
+
+	t.Run("more than 1 MiB of small headers", func(t *testing.T) {
+		var block strings.Builder
+		for i := range 40000 { // about 30 bytes each: 1.2 MB, as the clients are tested with
+			fmt.Fprintf(&block, "X-Many-%05d: small value\r\n", i)
+		}
+		up := rawServer(t, func(c net.Conn, done <-chan struct{}) {
+			readHead(c)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"+block.String()+"\r\ndata: x\n\n")
+			<-done
+		})
+		w, path := newSession(t)
+		p := startProxy(t, Config{Upstream: up, Session: w})
+		g := readStream(t, p.URL()+"/s", 1, 10*time.Second)
+		if g.class != "HTTP_502" {
+			t.Fatalf("client saw %s (%v)", g.class, g.err)
+		}
+		hops, _ := readSession(t, p, w, path)
+		if uh := hopRecord(t, hops, session.HopUpstream); uh.Class != errclass.HeaderTooLong {
+			t.Fatalf("upstream hop %+v", uh)
+		}
 	})
 
 	t.Run("no response headers", func(t *testing.T) {

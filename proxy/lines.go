@@ -88,6 +88,11 @@ func (wl *writeLine) write(b []byte) (int, error) {
 	wl.wmu.Unlock()
 	for _, p := range queued {
 		p.buf = getPieceBuf(len(p.data))
+		if err := wl.h.memGrow(int64(cap(*p.buf))); err != nil {
+			putPieceBuf(p.buf)
+			wl.setErr(err)
+			return 0, err
+		}
 		p.data = append((*p.buf)[:0], p.data...)
 		select {
 		case wl.q <- p:
@@ -127,6 +132,9 @@ func (wl *writeLine) run() {
 			}
 			wl.held--
 			wl.wmu.Unlock()
+			if p.buf != nil {
+				wl.h.memShrink(int64(cap(*p.buf)))
+			}
 			putPieceBuf(p.buf)
 		case <-wl.h.dead:
 			return
@@ -198,6 +206,9 @@ func (h *hopConn) waitUntil(at time.Time, dir string) bool {
 		case <-h.dead:
 			t.Stop()
 			return false
+		case <-h.dropped(): // ended past the memory budget: nothing waits
+			t.Stop()
+			return true
 		case <-h.changes():
 			t.Stop()
 		}
@@ -234,6 +245,11 @@ func (rl *readLine) pump() {
 	for {
 		n, err := rl.h.readNow(buf)
 		now := time.Now()
+		if n > 0 && err == nil {
+			if gerr := rl.h.memGrow(int64(n)); gerr != nil {
+				n, err = 0, gerr // the hop ends: its read side fails with the budget's error
+			}
+		}
 		if n > 0 {
 			data := append([]byte(nil), buf[:n]...)
 			for _, p := range rl.h.shape(rl.h.readDir, now, []piece{{data: data, at: now}}) {
@@ -327,6 +343,8 @@ func (rl *readLine) readOnce(b []byte) (n int, err error, again bool) {
 			return 0, os.ErrDeadlineExceeded, false
 		case <-dlChanged:
 			return 0, nil, true
+		case <-rl.h.dropped():
+			return 0, errOverBudget, false
 		case <-rl.h.changes():
 			return 0, nil, true
 		}
@@ -336,6 +354,7 @@ func (rl *readLine) readOnce(b []byte) (n int, err error, again bool) {
 	}
 	n = copy(b, rl.cur.data)
 	rl.cur.data = rl.cur.data[n:]
+	rl.h.memShrink(int64(n))
 	if len(rl.cur.data) == 0 {
 		rl.hasCur = false
 	}

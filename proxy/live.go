@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -65,6 +66,7 @@ func (p *Proxy) liveConns() []*hopConn {
 // faultFired records a fault event and counts it.
 func (p *Proxy) faultFired(ev session.FaultEvent) {
 	p.faultsFired.Add(1)
+	ev.Detail = redact.Text(ev.Detail)
 	p.counts.fired1(ev)
 	if p.session != nil {
 		p.session.Put(ev)

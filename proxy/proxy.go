@@ -66,7 +66,10 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/ssestress/ssestress/internal/listenaddr"
+	"github.com/ssestress/ssestress/internal/membudget"
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
@@ -123,6 +126,9 @@ type Config struct {
 	TimeScale float64 `json:"time-scale,omitempty"`
 	// API is the control API's address; empty: no API.
 	API string `json:"api,omitempty"`
+	// Budget is the process's memory budget (--max-memory): the delay
+	// lines of shaping faults are charged to it (memory.go). nil: none.
+	Budget *membudget.Budget `json:"-"`
 	// APIToken, when set, is required as "Authorization: Bearer TOKEN" on
 	// every API request. An API on a non-loopback address requires one.
 	APIToken string `json:"api-token,omitempty"`
@@ -134,6 +140,9 @@ type Config struct {
 	TLSKey        string `json:"tls-key,omitempty"`
 	TLSSelfSigned bool   `json:"tls-self-signed,omitempty"`
 	TLSCertOut    string `json:"tls-cert-out,omitempty"`
+	// TLSCertOutForce replaces an existing TLSCertOut file (--force);
+	// without it an existing file is refused.
+	TLSCertOutForce bool `json:"-"`
 	// TLS, when set, is the listener's TLS configuration as is (for
 	// in-process callers); it replaces the four fields above.
 	TLS *tls.Config `json:"-"`
@@ -186,6 +195,7 @@ type Proxy struct {
 	keepalive       time.Duration // 0: off
 	faultSpecs      []string
 	onUpstreamError string
+	budget          *membudget.Budget // nil: no memory budget
 	session         *session.Writer
 	recorder        *recording.Recorder
 	logfn           func(string, ...any)
@@ -245,7 +255,7 @@ type (
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
-		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken,
+		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken, budget: cfg.Budget,
 		live: map[*hopConn]struct{}{}, events: newBroadcaster(), errs: map[string]int64{},
 		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(), baseCtx: context.Background(),
 	}
@@ -344,7 +354,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	gp := goproxy.NewProxyHttpServer()
 	// Every request goes upstream through roundTrip (onRequest); the
 	// Transport is goproxy's fallback, never used.
-	gp.Tr = &http.Transport{Proxy: nil, DialContext: p.dial, DisableKeepAlives: true, TLSClientConfig: upstreamTLS}
+	gp.Tr = &http.Transport{Proxy: nil, DialContext: p.dial, DisableKeepAlives: true, TLSClientConfig: upstreamTLS,
+		MaxResponseHeaderBytes: maxUpstreamHeader}
 	gp.Logger = proxyLogger{p}
 	gp.ConnectDial = func(network, addr string) (net.Conn, error) { return p.dialer.Dial(network, addr) }
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -387,7 +398,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	if p.session != nil {
 		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Hop: session.HopClient, Addr: p.Addr(), URL: p.URL()})
 		if p.upstream != nil {
-			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: p.upstream.String()})
+			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: redact.URL(p.upstream.String())})
 		}
 		p.session.Put(p.Info())
 	}
@@ -423,26 +434,16 @@ func hostPort(u *url.URL) string {
 
 // LoopbackDefault completes a listen address: empty is def, a bare port
 // ("8080" or ":8080") binds 127.0.0.1, an address with a host is kept as
-// given. Every listener of ssestress binds loopback unless told otherwise.
-func LoopbackDefault(addr, def string) string {
-	addr = strings.TrimSpace(addr)
-	switch {
-	case addr == "":
-		return def
-	case !strings.Contains(addr, ":"):
-		return net.JoinHostPort("127.0.0.1", addr)
-	case strings.HasPrefix(addr, ":"):
-		return "127.0.0.1" + addr
-	}
-	return addr
-}
+// given (listenaddr.Loopback: every listener of ssestress binds loopback
+// unless told otherwise).
+func LoopbackDefault(addr, def string) string { return listenaddr.Loopback(addr, def) }
 
 // setupTLS builds the listener's TLS configuration from cfg.
 func (p *Proxy) setupTLS(cfg Config, listen string) error {
 	if cfg.TLS != nil {
 		p.tlsConfig = cfg.TLS.Clone()
 	} else {
-		opts := tlsutil.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, SelfSigned: cfg.TLSSelfSigned, CertOut: cfg.TLSCertOut}
+		opts := tlsutil.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, SelfSigned: cfg.TLSSelfSigned, CertOut: cfg.TLSCertOut, CertOutForce: cfg.TLSCertOutForce}
 		if !opts.Enabled() {
 			if cfg.TLSCertOut != "" {
 				return fmt.Errorf("%w: --tls-cert-out writes the certificate of --tls-self-signed: give that too", ErrBadConfig)
@@ -473,17 +474,7 @@ func (p *Proxy) setupTLS(cfg Config, listen string) error {
 func (p *Proxy) CertPEM() []byte { return p.certPEM }
 
 // isLoopback reports whether a listen address binds to loopback only.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+func isLoopback(addr string) bool { return listenaddr.IsLoopback(addr) }
 
 // Addr is the proxy's listen address (host:port).
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
@@ -556,9 +547,11 @@ func keepaliveSetting(d time.Duration) time.Duration {
 	return d
 }
 
+// logf passes a log line to Logf, with credentials in the URLs it quotes
+// replaced (redact.Text).
 func (p *Proxy) logf(format string, args ...any) {
 	if p.logfn != nil {
-		p.logfn(format, args...)
+		p.logfn("%s", redact.Text(fmt.Sprintf(format, args...)))
 	}
 }
 

@@ -197,7 +197,8 @@ func (p *Proxy) exchange(c net.Conn, req *http.Request) (resp *http.Response, up
 		writeDone = nil
 	}
 	br := headReaders.Get().(*bufio.Reader)
-	br.Reset(&limitedConn{c: c, left: maxUpstreamHeader})
+	head := &limitedConn{c: c, left: maxUpstreamHeader}
+	br.Reset(head)
 	defer func() {
 		br.Reset(nil)
 		headReaders.Put(br)
@@ -220,7 +221,10 @@ func (p *Proxy) exchange(c net.Conn, req *http.Request) (resp *http.Response, up
 		}
 		var lim *limitReached
 		switch {
-		case errors.As(err, &lim):
+		case errors.As(err, &lim), head.left <= 0:
+			// The bound was reached: however the parser put the cut line
+			// (a malformed header, an unexpected end), the head was too
+			// long.
 			return nil, nil, headerTooLongError{}
 		case isTimeout(err):
 			return nil, nil, errHeadTimeout

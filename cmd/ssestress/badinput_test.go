@@ -282,7 +282,7 @@ func TestBadInputAcrossCommands(t *testing.T) {
 		{[]string{"recordings", "ls", good, good}, `recordings ls: one file only, got "` + good + `" and "` + good + `"`, 2},
 		{[]string{"recordings", "ls", good}, good + " holds no recorded streams (record with: ssestress proxy --record FILE)", 1},
 		{[]string{"recordings", "import", notes, "--out", filepath.Join(dir, "imported.db")},
-			"recordings import: " + notes + ": bad recording jsonl: line 1: invalid character 'h' in literal true (expecting 'r')", 1},
+			"recordings import: " + notes + ": bad recording jsonl: line 1: invalid character 'h' in literal true (expecting 'r')", 4},
 		{[]string{"replay"}, "replay: give serve or run", 2},
 		{[]string{"replay", "serve", "--bogus"}, "replay serve: flag provided but not defined: -bogus (see ssestress replay serve --help)", 2},
 		{[]string{"replay", "serve", "--recording", good, "extra"}, `replay serve: unexpected argument "extra" (the file goes after --recording)`, 2},

@@ -90,6 +90,16 @@ var benchCmd = &command{
 		fs.values(files(), "toxiproxy")
 		fs.values(dirs(), "temp-dir")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
+			// 0 means "the default" only when the flag is not given: a
+			// given 0 is out of range.
+			for _, f := range []struct {
+				name string
+				v    int64
+			}{{"streams", int64(o.holdStreams)}, {"load", int64(o.loadStreams)}, {"window", int64(o.window)}, {"rounds", int64(o.rounds)}} {
+				if flagsSet(fs.FlagSet)[f.name] && f.v == 0 {
+					return usageErrorf("bench: --%s must be positive (leave it out for the default)", f.name)
+				}
+			}
 			return o.run(ctx, stdout, stderr)
 		}
 	},

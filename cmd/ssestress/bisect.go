@@ -26,6 +26,7 @@ type bisectOptions struct {
 	dir        string
 	format     string
 	output     string
+	force      bool // --force: replace --output
 	runArgs    []string
 }
 
@@ -75,6 +76,7 @@ var bisectCmd = &command{
 			if err := o.check(); err != nil {
 				return err
 			}
+			warnSecrets(fs, stderr)
 			return o.run(ctx, stdout, stderr)
 		}
 	},
@@ -92,6 +94,7 @@ func newBisectOptions(fs *flagSet) *bisectOptions {
 	fs.StringVar(&o.format, "format", "table", "output `FORMAT`: "+strings.Join(analysis.Formats(), ", "))
 	fs.StringVar(&o.output, "output", "", "write the report to `FILE` instead of standard output")
 	fs.alias("o", "output")
+	fs.BoolVar(&o.force, "force", false, fmt.Sprintf(forceUsage, "--output"))
 	fs.values(dirs(), "dir")
 	fs.values(wordsOf(analysis.Formats), "format")
 	fs.values(files(), "output", "o")
@@ -187,8 +190,8 @@ func (o *bisectOptions) run(ctx context.Context, stdout, stderr io.Writer) error
 		_, err = stdout.Write(buf.Bytes())
 		return err
 	}
-	if err := os.WriteFile(o.output, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("bisect: --output: %w", err)
+	if err := writeOutput("bisect", "--output", o.output, buf.Bytes(), o.force); err != nil {
+		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.output)
 	return nil
@@ -202,6 +205,9 @@ func (o *bisectOptions) check() error {
 	}
 	if len(o.entryTexts) < 2 {
 		return usageErrorf("bisect: give at least two --entry NAME=URL, outermost first")
+	}
+	if err := checkOutput("bisect", "--output", o.output, o.force); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, h := range o.entryTexts {

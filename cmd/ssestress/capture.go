@@ -71,12 +71,14 @@ func (l *ifaceList) Set(v string) error {
 
 // captureOptions are the flags of ssestress capture.
 type captureOptions struct {
+	flags    *flagSet // the parsed command line (--capture-payload is warned about)
 	ifaces   ifaceList
 	target   string
 	ports    portList
 	pcap     string
 	duration time.Duration
 	snaplen  int
+	payload  bool   // --capture-payload
 	out      string // the session file (optional)
 	json     bool
 	kernel   kernelFlag // --kernel (kernel.go): on unless --kernel=false
@@ -98,7 +100,8 @@ var captureCmd = &command{
 		fs.Var(&o.ports, "port", "TCP `PORT` of the topology (server, proxy); repeat or comma-separate; none: every TCP packet")
 		fs.StringVar(&o.pcap, "pcap", "", "pcap `FILE` to write (default capture-<timestamp>.pcap; never overwritten); with several interfaces, the second and later get -IFACE before .pcap")
 		fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
-		fs.IntVar(&o.snaplen, "snaplen", capture.DefaultSnaplen, "bytes kept of each packet")
+		fs.IntVar(&o.snaplen, "snaplen", 0, fmt.Sprintf("bytes kept of each packet (default %d: the headers; with --capture-payload %d)", capture.HeaderSnaplen, capture.DefaultSnaplen))
+		registerCapturePayload(fs, &o.payload)
 		fs.Var((*captureOut)(&o.out), "out", "also write the captures and their flow summaries (and the attributed resets, as a cache) to this new session `FILE`")
 		fs.deprecated("session", "out", "--out names the session file a command writes")
 		fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
@@ -106,7 +109,7 @@ var captureCmd = &command{
 		fs.values(wordsOf(interfaceNames), "iface")
 		fs.values(files(), "pcap", "out")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
-			o.args = fs.argv
+			o.args, o.flags = fs.argv, fs
 			return o.run(ctx, stdout, stderr)
 		}
 	},
@@ -151,20 +154,25 @@ func (c *captureOut) Set(v string) error {
 // their flow summaries into a new session file), then prints who sent
 // each RST.
 func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
-	if o.duration < 0 || o.snaplen < 64 {
+	if o.duration < 0 || o.snaplen < 0 || (o.snaplen > 0 && o.snaplen < 64) {
 		return usageErrorf("capture: --duration must not be negative and --snaplen at least 64")
 	}
 	if len(o.ifaces) == 0 && o.target == "" {
 		o.target = "127.0.0.1"
 	}
+	if o.flags != nil {
+		warnSecrets(o.flags, stderr)
+	}
 	if o.pcap == "" {
 		o.pcap = freshName("capture", ".pcap", time.Now())
+	} else if err := checkNew("capture", "--pcap", o.pcap); err != nil {
+		return err
 	}
 	var (
 		w   *session.Writer
 		err error
 	)
-	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: o.args, Target: o.target,
+	info := session.RunInfo{Tool: "ssestress " + version, Command: "capture", Args: redactArgs(o.args, nil), Target: redactURL(o.target),
 		PID: os.Getpid(), StartedAt: time.Now()}
 	info.Host, _ = os.Hostname()
 	if o.out != "" {
@@ -179,7 +187,7 @@ func (o *captureOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 		defer cancel()
 	}
 	c, err := capture.StartEach(ctx, capture.Config{Target: o.target, Ports: o.ports, Out: o.pcap,
-		Snaplen: o.snaplen, Session: w}, o.ifaces)
+		Snaplen: o.snaplen, Payload: o.payload, Session: w}, o.ifaces)
 	if err != nil {
 		if w != nil {
 			// Nothing was captured: the session file would hold only the

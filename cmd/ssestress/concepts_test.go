@@ -43,9 +43,10 @@ var durationFlags = map[string][]string{
 
 // sizeFlags is every flag that takes a size, by command.
 var sizeFlags = map[string][]string{
-	"run":    {"max-file-size"},
-	"proxy":  {"max-event-size", "max-file-size"},
-	"bisect": {"max-file-size"},
+	"run":        {"max-file-size", "max-memory"},
+	"proxy":      {"max-event-size", "max-file-size", "max-memory"},
+	"bisect":     {"max-file-size", "max-memory"},
+	"replay run": {"max-memory"},
 }
 
 // allFlagSets returns every command's flag set by full name.
@@ -80,7 +81,7 @@ func takesDuration(fs *flagSet, f *flag.Flag) bool {
 
 func takesSize(fs *flagSet, f *flag.Flag) bool {
 	switch f.Value.(type) {
-	case *size.Bytes:
+	case *size.Bytes, *memoryFlags:
 		return true
 	case *passedFlag:
 		return fs.meta[f.Name].placeholder == "SIZE"
@@ -280,7 +281,7 @@ func TestConceptSizes(t *testing.T) {
 				continue
 			}
 			for text, want := range map[string]int64{"16MB": 16_000_000, "16MiB": 16_777_216, "1500": 1500, "2GiB": 2 << 30} {
-				if err := f.Value.Set(text); err != nil || f.Value.(*size.Bytes).String() != size.Format(want) {
+				if err := f.Value.Set(text); err != nil || f.Value.String() != size.Format(want) {
 					t.Errorf("%s --%s %s: %v, %s; want %d bytes", name, f.Name, text, err, f.Value, want)
 				}
 			}

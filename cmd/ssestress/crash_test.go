@@ -370,7 +370,8 @@ func openFileLimits(t *testing.T, pid int) (soft, hard string) {
 // returns how long before the kill the newest recorded frame arrived.
 func killProxyOnce(t *testing.T, ctx context.Context, bin, upstream, out string, delay time.Duration) time.Duration {
 	t.Helper()
-	c := startChild(t, ctx, bin, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--record", out, "--quiet")
+	// The memory budget is on (as by default), low enough to matter.
+	c := startChild(t, ctx, bin, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--record", out, "--quiet", "--max-memory", "256MiB")
 	line := c.waitLine(t, ctx, "proxy ")
 	i := strings.Index(line, "http://")
 	if i < 0 {

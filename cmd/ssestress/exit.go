@@ -66,7 +66,7 @@ var exitRules = []struct {
 // damagedInput reports whether err means an input file is damaged or not
 // ours: exit code 4.
 func damagedInput(err error) bool {
-	for _, e := range []error{session.ErrDamaged, session.ErrTruncated, session.ErrNotSession, session.ErrNewerSchema} {
+	for _, e := range []error{session.ErrDamaged, session.ErrTruncated, session.ErrNotSession, session.ErrNewerSchema, recording.ErrBadJSONL} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/clients"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -109,6 +110,7 @@ func inspectFile(path string) (*inspectReport, error) {
 	if ok, err := meta(session.MetaRun, &info); err != nil {
 		return nil, fmt.Errorf("%s: run info: %w", path, err)
 	} else if ok {
+		redactRunInfo(&info) // a file written before secrets were redacted at the source
 		rep.Run = &info
 		rep.Complete = !info.EndedAt.IsZero()
 	}
@@ -264,4 +266,35 @@ func firstUnreadable(byBucket map[string]session.Unreadable) string {
 		}
 	}
 	return ""
+}
+
+// redactRunInfo replaces the credentials a run's arguments, target and
+// config may hold (older ssestress versions stored some): what inspect
+// shows never holds a secret, whoever wrote the file.
+func redactRunInfo(info *session.RunInfo) {
+	info.Args = redactArgs(info.Args, nil)
+	info.Target = redactURL(info.Target)
+	if len(info.Config) == 0 {
+		return
+	}
+	var cfg map[string]any
+	if json.Unmarshal(info.Config, &cfg) != nil {
+		info.Config = nil // not an object: not shown
+		return
+	}
+	for k, v := range cfg {
+		str, ok := v.(string)
+		switch {
+		case !ok:
+		case secretFlagNames[k] && str != "":
+			cfg[k] = redactedValue
+		case strings.Contains(str, "://"):
+			cfg[k] = redactURL(str)
+		default:
+			cfg[k] = redact.Text(str)
+		}
+	}
+	if b, err := json.Marshal(cfg); err == nil {
+		info.Config = b
+	}
 }

@@ -71,7 +71,9 @@ func (f tlsFlags) explain(err error) error {
 // file; other errors are returned as they are.
 func sessionExists(err error, flagName string) error {
 	if errors.Is(err, session.ErrExists) {
-		return fmt.Errorf("%w (choose another %s, or remove it)", err, flagName)
+		// A bad value of the flag (exit 2): session files are never
+		// replaced, --force or not.
+		return &usageError{msg: fmt.Sprintf("%v (choose another %s, or remove it)", err, flagName), err: err}
 	}
 	return err
 }
@@ -87,13 +89,33 @@ func sessionWriteError(err error, producer string) error {
 	return err
 }
 
-// checkCapacity refuses a run that cannot hold its connections, naming the
-// flags that help besides the system's limit.
+// descriptorsPerStream is what one stream of a run holds in this process:
+// the client's socket, the embedded server's side of it (no --target), and
+// the in-process proxy's two (--via-proxy: the accepted client hop and the
+// dialed upstream hop).
+func descriptorsPerStream(embedded, viaProxy bool) int {
+	n := 1
+	if embedded {
+		n++
+	}
+	if viaProxy {
+		n += 2
+	}
+	return n
+}
+
+// checkCapacity refuses a run that cannot hold its connections (perConn
+// descriptors each: descriptorsPerStream), naming the flags that help
+// besides the system's limit.
 func checkCapacity(conns, perConn int) error {
 	err := limits.CheckCapacity(conns, perConn)
 	var ce *limits.CapacityError
-	if errors.As(err, &ce) {
-		return fmt.Errorf("%w; or use fewer --connections, split the run with --shard, or give --target so the server runs in another process", err)
+	if !errors.As(err, &ce) {
+		return err
 	}
-	return err
+	if perConn > 2 { // the in-process proxy's two sockets per stream
+		return fmt.Errorf("%w (%d descriptors per stream, two of them the in-process proxy's); or use fewer --connections, split the run with --shard, or run the proxy as a process of its own (ssestress proxy) and give --target",
+			err, perConn)
+	}
+	return fmt.Errorf("%w; or use fewer --connections, split the run with --shard, or give --target so the server runs in another process", err)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/analysis"
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/metrics"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -56,23 +57,18 @@ type liveView struct {
 	feed       *liveFeed // nil without a source
 }
 
-// liveListenAddr reads an --http value; a missing host is loopback, so a
-// live view is never exposed to the network by accident.
+// liveListenAddr reads an --http value; a missing host is loopback
+// (listenaddr.Loopback), so a live view is never exposed to the network by
+// accident.
 func liveListenAddr(s string) (string, error) {
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return "", errors.New("--http: empty address")
 	}
-	if !strings.Contains(s, ":") {
-		s = ":" + s
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || port == "" {
+	addr := listenaddr.Loopback(s, "")
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 		return "", fmt.Errorf("--http %q: use HOST:PORT, e.g. 127.0.0.1:9090", s)
 	}
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port), nil
+	return addr, nil
 }
 
 // reportContentTypes are the media types of the report formats.

@@ -314,8 +314,8 @@ func TestRedactArgs(t *testing.T) {
 		"http://u:secret@h/stream", "--duration", "1s", "--json", "--", "--header", "Authorization: x"}
 	got := redactArgs(in, []string{"leaked-elsewhere"})
 	want := []string{"--header", "Authorization: [redacted]", "-header=X-Api-Key: [redacted]", "--header", "X-Trace: 1",
-		"--cookie=a=[redacted]; b=[redacted]", "-cookie", "sid=[redacted]", "--target", "https://user:xxxxx@host/", "--token-file", "/t",
-		"http://u:xxxxx@h/stream", "--duration", "1s", "--json", "--", "--header", "Authorization: x"}
+		"--cookie=a=[redacted]; b=[redacted]", "-cookie", "sid=[redacted]", "--target", "https://user:[redacted]@host/", "--token-file", "/t",
+		"http://u:[redacted]@h/stream", "--duration", "1s", "--json", "--", "--header", "Authorization: x"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("redactArgs:\n got %q\nwant %q", got, want)
 	}

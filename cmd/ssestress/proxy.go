@@ -16,6 +16,7 @@ import (
 	"github.com/ssestress/ssestress/internal/limits"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/recording"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 	"github.com/ssestress/ssestress/proxy"
@@ -24,6 +25,7 @@ import (
 // proxyOptions are the flags of ssestress proxy. Each maps onto a
 // proxy.Config field and config-file key of the same name.
 type proxyOptions struct {
+	flags           *flagSet // the parsed command line (its secrets are warned about)
 	keepalive       dur.Duration
 	config          string
 	listen          string
@@ -34,7 +36,7 @@ type proxyOptions struct {
 	onUpstreamError string
 	timeScale       float64
 	api             string
-	apiToken        string
+	apiToken        secretSource // --api-token and its twins (secrets.go)
 	out             string
 	record          string
 	redact          stringList
@@ -44,15 +46,17 @@ type proxyOptions struct {
 
 	tlsCert, tlsKey, tlsCertOut string
 	tlsSelfSigned               bool
+	force                       bool // --force: replace --tls-cert-out
 	upstreamCA                  string
 	upstreamInsecure            bool
 	upstreamHeaderTimeout       time.Duration
 	maxEventSize                int64
 	maxFileSize                 int64
-	mitm                        mitmFlags // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
+	mem                         memoryFlags // --max-memory
+	mitm                        mitmFlags   // --mitm, --mitm-ca, --mitm-ca-out (proxy_mitm.go)
 	monitorInterval             time.Duration
 	capture                     struct {
-		on          bool
+		on, payload bool
 		iface, pcap string
 	}
 	kernel kernelFlag // --kernel (kernel.go)
@@ -85,7 +89,7 @@ var proxyCmd = &command{
 	setup: func(fs *flagSet) action {
 		o := newProxyOptions(fs)
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
-			o.args = fs.argv
+			o.args, o.flags = fs.argv, fs
 			return o.run(ctx, flagsSet(fs.FlagSet), stdout, stderr)
 		}
 	},
@@ -104,16 +108,18 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.Float64Var(&o.timeScale, "time-scale", 1, "shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	fs.StringVar(&o.api, "api", "", "control API `ADDR`, e.g. 127.0.0.1:8474 (off by default; a bare port binds loopback)")
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
-	fs.StringVar(&o.apiToken, "api-token", "", "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
+	o.apiToken = secretSource{name: "api-token"}
+	o.apiToken.register(fs, "`TOKEN` the control API requires (Authorization: Bearer TOKEN); needed off loopback")
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-proxy-<timestamp>.db; never overwritten)")
 	fs.StringVar(&o.record, "record", "", "record every stream into this session `FILE` (same as --out, with recording on)")
-	fs.Var(&o.redact, "redact", "`HEADER` whose value recordings replace by a marker, besides Authorization and Cookie (repeatable)")
-	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header as it was, credentials included")
+	fs.Var(&o.redact, "redact", "`NAME` of a header or query parameter whose value records replace by a marker, besides the credentials known (Authorization, Cookie, X-Api-Key, token=, api_key=, sig=, ...; repeatable)")
+	fs.BoolVar(&o.noRedact, "no-redact", false, "record every header and query as they were, credentials included")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not print fault firings and upstream failures")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` the listener presents (TLS; h2 and http/1.1 offered with ALPN)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 	fs.BoolVar(&o.tlsSelfSigned, "tls-self-signed", false, "listen with TLS, with a certificate generated at start for loopback and the listen host")
-	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca")
+	fs.StringVar(&o.tlsCertOut, "tls-cert-out", "", "write the --tls-self-signed certificate to `FILE`, for clients' --ca (an existing file only with --force)")
+	fs.BoolVar(&o.force, "force", false, fmt.Sprintf(forceUsage, "--tls-cert-out; the MITM CA and its key never are"))
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM certificates `FILE` trusted for an https upstream, besides the system roots")
 	fs.BoolVar(&o.upstreamInsecure, "upstream-insecure", false, "do not verify an https upstream's certificate")
 	o.keepalive = dur.Duration(proxy.DefaultKeepalive)
@@ -121,12 +127,14 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	fs.DurationVar(&o.upstreamHeaderTimeout, "upstream-header-timeout", proxy.DefaultUpstreamHeaderTimeout, "wait at most this long for the upstream's response headers, then answer 504 (0: no limit)")
 	fs.SizeVar(&o.maxEventSize, "max-event-size", 0, "end a stream whose SSE event (or line) grows past `SIZE`, e.g. 16MB or 16MiB: LINE_TOO_LONG on the upstream hop (default: no limit, streamed)")
 	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the proxy goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
+	o.mem.register(fs)
 	fs.DurationVar(&o.monitorInterval, "monitor-interval", clients.DefaultMonitorInterval, "interval of the proxy's own resource samples (memory, fds, CPU, timer lag) in the session file")
 	o.mitm.register(fs)
 	fs.BoolVar(&o.capture.on, "capture", false, "capture both hops' packets and attribute every TCP reset at the end (needs root or CAP_NET_RAW)")
 	fs.StringVar(&o.capture.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the listener's and the upstream's traffic goes through)")
 	fs.StringVar(&o.capture.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
 	o.kernel.register(fs, kernelUsage)
+	registerCapturePayload(fs, &o.capture.payload)
 	fs.values(files(), "config", "out", "record", "tls-cert", "tls-key", "tls-cert-out", "upstream-ca", "pcap")
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
@@ -157,6 +165,14 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 			return usageErrorf("proxy: %v", err)
 		}
 	}
+	if !capt.on && capt.payload {
+		return usageErrorf("proxy: --capture-payload needs --capture")
+	}
+	if capt.pcap != "" {
+		if err := checkNew("proxy", "--pcap", capt.pcap); err != nil {
+			return err
+		}
+	}
 	if capt.on && cfg.Upstream == "" {
 		return usageErrorf("proxy: --capture needs --upstream (forward mode has no fixed server port to filter on)")
 	}
@@ -172,6 +188,20 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		path = defaultSessionPath("proxy", time.Now())
 	}
 	o.mitm.apply(&cfg, set, path)
+	cfg.TLSCertOutForce = o.force
+	if cfg.TLSSelfSigned {
+		if err := checkOutput("proxy", "--tls-cert-out", cfg.TLSCertOut, o.force); err != nil {
+			return err
+		}
+	}
+	memory, err := o.mem.start("proxy")
+	if err != nil {
+		return err
+	}
+	cfg.Budget = memory.buffers
+	if o.flags != nil {
+		warnSecrets(o.flags, stderr)
+	}
 	logOut := &lockedWriter{w: stderr, stamp: true}
 	logLine := func(format string, args ...any) { fmt.Fprintf(logOut, format+"\n", args...) }
 	// Every proxied stream holds two descriptors: raise the soft limit to
@@ -180,8 +210,8 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 		logLine("ssestress: %v", err)
 	}
 	ss, err := openSession(sessionSpec{
-		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: logOut,
-		info: session.RunInfo{Args: redactArgs(o.args, []string{o.apiToken}), Target: cfg.Upstream,
+		command: "proxy", path: path, flagName: "--out", maxSize: o.maxFileSize, maxPending: memory.writer, errOut: logOut,
+		info: session.RunInfo{Args: redactArgs(o.args, []string{cfg.APIToken}), Target: redactURL(cfg.Upstream),
 			Config: redactedConfig(cfg), TimeScale: cfg.TimeScale},
 	})
 	if err != nil {
@@ -189,6 +219,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	}
 	defer ss.close() // before the proxy starts listening, the file goes
 	cfg.Session = ss.w
+	redact.Also(o.redact...) // the proxy's records and log too, not only recordings
 	if o.record != "" {
 		cfg.Recorder = recording.New(ss.w, cfg.Name, recording.Options{Redact: o.redact, NoRedact: o.noRedact})
 	}
@@ -217,7 +248,7 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	printMITM(stdout, cfg)
 	var c *capture.Multi
 	if capt.on {
-		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, path, ss.w, stdout, logLine)
+		c = startProxyCapture(ctx, p, cfg.Upstream, capt.iface, capt.pcap, capt.payload, path, ss.w, stdout, logLine)
 	}
 	// The proxy's own memory, fds, goroutines, CPU and timer lag go into
 	// the samples, so a report can show when the proxy itself was the
@@ -293,14 +324,25 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 	str("name", &cfg.Name, o.name)
 	str("on-upstream-error", &cfg.OnUpstreamError, o.onUpstreamError)
 	str("api", &cfg.API, o.api)
-	str("api-token", &cfg.APIToken, o.apiToken)
+	if o.apiToken.given() {
+		tok, err := o.apiToken.resolve()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.APIToken = tok
+	} else if cfg.APIToken != "" {
+		if err := checkToken(strings.TrimSpace(cfg.APIToken)); err != nil {
+			return cfg, usageErrorf("proxy: --config: api-token: %v", err)
+		}
+		cfg.APIToken = strings.TrimSpace(cfg.APIToken)
+	}
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
 	if set["keepalive"] || cfg.Keepalive == 0 {
 		cfg.Keepalive = keepaliveConfig(time.Duration(o.keepalive))
 	}
-	if cfg.TimeScale <= 0 {
+	if !validTimeScale(cfg.TimeScale) {
 		return cfg, usageErrorf("proxy: --time-scale %v must be positive", cfg.TimeScale)
 	}
 	cfg.AllowHosts = append(cfg.AllowHosts, o.allowHosts...)
@@ -345,8 +387,9 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 // the API token.
 func redactedConfig(cfg proxy.Config) json.RawMessage {
 	if cfg.APIToken != "" {
-		cfg.APIToken = "[redacted]"
+		cfg.APIToken = redactedValue
 	}
+	cfg.Upstream = redactURL(cfg.Upstream)
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return nil
@@ -357,7 +400,7 @@ func redactedConfig(cfg proxy.Config) json.RawMessage {
 func printProxyStart(w io.Writer, p *proxy.Proxy, cfg proxy.Config, path string) {
 	mode := "forward mode only (HTTP_PROXY clients)"
 	if cfg.Upstream != "" {
-		mode = "→ " + cfg.Upstream
+		mode = "→ " + redactURL(cfg.Upstream)
 	}
 	fmt.Fprintf(w, "proxy %s listening on %s %s\n", p.Name(), p.URL(), mode)
 	if strings.HasPrefix(p.URL(), "https:") {
@@ -402,12 +445,12 @@ func orDefault(s, def string) string {
 // startProxyCapture captures the proxy's listen port and the upstream's
 // port. Without permission it says so and the proxy goes on: resets are
 // then attributed from the proxy's own socket evidence.
-func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Multi {
+func startProxyCapture(ctx context.Context, p *proxy.Proxy, upstream, iface, pcap string, payload bool, sessionPath string, w *session.Writer, stdout io.Writer, logLine func(string, ...any)) *capture.Multi {
 	upstreamAddr := ""
 	if u, err := url.Parse(upstream); err == nil {
 		upstreamAddr = clients.HostPort(u)
 	}
-	c, ports, out, err := startCapture(ctx, upstream, []string{p.Addr(), upstreamAddr}, iface, pcap, sessionPath, w)
+	c, ports, out, err := startCapture(ctx, upstream, []string{p.Addr(), upstreamAddr}, iface, pcap, payload, sessionPath, w)
 	if err != nil {
 		logLine("ssestress: note: %v; going on without capture: resets are attributed from the proxy's socket evidence only", err)
 		return nil

@@ -325,7 +325,8 @@ func TestProxyCommandTLS(t *testing.T) {
 }
 
 // TestProxyMaxFileSize: past --max-file-size the proxy says so in one line
-// and goes on proxying; the file stays within the size and opens.
+// and goes on proxying; the file stays within the size, opens, and holds
+// the proxy's end and summary.
 func TestProxyMaxFileSize(t *testing.T) {
 	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: feed.Rate{Min: 60000, Max: 60000}})
 	if err != nil {
@@ -367,4 +368,12 @@ func TestProxyMaxFileSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
+	// The proxy's end and its summary landed in the reserve.
+	rep, err := inspectFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Complete || rep.Summary == nil || rep.Summary.RecordsDropped == 0 || len(rep.Proxies) != 1 {
+		t.Fatalf("file lost its end: complete %v, summary %+v, proxies %d", rep.Complete, rep.Summary, len(rep.Proxies))
+	}
 }

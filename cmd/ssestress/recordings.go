@@ -13,6 +13,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/tw"
 
+	"github.com/ssestress/ssestress/internal/outfile"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 )
@@ -47,19 +48,23 @@ var recordingsCmd = &command{
 				conn := fs.String("conn", "", "only this stream: its conn `ID`, or <proxy>/<conn id>")
 				frames := fs.Int("frames", -1, "frames to print per stream (default: all with --conn, 5 without; 0: none)")
 				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+					if flagsSet(fs.FlagSet)["frames"] && *frames < 0 {
+						return usageErrorf("recordings show: --frames must be 0 or more, got %d", *frames)
+					}
 					return recordingsShow(args[0], *conn, *frames, stdout, stderr)
 				}
 			}},
 		{name: "export", summary: "streams then frames, one JSON object per line", synopsis: "recordings export FILE --format jsonl [-o FILE]",
 			examples: recordingsExamples, args: recordingFile, setup: func(fs *flagSet) action {
 				format := fs.String("format", "jsonl", "output `FORMAT`: jsonl (one JSON object per line: streams, then frames)")
-				out := fs.String("output", "", "write to this `FILE` instead of stdout (never overwritten)")
+				out := fs.String("output", "", "write to this `FILE` instead of stdout (an existing file only with --force)")
 				fs.alias("o", "output")
+				force := fs.Bool("force", false, fmt.Sprintf(forceUsage, "--output"))
 				fs.deprecated("out", "output", "--out names the session file a command writes")
 				fs.values(words("jsonl"), "format")
 				fs.values(files(), "output", "o")
 				return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-					return recordingsExport(args[0], *format, *out, stdout, stderr)
+					return recordingsExport(args[0], *format, *out, *force, stdout, stderr)
 				}
 			}},
 		{name: "import", summary: "read an export back into a new session file", synopsis: "recordings import FILE.jsonl --out FILE.db",
@@ -256,9 +261,12 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func recordingsExport(path, format, out string, stdout, stderr io.Writer) error {
+func recordingsExport(path, format, out string, force bool, stdout, stderr io.Writer) error {
 	if format != "jsonl" {
 		return usageErrorf("recordings export: --format %q: only jsonl is supported", format)
+	}
+	if err := checkOutput("recordings export", "--output", out, force); err != nil {
+		return err
 	}
 	rec, err := loadRecording(path, stderr)
 	if err != nil {
@@ -267,16 +275,18 @@ func recordingsExport(path, format, out string, stdout, stderr io.Writer) error 
 	if out == "" {
 		return recording.Export(stdout, rec)
 	}
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := outfile.Create(out, 0o644, force)
 	if err != nil {
-		return badValue("recordings export: --output", err)
+		return outputError("recordings export", "--output", err)
 	}
 	if err := recording.Export(f, rec); err != nil {
-		f.Close()
-		os.Remove(out) // half an export is no export
+		f.Abort() // half an export is no export
 		return fmt.Errorf("recordings export: %s: %w", out, err)
 	}
-	return f.Close()
+	if err := f.Commit(); err != nil {
+		return outputError("recordings export", "--output", err)
+	}
+	return nil
 }
 
 func recordingsImport(path, out string, args []string, stdout io.Writer) error {
@@ -292,6 +302,7 @@ func recordingsImport(path, out string, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("recordings import: %s: %w", path, err)
 	}
+	rec.Redact() // credentials in the file are not carried into the session file
 	var werr error
 	// Everything is queued before the first commit: let the queue hold it.
 	w, err := session.Create(out, session.Options{
@@ -304,7 +315,7 @@ func recordingsImport(path, out string, args []string, stdout io.Writer) error {
 	host, _ := os.Hostname()
 	now := time.Now()
 	w.PutMeta(session.MetaRun, session.RunInfo{
-		Tool: "ssestress " + version, Command: "recordings import", Args: args,
+		Tool: "ssestress " + version, Command: "recordings import", Args: redactArgs(args, nil),
 		Host: host, PID: os.Getpid(), StartedAt: now, EndedAt: now,
 	})
 	rec.Store(w)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/replay"
@@ -79,7 +80,7 @@ var replayCmd = &command{
 			setup: func(fs *flagSet) action {
 				o := newReplayRunOptions(fs)
 				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
-					o.args = fs.argv
+					o.args, o.flags = fs.argv, fs
 					return o.run(ctx, stdout, stderr)
 				}
 			}},
@@ -110,6 +111,7 @@ func (o *replayServeOptions) run(ctx context.Context, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	o.listen = listenaddr.Loopback(o.listen, replay.DefaultListen) // a bare port is loopback
 	srv, err := replay.Start(o.listen, rec, o.cfg)
 	if err != nil {
 		return badValue("replay serve: --listen "+o.listen, err)
@@ -145,6 +147,9 @@ func serveModes(c replay.Config) string {
 
 // replayRunOptions are the flags of ssestress replay run.
 type replayRunOptions struct {
+	flags           *flagSet      // the parsed command line (its secrets are warned about)
+	mem             memoryFlags   // --max-memory
+	memory          processMemory // the budget as started
 	recording       string
 	target          string
 	scale           int
@@ -189,6 +194,7 @@ func newReplayRunOptions(fs *flagSet) *replayRunOptions {
 	fs.StringVar(&o.out, "out", "", "session `FILE` to write (default ssestress-replay-<timestamp>.db; never overwritten)")
 	o.req.register(fs)
 	o.hop.register(fs)
+	o.mem.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
@@ -239,6 +245,9 @@ func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) er
 			return usageErrorf("replay run: %v", err)
 		}
 	}
+	if o.flags != nil {
+		warnSecrets(o.flags, stderr)
+	}
 	rec, err := loadRecording(o.recording, stderr)
 	if err != nil {
 		return err
@@ -274,9 +283,13 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err != nil {
 		return err
 	}
-	if err := checkCapacity(first.Concurrent, 1); err != nil {
+	if err := checkCapacity(first.Concurrent, descriptorsPerStream(false, o.hop.viaProxy)); err != nil {
 		return err
 	}
+	if o.memory, err = o.mem.start("replay run"); err != nil {
+		return err
+	}
+	o.hop.budget = o.memory.buffers
 	if err := o.setup.probe(ctx, "target ", o.target); err != nil {
 		return err
 	}
@@ -333,7 +346,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	targetURL, _ := url.Parse(strings.TrimSuffix(o.target, "/"))
 	targetAddr := clients.HostPort(targetURL)
 	ss, err := openSession(sessionSpec{
-		command: "replay run", path: path, flagName: "--out", errOut: errOut,
+		command: "replay run", path: path, flagName: "--out", maxPending: o.memory.writer, errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: p.Scenario, Target: redactURL(o.target), Config: cfgJSON,
 			TimeScale: o.hop.runTimeScale(), Keepalive: applyClientKeepalive(time.Duration(o.hop.clientKeepalive), setup),
@@ -367,7 +380,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 	endings := replay.NewEndings(p, ss.w)
 	baseOpts := clients.Options{
 		Transport: setup.transport, Redact: setup.redact,
-		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters,
+		UserAgent: "ssestress/" + version, Scenario: p.Scenario, Recorder: endings, Counters: counters, Budget: o.memory.buffers,
 		Checkpoint: max(time.Duration(o.monitorInterval), time.Second),
 	}
 	live := newClientsLive("replay run", p.Scenario, counters, setup, hops.proxy, false, 0)

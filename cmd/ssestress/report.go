@@ -22,6 +22,7 @@ type reportOptions struct {
 	format   string
 	output   string
 	graphs   string
+	force    bool // --force: replace --output and --graphs files
 	baseline stringList
 	// production and its column mapping.
 	production string
@@ -69,6 +70,7 @@ var reportCmd = &command{
 		fs.alias("o", "output")
 		fs.deprecated("out", "output", "--out names the session file a command writes")
 		fs.StringVar(&o.graphs, "graphs", "", "also write each graph as `DIR`/<name>.svg")
+		fs.BoolVar(&o.force, "force", false, fmt.Sprintf(forceUsage, "--output, --graphs files"))
 		fs.Var(&o.baseline, "baseline", "session `FILE` of the run before a fix (repeatable for shards): the report compares it with the files given")
 		fs.StringVar(&o.production, "production", "", "CSV or JSON-lines `FILE` of production errors to compare the reproduction with")
 		fs.StringVar(&o.prodCols.Time, "production-time", "", "`COLUMN` of the production file holding the time (default: time, timestamp, ts, ...)")
@@ -133,6 +135,9 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 	}
 	o.prodCols.Unit = unit
 
+	if err := checkOutput("report", "--output", o.output, o.force); err != nil {
+		return err
+	}
 	doc, rep, err := buildReport(o, files)
 	if err != nil {
 		return err
@@ -141,9 +146,9 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 		if rep == nil {
 			return usageErrorf("report: --graphs needs a plain report (not --baseline, --production or --reproduction)")
 		}
-		paths, err := analysis.WriteGraphs(o.graphs, rep)
+		paths, err := writeGraphs("report", o.graphs, rep, o.force)
 		if err != nil {
-			return fmt.Errorf("report: --graphs: %w", err)
+			return err
 		}
 		fmt.Fprintf(stderr, "wrote %d graphs to %s\n", len(paths), o.graphs)
 	}
@@ -174,8 +179,8 @@ func (o *reportOptions) run(files []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		if err := os.WriteFile(o.output, buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("report: --output: %w", err)
+		if err := writeOutput("report", "--output", o.output, buf.Bytes(), o.force); err != nil {
+			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s report to %s\n", o.format, o.output)
 	}

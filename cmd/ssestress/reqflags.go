@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/inputfile"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
@@ -22,26 +22,34 @@ import (
 // production's: extra headers, cookies, a bearer token, TLS trust and
 // HTTP/2. run and tail register them; replay run and bisect can too.
 type requestFlags struct {
-	headers   stringList
-	cookies   stringList
-	tokenFile string
-	tokenEnv  string
-	insecure  bool
-	ca        string
-	http2     bool
+	headers stringList
+	cookies stringList
+	// The secrets' twins: files and environment variables holding header
+	// lines and cookies (secrets.go).
+	headerFiles, headerEnvs stringList
+	cookieFile, cookieEnv   string
+	tokenFile               string
+	tokenEnv                string
+	insecure                bool
+	ca                      string
+	http2                   bool
 }
 
 // register adds the flags to fs.
 func (r *requestFlags) register(fs *flagSet) {
-	fs.Var(&r.headers, "header", "extra request `HEADER` as 'Name: value' (repeatable)")
-	fs.Var(&r.cookies, "cookie", "`COOKIE` 'name=value' sent with every request (repeatable, or 'a=1; b=2'); recorded redacted")
+	fs.Var(&r.headers, "header", "extra request `HEADER` as 'Name: value' (repeatable); a credential header here is visible in the process list: use --header-file or --header-env")
+	fs.Var(&r.headerFiles, "header-file", "`FILE` of extra request headers, one 'Name: value' per line ('#' comments; repeatable); never printed or recorded")
+	fs.Var(&r.headerEnvs, "header-env", "environment `VARIABLE` holding extra request headers, 'Name: value' lines (repeatable)")
+	fs.Var(&r.cookies, "cookie", "`COOKIE` 'name=value' sent with every request (repeatable, or 'a=1; b=2'); recorded redacted; visible in the process list: use --cookie-file or --cookie-env")
+	fs.StringVar(&r.cookieFile, "cookie-file", "", "`FILE` holding the cookies ('a=1; b=2', or one per line)")
+	fs.StringVar(&r.cookieEnv, "cookie-env", "", "environment `VARIABLE` holding the cookies ('a=1; b=2')")
 	fs.StringVar(&r.tokenFile, "token-file", "", "`FILE` holding a bearer token, sent as 'Authorization: Bearer ...'; never printed or recorded")
 	fs.StringVar(&r.tokenEnv, "token-env", "", "environment `VARIABLE` holding a bearer token; never printed or recorded")
 	fs.BoolVar(&r.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.StringVar(&r.ca, "ca", "", "PEM `FILE` of certificates to trust besides the system roots (e.g. what serve --tls-cert-out wrote)")
 	fs.BoolVar(&r.http2, "http2", false, "HTTP/2: streams to a host share one connection, as browsers do (h2 over TLS, h2c for http://)")
-	fs.values(files(), "token-file", "ca")
-	fs.values(wordsOf(environNames), "token-env")
+	fs.values(files(), "token-file", "ca", "header-file", "cookie-file")
+	fs.values(wordsOf(environNames), "token-env", "header-env", "cookie-env")
 }
 
 // environNames are the names of the environment's variables (for
@@ -70,24 +78,12 @@ type requestSetup struct {
 
 // redactedValue replaces a credential in args and messages; the same marker
 // recordings use.
-const redactedValue = "[redacted]"
+const redactedValue = redact.Marker
 
-// sensitiveHeader reports whether a header's value is a credential: the
-// standard ones, and any name that says token, secret, key, auth, session
-// or password.
-func sensitiveHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "proxy-authorization", "cookie", "set-cookie":
-		return true
-	}
-	for _, w := range []string{"token", "secret", "key", "auth", "session", "password", "passwd", "credential"} {
-		if strings.Contains(n, w) {
-			return true
-		}
-	}
-	return false
-}
+// sensitiveHeader reports whether a header's value is a credential
+// (redact.Header: the standard ones, and any name that says token, key,
+// secret, auth, session, password or credential).
+func sensitiveHeader(name string) bool { return redact.Header(name) }
 
 // errTokenConflict: two sources for the Authorization header.
 var errTokenConflict = errors.New("give the credential once: --token-file, --token-env or --header 'Authorization: ...'")
@@ -98,6 +94,47 @@ func (r *requestFlags) build() (*requestSetup, error) {
 	h, err := parseHeaderFlags(r.headers)
 	if err != nil {
 		return nil, err
+	}
+	// The twins' headers: the same 'Name: value' lines, from files and
+	// the environment.
+	var twinLines []string
+	for _, f := range r.headerFiles {
+		lines, err := readSecretLines("--header-file "+f, f, "")
+		if err != nil {
+			return nil, err
+		}
+		twinLines = append(twinLines, lines...)
+	}
+	for _, e := range r.headerEnvs {
+		lines, err := readSecretLines("--header-env "+e, "", e)
+		if err != nil {
+			return nil, err
+		}
+		twinLines = append(twinLines, lines...)
+	}
+	if len(twinLines) > 0 {
+		th, err := parseHeaderFlags(twinLines)
+		if err != nil {
+			return nil, fmt.Errorf("--header-file/--header-env: %v", strings.TrimPrefix(err.Error(), "--header "))
+		}
+		for name, vs := range th {
+			h[name] = append(h[name], vs...)
+		}
+	}
+	cookies := r.cookies
+	if r.cookieFile != "" || r.cookieEnv != "" {
+		if r.cookieFile != "" && r.cookieEnv != "" {
+			return nil, errors.New("give --cookie-file or --cookie-env, not both")
+		}
+		name := "--cookie-file " + r.cookieFile
+		if r.cookieEnv != "" {
+			name = "--cookie-env " + r.cookieEnv
+		}
+		lines, err := readSecretLines(name, r.cookieFile, r.cookieEnv)
+		if err != nil {
+			return nil, err
+		}
+		cookies = append(append(stringList(nil), cookies...), lines...)
 	}
 	s := &requestSetup{header: h, http2: r.http2}
 	for name, values := range h {
@@ -111,12 +148,12 @@ func (r *requestFlags) build() (*requestSetup, error) {
 		}
 	}
 
-	if len(r.cookies) > 0 {
+	if len(cookies) > 0 {
 		if h.Get("Cookie") != "" {
 			return nil, errors.New("give cookies with --cookie or with --header 'Cookie: ...', not both")
 		}
 		var pairs []string
-		for _, c := range r.cookies {
+		for _, c := range cookies {
 			for _, part := range strings.Split(c, ";") {
 				part = strings.TrimSpace(part)
 				if part == "" {
@@ -238,39 +275,45 @@ func (s *requestSetup) close() {
 	}
 }
 
-// redactURL hides a password in a URL's user info.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
-}
+// redactURL hides the credentials of a URL: the password of its user
+// info and the values of credential query parameters (token, api_key,
+// sig, ...).
+func redactURL(raw string) string { return redact.URL(raw) }
+
+// urlFlags are the flags whose values are URLs.
+var urlFlags = map[string]bool{"target": true, "upstream": true, "entry": true}
 
 // redactArgs returns args with every credential replaced: the values of
-// sensitive --header flags, --cookie values, and passwords in URLs. It is
-// what a session file's RunInfo.Args holds.
+// secret flags (--api-token, --cookie, credential --header values),
+// passwords and credential query parameters in URLs, credential name=value
+// pairs anywhere, and every value in secrets. It is what a session file's
+// RunInfo.Args holds.
 func redactArgs(args []string, secrets []string) []string {
 	out := make([]string, len(args))
 	copy(out, args)
 	for i := 0; i < len(out); i++ {
 		a := out[i]
 		if a == "--" {
+			for j := i + 1; j < len(out); j++ {
+				out[j] = redactPositional(out[j])
+			}
 			break
 		}
-		if !strings.HasPrefix(a, "-") {
-			out[i] = redactURL(a)
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			out[i] = redactPositional(a)
 			continue
 		}
 		name, value, inline := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		fix := func(v string) string {
-			switch name {
-			case "header":
+			switch {
+			case secretFlagNames[name]:
+				return redactedValue
+			case name == "header":
 				n, _, ok := strings.Cut(v, ":")
 				if ok && sensitiveHeader(strings.TrimSpace(n)) {
 					return n + ": " + redactedValue
 				}
-			case "cookie":
+			case name == "cookie":
 				var parts []string
 				for _, p := range strings.Split(v, ";") {
 					n, _, _ := strings.Cut(strings.TrimSpace(p), "=")
@@ -279,26 +322,41 @@ func redactArgs(args []string, secrets []string) []string {
 					}
 				}
 				return strings.Join(parts, "; ")
-			case "target", "upstream":
-				return redactURL(v)
+			case urlFlags[name]:
+				return redact.URL(v)
 			}
-			return v
+			return redact.Text(v)
 		}
 		switch {
 		case inline:
 			out[i] = a[:len(a)-len(value)] + fix(value)
-		case (name == "header" || name == "cookie" || name == "target" || name == "upstream") && i+1 < len(out):
+		case (secretFlagNames[name] || valuedFlagNames[name]) && i+1 < len(out):
 			out[i+1] = fix(out[i+1])
 			i++
 		}
 	}
 	for i := range out {
 		for _, sec := range secrets {
-			out[i] = strings.ReplaceAll(out[i], sec, redactedValue)
+			if sec != "" {
+				out[i] = strings.ReplaceAll(out[i], sec, redactedValue)
+			}
 		}
 	}
 	return out
 }
+
+// redactPositional redacts an argument that is a URL (tail's); file names
+// are kept as they are.
+func redactPositional(a string) string {
+	if strings.Contains(a, "://") {
+		return redact.URL(a)
+	}
+	return a
+}
+
+// valuedFlagNames are the flags whose next word redactArgs reads as their
+// value (besides the secret ones): those that may carry a credential.
+var valuedFlagNames = map[string]bool{"header": true, "cookie": true, "target": true, "upstream": true, "entry": true}
 
 // trust adds a certificate generated in this process (the embedded
 // server's) to the roots the clients verify with, and rebuilds the

@@ -26,6 +26,7 @@ import (
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/outfile"
 	"github.com/ssestress/ssestress/internal/procstat"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/tlsutil"
@@ -47,6 +48,8 @@ type runOptions struct {
 	serverPID        int               // --server-pid: sampled into the samples and /metrics
 	hop              hopFlags          // --via-proxy, --fault, --capture
 	maxFileSize      int64             // --max-file-size: bbolt MaxSize of the session file
+	mem              memoryFlags       // --max-memory
+	memory           processMemory     // the budget as started
 	texts            map[string]string // the config fields given as flags, by name
 	shardText        string            // --shard
 	sourceText       string            // --source-addr
@@ -112,6 +115,7 @@ var runCmd = &command{
 			if err := o.check(); err != nil {
 				return err
 			}
+			warnSecrets(fs, stderr)
 			return o.execute(ctx, stdout, stderr)
 		}
 	},
@@ -143,6 +147,7 @@ func newRunOptions(fs *flagSet) *runOptions {
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	o.hop.register(fs)
 	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
+	o.mem.register(fs)
 	fs.IntVar(&o.repeat, "repeat", 0, "run the scenario `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
 	fs.StringVar(&o.shardText, "shard", "", "run part `i/n` of the scenario: every n-th connection from the i-th, at 1/n of the rate; report merges the n session files")
@@ -354,7 +359,8 @@ const maxRepeat = 10000
 // errorClasses are the fixed names errclass.Classify returns.
 var errorClasses = []string{
 	errclass.ECONNRESET, errclass.EPIPE, errclass.ECONNREFUSED, errclass.ETIMEDOUT, errclass.EOF,
-	errclass.UnexpectedEOF, errclass.BadContentType, errclass.LineTooLong, errclass.TLS, errclass.DNS,
+	errclass.UnexpectedEOF, errclass.BadContentType, errclass.LineTooLong, errclass.EventTooLong,
+	errclass.HeaderTooLong, errclass.BadResponse, errclass.MemoryBudget, errclass.TLS, errclass.DNS,
 	errclass.EMFILE, errclass.EADDRNOTAVAIL, errclass.Other,
 }
 
@@ -455,13 +461,13 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	perConn := 1
-	if o.cfg.Target == "" {
-		perConn = 2 // the embedded server's side too
-	}
-	if err := checkCapacity(plan.Concurrent(), perConn); err != nil {
+	if err := checkCapacity(plan.Concurrent(), descriptorsPerStream(o.cfg.Target == "", o.hop.viaProxy)); err != nil {
 		return err
 	}
+	if o.memory, err = o.mem.start("run"); err != nil {
+		return err
+	}
+	o.hop.budget = o.memory.buffers
 	errOut := &lockedWriter{w: stderr}
 	for _, n := range o.notes {
 		fmt.Fprintln(errOut, "ssestress: note:", n)
@@ -562,7 +568,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	stored.Target = redactURL(cfg.Target)
 	cfgJSON, _ := json.Marshal(stored)
 	ss, err := openSession(sessionSpec{
-		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, errOut: errOut,
+		command: "run", path: path, flagName: "--out", maxSize: o.maxFileSize, maxPending: o.memory.writer, errOut: errOut,
 		info: session.RunInfo{
 			Args: redactArgs(o.args, setup.secrets), Scenario: cfg.Scenario, Target: redactURL(tgt.url), Config: cfgJSON,
 			Shard: o.shard.String(), TimeScale: o.hop.runTimeScale(), Keepalive: applyClientKeepalive(time.Duration(o.hop.clientKeepalive), setup),
@@ -591,7 +597,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	opts := &clients.Options{
 		Transport: setup.transport, Header: setup.header, Redact: setup.redact,
 		UserAgent: "ssestress/" + version, Scenario: cfg.Scenario,
-		RetryOnHTTPError: o.retryOnHTTPError, Recorder: ss.w, Counters: counters,
+		RetryOnHTTPError: o.retryOnHTTPError, Recorder: ss.w, Counters: counters, Budget: o.memory.buffers,
 		// Open connections are rewritten with their progress as often as
 		// the monitor samples, but at most once a second each.
 		Checkpoint: max(time.Duration(cfg.MonitorInterval), time.Second),
@@ -747,7 +753,7 @@ func seriesStem(cfg seriesConfig, now time.Time) (string, error) {
 	if cfg.out != "" {
 		stem := strings.TrimSuffix(cfg.out, ".db")
 		if f := exists(stem); f != "" {
-			return "", fmt.Errorf("%s: %s already exists (choose another --out, or remove it)", cfg.command, f)
+			return "", usageErrorf("%s: %s already exists (choose another --out, or remove it)", cfg.command, f)
 		}
 		return stem, nil
 	}
@@ -817,7 +823,7 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(summaryPath, append(raw, '\n'), 0o644); err != nil {
+		if err := outfile.WriteFile(summaryPath, append(raw, '\n'), 0o644, false); err != nil {
 			return fmt.Errorf("%s: summary file: %w", cfg.command, err)
 		}
 	}

@@ -135,7 +135,7 @@ func TestRunBadInput(t *testing.T) {
 		{"unreachable target", []string{"run", "--target=http://" + dead, "--duration=5s", "--out=" + filepath.Join(dir, "never.db")},
 			"cannot reach target http://" + dead + ": dial tcp " + dead + ": connect: connection refused (ECONNREFUSED)", 1},
 		{"existing session file", []string{"run", "--duration=1s", "--out=" + existing},
-			existing + ": session file already exists (choose another --out, or remove it)", 1},
+			existing + ": session file already exists (choose another --out, or remove it)", 2},
 		{"more connections than descriptors", []string{"run", fmt.Sprintf("--connections=%d", tooMany), "--out=" + filepath.Join(dir, "never.db")},
 			fdMsg, fdCode},
 		{"unknown subcommand", []string{"runn"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/ssestress/ssestress/capture/kernel"
 	"github.com/ssestress/ssestress/clients"
 	"github.com/ssestress/ssestress/internal/dur"
+	"github.com/ssestress/ssestress/internal/membudget"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/proxy"
 )
@@ -28,6 +30,7 @@ type hopFlags struct {
 	onUpstreamError string
 	timeScale       float64
 	capture         bool
+	capturePayload  bool // --capture-payload: the pcap keeps the streams' bytes
 	iface           string
 	pcap            string
 	kernel          kernelFlag      // --kernel (kernel.go)
@@ -35,7 +38,8 @@ type hopFlags struct {
 
 	specs     []proxy.FaultSpec // parsed --fault
 	keepalive dur.Duration
-	cmd       string // the subcommand, for messages: run, replay run
+	cmd       string            // the subcommand, for messages: run, replay run
+	budget    *membudget.Budget // the process's memory budget, shared with the in-process proxy
 }
 
 func (h *hopFlags) register(fs *flagSet) {
@@ -51,6 +55,7 @@ func (h *hopFlags) register(fs *flagSet) {
 	h.kernel.register(fs, kernelUsage)
 	h.clientKeepalive = clientKeepalive(clients.DefaultKeepalive)
 	fs.Var(&h.clientKeepalive, "client-keepalive", "TCP keepalive of the clients' sockets: probes every `D` after D of silence; 9 unanswered and the kernel gives up (ETIMEDOUT); 0: off; recorded in the session file")
+	registerCapturePayload(fs, &h.capturePayload)
 	fs.values(valueSpec{kind: valFault}, "fault")
 	fs.values(words(proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort), "on-upstream-error")
 	fs.values(wordsOf(interfaceNames), "iface")
@@ -92,8 +97,8 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	default:
 		return nil, usageErrorf("%s: --on-upstream-error must be reset, eof or abort, not %q", cmd, h.onUpstreamError)
 	}
-	if h.timeScale <= 0 {
-		return nil, usageErrorf("%s: --time-scale must be positive", cmd)
+	if !validTimeScale(h.timeScale) {
+		return nil, usageErrorf("%s: --time-scale must be positive (a finite number), got %v", cmd, h.timeScale)
 	}
 	if h.viaProxy && http2 {
 		return nil, usageErrorf("%s: --http2 with --via-proxy: the in-process proxy's listener speaks HTTP/1.1; run ssestress proxy with TLS and point --target at it", cmd)
@@ -101,8 +106,20 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 	if !h.capture && (h.iface != "" || h.pcap != "") {
 		return nil, usageErrorf("%s: --iface and --pcap need --capture", cmd)
 	}
+	if !h.capture && h.capturePayload {
+		return nil, usageErrorf("%s: --capture-payload needs --capture", cmd)
+	}
+	if h.pcap != "" {
+		if err := checkNew(cmd, "--pcap", h.pcap); err != nil {
+			return nil, err
+		}
+	}
 	return notes, nil
 }
+
+// validTimeScale reports whether a --time-scale is a finite positive
+// number (NaN and Inf parse as floats).
+func validTimeScale(f float64) bool { return f > 0 && !math.IsInf(f, 1) }
 
 // runTimeScale is the time scale the run's faults act at (1 without the
 // in-process proxy).
@@ -141,7 +158,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		p, err := proxy.Start(ctx, proxy.Config{
 			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
 			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale, Keepalive: keepaliveConfig(time.Duration(h.keepalive)),
-			TLSClientConfig: targetTLS, Session: w,
+			TLSClientConfig: targetTLS, Session: w, Budget: h.budget,
 			// No log line per firing: a run may fire thousands; the
 			// session file and the report hold every one.
 		})
@@ -161,7 +178,7 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		if hp.proxy != nil {
 			addrs = append(addrs[:len(addrs):len(addrs)], hp.proxy.Addr())
 		}
-		c, ports, out, err := startCapture(ctx, target, addrs, h.iface, h.pcap, sessionPath, w)
+		c, ports, out, err := startCapture(ctx, target, addrs, h.iface, h.pcap, h.capturePayload, sessionPath, w)
 		switch {
 		case errors.Is(err, capture.ErrNotPermitted), errors.Is(err, capture.ErrUnsupported):
 			fmt.Fprintf(errOut, "ssestress: note: %v; going on without capture: resets are attributed from socket evidence only (lower confidence)\n", err)
@@ -221,7 +238,7 @@ func splitOrigin(target string) (origin, rest string, err error) {
 // file. iface lists interfaces, comma-separated; without it every
 // interface the traffic to target and addrs goes through gets a capture of
 // its own. Used by run, replay run and proxy.
-func startCapture(ctx context.Context, target string, addrs []string, iface, pcap, sessionPath string, w *session.Writer) (*capture.Multi, []int, string, error) {
+func startCapture(ctx context.Context, target string, addrs []string, iface, pcap string, payload bool, sessionPath string, w *session.Writer) (*capture.Multi, []int, string, error) {
 	var ports []int
 	for _, a := range addrs {
 		if _, p, err := net.SplitHostPort(a); err == nil {
@@ -242,7 +259,7 @@ func startCapture(ctx context.Context, target string, addrs []string, iface, pca
 	if len(ifaces) == 0 {
 		ifaces, _ = capture.Ifaces(ctx, append([]string{target}, addrs...))
 	}
-	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w}, ifaces)
+	c, err := capture.StartEach(ctx, capture.Config{Target: target, Ports: ports, Out: pcap, Session: w, Payload: payload}, ifaces)
 	return c, ports, pcap, err
 }
 

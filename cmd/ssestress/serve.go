@@ -9,6 +9,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/dur"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/listenaddr"
 	"github.com/ssestress/ssestress/internal/tlsutil"
 )
 
@@ -46,7 +47,8 @@ var serveCmd = &command{
 		fs.StringVar(&o.tls.CertFile, "tls-cert", "", "serve https with this PEM certificate `FILE` (with --tls-key); HTTP/2 is offered too")
 		fs.StringVar(&o.tls.KeyFile, "tls-key", "", "PEM private key `FILE` of --tls-cert")
 		fs.BoolVar(&o.tls.SelfSigned, "tls-self-signed", false, "serve https with a certificate generated at start for 127.0.0.1, ::1 and localhost")
-		fs.StringVar(&o.tls.CertOut, "tls-cert-out", "", "write the generated certificate to `FILE`, for clients' --ca")
+		fs.StringVar(&o.tls.CertOut, "tls-cert-out", "", "write the generated certificate to `FILE`, for clients' --ca (an existing file only with --force)")
+		fs.BoolVar(&o.tls.CertOutForce, "force", false, fmt.Sprintf(forceUsage, "--tls-cert-out"))
 		fs.values(files(), "tls-cert", "tls-key", "tls-cert-out")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
 			return o.run(ctx, stdout)
@@ -57,6 +59,9 @@ var serveCmd = &command{
 func (o *serveOptions) run(ctx context.Context, stdout io.Writer) error {
 	if o.tls.CertOut != "" && !o.tls.SelfSigned {
 		return usageErrorf("serve: --tls-cert-out writes the certificate --tls-self-signed generates")
+	}
+	if err := checkOutput("serve", "--tls-cert-out", o.tls.CertOut, o.tls.CertOutForce); err != nil {
+		return err
 	}
 	var tlsConfig *tls.Config
 	if o.tls.Enabled() {
@@ -77,6 +82,7 @@ func (o *serveOptions) run(ctx context.Context, stdout io.Writer) error {
 		return usageErrorf("serve: --group-expiry must be positive")
 	}
 	cfg := feed.Config{Rate: rate, Heartbeat: negIfZero(o.heartbeat), Retry: negIfZero(o.retry), History: o.history, GroupExpiry: o.expiry}
+	o.listen = listenaddr.Loopback(o.listen, feed.DefaultListen) // a bare port is loopback
 	srv, err := feed.StartTLS(o.listen, cfg, tlsConfig)
 	if err != nil {
 		return badValue("serve: --listen "+o.listen, err)

@@ -28,6 +28,9 @@ type sessionSpec struct {
 	path     string // the file
 	flagName string // the flag that named it, for messages ("--out")
 	maxSize  int64  // --max-file-size (0: none)
+	// maxPending bounds the writer's queue (processMemory.writer; 0: the
+	// writer's default).
+	maxPending int64
 	// info holds what the producer knows: Args, Scenario, Target, Config,
 	// Shard, TimeScale, Keepalive. Tool, Host, PID and StartedAt are
 	// filled here.
@@ -56,7 +59,7 @@ type producerSession struct {
 // endpoints, and flushes them: a crash from here on leaves a file that says
 // what ran.
 func openSession(spec sessionSpec) (*producerSession, error) {
-	w, err := session.Create(spec.path, session.Options{MaxSize: int(spec.maxSize), OnError: func(err error) {
+	w, err := session.Create(spec.path, session.Options{MaxSize: int(spec.maxSize), MaxPendingBytes: spec.maxPending, OnError: func(err error) {
 		fmt.Fprintln(spec.errOut, "ssestress:", sessionWriteError(err, spec.command))
 	}})
 	if err != nil {

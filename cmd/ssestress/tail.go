@@ -18,6 +18,7 @@ import (
 
 // tailOptions are the flags of ssestress tail.
 type tailOptions struct {
+	warn             func() // prints the command line's secret warnings (once it is checked)
 	url              string
 	json             bool
 	count            int
@@ -81,6 +82,7 @@ var tailCmd = &command{
 		fs.StringVar(&o.lastEventID, "last-event-id", "", "send this Last-Event-`ID` on the first request too (resume a stream)")
 		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			o.url = args[0]
+			o.warn = func() { warnSecrets(fs, stderr) }
 			return o.run(ctx, stdout)
 		}
 	},
@@ -101,6 +103,9 @@ func (o *tailOptions) run(ctx context.Context, stdout io.Writer) error {
 		return usageErrorf("tail: %v", err)
 	}
 	defer setup.close()
+	if o.warn != nil {
+		o.warn()
+	}
 	if err := setup.probe(ctx, "", o.url); err != nil {
 		return err
 	}

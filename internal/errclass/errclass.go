@@ -32,6 +32,7 @@ const (
 	EventTooLong   = "EVENT_TOO_LONG"  // one event's data past the client's bound (sse.DefaultMaxEvent)
 	HeaderTooLong  = "HEADER_TOO_LONG" // response headers past the client's bound, or never ending
 	BadResponse    = "BAD_RESPONSE"    // not HTTP: a malformed status line, header or chunk framing
+	MemoryBudget   = "MEMORY_BUDGET"   // ended by this process to stay within its memory budget (--max-memory)
 	TLS            = "TLS"
 	DNS            = "DNS"
 	EMFILE         = "EMFILE" // out of file descriptors (EMFILE or ENFILE)

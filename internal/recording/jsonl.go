@@ -120,6 +120,9 @@ func Import(r io.Reader) (*Recording, error) {
 			if l.RespAt < 0 || l.End < 0 || l.Frames < 0 || l.Bytes < 0 {
 				return nil, bad("stream %q: negative time or count", key)
 			}
+			if err := checkStatus(l.Status); err != nil {
+				return nil, bad("stream %q: %v", key, err)
+			}
 			st := &Stored{RecStream: l.RecStream, UpstreamErrorAction: l.UpstreamErrorAction}
 			byKey[key] = st
 			rec.Streams = append(rec.Streams, st)

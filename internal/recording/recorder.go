@@ -32,25 +32,30 @@ import (
 	"unicode/utf8"
 
 	"github.com/ssestress/ssestress/internal/errclass"
+	"github.com/ssestress/ssestress/internal/redact"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/sse"
 )
 
-// RedactedValue replaces the value of every redacted header.
-const RedactedValue = "[redacted]"
+// RedactedValue replaces the value of every redacted header and query
+// parameter (redact.Marker).
+const RedactedValue = redact.Marker
 
-// DefaultRedact are the headers always redacted unless Options.NoRedact:
-// the credentials a client or a server sends.
+// DefaultRedact are the standard credential headers. They, and every other
+// name package redact takes for a credential (X-Api-Key, X-Auth-Token,
+// token, access_token, api_key, key, sig, ...), are redacted unless
+// Options.NoRedact, in headers and in the query alike.
 var DefaultRedact = []string{"Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"}
 
 // Options configure a Recorder. The zero value records with the default
 // redaction.
 type Options struct {
-	// Redact names more headers (any case) whose values are replaced by
-	// RedactedValue, in the request and in the response (--redact).
+	// Redact names more headers and query parameters (any case) whose
+	// values are replaced by RedactedValue, in the request and in the
+	// response (--redact), besides those package redact knows.
 	Redact []string
-	// NoRedact records every header as it was, credentials included
-	// (--no-redact). Redact is ignored then.
+	// NoRedact records every header and the query as they were,
+	// credentials included (--no-redact). Redact is ignored then.
 	NoRedact bool
 	// MaxLine bounds one SSE line; zero means sse.DefaultMaxLine. A stream
 	// with a longer line is recorded up to that line.
@@ -92,7 +97,7 @@ type Recorder struct {
 	w      *session.Writer
 	proxy  string
 	opts   Options
-	redact map[string]bool // canonical header names
+	redact map[string]bool // lower-cased names of Options.Redact
 
 	enabled atomic.Bool
 	seq     atomic.Uint64 // for Begin calls without a connection id
@@ -121,14 +126,9 @@ func New(w *session.Writer, proxyName string, opts Options) *Recorder {
 	}
 	r := &Recorder{w: w, proxy: proxyName, opts: opts, redact: map[string]bool{}, live: map[*Stream]struct{}{}, pending: map[*Stream]struct{}{}}
 	w.BeforeCommit(r.queueHeld)
-	if !opts.NoRedact {
-		for _, h := range DefaultRedact {
-			r.redact[http.CanonicalHeaderKey(h)] = true
-		}
-		for _, h := range opts.Redact {
-			if h = strings.TrimSpace(h); h != "" {
-				r.redact[http.CanonicalHeaderKey(h)] = true
-			}
+	for _, h := range opts.Redact {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			r.redact[h] = true
 		}
 	}
 	r.enabled.Store(true)
@@ -207,8 +207,8 @@ func (r *Recorder) Begin(connID string, req *http.Request, start time.Time) *Str
 	rec.Method = req.Method
 	rec.Host = req.Host
 	if req.URL != nil {
-		rec.Path = req.URL.Path
-		rec.Query = req.URL.RawQuery
+		rec.Path = r.cleanText(req.URL.Path)
+		rec.Query = r.cleanQuery(req.URL.RawQuery, &rec.Redacted)
 	}
 	rec.Group = Group(rec.Query)
 	rec.Header = r.clean(req.Header, &rec.Redacted)
@@ -220,26 +220,80 @@ func (r *Recorder) Begin(connID string, req *http.Request, start time.Time) *Str
 	return s
 }
 
-// clean copies h with the redacted headers' values replaced, and adds the
-// names it redacted to names.
+// credential reports whether a header or query parameter name is
+// redacted.
+func (r *Recorder) credential(name string) bool {
+	return !r.opts.NoRedact && (redact.Name(name) || r.redact[strings.ToLower(name)])
+}
+
+// clean copies h with the redacted headers' values replaced, and the
+// credentials other headers quote (a server echoing "Bearer xyz" or a URL
+// with its token into a Content-Type or a Location) replaced in theirs
+// (redact.Text); it adds the names it changed to names.
 func (r *Recorder) clean(h http.Header, names *[]string) http.Header {
 	if h == nil {
 		return nil
 	}
 	out := h.Clone()
 	for k, vs := range out {
-		if !r.redact[http.CanonicalHeaderKey(k)] {
-			continue
+		changed := false
+		for i, v := range vs {
+			switch {
+			case r.credential(k):
+				vs[i], changed = RedactedValue, true
+			case !r.opts.NoRedact:
+				if t := redact.Text(v); t != v {
+					vs[i], changed = t, true
+				}
+			}
 		}
-		for i := range vs {
-			vs[i] = RedactedValue
-		}
-		if !contains(*names, k) {
+		if changed && !contains(*names, k) {
 			*names = append(*names, k)
 		}
 	}
 	sort.Strings(*names)
 	return out
+}
+
+// cleanQuery is a raw query with the values of credential parameters
+// replaced; it adds "?name" to names for each (a header and a parameter of
+// the same name stay apart).
+func (r *Recorder) cleanQuery(raw string, names *[]string) string {
+	if r.opts.NoRedact || raw == "" {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	changed := false
+	for i, part := range parts {
+		name, _, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		n, err := url.QueryUnescape(name)
+		if err != nil {
+			n = name
+		}
+		if r.credential(n) {
+			parts[i] = name + "=" + RedactedValue
+			changed = true
+			if !contains(*names, "?"+n) {
+				*names = append(*names, "?"+n)
+			}
+		}
+	}
+	if !changed {
+		return raw
+	}
+	sort.Strings(*names)
+	return strings.Join(parts, "&")
+}
+
+// cleanText replaces credentials in a path (;jsessionid=...).
+func (r *Recorder) cleanText(s string) string {
+	if r.opts.NoRedact {
+		return s
+	}
+	return redact.Text(s)
 }
 
 func contains(list []string, s string) bool {
@@ -495,5 +549,18 @@ func itoa(n uint64) string {
 		if n == 0 {
 			return string(b[i:])
 		}
+	}
+}
+
+// Redact replaces the credentials the streams of rec carry (headers,
+// query, path) as a recording proxy does by default: an imported
+// recording is held to the same rule as a recorded one.
+func (rec *Recording) Redact() {
+	r := &Recorder{redact: map[string]bool{}}
+	for _, s := range rec.Streams {
+		s.Header = r.clean(s.Header, &s.Redacted)
+		s.RespHeader = r.clean(s.RespHeader, &s.Redacted)
+		s.Query = r.cleanQuery(s.Query, &s.Redacted)
+		s.Path = r.cleanText(s.Path)
 	}
 }

@@ -79,6 +79,16 @@ func Load(path string) (*Recording, error) {
 	return rec, nil
 }
 
+// checkStatus refuses a recorded HTTP status no response can carry (0 is
+// "no response recorded"): a three-digit code, 100 to 999, as net/http
+// writes it.
+func checkStatus(status int) error {
+	if status != 0 && (status < 100 || status > 999) {
+		return fmt.Errorf("HTTP status %d is not a three-digit code", status)
+	}
+	return nil
+}
+
 // Read reads the recording held by an open session file (possibly empty).
 // Frames whose stream record is missing (a file cut by a crash between the
 // two commits cannot produce them, since a stream is queued before its
@@ -87,6 +97,9 @@ func Read(r *session.Reader) (*Recording, error) {
 	rec := &Recording{Unreadable: map[string]session.Unreadable{}}
 	byKey := map[string]*Stored{}
 	skipped, err := session.DecodeEach(r, session.BucketRecStreams, func(s *session.RecStream) error {
+		if err := checkStatus(s.Status); err != nil {
+			return session.SkipRecord(err) // a replay could not answer it
+		}
 		st := &Stored{RecStream: *s}
 		rec.Streams = append(rec.Streams, st)
 		byKey[string(s.Key())] = st

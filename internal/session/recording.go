@@ -18,13 +18,14 @@ type RecStream struct {
 	Method     string `json:"method"`
 	Host       string `json:"host,omitempty"`
 	Path       string `json:"path"`            // URL path, no query
-	Query      string `json:"query,omitempty"` // raw query, no '?'
+	Query      string `json:"query,omitempty"` // raw query, no '?'; credential parameters' values redacted
 	// Group is the symbol group of the request ("AAPL,MSFT": the symbols
 	// query parameter, upper-cased and sorted), "" when it names none.
 	Group  string      `json:"group,omitempty"`
 	Header http.Header `json:"header,omitempty"` // request headers, redacted
 	// Redacted names the headers (request and response) whose values were
-	// replaced by the redaction marker.
+	// replaced by the redaction marker, and the query parameters so
+	// replaced, each as "?name".
 	Redacted []string  `json:"redacted,omitempty"`
 	Start    time.Time `json:"start"` // the request reached the proxy; offsets count from here
 

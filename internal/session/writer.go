@@ -132,10 +132,19 @@ func Create(path string, opts Options) (*Writer, error) {
 	if opts.MaxPendingBytes <= 0 {
 		opts.MaxPendingBytes = DefaultMaxPendingBytes
 	}
+	created := false
 	if !opts.Append {
-		if _, err := os.Stat(path); err == nil {
+		// The name is taken exclusively: a file that appears between a
+		// check and bbolt's open is never written over.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("%s: %w", path, ErrExists)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		f.Close()
+		created = true
 	} else if _, err := os.Stat(path); err == nil {
 		// Appending to an existing file: it must be a session file we can
 		// read, with its keys in order (bbolt rebuilds the freelist).
@@ -156,6 +165,9 @@ func Create(path string, opts Options) (*Writer, error) {
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
+		if created {
+			os.Remove(path)
+		}
 		return nil, openError(path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -168,6 +180,9 @@ func Create(path string, opts Options) (*Writer, error) {
 	})
 	if err != nil {
 		db.Close()
+		if created {
+			os.Remove(path)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	w := &Writer{

@@ -120,6 +120,15 @@ type Parser struct {
 	// MaxEvent bounds the data of one event (its data lines joined);
 	// zero means DefaultMaxEvent.
 	MaxEvent int
+	// Grow, when set, is asked before the parser enlarges its line or
+	// event buffer, with the new buffer's whole size (it never grows a
+	// buffer past its bound); once the old buffer is copied, Shrink is
+	// told the old one's size. An error refuses the new buffer: Feed
+	// returns it, and the parser refuses further input, as past a bound.
+	// The load clients charge a shared memory budget so: old and new are
+	// both held while one is copied into the other.
+	Grow   func(n int) error
+	Shrink func(n int)
 
 	started   bool   // BOM check done
 	bomSeen   []byte // BOM prefix bytes held back while undecided
@@ -144,7 +153,7 @@ func (p *Parser) SetLastEventID(id string) { p.lastID, p.idBuf = id, id }
 // Reset forgets any partial line and event, as a new connection must, but
 // keeps the last event ID.
 func (p *Parser) Reset() {
-	*p = Parser{MaxLine: p.MaxLine, MaxEvent: p.MaxEvent, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
+	*p = Parser{MaxLine: p.MaxLine, MaxEvent: p.MaxEvent, Grow: p.Grow, Shrink: p.Shrink, lastID: p.lastID, idBuf: p.lastID, lastType: p.lastType}
 }
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
@@ -191,6 +200,9 @@ func (p *Parser) Feed(b []byte, emit func(*Frame) error) error {
 				p.err = &LineTooLongError{Max: max}
 				return p.err
 			}
+			if err := p.room(&p.partial, len(b), max); err != nil {
+				return err
+			}
 			p.partial = append(p.partial, b...)
 			return nil
 		}
@@ -199,6 +211,9 @@ func (p *Parser) Feed(b []byte, emit func(*Frame) error) error {
 			if len(p.partial)+len(line) > max {
 				p.err = &LineTooLongError{Max: max}
 				return p.err
+			}
+			if err := p.room(&p.partial, len(line), max); err != nil {
+				return err
 			}
 			p.partial = append(p.partial, line...)
 			line = p.partial
@@ -262,6 +277,9 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 			p.err = &EventTooLongError{Max: maxEvent}
 			return p.err
 		}
+		if err := p.room(&p.data, len(value)+1, maxEvent+1); err != nil {
+			return err
+		}
 		p.data = append(p.data, value...)
 		p.data = append(p.data, '\n')
 	case "id":
@@ -278,6 +296,28 @@ func (p *Parser) line(line []byte, emit func(*Frame) error) error {
 		}
 		p.frame = Frame{Kind: KindRetry, Retry: time.Duration(ms) * time.Millisecond}
 		return emit(&p.frame)
+	}
+	return nil
+}
+
+// room makes room for n more bytes in *buf, never past bound, asking Grow
+// first (without Grow, append grows the buffer as it will).
+func (p *Parser) room(buf *[]byte, n, bound int) error {
+	need := len(*buf) + n
+	if p.Grow == nil || need <= cap(*buf) {
+		return nil
+	}
+	newCap := min(max(2*cap(*buf), need, 512), max(bound, need))
+	if err := p.Grow(newCap); err != nil {
+		p.err = err
+		return err
+	}
+	old := cap(*buf)
+	nb := make([]byte, len(*buf), newCap)
+	copy(nb, *buf)
+	*buf = nb
+	if p.Shrink != nil {
+		p.Shrink(old)
 	}
 	return nil
 }

@@ -8,8 +8,6 @@
 package tlsutil
 
 import (
-	"github.com/ssestress/ssestress/internal/inputfile"
-
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,8 +19,10 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"time"
+
+	"github.com/ssestress/ssestress/internal/inputfile"
+	"github.com/ssestress/ssestress/internal/outfile"
 )
 
 // Errors of the package. They name options by the fields of ClientOptions
@@ -195,8 +195,10 @@ type ServerOptions struct {
 	Hosts []string
 	// CertOut, when set, receives the generated certificate's PEM so that
 	// clients can trust it (ssestress tail --ca CertOut). It is written
-	// with mode 0644 and replaced if it exists: it holds no secret.
-	CertOut string
+	// with mode 0644, never over an existing file (an *outfile.ExistsError
+	// in the OptionError) unless CertOutForce.
+	CertOut      string
+	CertOutForce bool
 }
 
 // Enabled reports whether the options ask for TLS at all.
@@ -226,7 +228,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, []byte, error) {
 			return nil, nil, err
 		}
 		if o.CertOut != "" {
-			if err := os.WriteFile(o.CertOut, certPEM, 0o644); err != nil {
+			if err := outfile.WriteFile(o.CertOut, certPEM, 0o644, o.CertOutForce); err != nil {
 				return nil, nil, &OptionError{Option: OptCertOut, Err: fmt.Errorf("write certificate: %w", err)}
 			}
 		}

@@ -31,9 +31,18 @@ func reportFile(ctx context.Context, dir string, n int, logf func(string, ...any
 			return path, nil
 		}
 	}
+	if _, err := os.Lstat(path); err == nil {
+		// Not the file an earlier run wrote: never replaced.
+		return "", fmt.Errorf("%s exists and is not the report file of %d records this row writes (remove it, or choose another --temp-dir)", path, n)
+	}
 	logf("report: writing %s (%d records, once; kept for later runs)", path, n)
-	tmp := path + ".tmp"
-	os.Remove(tmp)
+	tmpFile, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := tmpFile.Name()
+	tmpFile.Close()
+	os.Remove(tmp) // session.Create makes it anew
 	w, err := session.Create(tmp, session.Options{BatchSize: 5000, MaxPending: 200_000, MaxPendingBytes: 256 << 20})
 	if err != nil {
 		return "", err
@@ -85,7 +94,10 @@ func reportFile(ctx context.Context, dir string, n int, logf func(string, ...any
 		os.Remove(tmp)
 		return "", fmt.Errorf("%d records dropped writing the report file", w.Dropped())
 	}
-	return path, os.Rename(tmp, path)
+	// A link never replaces a file that appeared meanwhile.
+	err = os.Link(tmp, path)
+	os.Remove(tmp)
+	return path, err
 }
 
 // runReport is row 5: the time to load and render (as the default table)
