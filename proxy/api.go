@@ -41,6 +41,10 @@ import (
 // TOKEN". As Toxiproxy's, the API refuses browsers (a User-Agent starting
 // with "Mozilla/": 403), so a web page cannot drive a loopback API.
 
+// ErrAPIListen is returned by Start when the control API cannot listen on
+// its address.
+var ErrAPIListen = errors.New("control API listen")
+
 // APIError is the body of every error response of the control API.
 type APIError struct {
 	Message string `json:"error"`
@@ -105,7 +109,7 @@ type apiServer struct {
 func startAPI(p *Proxy, cfg Config, addr string) (*apiServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("control API listen: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrAPIListen, err)
 	}
 	a := &apiServer{p: p, ln: ln, reg: newRegistry(p, cfg)}
 	a.ctx, a.cancel = context.WithCancel(context.Background())

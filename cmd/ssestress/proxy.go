@@ -254,6 +254,10 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if err := printProxySummary(stdout, sum, pinfo); err != nil {
 		return err
 	}
+	for _, a := range p.AddedProxies() {
+		fmt.Fprintf(stdout, "proxy %s (added through the API, %s → %s): %d client connections, %d requests, %d events, %d faults fired\n",
+			a.Name, a.Listen, a.Upstream, a.Connections, a.Requests, a.Events, a.FaultsFired)
+	}
 	if dropped > 0 {
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
@@ -294,6 +298,7 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 	str("on-upstream-error", &cfg.OnUpstreamError, o.onUpstreamError)
 	str("api", &cfg.API, o.api)
 	str("api-token", &cfg.APIToken, o.apiToken)
+	cfg.Version = version
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
@@ -383,7 +388,7 @@ func printProxyStart(w io.Writer, p *proxy.Proxy, cfg proxy.Config, path string)
 		if cfg.APIToken != "" {
 			auth = " (token required)"
 		}
-		fmt.Fprintf(w, "  control API on http://%s%s: /faults /conns /events /stats\n", a, auth)
+		fmt.Fprintf(w, "  control API on http://%s%s: /faults /conns /events /stats, and Toxiproxy's /proxies /reset /populate (toxiproxy-cli -h http://%s)\n", a, auth, a)
 	}
 	rec := ""
 	if cfg.Recorder != nil {

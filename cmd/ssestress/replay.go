@@ -233,6 +233,7 @@ func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	setup.secrets = append(setup.secrets, o.hop.secrets()...)
 	o.notes = append(o.notes, notes...)
 	if o.httpAddr != "" {
 		if _, err := liveListenAddr(o.httpAddr); err != nil {

@@ -228,6 +228,7 @@ func (o *runOptions) check() error {
 	if err != nil {
 		return err
 	}
+	setup.secrets = append(setup.secrets, o.hop.secrets()...)
 	o.notes = append(o.notes, notes...)
 	if o.httpAddr != "" {
 		if _, err := liveListenAddr(o.httpAddr); err != nil {

@@ -33,6 +33,9 @@ type hopFlags struct {
 	kernel          kernelFlag      // --kernel (kernel.go)
 	clientKeepalive clientKeepalive // --client-keepalive (kernel.go)
 
+	api      string // --api: the in-process proxy's control API (and Toxiproxy's)
+	apiToken string // --api-token
+
 	specs     []proxy.FaultSpec // parsed --fault
 	keepalive dur.Duration
 	cmd       string // the subcommand, for messages: run, replay run
@@ -45,6 +48,8 @@ func (h *hopFlags) register(fs *flagSet) {
 	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
+	fs.StringVar(&h.api, "api", "", "serve the in-process proxy's control API, Toxiproxy's API included, on `ADDR` (implies --via-proxy; a bare port binds loopback)")
+	fs.StringVar(&h.apiToken, "api-token", "", "with --api: `TOKEN` the API requires (Authorization: Bearer TOKEN); needed off loopback; never recorded")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
 	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
@@ -87,6 +92,13 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 		h.viaProxy = true
 		notes = append(notes, "--fault starts the in-process proxy (--via-proxy)")
 	}
+	if h.apiToken != "" && h.api == "" {
+		return nil, usageErrorf("%s: --api-token goes with --api ADDR", cmd)
+	}
+	if h.api != "" && !h.viaProxy {
+		h.viaProxy = true
+		notes = append(notes, "--api starts the in-process proxy (--via-proxy)")
+	}
 	switch h.onUpstreamError {
 	case proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort:
 	default:
@@ -102,6 +114,15 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 		return nil, usageErrorf("%s: --iface and --pcap need --capture", cmd)
 	}
 	return notes, nil
+}
+
+// secrets are the values of these flags that must never be printed or
+// recorded (RunInfo.Args).
+func (h *hopFlags) secrets() []string {
+	if h.apiToken == "" {
+		return nil
+	}
+	return []string{h.apiToken}
 }
 
 // runTimeScale is the time scale the run's faults act at (1 without the
@@ -141,10 +162,13 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 		p, err := proxy.Start(ctx, proxy.Config{
 			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
 			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale, Keepalive: keepaliveConfig(time.Duration(h.keepalive)),
-			TLSClientConfig: targetTLS, Session: w,
+			TLSClientConfig: targetTLS, Session: w, API: h.api, APIToken: h.apiToken, Version: version,
 			// No log line per firing: a run may fire thousands; the
 			// session file and the report hold every one.
 		})
+		if errors.Is(err, proxy.ErrAPIListen) || errors.Is(err, proxy.ErrAPINotLoopback) {
+			return "", nil, badValue(h.command()+": --api", err)
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("in-process proxy: %w", err)
 		}
@@ -155,6 +179,9 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			fault = strings.Join(h.faults, " ")
 		}
 		fmt.Fprintf(errOut, "ssestress %s: via in-process proxy %s → %s (%s)\n", h.command(), p.URL(), origin, fault)
+		if a := p.APIAddr(); a != "" {
+			fmt.Fprintf(errOut, "ssestress %s: control API on http://%s: /faults /conns /events, and Toxiproxy's /proxies (this proxy is %s)\n", h.command(), a, p.Name())
+		}
 	}
 	if h.capture {
 		addrs := targetAddrs
