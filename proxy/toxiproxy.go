@@ -136,18 +136,30 @@ var toxiTypes = map[string]*toxiType{
 }
 
 // ToxicTypes lists Toxiproxy's toxic types with the kind each maps onto
-// and their attributes with units ("latency (ms)"), in name order.
+// and their attributes with units and keys ("latency (ms) as delay"), in
+// name order.
 func ToxicTypes() [][3]string {
 	var out [][3]string
 	for _, name := range sortedToxiTypes() {
 		tt := toxiTypes[name]
 		var attrs []string
 		for _, a := range tt.attrs {
-			attrs = append(attrs, a.name+" ("+a.unit.name+")")
+			attrs = append(attrs, a.name+" ("+a.unit.name+") as "+a.key)
 		}
 		out = append(out, [3]string{name, tt.kind, strings.Join(attrs, ", ")})
 	}
 	return out
+}
+
+// ToxiproxyHelp lists Toxiproxy's toxic types as --fault aliases, for
+// --help.
+func ToxiproxyHelp() string {
+	var b strings.Builder
+	b.WriteString("\nToxiproxy's toxic types are aliases, with Toxiproxy's attributes and units (a number is in its\nunit; stream=downstream|upstream is hop client, direction down | hop upstream, direction up):\n")
+	for _, t := range ToxicTypes() {
+		fmt.Fprintf(&b, "  %-21s %s: %s\n", t[0], t[1], t[2])
+	}
+	return b.String()
 }
 
 func sortedToxiTypes() []string {
