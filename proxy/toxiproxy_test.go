@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // TestToxiproxyAliases: Toxiproxy's type names and attributes on --fault
@@ -192,4 +193,38 @@ func TestSpecOfToxicErrors(t *testing.T) {
 	if d, _ := paramDuration(fs, "delay", 0); d != 100*time.Millisecond {
 		t.Errorf("latency 100 is %v", d)
 	}
+}
+
+// FuzzToxicRoundTrip: every fault that parses shows as a toxic that reads
+// back, through its JSON, to a fault that acts the same.
+func FuzzToxicRoundTrip(f *testing.F) {
+	for _, s := range []string{"reset:after=5s", "latency:delay=1.5ms,jitter=1us", "reset_peer:timeout=7,stream=upstream",
+		"slicer:size=4,variation=1,delay=1ms", "idle-timeout:idle=60s,direction=up,hop=upstream", "preset:nginx:after=1s",
+		"timeout:action=rst,timeout=1s", "bandwidth:rate=1.5KB", "max-age:age=1h,match=/s?x=1,2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fs, err := ParseFault(s)
+		if err != nil || !utf8.ValidString(s) { // JSON carries UTF-8 only
+			return
+		}
+		raw, err := json.Marshal(ToxicOf(fs))
+		if err != nil {
+			t.Fatalf("%s: %v", fs.Spec, err)
+		}
+		var toxic Toxic
+		if err := json.Unmarshal(raw, &toxic); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		got, err := SpecOfToxic(toxic)
+		if err != nil {
+			t.Fatalf("%s → %s does not read back: %v", fs.Spec, raw, err)
+		}
+		a, err1 := newFault(fs, 1)
+		b, err2 := newFault(got, 1)
+		if err1 != nil || err2 != nil || got.Hop != fs.Hop || got.Direction != fs.Direction || got.Toxicity != fs.Toxicity ||
+			got.After != fs.After || got.Match != fs.Match || !reflect.DeepEqual(behaviours(a), behaviours(b)) {
+			t.Fatalf("%s → %s → %s (%v %v)", fs.Spec, raw, got.Spec, err1, err2)
+		}
+	})
 }
