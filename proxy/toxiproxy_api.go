@@ -333,18 +333,34 @@ func (p *Proxy) putTopology() {
 
 func (a *apiServer) toxiproxyRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /version", a.version)
-	mux.HandleFunc("GET /proxies", a.proxyIndex)
-	mux.HandleFunc("POST /proxies", a.proxyCreate)
-	mux.HandleFunc("GET /proxies/{proxy}", a.proxyShow)
-	mux.HandleFunc("POST /proxies/{proxy}", a.proxyUpdate)
-	mux.HandleFunc("DELETE /proxies/{proxy}", a.proxyDelete)
-	mux.HandleFunc("GET /proxies/{proxy}/toxics", a.toxicIndex)
-	mux.HandleFunc("POST /proxies/{proxy}/toxics", a.toxicCreate)
-	mux.HandleFunc("GET /proxies/{proxy}/toxics/{toxic...}", a.toxicShow)
-	mux.HandleFunc("POST /proxies/{proxy}/toxics/{toxic...}", a.toxicUpdate)
-	mux.HandleFunc("DELETE /proxies/{proxy}/toxics/{toxic...}", a.toxicDelete)
-	mux.HandleFunc("POST /reset", a.resetState)
+	mux.HandleFunc("GET /proxies", handle(a.proxyIndex))
+	mux.HandleFunc("POST /proxies", handle(a.proxyCreate))
+	mux.HandleFunc("GET /proxies/{proxy}", handle(a.proxyShow))
+	mux.HandleFunc("POST /proxies/{proxy}", handle(a.proxyUpdate))
+	mux.HandleFunc("DELETE /proxies/{proxy}", handle(a.proxyDelete))
+	mux.HandleFunc("GET /proxies/{proxy}/toxics", handle(a.toxicIndex))
+	mux.HandleFunc("POST /proxies/{proxy}/toxics", handle(a.toxicCreate))
+	mux.HandleFunc("GET /proxies/{proxy}/toxics/{toxic...}", handle(a.toxicShow))
+	mux.HandleFunc("POST /proxies/{proxy}/toxics/{toxic...}", handle(a.toxicUpdate))
+	mux.HandleFunc("DELETE /proxies/{proxy}/toxics/{toxic...}", handle(a.toxicDelete))
+	mux.HandleFunc("POST /reset", handle(a.resetState))
 	mux.HandleFunc("POST /populate", a.populate)
+}
+
+// handle serves a handler that returns its status and JSON body (nil: no
+// body), or an error.
+func handle(fn func(r *http.Request) (int, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		code, body, err := fn(r)
+		switch {
+		case err != nil:
+			apiFail(w, err)
+		case body == nil:
+			w.WriteHeader(code)
+		default:
+			writeJSON(w, code, body)
+		}
+	}
 }
 
 // apiFail writes err: an *APIError as it says, a fault error by
@@ -382,14 +398,14 @@ func (a *apiServer) version(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, v)
 }
 
-func (a *apiServer) proxyIndex(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) proxyIndex(r *http.Request) (int, any, error) {
 	a.reg.mu.Lock()
+	defer a.reg.mu.Unlock()
 	out := make(map[string]toxiProxy, len(a.reg.members))
 	for name, m := range a.reg.members {
 		out[name] = a.reg.view(m)
 	}
-	a.reg.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, out, nil
 }
 
 // proxyInput is a proxy as POST /proxies, POST /proxies/{name} and
@@ -410,72 +426,60 @@ func deref[T any](p *T, def T) T {
 	return *p
 }
 
-func (a *apiServer) proxyCreate(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) proxyCreate(r *http.Request) (int, any, error) {
 	var in proxyInput
 	if err := decodeBody(r, &in); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	m, err := a.reg.create(deref(in.Name, ""), deref(in.Listen, ""), deref(in.Upstream, ""), deref(in.Enabled, true))
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusCreated, a.reg.view(m))
+	return http.StatusCreated, a.reg.view(m), nil
 }
 
-func (a *apiServer) proxyShow(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) proxyShow(r *http.Request) (int, any, error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	m, err := a.reg.get(r.PathValue("proxy"))
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, a.reg.view(m))
+	return http.StatusOK, a.reg.view(m), nil
 }
 
-func (a *apiServer) proxyUpdate(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) proxyUpdate(r *http.Request) (int, any, error) {
 	var in proxyInput
 	if err := decodeBody(r, &in); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	m, err := a.reg.get(r.PathValue("proxy"))
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	if in.Name != nil && *in.Name != m.p.name {
-		apiFail(w, &APIError{Message: fmt.Sprintf("a proxy cannot be renamed (%s to %s): create another", m.p.name, *in.Name), Status: http.StatusBadRequest})
-		return
+		return 0, nil, &APIError{Message: fmt.Sprintf("a proxy cannot be renamed (%s to %s): create another", m.p.name, *in.Name), Status: http.StatusBadRequest}
 	}
 	if err := a.reg.change(m, deref(in.Listen, m.listen), deref(in.Upstream, m.upstream)); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	if err := a.reg.setEnabled(m, deref(in.Enabled, m.enabled)); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, a.reg.view(m))
+	return http.StatusOK, a.reg.view(m), nil
 }
 
-func (a *apiServer) proxyDelete(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) proxyDelete(r *http.Request) (int, any, error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
-	if err := a.reg.remove(r.PathValue("proxy")); err != nil {
-		apiFail(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, nil, a.reg.remove(r.PathValue("proxy"))
 }
 
-func (a *apiServer) resetState(w http.ResponseWriter, r *http.Request) {
+func (a *apiServer) resetState(r *http.Request) (int, any, error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	names := make([]string, 0, len(a.reg.members))
@@ -485,17 +489,17 @@ func (a *apiServer) resetState(w http.ResponseWriter, r *http.Request) {
 	sort.Strings(names)
 	for _, n := range names {
 		if err := a.reg.reset(a.reg.members[n]); err != nil {
-			apiFail(w, err)
-			return
+			return 0, nil, err
 		}
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, nil, nil
 }
 
 // populate creates the proxies listed, or replaces those whose listen or
 // upstream differ (their connections close and their toxics go), leaving
 // alone those that match: Toxiproxy's /populate. Every entry is checked
-// before any proxy changes.
+// before any proxy changes. An error's body lists the proxies done before
+// it, as Toxiproxy's.
 func (a *apiServer) populate(w http.ResponseWriter, r *http.Request) {
 	var in []proxyInput
 	if err := decodeBody(r, &in); err != nil {
@@ -548,36 +552,45 @@ func (a *apiServer) populate(w http.ResponseWriter, r *http.Request) {
 }
 
 // proxyOf is the proxy a toxic request names.
-func (a *apiServer) proxyOf(w http.ResponseWriter, r *http.Request) (*Proxy, bool) {
+func (a *apiServer) proxyOf(r *http.Request) (*Proxy, error) {
 	a.reg.mu.Lock()
 	defer a.reg.mu.Unlock()
 	m, err := a.reg.get(r.PathValue("proxy"))
 	if err != nil {
-		apiFail(w, err)
-		return nil, false
+		return nil, err
 	}
-	return m.p, true
+	return m.p, nil
 }
 
-func findToxic(p *Proxy, name string) (FaultSpec, error) {
+// toxicOf is the proxy a toxic request names and the toxic's fault.
+func (a *apiServer) toxicOf(r *http.Request) (*Proxy, FaultSpec, error) {
+	p, err := a.proxyOf(r)
+	if err != nil {
+		return nil, FaultSpec{}, err
+	}
+	name := r.PathValue("toxic")
 	for _, f := range p.Faults() {
 		if f.Name == name {
-			return f, nil
+			return p, f, nil
 		}
 	}
-	return FaultSpec{}, &APIError{Message: fmt.Sprintf("toxic not found: proxy %s has no toxic named %q", p.name, name), Status: http.StatusNotFound}
+	return p, FaultSpec{}, toxicNotFound(p, name)
 }
 
-func (a *apiServer) toxicIndex(w http.ResponseWriter, r *http.Request) {
-	p, ok := a.proxyOf(w, r)
-	if !ok {
-		return
+func toxicNotFound(p *Proxy, name string) error {
+	return &APIError{Message: fmt.Sprintf("toxic not found: proxy %s has no toxic named %q", p.name, name), Status: http.StatusNotFound}
+}
+
+func (a *apiServer) toxicIndex(r *http.Request) (int, any, error) {
+	p, err := a.proxyOf(r)
+	if err != nil {
+		return 0, nil, err
 	}
 	out := []Toxic{}
 	for _, f := range p.Faults() {
 		out = append(out, ToxicOf(f))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, out, nil
 }
 
 // toxicInput is a toxic as POST .../toxics takes it (toxicity absent: 1).
@@ -589,65 +602,52 @@ type toxicInput struct {
 	Attributes map[string]any `json:"attributes"`
 }
 
-func (a *apiServer) toxicCreate(w http.ResponseWriter, r *http.Request) {
-	p, ok := a.proxyOf(w, r)
-	if !ok {
-		return
+// toxicCreate adds a toxic: 200, as Toxiproxy answers.
+func (a *apiServer) toxicCreate(r *http.Request) (int, any, error) {
+	p, err := a.proxyOf(r)
+	if err != nil {
+		return 0, nil, err
 	}
 	var in toxicInput
 	if err := decodeBody(r, &in); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	spec, err := SpecOfToxic(Toxic{Name: in.Name, Type: in.Type, Stream: in.Stream, Toxicity: deref(in.Toxicity, 1), Attributes: in.Attributes})
-	if err == nil {
-		err = p.AddFault(spec)
-	}
 	if err != nil {
+		return 0, nil, err
+	}
+	if err := p.AddFault(spec); err != nil {
 		if errors.Is(err, ErrFaultExists) {
 			err = &APIError{Message: fmt.Sprintf("toxic already exists: %q on proxy %s", spec.Name, p.name), Status: http.StatusConflict}
 		}
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, ToxicOf(spec))
+	return http.StatusOK, ToxicOf(spec), nil
 }
 
-func (a *apiServer) toxicShow(w http.ResponseWriter, r *http.Request) {
-	p, ok := a.proxyOf(w, r)
-	if !ok {
-		return
-	}
-	f, err := findToxic(p, r.PathValue("toxic"))
+func (a *apiServer) toxicShow(r *http.Request) (int, any, error) {
+	_, f, err := a.toxicOf(r)
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, ToxicOf(f))
+	return http.StatusOK, ToxicOf(f), nil
 }
 
 // toxicUpdate merges the attributes given into the toxic and sets its
-// toxicity when given, as Toxiproxy does; its type and stream stay.
-func (a *apiServer) toxicUpdate(w http.ResponseWriter, r *http.Request) {
-	p, ok := a.proxyOf(w, r)
-	if !ok {
-		return
-	}
-	name := r.PathValue("toxic")
+// toxicity when given, as Toxiproxy does; its name, type and stream stay.
+func (a *apiServer) toxicUpdate(r *http.Request) (int, any, error) {
 	var in toxicInput
 	if err := decodeBody(r, &in); err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	f, err := findToxic(p, name)
+	p, f, err := a.toxicOf(r)
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
 	t := ToxicOf(f)
 	if (in.Type != "" && in.Type != t.Type) || (in.Stream != "" && !strings.EqualFold(in.Stream, t.Stream)) || (in.Name != "" && in.Name != t.Name) {
-		apiFail(w, &APIError{Message: fmt.Sprintf("toxic %s: its name, type and stream cannot change (%s, %s): remove it and add another", name, t.Type, t.Stream), Status: http.StatusBadRequest})
-		return
+		return 0, nil, &APIError{Message: fmt.Sprintf("toxic %s: its name, type and stream cannot change (%s, %s): remove it and add another", f.Name, t.Type, t.Stream),
+			Status: http.StatusBadRequest}
 	}
 	for k, v := range in.Attributes {
 		t.Attributes[k] = v
@@ -657,34 +657,26 @@ func (a *apiServer) toxicUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	spec, err := SpecOfToxic(t)
 	if err == nil {
-		err = p.UpdateFault(name, spec)
+		err = p.UpdateFault(f.Name, spec)
 	}
 	if err != nil {
-		apiFail(w, err)
-		return
+		return 0, nil, err
 	}
-	f, err = findToxic(p, name)
-	if err != nil {
-		apiFail(w, err)
-		return
+	if _, f, err = a.toxicOf(r); err != nil {
+		return 0, nil, err
 	}
-	writeJSON(w, http.StatusOK, ToxicOf(f))
+	return http.StatusOK, ToxicOf(f), nil
 }
 
-func (a *apiServer) toxicDelete(w http.ResponseWriter, r *http.Request) {
-	p, ok := a.proxyOf(w, r)
-	if !ok {
-		return
+func (a *apiServer) toxicDelete(r *http.Request) (int, any, error) {
+	p, f, err := a.toxicOf(r)
+	if err == nil {
+		err = p.RemoveFault(f.Name)
 	}
-	name := r.PathValue("toxic")
-	if err := p.RemoveFault(name); err != nil {
-		if errors.Is(err, ErrNoFault) {
-			err = &APIError{Message: fmt.Sprintf("toxic not found: proxy %s has no toxic named %q", p.name, name), Status: http.StatusNotFound}
-		}
-		apiFail(w, err)
-		return
+	if errors.Is(err, ErrNoFault) {
+		err = toxicNotFound(p, f.Name)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, nil, err
 }
 
 // AddedProxies lists the proxies added through the API that still run,
