@@ -60,6 +60,7 @@ type registry struct {
 
 	mu      sync.Mutex // serialises changes of the set and of members
 	members map[string]*member
+	onAdd   func(*Proxy) // OnProxyAdded's
 }
 
 // member is one proxy of the registry.
@@ -170,6 +171,9 @@ func (r *registry) create(name, listen, upstream string, enabled bool) (*member,
 	}
 	m := &member{p: p, listen: listen, upstream: upstream, enabled: true}
 	r.members[name] = m
+	if r.onAdd != nil {
+		r.onAdd(p)
+	}
 	r.first.logf("proxy %s: proxy %s added: %s → %s", r.first.name, name, p.Addr(), u)
 	if !enabled {
 		if err := r.setEnabled(m, false); err != nil {
@@ -677,6 +681,25 @@ func (a *apiServer) toxicDelete(r *http.Request) (int, any, error) {
 		err = toxicNotFound(p, f.Name)
 	}
 	return http.StatusNoContent, nil, err
+}
+
+// OnProxyAdded has fn told of every proxy added through this proxy's
+// API (at once for those added already), from the request that adds it:
+// the process's live view counts them too. Without an API it does
+// nothing.
+func (p *Proxy) OnProxyAdded(fn func(*Proxy)) {
+	if p.api == nil {
+		return
+	}
+	r := p.api.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onAdd = fn
+	for _, m := range r.members {
+		if m.p != p {
+			fn(m.p)
+		}
+	}
 }
 
 // AddedProxies lists the proxies added through the API that still run,

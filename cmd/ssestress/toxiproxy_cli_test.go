@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -94,8 +95,10 @@ func TestToxiproxyCLI(t *testing.T) {
 	defer srv.Shutdown()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "proxy.db")
-	p := startProcess(t, "proxy", "--name", "edge", "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--out", out)
+	p := startProcess(t, "proxy", "--name", "edge", "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+		"--http", "127.0.0.1:0", "--out", out)
 	api := p.wait(t, regexp.MustCompile(`control API on (http://127\.0\.0\.1:\d+)`), 60*time.Second)[1]
+	live := p.wait(t, regexp.MustCompile(`live view on (http://127\.0\.0\.1:\d+)/metrics`), time.Second)[1]
 	toxi := func(args ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -123,6 +126,17 @@ func TestToxiproxyCLI(t *testing.T) {
 	stream := "http://" + feed2 + "/stream?symbols=AAPL"
 	if r := readSSE(t, stream, 3, 10*time.Second); r.events != 3 {
 		t.Fatalf("through feed2: %+v", r)
+	}
+
+	// The live view counts the proxy added at run time.
+	resp, err := http.Get(live + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^ssestress_proxy_requests_total\{proxy="feed2"\} [1-9]`).Match(metrics) {
+		t.Fatalf("/metrics does not count feed2's requests:\n%s", metrics)
 	}
 
 	if got := toxi("toxic", "add", "-t", "reset_peer", "-a", "timeout=300", "-n", "rp", "feed2"); !strings.Contains(got, "Added downstream reset_peer toxic 'rp' on proxy 'feed2'") {
