@@ -386,7 +386,7 @@ func ToxicOf(fs FaultSpec) Toxic {
 	if fs.Kind == "preset" {
 		t.Attributes["preset"] = fs.Preset
 		if fs.After > 0 {
-			t.Attributes["after"] = dur.Format(fs.After)
+			t.Attributes["after"] = fs.After.String()
 		}
 		if fs.Match != "" {
 			t.Attributes["match"] = fs.Match
@@ -421,7 +421,7 @@ func ToxicOf(fs FaultSpec) Toxic {
 		}
 	}
 	if fs.After > 0 && !mapped["after"] {
-		t.Attributes["after"] = dur.Format(fs.After)
+		t.Attributes["after"] = fs.After.String()
 	}
 	if fs.Match != "" {
 		t.Attributes["match"] = fs.Match
