@@ -3,6 +3,7 @@ module github.com/ssestress/ssestress
 go 1.25.0
 
 require (
+	github.com/Shopify/toxiproxy/v2 v2.5.0
 	github.com/clipperhouse/displaywidth v0.10.0
 	github.com/elazarl/goproxy v1.9.3
 	github.com/golang/snappy v1.0.0

@@ -30,21 +30,34 @@ var ErrUnknownExport = errors.New("unknown export")
 // ExportFormats are the formats Export writes.
 var ExportFormats = []string{"csv", "jsonl"}
 
-// exporter is one record kind: its columns and how to stream its rows.
+// exporter is one record kind: its columns and how to stream its rows,
+// file by file (rows), or from every file read together (together: what
+// the attribution engine concludes from them all).
 type exporter struct {
-	about   string
-	columns []string
-	rows    func(r *session.Reader, emit func([]any) error) error
+	about    string
+	columns  []string
+	rows     func(r *session.Reader, emit func([]any) error) (session.Unreadable, error)
+	together func(readers []*session.Reader, emit func([]any) error) ([]ExportSkip, error)
+}
+
+// ExportSkip is the records of one bucket of one file that did not decode
+// and were left out of an export: one bad record costs that record, never
+// the export.
+type ExportSkip struct {
+	File       string
+	Bucket     string
+	Unreadable session.Unreadable
 }
 
 // exporters is the explicit table of record kinds.
 var exporters = map[string]exporter{
+	"resets": resetsExporter, // export_resets.go
 	"errors": {
 		about: "one row per classified failure (client errors, and failures proxies saw on a hop)",
 		columns: []string{"time", "time_unix_s", "source", "client_id", "attempt", "proxy", "conn_id", "hop", "scenario", "group",
 			"class", "message", "local_addr", "remote_addr", "age_s", "idle_s", "events", "last_event_id"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketErrors, func(e *session.ErrorRecord) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketErrors, func(e *session.ErrorRecord) error {
 				return emit([]any{e.Time, unixSeconds(e.Time), e.Source, e.ClientID, e.Attempt, e.Proxy, e.ConnID, e.Hop, e.Scenario, e.Group,
 					e.Class, e.Message, e.LocalAddr, e.RemoteAddr, e.Age, e.Idle, e.Events, e.LastEventID})
 			})
@@ -55,8 +68,8 @@ var exporters = map[string]exporter{
 		columns: []string{"client_id", "attempt", "scenario", "group", "url", "local_addr", "remote_addr", "start", "start_unix_s",
 			"connect_s", "first_byte_s", "first_event_s", "lifetime_s", "open", "status", "events", "comments", "bytes",
 			"max_gap_s", "retry_s", "end_class", "closed_by"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketConns, func(c *session.ConnRecord) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketConns, func(c *session.ConnRecord) error {
 				return emit([]any{c.ClientID, c.Attempt, c.Scenario, c.Group, c.URL, c.LocalAddr, c.RemoteAddr, c.Start, unixSeconds(c.Start),
 					since(c.Start, c.Connected), since(c.Start, c.FirstByte), since(c.Start, c.FirstEvent), since(c.Start, c.End), c.End.IsZero(),
 					c.Status, c.Events, c.Comments, c.Bytes, c.MaxGap, c.Retry, c.EndClass, c.ClosedBy})
@@ -68,8 +81,8 @@ var exporters = map[string]exporter{
 		columns: []string{"time", "time_unix_s", "uptime_s", "active", "attempts", "events", "comments", "reconnects", "errors",
 			"heap_alloc_bytes", "rss_bytes", "goroutines", "fds", "timer_lag_s", "cpu_user_s", "cpu_system_s",
 			"server_pid", "server_rss_bytes", "server_fds", "server_threads"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketSamples, func(s *session.Sample) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketSamples, func(s *session.Sample) error {
 				var errs int64
 				for _, n := range s.Errors {
 					errs += n
@@ -85,8 +98,8 @@ var exporters = map[string]exporter{
 		columns: []string{"proxy", "conn_id", "hop", "request", "local_addr", "remote_addr", "method", "path", "status",
 			"opened", "opened_unix_s", "lifetime_s", "open", "closed_by", "ending", "class", "bytes_up", "bytes_down", "events_down",
 			"on_upstream_error", "fault_firings"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketHopConns, func(h *session.HopConn) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketHopConns, func(h *session.HopConn) error {
 				return emit([]any{h.Proxy, h.ConnID, h.Hop, h.Request, h.LocalAddr, h.RemoteAddr, h.Method, h.Path, nonZero(h.Status),
 					h.Opened, unixSeconds(h.Opened), since(h.Opened, h.Closed), h.Closed.IsZero(), h.ClosedBy, h.Ending, h.Class,
 					h.BytesUp, h.BytesDown, h.EventsDown, h.OnUpstreamError, len(h.Faults)})
@@ -97,8 +110,8 @@ var exporters = map[string]exporter{
 		about: "one row per fault firing of an ssestress proxy, with how it ended its connection",
 		columns: []string{"time", "time_unix_s", "proxy", "conn_id", "request", "hop", "fault_name", "fault_kind", "direction",
 			"action", "ending", "detail", "local_addr", "remote_addr"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketFaults, func(f *session.FaultEvent) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketFaults, func(f *session.FaultEvent) error {
 				return emit([]any{f.Time, unixSeconds(f.Time), f.Proxy, f.ConnID, nonZero(f.Request), f.Hop, f.FaultName, f.FaultKind,
 					f.Direction, f.Action, f.Ending, f.Detail, f.LocalAddr, f.RemoteAddr})
 			})
@@ -108,8 +121,8 @@ var exporters = map[string]exporter{
 		about: "one row per TCP reset sent or received, or state change, traced by the kernel (--kernel)",
 		columns: []string{"time", "time_unix_s", "event", "local_addr", "remote_addr", "state", "reason", "old_state", "new_state",
 			"sock_cookie", "tid", "pid", "comm", "softirq", "owner_pid", "owner_comm"},
-		rows: func(r *session.Reader, emit func([]any) error) error {
-			return session.Decode(r, session.BucketKernelEvents, func(k *session.KernelEvent) error {
+		rows: func(r *session.Reader, emit func([]any) error) (session.Unreadable, error) {
+			return session.DecodeEach(r, session.BucketKernelEvents, func(k *session.KernelEvent) error {
 				return emit([]any{k.Time, unixSeconds(k.Time), k.Event, k.LocalAddr, k.RemoteAddr, k.State, k.Reason, k.OldState, k.NewState,
 					nonZero(k.SockCookie), k.TID, k.PID, k.Comm, k.Softirq, nonZero(k.OwnerPID), k.OwnerComm})
 			})
@@ -128,14 +141,23 @@ func ExportKinds() [][2]string {
 }
 
 // Export writes the records of kind from every reader in format, one per
-// line, each row beginning with the file's base name.
+// line, each row beginning with the file's base name (for resets, which
+// the files explain together, the base names of them all joined by "+").
+// Records that do not decode are left out (ExportSkipping says which).
 func Export(w io.Writer, readers []*session.Reader, kind, format string) error {
+	_, err := ExportSkipping(w, readers, kind, format)
+	return err
+}
+
+// ExportSkipping is Export, and says which records it left out because
+// they did not decode.
+func ExportSkipping(w io.Writer, readers []*session.Reader, kind, format string) ([]ExportSkip, error) {
 	ex, ok := exporters[kind]
 	if !ok {
-		return fmt.Errorf("%w: record kind %q (use %s)", ErrUnknownExport, kind, strings.Join(sortedKeys(exporters), ", "))
+		return nil, fmt.Errorf("%w: record kind %q (use %s)", ErrUnknownExport, kind, strings.Join(sortedKeys(exporters), ", "))
 	}
 	if !slices.Contains(ExportFormats, format) {
-		return fmt.Errorf("%w: format %q (use %s)", ErrUnknownExport, format, strings.Join(ExportFormats, ", "))
+		return nil, fmt.Errorf("%w: format %q (use %s)", ErrUnknownExport, format, strings.Join(ExportFormats, ", "))
 	}
 	columns := append([]string{"file"}, ex.columns...)
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -145,7 +167,7 @@ func Export(w io.Writer, readers []*session.Reader, kind, format string) error {
 	case "csv":
 		cw := csv.NewWriter(bw)
 		if err := cw.Write(columns); err != nil {
-			return err
+			return nil, err
 		}
 		cells := make([]string, len(columns))
 		emit = func(row []any) error {
@@ -181,18 +203,38 @@ func Export(w io.Writer, readers []*session.Reader, kind, format string) error {
 			return err
 		}
 	}
-	for _, r := range readers {
-		file := filepath.Base(r.Path())
+	if ex.together != nil {
+		var names []string
+		for _, r := range readers {
+			names = append(names, filepath.Base(r.Path()))
+		}
+		files := strings.Join(names, "+")
 		row := make([]any, 0, len(columns))
-		err := ex.rows(r, func(values []any) error {
-			row = append(append(row[:0], file), values...)
+		skipped, err := ex.together(readers, func(values []any) error {
+			row = append(append(row[:0], files), values...)
 			return emit(row)
 		})
 		if err != nil {
-			return err
+			return skipped, err
+		}
+		return skipped, flush()
+	}
+	var skipped []ExportSkip
+	for _, r := range readers {
+		file := filepath.Base(r.Path())
+		row := make([]any, 0, len(columns))
+		u, err := ex.rows(r, func(values []any) error {
+			row = append(append(row[:0], file), values...)
+			return emit(row)
+		})
+		if u.Records > 0 {
+			skipped = append(skipped, ExportSkip{File: file, Bucket: kind, Unreadable: u})
+		}
+		if err != nil {
+			return skipped, err
 		}
 	}
-	return flush()
+	return skipped, flush()
 }
 
 // unixSeconds is t as seconds since 1970 (nil for a zero time: an empty

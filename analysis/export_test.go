@@ -60,7 +60,7 @@ func TestExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	want := map[string]int{"errors": 3, "conns": 4, "samples": 1, "hop_conns": 1, "faults": 1, "kernel_events": 1}
+	want := map[string]int{"errors": 3, "conns": 4, "samples": 1, "hop_conns": 1, "faults": 1, "kernel_events": 1, "resets": 4}
 	for _, kind := range ExportKinds() {
 		var buf bytes.Buffer
 		if err := Export(&buf, []*session.Reader{r}, kind[0], "csv"); err != nil {

@@ -33,8 +33,17 @@ import (
 //	POST   /recording/start     start recording (the proxy needs a recorder: --record)
 //	POST   /recording/stop      stop recording
 //
-// Errors are {"error": message, "status": code} with that HTTP status.
-// With a token, every request needs "Authorization: Bearer TOKEN".
+// Beside it, Toxiproxy 2.5's API (toxiproxy_api.go): /version, /proxies,
+// /proxies/{name}, /proxies/{name}/toxics[/{toxic}], /reset, /populate.
+//
+// Errors are {"error": message, "status": code} with that HTTP status (as
+// Toxiproxy's). With a token, every request needs "Authorization: Bearer
+// TOKEN". As Toxiproxy's, the API refuses browsers (a User-Agent starting
+// with "Mozilla/": 403), so a web page cannot drive a loopback API.
+
+// ErrAPIListen is returned by Start when the control API cannot listen on
+// its address.
+var ErrAPIListen = errors.New("control API listen")
 
 // APIError is the body of every error response of the control API.
 type APIError struct {
@@ -89,6 +98,7 @@ func connIDLess(a, b string) bool {
 
 type apiServer struct {
 	p      *Proxy
+	reg    *registry // the process's proxies, p first (Toxiproxy's API)
 	ln     net.Listener
 	srv    *http.Server
 	digest [32]byte // sha256 of the token
@@ -96,12 +106,12 @@ type apiServer struct {
 	cancel context.CancelFunc
 }
 
-func startAPI(p *Proxy, addr string) (*apiServer, error) {
+func startAPI(p *Proxy, cfg Config, addr string) (*apiServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("control API listen: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrAPIListen, err)
 	}
-	a := &apiServer{p: p, ln: ln}
+	a := &apiServer{p: p, ln: ln, reg: newRegistry(p, cfg)}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if p.token != "" {
 		a.digest = sha256.Sum256([]byte(p.token))
@@ -121,6 +131,7 @@ func startAPI(p *Proxy, addr string) (*apiServer, error) {
 	mux.HandleFunc("GET /recording", a.recordingState)
 	mux.HandleFunc("POST /recording/start", func(w http.ResponseWriter, r *http.Request) { a.setRecording(w, true) })
 	mux.HandleFunc("POST /recording/stop", func(w http.ResponseWriter, r *http.Request) { a.setRecording(w, false) })
+	a.toxiproxyRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -129,18 +140,26 @@ func startAPI(p *Proxy, addr string) (*apiServer, error) {
 	return a, nil
 }
 
+// close stops the API and the proxies it added.
 func (a *apiServer) close() {
 	a.cancel()
 	a.srv.Close()
+	a.reg.closeAdded()
 }
 
-// auth checks the bearer token in constant time (digests of equal length,
-// so neither the content nor the length of the token leaks).
+// auth refuses browsers and checks the bearer token in constant time
+// (digests of equal length, so neither the content nor the length of the
+// token leaks).
 func (a *apiServer) auth(next http.Handler) http.Handler {
-	if a.p.token == "" {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.UserAgent(), "Mozilla/") {
+			writeError(w, http.StatusForbidden, "browsers may not use the control API (User-Agent Mozilla/...), as Toxiproxy's: a web page must not change faults")
+			return
+		}
+		if a.p.token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		d := sha256.Sum256([]byte(got))
 		if subtle.ConstantTimeCompare(d[:], a.digest[:]) != 1 || !ok {

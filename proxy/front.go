@@ -70,7 +70,7 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) (deferred *stream
 		p.refuse(w, http.StatusForbidden, fmt.Sprintf("%s is not an --allow-host of this proxy (it is never an open proxy)", r.URL.Host))
 		return nil
 	}
-	if !forward && p.upstream == nil {
+	if !forward && p.upstream.Load() == nil {
 		p.refuse(w, http.StatusNotFound, "this proxy has no --upstream: send absolute-form requests (HTTP_PROXY) to an --allow-host")
 		return nil
 	}
@@ -104,7 +104,7 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) (deferred *stream
 
 // rewrite points a reverse-mode request at the upstream.
 func (p *Proxy) rewrite(r *http.Request) {
-	u := p.upstream
+	u := p.upstream.Load()
 	r.URL.Scheme = u.Scheme
 	r.URL.Host = u.Host
 	if u.Path != "" && u.Path != "/" {

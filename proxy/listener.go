@@ -19,21 +19,30 @@ import (
 // hopConn (faults of kind down act there), and it can stop listening for a
 // while (down:action=refuse) without the HTTP server noticing.
 type listener struct {
-	p    *Proxy
-	addr net.Addr
+	p *Proxy
 
-	mu       sync.Mutex
-	ln       net.Listener  // nil while refusing
-	resumed  chan struct{} // closed when listening again
-	closed   bool
-	closedCh chan struct{}
+	mu   sync.Mutex
+	addr net.Addr     // the address it listens on (rebind changes it)
+	ln   net.Listener // nil while refusing or disabled
+	// refusing: a down:action=refuse fault of the client hop is
+	// installed; disabled: the proxy is disabled (Toxiproxy's enabled:
+	// false). Either closes the listener; it listens again when neither
+	// holds.
+	refusing, disabled bool
+	resumed            chan struct{} // closed when listening again
+	closed             bool
+	closedCh           chan struct{}
 }
 
 func newListener(p *Proxy, ln net.Listener) *listener {
 	return &listener{p: p, addr: ln.Addr(), ln: ln, closedCh: make(chan struct{})}
 }
 
-func (l *listener) Addr() net.Addr { return l.addr }
+func (l *listener) Addr() net.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addr
+}
 
 func (l *listener) Accept() (net.Conn, error) {
 	var backoff time.Duration // while descriptors run out
@@ -126,24 +135,38 @@ func (l *listener) Close() error {
 	return nil
 }
 
-// setRefusing stops or resumes listening; changed reports a transition.
+// setRefusing stops or resumes listening for a refusing fault; changed
+// reports a transition of that reason.
 func (l *listener) setRefusing(refuse bool) (changed bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || refuse == (l.ln == nil) {
+	if l.closed || refuse == l.refusing {
 		return false, nil
 	}
-	if refuse {
+	l.refusing = refuse
+	if err := l.reconcile(); err != nil {
+		return true, fmt.Errorf("listen again on %s after down:action=refuse was removed: %w", l.addr, err)
+	}
+	return true, nil
+}
+
+// reconcile closes the listener while a reason holds and listens again
+// (on addr) when none does. l.mu is held.
+func (l *listener) reconcile() error {
+	want := !l.refusing && !l.disabled
+	switch {
+	case !want && l.ln != nil:
 		l.resumed = make(chan struct{})
 		err := l.ln.Close()
 		l.ln = nil
-		return true, err
+		return err
+	case want && l.ln == nil:
+		ln, err := l.p.listenTCP(l.addr.String())
+		if err != nil {
+			return err
+		}
+		l.ln = ln
+		close(l.resumed)
 	}
-	ln, err := net.Listen("tcp", l.addr.String())
-	if err != nil {
-		return false, fmt.Errorf("listen again on %s after down:action=refuse was removed: %w", l.addr, err)
-	}
-	l.ln = ln
-	close(l.resumed)
-	return true, nil
+	return nil
 }

@@ -182,6 +182,9 @@ type Config struct {
 	Recorder *recording.Recorder `json:"-"`
 	// Logf receives one line per notable event; nil discards them.
 	Logf func(format string, args ...any) `json:"-"`
+	// Version is what the control API's /version answers (Toxiproxy's
+	// endpoint): the tool's version; empty: "(devel)".
+	Version string `json:"-"`
 	// MITMConfig records the TLS inside CONNECT tunnels (mitm.go).
 	MITMConfig
 }
@@ -189,7 +192,7 @@ type Config struct {
 // Proxy is a running proxy. Create it with Start.
 type Proxy struct {
 	name            string
-	upstream        *url.URL
+	upstream        atomic.Pointer[url.URL] // nil: forward mode only; the Toxiproxy API may change it
 	allow           []string
 	scale           float64
 	keepalive       time.Duration // 0: off
@@ -200,6 +203,7 @@ type Proxy struct {
 	recorder        *recording.Recorder
 	logfn           func(string, ...any)
 	token           string
+	version         string // the tool's, for /version
 
 	tunnels       tunnels     // forward mode's CONNECT tunnels (tunnel.go)
 	tlsConfig     *tls.Config // the listener's; nil: plain
@@ -255,7 +259,7 @@ type (
 func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		name: cfg.Name, scale: cfg.TimeScale, onUpstreamError: cfg.OnUpstreamError,
-		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken, budget: cfg.Budget,
+		session: cfg.Session, recorder: cfg.Recorder, logfn: cfg.Logf, token: cfg.APIToken, budget: cfg.Budget, version: cfg.Version,
 		live: map[*hopConn]struct{}{}, events: newBroadcaster(), errs: map[string]int64{},
 		maxEventSize: max(cfg.MaxEventSize, 0), started: time.Now(), baseCtx: context.Background(),
 	}
@@ -289,7 +293,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.upstream = u
+		p.upstream.Store(u)
 	}
 	for _, h := range cfg.AllowHosts {
 		h = strings.ToLower(strings.TrimSpace(h))
@@ -344,8 +348,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepaliveSetting(p.keepalive)}
 	p.upstreamTLS = upstreamTLS
 
-	lc := net.ListenConfig{KeepAlive: keepaliveSetting(p.keepalive)}
-	ln, err := lc.Listen(context.Background(), "tcp", listen)
+	ln, err := p.listenTCP(listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
@@ -384,7 +387,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.srv.Protocols = new(http.Protocols)
 	p.srv.Protocols.SetUnencryptedHTTP2(true)
 	if apiAddr != "" {
-		api, err := startAPI(p, apiAddr)
+		api, err := startAPI(p, cfg, apiAddr)
 		if err != nil {
 			ln.Close()
 			return nil, err
@@ -397,8 +400,8 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 
 	if p.session != nil {
 		p.session.Put(session.Endpoint{Role: session.RoleProxy, Name: p.name, Hop: session.HopClient, Addr: p.Addr(), URL: p.URL()})
-		if p.upstream != nil {
-			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(p.upstream), URL: redact.URL(p.upstream.String())})
+		if u := p.upstream.Load(); u != nil {
+			p.session.Put(session.Endpoint{Role: session.RoleTarget, Addr: hostPort(u), URL: redact.URL(u.String())})
 		}
 		p.session.Put(p.Info())
 	}
@@ -408,6 +411,13 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.stopAfter = stop
 	p.hmu.Unlock()
 	return p, nil
+}
+
+// listenTCP listens on addr with the proxy's keepalive for the accepted
+// sockets.
+func (p *Proxy) listenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepaliveSetting(p.keepalive)}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // ParseUpstream checks an upstream URL: http or https with a host.

@@ -77,7 +77,9 @@ var commonKeys = []string{"name", "hop", "direction", "toxicity", "match", "afte
 
 // ParseFault reads one --fault value: KIND[:key=value,...], or
 // preset:NAME[:key=value,...] where the keys may be name, toxicity, match
-// and after and apply to every fault of the preset. Values run to the next
+// and after and apply to every fault of the preset. Toxiproxy's toxic types
+// are aliases with its attributes and units (reset_peer:timeout=5000 is
+// reset:after=5s; see toxiproxy.go). Values run to the next
 // comma, except match, which takes commas up to the next known key (put it
 // last when it holds a query such as symbols=A,B). Every key is checked
 // here, including the kind's own, so a spec that parses starts.
@@ -102,9 +104,28 @@ func ParseFault(spec string) (FaultSpec, error) {
 		}
 	} else if pairs, err = splitPairs(rest); err != nil {
 		return FaultSpec{}, badFault(text, "%v", err)
+	} else if kind, conv, ok, err := toxiproxyForm(kindName, pairs); err != nil {
+		return FaultSpec{}, badFault(text, "%v", err)
+	} else if ok {
+		// Toxiproxy's names and units (toxiproxy.go).
+		fs.Kind, pairs = kind, conv
 	}
 	if err := fs.set(pairs); err != nil {
 		return FaultSpec{}, badFault(text, "%v", err)
+	}
+	if fs.Name == "" {
+		fs.Name = fs.format(false)
+	}
+	fs.Spec = fs.format(fs.Name != fs.format(false))
+	return fs, nil
+}
+
+// specFromPairs builds and checks a fault of kind (not a preset) from its
+// keys, as ParseFault does from text.
+func specFromPairs(kind string, pairs [][2]string) (FaultSpec, error) {
+	fs := FaultSpec{Kind: kind}
+	if err := fs.set(pairs); err != nil {
+		return FaultSpec{}, err
 	}
 	if fs.Name == "" {
 		fs.Name = fs.format(false)
@@ -145,6 +166,9 @@ func splitPairs(s string) ([][2]string, error) {
 }
 
 func knownKey(k string) bool {
+	if isToxiproxyKey(k) {
+		return true
+	}
 	for _, c := range commonKeys {
 		if k == c {
 			return true

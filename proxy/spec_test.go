@@ -197,7 +197,8 @@ func TestLoadConfig(t *testing.T) {
 func FuzzParseFault(f *testing.F) {
 	for _, s := range []string{"reset:hop=upstream,after=5s,toxicity=0.5", "latency:delay=1s,jitter=1ms",
 		"drop-events:every=3,match=/s?a=1,b=2", "preset:aws-alb:toxicity=0.1", "slicer:size=4,variation=1,delay=1ms",
-		"http-status:code=524,timeout=1m", "bandwidth:rate=10KB", ":", "a:b=c=d,,", "reset:bytes=9999999999999GB"} {
+		"http-status:code=524,timeout=1m", "bandwidth:rate=10KB", ":", "a:b=c=d,,", "reset:bytes=9999999999999GB",
+		"reset_peer:timeout=5000", "slicer:average_size=8,size_variation=2,delay=3", "latency:latency=1.5,stream=upstream", "limit_data:bytes=10,match=/a,b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

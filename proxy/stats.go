@@ -93,8 +93,8 @@ func (p *Proxy) Info() session.ProxyInfo {
 		Connections: st.Conns, Requests: st.Streams, ActiveMax: st.ActiveMax, Events: st.EventsDown,
 		FaultsFired: st.FaultsFired,
 	}
-	if p.upstream != nil {
-		info.Mode, info.Upstream = session.ModeReverse, hostPort(p.upstream)
+	if u := p.upstream.Load(); u != nil {
+		info.Mode, info.Upstream = session.ModeReverse, hostPort(u)
 	}
 	if len(st.Errors) > 0 {
 		info.Errors = make(map[string]int64, len(st.Errors))

@@ -42,6 +42,8 @@ func readerCommands(pcap string) []struct {
 		}},
 		{"capture analyze --session", func(p string) []string { return []string{"capture", "analyze", pcap, "--session", p} }},
 		{"salvage", func(p string) []string { return []string{"salvage", p, "--out", p + ".salvaged"} }},
+		{"export errors", func(p string) []string { return []string{"export", p, "errors", "--format", "jsonl"} }},
+		{"export resets", func(p string) []string { return []string{"export", p, "resets"} }},
 	}
 	for _, f := range []string{"table", "markdown", "json", "csv", "html"} {
 		cmds = append(cmds, struct {
@@ -205,6 +207,8 @@ func TestBadRecordsSkipped(t *testing.T) {
         "meta": 1
       }`}, ""},
 		{"report", []string{"report", path}, []string{"unreadable, skipped: errors 2, conns 1, meta 1"}, ""},
+		{"export errors", []string{"export", path, "errors"}, []string{"\nbad-records.db,2026-11-27T10:00:01Z,"},
+			"ssestress: warning: bad-records.db: 2 errors records could not be read and were skipped (first: key \"k8\": "},
 		{"recordings ls", []string{"recordings", "ls", path}, []string{"1 streams, 1 frames"},
 			"ssestress: warning: " + path + ": records that could not be read were skipped: rec_streams 1, rec_events 1"},
 	} {

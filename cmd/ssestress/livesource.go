@@ -78,6 +78,7 @@ func (s *liveSource) addProxy(p *proxy.Proxy) {
 	p.OnHopFailure(func(f proxy.HopFailure) {
 		s.reg.ProxyErrors.Observe(f.Class, metrics.HopLabel(name, f.Hop), f.Age, f.Idle)
 	})
+	p.OnProxyAdded(s.addProxy) // proxies added through Toxiproxy's API
 }
 
 // observe has every error of the clients made with opts observed by the

@@ -22,7 +22,7 @@ var commands map[string]*command
 func init() {
 	commands = map[string]*command{}
 	for _, c := range []*command{
-		serveCmd, runCmd, tailCmd, inspectCmd, reportCmd, bisectCmd, recordingsCmd, replayCmd,
+		serveCmd, runCmd, tailCmd, inspectCmd, reportCmd, exportCmd, bisectCmd, recordingsCmd, replayCmd,
 		captureCmd, proxyCmd, completionCmd, salvageCmd, benchCmd, versionCmd, completeCmd,
 	} {
 		commands[c.name] = c

@@ -73,6 +73,8 @@ const proxyExamples = `  ssestress proxy --listen 127.0.0.1:8080 --upstream http
   ssestress proxy --upstream http://127.0.0.1:8090 --fault preset:nginx --http 127.0.0.1:9091   (live page at /, /metrics)
   ssestress proxy --listen 127.0.0.1:3128 --allow-host api.staging.example:443 --fault preset:aws-nat
   curl -s 127.0.0.1:8474/conns; curl -s -X POST 127.0.0.1:8474/faults -d '"reset:after=1s"'
+  toxiproxy-cli -h http://127.0.0.1:8474 toxic add -t reset_peer -a timeout=5000 -n rp proxy   (Toxiproxy's API)
+  ssestress proxy --upstream http://127.0.0.1:8090 --fault reset_peer:timeout=5000   (Toxiproxy's names and units)
   ssestress proxy --upstream https://api.example --tls-self-signed --tls-cert-out proxy.pem --fault h2-rst-stream:code=CANCEL,after=30s
   ssestress tail --http2 --ca proxy.pem https://127.0.0.1:8080/stream
   ssestress proxy --upstream https://127.0.0.1:8443 --upstream-ca server.pem --fault h2-goaway:code=NO_ERROR,after=60s
@@ -85,7 +87,7 @@ var proxyCmd = &command{
 	name:     "proxy",
 	summary:  "run the fault-injecting proxy in front of an SSE service: per-hop TCP and SSE faults, control API",
 	synopsis: proxySynopsis,
-	examples: proxyExamples + proxy.KindHelp(),
+	examples: proxyExamples + proxy.KindHelp() + proxy.ToxiproxyHelp(),
 	setup: func(fs *flagSet) action {
 		o := newProxyOptions(fs)
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
@@ -285,6 +287,10 @@ func (o *proxyOptions) run(ctx context.Context, set map[string]bool, stdout, std
 	if err := printProxySummary(stdout, sum, pinfo); err != nil {
 		return err
 	}
+	for _, a := range p.AddedProxies() {
+		fmt.Fprintf(stdout, "proxy %s (added through the API, %s → %s): %d client connections, %d requests, %d events, %d faults fired\n",
+			a.Name, a.Listen, a.Upstream, a.Connections, a.Requests, a.Events, a.FaultsFired)
+	}
 	if dropped > 0 {
 		fmt.Fprintf(stdout, "warning: %d records were not stored (queue or file full)\n", dropped)
 	}
@@ -336,6 +342,7 @@ func (o *proxyOptions) proxyConfig(set map[string]bool) (proxy.Config, error) {
 		}
 		cfg.APIToken = strings.TrimSpace(cfg.APIToken)
 	}
+	cfg.Version = version
 	if set["time-scale"] || cfg.TimeScale == 0 {
 		cfg.TimeScale = o.timeScale
 	}
@@ -426,7 +433,7 @@ func printProxyStart(w io.Writer, p *proxy.Proxy, cfg proxy.Config, path string)
 		if cfg.APIToken != "" {
 			auth = " (token required)"
 		}
-		fmt.Fprintf(w, "  control API on http://%s%s: /faults /conns /events /stats\n", a, auth)
+		fmt.Fprintf(w, "  control API on http://%s%s: /faults /conns /events /stats, and Toxiproxy's /proxies /reset /populate (toxiproxy-cli -h http://%s)\n", a, auth, a)
 	}
 	rec := ""
 	if cfg.Recorder != nil {

@@ -76,7 +76,7 @@ var replayCmd = &command{
 				}
 			}},
 		{name: "run", summary: "re-drive the recorded clients against a target, at --scale, into a session file",
-			synopsis: replayRunSynopsis, examples: replayRunExamples, args: argSpec{none: "the file goes after --recording"},
+			synopsis: replayRunSynopsis, examples: replayRunExamples + "\n\n" + thresholdHelp, args: argSpec{none: "the file goes after --recording"},
 			setup: func(fs *flagSet) action {
 				o := newReplayRunOptions(fs)
 				return func(ctx context.Context, _ []string, stdout, stderr io.Writer) error {
@@ -158,11 +158,12 @@ type replayRunOptions struct {
 	monitorInterval dur.Duration
 	out             string
 	req             requestFlags
-	setup           *requestSetup // headers (added to the recorded ones), TLS, transport
-	hop             hopFlags      // --via-proxy, --fault, --capture
-	httpAddr        string        // --http: live view address; empty: none
-	repeat          int           // --repeat: runs of the series (0: one run)
-	expect          string        // --expect: the error class a series counts
+	setup           *requestSetup  // headers (added to the recorded ones), TLS, transport
+	hop             hopFlags       // --via-proxy, --fault, --capture
+	failOn          thresholdFlags // --fail-on
+	httpAddr        string         // --http: live view address; empty: none
+	repeat          int            // --repeat: runs of the series (0: one run)
+	expect          string         // --expect: the error class a series counts
 	json            bool
 	args            []string
 	notes           []string
@@ -195,6 +196,7 @@ func newReplayRunOptions(fs *flagSet) *replayRunOptions {
 	o.req.register(fs)
 	o.hop.register(fs)
 	o.mem.register(fs)
+	o.failOn.register(fs)
 	fs.StringVar(&o.httpAddr, "http", "", "serve a live view on `ADDR` (loopback when no host is given): a live page at /, /metrics (Prometheus), /report")
 	fs.IntVar(&o.repeat, "repeat", 0, "replay `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
 	fs.StringVar(&o.expect, "expect", "", "with --repeat: the error `CLASS` whose reproduction counts, e.g. ECONNRESET (default: any error)")
@@ -237,6 +239,10 @@ func (o *replayRunOptions) run(ctx context.Context, stdout, stderr io.Writer) er
 	o.setup = setup
 	notes, err = o.hop.check("replay run", setup.http2)
 	if err != nil {
+		return err
+	}
+	setup.secrets = append(setup.secrets, o.hop.secrets()...)
+	if err := o.failOn.check("replay run"); err != nil {
 		return err
 	}
 	o.notes = append(o.notes, notes...)
@@ -296,7 +302,7 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if o.repeat > 0 {
 		return runSeries(ctx, seriesConfig{
 			command: "replay run", args: redactArgs(o.args, o.setup.secrets), runs: o.repeat, expect: o.expect,
-			out: o.out, name: "replay", json: o.json,
+			out: o.out, name: "replay", json: o.json, thresholds: &o.failOn,
 		}, func(ctx context.Context, path string) (session.Summary, error) {
 			p, err := o.population(rec)
 			if err != nil {
@@ -319,10 +325,13 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 		return err
 	}
 	if o.json {
-		return json.NewEncoder(stdout).Encode(struct {
+		if err := json.NewEncoder(stdout).Encode(struct {
 			session.Summary
 			Replay *session.ReplayEndings `json:"replay,omitempty"`
-		}{res.sum, res.endings})
+		}{res.sum, res.endings}); err != nil {
+			return err
+		}
+		return thresholdsFailed("replay run", res.sum.Thresholds)
 	}
 	if err := printRunSummary(stdout, res.sum, res.maxLag); err != nil {
 		return err
@@ -330,8 +339,9 @@ func (o *replayRunOptions) execute(ctx context.Context, rec *recording.Recording
 	if err := printReplayEndings(stdout, res.endings); err != nil {
 		return err
 	}
+	printThresholds(stdout, "thresholds (--fail-on):", res.sum.Thresholds)
 	fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
-	return nil
+	return thresholdsFailed("replay run", res.sum.Thresholds)
 }
 
 // runOnce replays the population once into the session file at path,
@@ -411,6 +421,7 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		cmp = &r
 		ss.w.PutMeta(session.MetaReplay, r)
 	}
+	judgeErr := o.failOn.judge(ss.w, &sum) // into the summary, before it is written
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
@@ -418,6 +429,9 @@ func (o *replayRunOptions) runOnce(ctx context.Context, rec *recording.Recording
 		ss.attribute(ctx, errOut)
 	}
 	ss.close()
+	if judgeErr != nil {
+		return nil, judgeErr
+	}
 	return &replayResult{runResult: runResult{sum: sum, maxLag: mon.MaxLag()}, endings: cmp}, nil
 }
 

@@ -47,6 +47,7 @@ type runOptions struct {
 	httpAddr         string            // --http: live view address; empty: none
 	serverPID        int               // --server-pid: sampled into the samples and /metrics
 	hop              hopFlags          // --via-proxy, --fault, --capture
+	failOn           thresholdFlags    // --fail-on
 	maxFileSize      int64             // --max-file-size: bbolt MaxSize of the session file
 	mem              memoryFlags       // --max-memory
 	memory           processMemory     // the budget as started
@@ -106,7 +107,7 @@ var runCmd = &command{
 	name:     "run",
 	summary:  "run a load scenario (flood, long-running, churn, mixed) and record a session file",
 	synopsis: runSynopsis,
-	examples: runExamples,
+	examples: runExamples + "\n\n" + thresholdHelp,
 	args:     argSpec{none: "settings are flags, e.g. --duration=30s"},
 	setup: func(fs *flagSet) action {
 		o := newRunOptions(fs)
@@ -146,6 +147,7 @@ func newRunOptions(fs *flagSet) *runOptions {
 	fs.DurationVar(&o.backoff, "backoff", 0, "cap of exponential reconnect backoff with jitter (0: wait the server's retry, as browsers do)")
 	fs.BoolVar(&o.retryOnHTTPError, "retry-on-http-error", false, "reconnect after a non-200 status or wrong Content-Type (browsers give up)")
 	o.hop.register(fs)
+	o.failOn.register(fs)
 	fs.SizeVar(&o.maxFileSize, "max-file-size", 0, "stop recording (the run goes on) once the session file would pass `SIZE` (e.g. 500MB, 2GiB)")
 	o.mem.register(fs)
 	fs.IntVar(&o.repeat, "repeat", 0, "run the scenario `N` times, into <out>-1.db ... <out>-N.db, and report the reproduction rate (also in <out>-repeat.json)")
@@ -231,6 +233,10 @@ func (o *runOptions) check() error {
 	o.setup = setup
 	notes, err := o.hop.check("run", setup.http2)
 	if err != nil {
+		return err
+	}
+	setup.secrets = append(setup.secrets, o.hop.secrets()...)
+	if err := o.failOn.check("run"); err != nil {
 		return err
 	}
 	o.notes = append(o.notes, notes...)
@@ -480,7 +486,7 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 		name := o.cfg.Scenario + o.shardSuffix()
 		return runSeries(ctx, seriesConfig{
 			command: "run", args: redactArgs(o.args, o.setup.secrets), runs: o.repeat, expect: o.expect,
-			out: o.out, name: name, json: o.json,
+			out: o.out, name: name, json: o.json, thresholds: &o.failOn,
 		}, func(ctx context.Context, path string) (session.Summary, error) {
 			res, err := o.runOnce(ctx, plan, path, errOut)
 			if err != nil {
@@ -506,12 +512,13 @@ func (o *runOptions) execute(ctx context.Context, stdout, stderr io.Writer) erro
 		if err := printRunSummary(stdout, res.sum, res.maxLag); err != nil {
 			return err
 		}
+		printThresholds(stdout, "thresholds (--fail-on):", res.sum.Thresholds)
 		fmt.Fprintf(stdout, "session file: %s (ssestress inspect %s)\n", path, path)
 	}
 	if res.allFailed {
 		return fmt.Errorf("every connection failed for good (%s); nothing left to run", clients.FormatErrors(res.sum.Errors))
 	}
-	return nil
+	return thresholdsFailed("run", res.sum.Thresholds)
 }
 
 // plan is the configured scenario's pacing, this process's shard of it.
@@ -626,6 +633,7 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	hops.stop()
 
 	sum := clientSummary(cfg.Scenario, res.Elapsed, counters, mon, res.Interrupted)
+	judgeErr := o.failOn.judge(ss.w, &sum) // into the summary, before it is written
 	if err := ss.end(&sum); err != nil {
 		return nil, err
 	}
@@ -638,6 +646,9 @@ func (o *runOptions) runOnce(ctx context.Context, plan clients.Plan, path string
 	ss.close()
 	if runErr != nil {
 		return nil, runErr
+	}
+	if judgeErr != nil {
+		return nil, judgeErr
 	}
 	return &runResult{sum: sum, maxLag: mon.MaxLag(), allFailed: res.AllFailed}, nil
 }
@@ -704,6 +715,9 @@ type seriesConfig struct {
 	out     string // --out: the stem of the files ("" for the default)
 	name    string // the default stem's scenario part
 	json    bool
+	// thresholds are --fail-on: each run judges its own; the series is
+	// judged on its runs pooled.
+	thresholds *thresholdFlags
 }
 
 // seriesSummary is the summary file of a --repeat series,
@@ -721,6 +735,9 @@ type seriesSummary struct {
 	// Reproduction is analysis.Reproduction over the completed runs' files
 	// (absent when none completed).
 	Reproduction *analysis.ReproductionResult `json:"reproduction,omitempty"`
+	// Thresholds are the --fail-on results over every run pooled (each
+	// run's own are in its summary); they decide the exit code.
+	Thresholds []session.Threshold `json:"thresholds,omitempty"`
 }
 
 // seriesRun is one run of a series.
@@ -818,6 +835,15 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 			return fmt.Errorf("%s: reproduction: %w", cfg.command, err)
 		}
 	}
+	if cfg.thresholds != nil {
+		var ran []string
+		for _, r := range ss.Runs {
+			ran = append(ran, r.SessionFile)
+		}
+		if ss.Thresholds, err = cfg.thresholds.series(ran); err != nil {
+			return fmt.Errorf("%s: %w", cfg.command, err)
+		}
+	}
 	if len(ss.Runs) > 0 {
 		raw, err := json.MarshalIndent(ss, "", "  ")
 		if err != nil {
@@ -834,7 +860,10 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 		return runErr
 	}
 	if cfg.json {
-		return json.NewEncoder(stdout).Encode(ss)
+		if err := json.NewEncoder(stdout).Encode(ss); err != nil {
+			return err
+		}
+		return thresholdsFailed(cfg.command+" series", ss.Thresholds)
 	}
 	if ss.Interrupted {
 		fmt.Fprintf(stdout, "interrupted: %d of %d runs completed; the rate below is over those\n", ss.Completed, cfg.runs)
@@ -844,10 +873,11 @@ func runSeries(ctx context.Context, cfg seriesConfig, once func(ctx context.Cont
 	} else if err := analysis.RenderDoc(stdout, ss.Reproduction.Doc(), "table"); err != nil {
 		return err
 	}
+	printSeriesThresholds(stdout, ss)
 	if len(ss.Runs) > 0 {
 		fmt.Fprintf(stdout, "summary file: %s (ssestress report --reproduction %s-*.db)\n", summaryPath, stem)
 	}
-	return nil
+	return thresholdsFailed(cfg.command+" series", ss.Thresholds)
 }
 
 // describePlan says in words what the scenario will open.

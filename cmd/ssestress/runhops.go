@@ -36,6 +36,10 @@ type hopFlags struct {
 	kernel          kernelFlag      // --kernel (kernel.go)
 	clientKeepalive clientKeepalive // --client-keepalive (kernel.go)
 
+	api         string       // --api: the in-process proxy's control API (and Toxiproxy's)
+	apiTokenSrc secretSource // --api-token and its twins
+	apiToken    string       // the token they give
+
 	specs     []proxy.FaultSpec // parsed --fault
 	keepalive dur.Duration
 	cmd       string            // the subcommand, for messages: run, replay run
@@ -49,6 +53,9 @@ func (h *hopFlags) register(fs *flagSet) {
 	fs.Float64Var(&h.timeScale, "time-scale", 1, "with --via-proxy: shrink every fault duration by this factor (60: a 60s preset acts in 1s)")
 	h.keepalive = dur.Duration(proxy.DefaultKeepalive)
 	fs.Var(&h.keepalive, "keepalive", "with --via-proxy: TCP keepalive idle period of the proxy's sockets (0: off); recorded in the session file")
+	fs.StringVar(&h.api, "api", "", "serve the in-process proxy's control API, Toxiproxy's API included, on `ADDR` (implies --via-proxy; a bare port binds loopback)")
+	h.apiTokenSrc = secretSource{name: "api-token"}
+	h.apiTokenSrc.register(fs, "with --api: `TOKEN` the API requires (Authorization: Bearer TOKEN); needed off loopback; never recorded")
 	fs.BoolVar(&h.capture, "capture", false, "capture the run's packets and attribute every TCP reset to its sender and hop (needs root or CAP_NET_RAW)")
 	fs.StringVar(&h.iface, "iface", "", "with --capture: `INTERFACES`, comma-separated, one capture each (default: every interface the target's and the proxy's traffic goes through)")
 	fs.StringVar(&h.pcap, "pcap", "", "with --capture: pcap `FILE` to write (default: the session file's name with .pcap)")
@@ -92,6 +99,20 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 		h.viaProxy = true
 		notes = append(notes, "--fault starts the in-process proxy (--via-proxy)")
 	}
+	if h.apiTokenSrc.given() {
+		tok, err := h.apiTokenSrc.resolve()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		h.apiToken = tok
+	}
+	if h.apiToken != "" && h.api == "" {
+		return nil, usageErrorf("%s: --api-token goes with --api ADDR", cmd)
+	}
+	if h.api != "" && !h.viaProxy {
+		h.viaProxy = true
+		notes = append(notes, "--api starts the in-process proxy (--via-proxy)")
+	}
 	switch h.onUpstreamError {
 	case proxy.UpstreamReset, proxy.UpstreamEOF, proxy.UpstreamAbort:
 	default:
@@ -120,6 +141,15 @@ func (h *hopFlags) check(cmd string, http2 bool) ([]string, error) {
 // validTimeScale reports whether a --time-scale is a finite positive
 // number (NaN and Inf parse as floats).
 func validTimeScale(f float64) bool { return f > 0 && !math.IsInf(f, 1) }
+
+// secrets are the values of these flags that must never be printed or
+// recorded (RunInfo.Args).
+func (h *hopFlags) secrets() []string {
+	if h.apiToken == "" {
+		return nil
+	}
+	return []string{h.apiToken}
+}
 
 // runTimeScale is the time scale the run's faults act at (1 without the
 // in-process proxy).
@@ -159,9 +189,13 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			Listen: "127.0.0.1:0", Upstream: origin, Name: "run-proxy", Faults: h.specs,
 			OnUpstreamError: h.onUpstreamError, TimeScale: h.timeScale, Keepalive: keepaliveConfig(time.Duration(h.keepalive)),
 			TLSClientConfig: targetTLS, Session: w, Budget: h.budget,
+			API: h.api, APIToken: h.apiToken, Version: version,
 			// No log line per firing: a run may fire thousands; the
 			// session file and the report hold every one.
 		})
+		if errors.Is(err, proxy.ErrAPIListen) || errors.Is(err, proxy.ErrAPINotLoopback) {
+			return "", nil, badValue(h.command()+": --api", err)
+		}
 		if err != nil {
 			return "", nil, fmt.Errorf("in-process proxy: %w", err)
 		}
@@ -172,6 +206,9 @@ func (h *hopFlags) start(ctx context.Context, target string, targetTLS *tls.Conf
 			fault = strings.Join(h.faults, " ")
 		}
 		fmt.Fprintf(errOut, "ssestress %s: via in-process proxy %s → %s (%s)\n", h.command(), p.URL(), origin, fault)
+		if a := p.APIAddr(); a != "" {
+			fmt.Fprintf(errOut, "ssestress %s: control API on http://%s: /faults /conns /events, and Toxiproxy's /proxies (this proxy is %s)\n", h.command(), a, p.Name())
+		}
 	}
 	if h.capture {
 		addrs := targetAddrs

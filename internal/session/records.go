@@ -243,4 +243,24 @@ type Summary struct {
 	SessionFile     string           `json:"session_file"`
 	Interrupted     bool             `json:"interrupted,omitempty"`
 	RecordsDropped  uint64           `json:"records_dropped,omitempty"`
+	// Thresholds are the results of run's and replay run's --fail-on
+	// thresholds, in the order given (absent without any).
+	Thresholds []Threshold `json:"thresholds,omitempty"`
+}
+
+// Threshold is the result of one --fail-on threshold, evaluated once the
+// run ended: the expression as written, the value it measured and whether
+// it passed. A threshold fails when its expression holds ("ECONNRESET>0"
+// fails on the first ECONNRESET); the command then exits 3.
+type Threshold struct {
+	Expr string `json:"expr"`
+	// Value is what the left side measured, in Unit: a count ("" unit), a
+	// rate ("/s", "/min", "/h", "/d", "/connection-hour") or a duration in
+	// seconds ("s"). Null when there was nothing to measure or it is not
+	// finite: a percentile over no errors, a rate over no time (Note says
+	// which).
+	Value  *float64 `json:"value"`
+	Unit   string   `json:"unit,omitempty"`
+	Passed bool     `json:"passed"`
+	Note   string   `json:"note,omitempty"`
 }

@@ -27,7 +27,8 @@
 //	meta         "schema"              SchemaVersion as a decimal string
 //	             "run"                 RunInfo: tool, command, args (secrets replaced), config,
 //	                                   start/end, time scale, the clients' TCP keepalive
-//	             "summary"             Summary: the end-of-run totals of the generated clients
+//	             "summary"             Summary: the end-of-run totals of the generated clients,
+//	                                   and the results of --fail-on thresholds (Threshold)
 //	             "replay"              ReplayEndings: replay run's recorded against replayed
 //	                                   endings, per ending kind, with their ages
 //	topology     seq                   Endpoint: an address and its role (client, proxy, server,
