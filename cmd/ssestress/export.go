@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/ssestress/ssestress/analysis"
+	"github.com/ssestress/ssestress/internal/outfile"
 	"github.com/ssestress/ssestress/internal/session"
 )
 
@@ -96,13 +95,13 @@ func (o *exportOptions) run(args []string, stdout, stderr io.Writer) error {
 	if o.force && o.output == "" {
 		return usageErrorf("export: --force replaces the file of -o FILE: give -o")
 	}
-	var out *outputFile
+	var out *outfile.File
 	if o.output != "" {
 		var err error
-		if out, err = createOutput(o.output, o.force); err != nil {
-			return err
+		if out, err = outfile.Create(o.output, 0o644, o.force); err != nil {
+			return outputError("export", "-o", err)
 		}
-		defer out.abort() // a failed export leaves nothing, and replaces nothing
+		defer out.Abort() // a failed export leaves nothing, and replaces nothing
 	}
 	var readers []*session.Reader
 	defer func() {
@@ -122,7 +121,7 @@ func (o *exportOptions) run(args []string, stdout, stderr io.Writer) error {
 	}
 	w := stdout
 	if out != nil {
-		w = out.f
+		w = out
 	}
 	skipped, err := analysis.ExportSkipping(w, readers, kind, o.format)
 	for _, sk := range skipped {
@@ -136,78 +135,10 @@ func (o *exportOptions) run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	if out != nil {
-		if err := out.commit(); err != nil {
-			var ue *usageError
-			if errors.As(err, &ue) {
-				return err
-			}
-			return fmt.Errorf("export: -o %s: %w", o.output, err)
+		if err := out.Commit(); err != nil {
+			return outputError("export", "-o", err)
 		}
 		fmt.Fprintf(stderr, "wrote %s %s to %s\n", kind, o.format, o.output)
 	}
 	return nil
-}
-
-// outputFile is a rendering's -o file: written beside its name and renamed
-// into place when complete, so that a failure leaves nothing and an
-// existing file is replaced only with --force, and only by a complete one.
-type outputFile struct {
-	path, tmp string
-	f         *os.File
-	force     bool
-	done      bool
-}
-
-// createOutput starts the file at path; an existing path is refused (a
-// usage error naming -o) unless force.
-func createOutput(path string, force bool) (*outputFile, error) {
-	if fi, err := os.Stat(path); err == nil {
-		if !force {
-			return nil, usageErrorf("export: -o %s already exists (give --force to replace it, or another name)", path)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, usageErrorf("export: -o %s is not a regular file", path)
-		}
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return nil, badValue("export: -o", err)
-	}
-	return &outputFile{path: path, tmp: f.Name(), f: f, force: force}, nil
-}
-
-// commit closes the file and renames it into place; without --force a
-// file that appeared meanwhile is not replaced.
-func (o *outputFile) commit() error {
-	if err := o.f.Close(); err != nil {
-		return err
-	}
-	o.done = true
-	if err := os.Chmod(o.tmp, 0o644); err != nil {
-		os.Remove(o.tmp)
-		return err
-	}
-	if o.force {
-		if err := os.Rename(o.tmp, o.path); err != nil {
-			os.Remove(o.tmp)
-			return err
-		}
-		return nil
-	}
-	// A link fails where a file appeared since the check.
-	err := os.Link(o.tmp, o.path)
-	os.Remove(o.tmp)
-	if errors.Is(err, os.ErrExist) {
-		return &usageError{msg: fmt.Sprintf("export: -o %s appeared while exporting: not replaced (give --force to replace it)", o.path), err: err}
-	}
-	return err
-}
-
-// abort removes the unfinished file (nothing after commit).
-func (o *outputFile) abort() {
-	if o == nil || o.done {
-		return
-	}
-	o.f.Close()
-	os.Remove(o.tmp)
 }

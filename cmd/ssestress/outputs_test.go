@@ -76,6 +76,8 @@ func TestOutputsNeverOverwritten(t *testing.T) {
 			args: func(p string) []string { return []string{"report", sess, "--graphs", filepath.Dir(p)} }},
 		{name: "recordings export -o", target: fresh("export.jsonl"), force: true,
 			args: func(p string) []string { return []string{"recordings", "export", recDB, "-o", p} }},
+		{name: "export -o", target: fresh("errors.csv"), force: true,
+			args: func(p string) []string { return []string{"export", sess, "errors", "-o", p} }},
 		{name: "recordings import --out", target: fresh("imported.db"),
 			args: func(p string) []string { return []string{"recordings", "import", jsonl, "--out", p} }},
 		{name: "salvage --out", target: fresh("salvaged.db"), force: true,
