@@ -71,7 +71,7 @@ func TestDamagedCorpusEveryReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildTestBinary(t, ctx, dir)
+	bin := buildBinary(t, ctx, dir)
 	cases := damagetest.Corpus(t, dir)
 	if testing.Short() {
 		// Every fixture and crafted case, two random ones.

@@ -130,6 +130,9 @@ func (w *rssWatch) finish() (peak, hwm int64, readings int64) {
 // proxy recording 20 streams from an upstream that writes as fast as it
 // can, each run as a process of its own, never reach 256 MiB of resident
 // memory (read from /proc, every 10 ms, and the kernel's high-water mark).
+// The processes are a plain build of ssestress: the race detector's
+// shadow memory would count against the budget (a -race build of the
+// same run reaches twice the budget).
 // The clients that held the most end with MEMORY_BUDGET; the recorder
 // drops and counts what its queue cannot hold.
 func TestMemoryBudgetHolds(t *testing.T) {
@@ -144,6 +147,9 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	if v, ok := os.LookupEnv("SSESTRESS_MEMORY_TEST_BUDGET"); ok {
 		budget = v
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), runTestTimeout)
+	defer cancel()
+	bin := buildBinary(t, ctx, t.TempDir())
 	check := func(t *testing.T, what string, peak, hwm, n int64) {
 		t.Helper()
 		t.Logf("%s: peak RSS %d MiB (high-water mark %d MiB, %d readings), budget %d MiB", what, peak>>20, hwm>>20, n, memoryBudgetTest>>20)
@@ -159,7 +165,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		var sent atomic.Int64
 		srv := hugeEventServer(t, 200<<20, &sent)
 		out := filepath.Join(t.TempDir(), "huge.db")
-		p := startProcess(t, "run", "--target", srv+"/stream?symbols={symbols}", "--connections=20", "--rate=1000",
+		p := startBinary(t, bin, "run", "--target", srv+"/stream?symbols={symbols}", "--connections=20", "--rate=1000",
 			"--duration="+window.String(), "--monitor-interval=500ms", "--max-memory", budget, "--out", out, "--json")
 		w := watchRSS(p.cmd.Process.Pid)
 		select {
@@ -186,7 +192,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 	t.Run("proxy --record, flooding upstream", func(t *testing.T) {
 		upstream := floodServer(t)
 		out := filepath.Join(t.TempDir(), "flood.db")
-		p := startProcess(t, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--record", out, "--quiet", "--max-memory", budget)
+		p := startBinary(t, bin, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--record", out, "--quiet", "--max-memory", budget)
 		proxyURL := p.wait(t, listeningOn, runTestTimeout)[1]
 		w := watchRSS(p.cmd.Process.Pid)
 		ctx, cancel := context.WithTimeout(context.Background(), window)

@@ -40,18 +40,34 @@ func TestSsestressProcess(t *testing.T) {
 // lines are kept.
 type process struct {
 	cmd  *exec.Cmd
+	args []string // the ssestress arguments, for messages
 	mu   sync.Mutex
 	out  []string // stdout and stderr lines, in arrival order per stream
 	done chan struct{}
 	code int
 }
 
-// startProcess runs "ssestress args..." as a separate process. It is
+// startProcess runs "ssestress args..." as a separate process: this test
+// binary as main (built as the tests are, -race included). It is
 // interrupted (and killed if it does not stop) when the test ends.
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(os.Args[0], append([]string{"-test.run=^TestSsestressProcess$", "--"}, args...)...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), processEnv+"=1")
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestSsestressProcess$", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), processEnv+"=1")
+	return startExec(t, cmd, args)
+}
+
+// startBinary runs a built ssestress (buildBinary) as startProcess does:
+// for figures a -race build would distort, such as resident memory.
+func startBinary(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	return startExec(t, exec.Command(bin, args...), args)
+}
+
+// startExec starts cmd, whose ssestress arguments are args.
+func startExec(t *testing.T, cmd *exec.Cmd, args []string) *process {
+	t.Helper()
+	p := &process{cmd: cmd, args: args, done: make(chan struct{})}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -101,11 +117,11 @@ func (p *process) wait(t *testing.T, re *regexp.Regexp, timeout time.Duration) [
 		p.mu.Unlock()
 		select {
 		case <-p.done:
-			t.Fatalf("ssestress %s exited (%d) before printing %q:\n%s", strings.Join(p.cmd.Args[3:], " "), p.code, re, p.output())
+			t.Fatalf("ssestress %s exited (%d) before printing %q:\n%s", strings.Join(p.args, " "), p.code, re, p.output())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ssestress %s printed no %q within %v:\n%s", strings.Join(p.cmd.Args[3:], " "), re, timeout, p.output())
+			t.Fatalf("ssestress %s printed no %q within %v:\n%s", strings.Join(p.args, " "), re, timeout, p.output())
 		}
 	}
 }
@@ -125,7 +141,7 @@ func (p *process) stop(t *testing.T) int {
 	case <-time.After(15 * time.Second):
 		p.cmd.Process.Kill()
 		<-p.done
-		t.Errorf("ssestress %s did not stop within 15 s of SIGINT", strings.Join(p.cmd.Args[3:], " "))
+		t.Errorf("ssestress %s did not stop within 15 s of SIGINT", strings.Join(p.args, " "))
 	}
 	return p.code
 }

@@ -18,20 +18,6 @@ import (
 	"github.com/ssestress/ssestress/internal/feed"
 )
 
-// buildTestBinary builds ssestress into dir and returns its path.
-func buildTestBinary(t *testing.T, ctx context.Context, dir string) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
-	bin := filepath.Join(dir, "ssestress")
-	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestRunShardsMergeToWhole runs three "run --shard k/3" processes at once
 // against one target and checks that "report a.db b.db c.db" adds up to
 // the unsharded scenario's plan: the same connections (ids and count) in
@@ -41,7 +27,7 @@ func TestRunShardsMergeToWhole(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*runTestTimeout)
 	defer cancel()
 	dir := t.TempDir()
-	bin := buildTestBinary(t, ctx, dir)
+	bin := buildBinary(t, ctx, dir)
 	srv, err := feed.Start("127.0.0.1:0", feed.Config{Rate: feed.Rate{Min: 1200, Max: 1200}})
 	if err != nil {
 		t.Fatal(err)

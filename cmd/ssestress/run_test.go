@@ -312,18 +312,10 @@ func TestRunInterrupted(t *testing.T) {
 // embedded default, kills it with SIGKILL about 2 s in, and reads the file
 // with inspect.
 func TestKill9LeavesReadableFile(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "ssestress")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*runTestTimeout)
 	defer cancel()
-	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, ctx, dir)
 	out := filepath.Join(dir, "killed.db")
 	child := exec.CommandContext(ctx, bin, "run", "--monitor-interval=200ms", "--out="+out)
 	child.Dir = dir

@@ -249,11 +249,33 @@ func TestSecretsNeverWrittenOrShown(t *testing.T) {
 		}
 	}
 	for _, format := range analysis.Formats() {
-		stdout, stderr, code := runCLI(t, ctx, "report", runDB, run2DB, proxyDB, "--format", format)
+		args := []string{"report", runDB, run2DB, proxyDB, "--format", format}
+		csvDir := filepath.Join(dir, "report-csv")
+		if format == "csv" { // one table per file
+			args = append(args, "-o", csvDir)
+		}
+		stdout, stderr, code := runCLI(t, ctx, args...)
 		if code != 0 {
 			t.Errorf("report --format %s: exit %d: %s", format, code, stderr)
 		}
 		look("report --format "+format, []byte(stdout+stderr))
+		if format == "csv" {
+			tables, _ := filepath.Glob(filepath.Join(csvDir, "*.csv"))
+			if len(tables) == 0 {
+				t.Errorf("report --format csv -o %s wrote no table", csvDir)
+			}
+			for _, f := range tables {
+				raw, _ := os.ReadFile(f)
+				look("report --format csv: "+filepath.Base(f), raw)
+			}
+		}
+	}
+	for _, kind := range analysis.ExportKinds() {
+		stdout, stderr, code := runCLI(t, ctx, "export", runDB, run2DB, proxyDB, kind[0], "--format", "jsonl")
+		if code != 0 {
+			t.Errorf("export %s: exit %d: %s", kind[0], code, stderr)
+		}
+		look("export "+kind[0], []byte(stdout+stderr))
 	}
 	export := filepath.Join(dir, "export.jsonl")
 	for _, args := range [][]string{{"recordings", "export", proxyDB, "-o", export}, {"recordings", "ls", proxyDB},
