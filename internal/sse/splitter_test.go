@@ -3,6 +3,7 @@ package sse
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -188,5 +189,29 @@ func TestEventsOnlyMatchesParser(t *testing.T) {
 		if want := parserEvents(t, stream); got != int64(want) {
 			t.Fatalf("stream %q: %d events, parser %d", stream, got, want)
 		}
+	}
+}
+
+// BenchmarkCountEvents: CountEvents over 64-event pieces like the bench's
+// load server's (id, event and data lines, about 90 bytes an event), as
+// the proxy (EventsOnly) and the recorder (frames too) count them.
+func BenchmarkCountEvents(b *testing.B) {
+	var piece []byte
+	for i := range 64 {
+		piece = fmt.Appendf(piece, "id: %d\nevent: quote\ndata: %d {\"symbol\":\"AAPL\",\"price\":187.1234,\"volume\":1200}\n\n", 1000+i, 1796637600123456789+int64(i))
+	}
+	for _, eventsOnly := range []bool{true, false} {
+		b.Run(fmt.Sprintf("EventsOnly=%v", eventsOnly), func(b *testing.B) {
+			s := Splitter{EventsOnly: eventsOnly}
+			b.SetBytes(int64(len(piece)))
+			var n int64
+			for b.Loop() {
+				n += s.CountEvents(piece)
+			}
+			if n != 64*int64(b.N) {
+				b.Fatalf("%d events, want %d", n, 64*b.N)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
+		})
 	}
 }
