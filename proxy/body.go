@@ -50,6 +50,10 @@ type streamBody struct {
 	body  io.ReadCloser
 	isSSE bool
 	split sse.Splitter // events read from the upstream
+	// shared: split also counts the recording's frames (WriteSplit), so
+	// a recorded byte is scanned once; until unit faults act, when the
+	// recording takes the splitter's state back (writeUnits).
+	shared bool
 }
 
 func (b *streamBody) Close() error { return b.body.Close() }
@@ -69,15 +73,24 @@ func (b *streamBody) Read(p []byte) (int, error) {
 
 // counted notes forwarded bytes: events and the recording.
 func (b *streamBody) counted(p []byte, now time.Time) {
+	if b.shared {
+		b.addEvents(b.st.rec.WriteSplit(p, now, &b.split))
+		return
+	}
 	if b.isSSE {
-		if ev := b.split.CountEvents(p); ev > 0 {
-			if up := b.st.upstream.Load(); up != nil {
-				up.eventsDown.Add(ev)
-			}
-			b.st.addEvents(ev)
-		}
+		b.addEvents(b.split.CountEvents(p))
 	}
 	b.st.rec.Write(p, now)
+}
+
+// addEvents counts ev events forwarded to the client.
+func (b *streamBody) addEvents(ev int64) {
+	if ev > 0 {
+		if up := b.st.upstream.Load(); up != nil {
+			up.eventsDown.Add(ev)
+		}
+		b.st.addEvents(ev)
+	}
 }
 
 // errEventTooLong ends a stream whose event grew past Config.MaxEventSize.
@@ -255,6 +268,12 @@ type chunk struct {
 // upstream (so arrival times are true even while events are held back),
 // and each unit is decided by the faults, then forwarded.
 func (b *streamBody) writeUnits(w io.Writer, flusher http.Flusher) (int64, error) {
+	if b.shared {
+		// From here the recording sees what is forwarded (units may be
+		// dropped or held back), the splitter what is read.
+		b.st.rec.AdoptSplitter(b.split)
+		b.shared = false
+	}
 	ctx, cancel := context.WithCancel(b.st.ctx)
 	defer cancel()
 	chunks := make(chan chunk, 64)

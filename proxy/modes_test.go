@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -330,5 +331,102 @@ func TestRecording(t *testing.T) {
 	}
 	if events != 5 || s.Status != 200 || s.ConnID != "rec-1" || s.Ending != session.EndingRST {
 		t.Fatalf("recorded stream %+v with %d events", s.RecStream, events)
+	}
+}
+
+// TestRecordingCountsOnceThenFaulted: a recorded stream's bytes are
+// scanned once, by the proxy's splitter for its event count and the
+// recording's frames together, until a fault that acts on events is added
+// mid-stream; from then the recording counts what is forwarded and the
+// proxy what is read. Both counts stay right across the switch: the
+// recording holds exactly the events and comments the client got, and
+// the proxy's events_down is the client's count.
+func TestRecordingCountsOnceThenFaulted(t *testing.T) {
+	const n, at = 40, 10
+	// Each event is written in two pieces, the blank line that ends it
+	// apart; after event 10 the test adds the fault while the proxy waits
+	// for the next read, which is then the first piece of event 11: the
+	// switch comes inside an event, and the recording must take the
+	// splitter's state to count event 11 (a fresh splitter would see a
+	// blank line alone).
+	added := make(chan struct{})
+	wrote := make(chan struct{})
+	srv := script(t, func(w http.ResponseWriter, r *http.Request, flush func()) {
+		for i := 1; i <= n; i++ {
+			io.WriteString(w, ": hb\n\nid: "+strconv.Itoa(i)+"\nevent: tick\ndata: x\n")
+			flush()
+			time.Sleep(5 * time.Millisecond)
+			io.WriteString(w, "\n")
+			flush()
+			if i == at {
+				close(wrote)
+				select {
+				case <-added:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	w, path := newSession(t)
+	rec := recording.New(w, "rec", recording.Options{})
+	p := startProxy(t, Config{Upstream: srv.URL, Name: "rec", Session: w, Recorder: rec})
+	var g got
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g = readStream(t, p.URL()+"/ticks?symbols=A", 0, 10*time.Second)
+	}()
+	<-wrote
+	time.Sleep(20 * time.Millisecond) // the proxy has read event 10's end and waits
+	if err := p.AddFault(withFaults(t, "drop-events:every=2")[0]); err != nil {
+		t.Fatal(err)
+	}
+	close(added)
+	<-done
+	ids := make([]int, len(g.events))
+	for i, e := range g.events {
+		ids[i], _ = strconv.Atoi(e.ID)
+	}
+	k := 0 // events before the first drop
+	for k < len(ids) && ids[k] == k+1 {
+		k++
+	}
+	if k < at || k == len(ids) || ids[len(ids)-1] < n-1 {
+		t.Fatalf("client got ids %v: want 1..k in order (k ≥ %d), then drops, to the end", ids, at)
+	}
+	hops, _ := readSession(t, p, w, path)
+	// events_down: on the upstream hop what the server sent, on the
+	// client hop what was forwarded.
+	down := map[string]int64{}
+	for _, h := range hops {
+		down[h.Hop] += h.EventsDown
+	}
+	if down[session.HopUpstream] != n || down[session.HopClient] != int64(len(g.events)) {
+		t.Errorf("events_down: upstream hop %d (server sent %d), client hop %d (client got %d)",
+			down[session.HopUpstream], n, down[session.HopClient], len(g.events))
+	}
+	r, err := session.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	loaded, err := recording.Read(r)
+	if err != nil || len(loaded.Streams) != 1 {
+		t.Fatalf("recording: %v, %d streams", err, len(loaded.Streams))
+	}
+	s := loaded.Streams[0]
+	events, comments := 0, 0
+	for _, e := range s.Events {
+		switch e.Kind {
+		case session.RecKindEvent:
+			events++
+		case session.RecKindComment:
+			comments++
+		}
+	}
+	if events != len(g.events) || comments != len(g.comments) || s.Frames != int64(events+comments) {
+		t.Errorf("recorded %d events and %d comments (frames %d); client got %d and %d", events, comments, s.Frames, len(g.events), len(g.comments))
 	}
 }

@@ -80,7 +80,11 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 	}
 	isSSE := strings.HasPrefix(strings.ToLower(resp.Header.Get("Content-Type")), "text/event-stream")
 	if resp.Body != nil && resp.Body != http.NoBody && (isSSE || resp.ContentLength < 0) {
-		resp.Body = &streamBody{st: st, body: resp.Body, isSSE: isSSE, split: sse.Splitter{EventsOnly: true}}
+		sb := &streamBody{st: st, body: resp.Body, isSSE: isSSE, split: sse.Splitter{EventsOnly: true}}
+		if isSSE && st.rec != nil {
+			sb.split, sb.shared = st.rec.Splitter(), true
+		}
+		resp.Body = sb
 	}
 	return resp
 }

@@ -334,6 +334,55 @@ func (s *Stream) Write(p []byte, at time.Time) {
 	if s == nil || len(p) == 0 {
 		return
 	}
+	s.write(p, at, nil)
+}
+
+// Splitter is a splitter configured as the stream's own (its bounds), at
+// the stream's start: for a caller that scans the stream's bytes anyway
+// and passes it to WriteSplit, so that each byte is scanned once.
+func (s *Stream) Splitter() sse.Splitter {
+	if s == nil {
+		return sse.Splitter{EventsOnly: true}
+	}
+	return sse.Splitter{MaxLine: s.r.opts.MaxLine}
+}
+
+// WriteSplit is Write for a caller that counts the stream's events itself:
+// split, from Splitter and fed every byte of the stream given to Write or
+// WriteSplit so far (and nothing else), scans p once for both, in place
+// of the stream's own splitter. It returns the events p ends. A caller
+// that stops feeding split the stream's bytes hands its state over with
+// AdoptSplitter first.
+func (s *Stream) WriteSplit(p []byte, at time.Time, split *sse.Splitter) int64 {
+	before := split.Frames()
+	events := split.CountEvents(p)
+	if s != nil && len(p) > 0 {
+		s.write(p, at, &scanned{frames: split.Frames() - before, err: split.Err()})
+	}
+	return events
+}
+
+// AdoptSplitter makes split, fed the stream's bytes so far through
+// WriteSplit, the stream's own splitter again: Write counts with it from
+// here on.
+func (s *Stream) AdoptSplitter(split sse.Splitter) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.split = split
+	s.mu.Unlock()
+}
+
+// scanned is what a caller's splitter found in a piece (WriteSplit).
+type scanned struct {
+	frames int64
+	err    error
+}
+
+// write records p; sc is what the caller's splitter found in it, nil to
+// scan it with the stream's own.
+func (s *Stream) write(p []byte, at time.Time, sc *scanned) {
 	// The budget is taken before the lock: a wait for the writer must not
 	// hold the stream (the writer queues held blocks under it).
 	need := len(p) + session.RecChunkOverhead
@@ -350,10 +399,13 @@ func (s *Stream) Write(p []byte, at time.Time) {
 		return
 	}
 	s.rec.Bytes += int64(len(p))
-	before := s.split.Frames()
-	s.split.CountEvents(p)
-	completed := s.split.Frames() - before
-	if err := s.split.Err(); err != nil {
+	if sc == nil {
+		before := s.split.Frames()
+		s.split.CountEvents(p)
+		sc = &scanned{frames: s.split.Frames() - before, err: s.split.Err()}
+	}
+	completed := sc.frames
+	if err := sc.err; err != nil {
 		// A line or an event over the bound: a parser refuses the rest of
 		// the stream, so nothing more is stored; the ending still is.
 		s.cut = true
