@@ -16,6 +16,7 @@ import (
 
 	"github.com/ssestress/ssestress/internal/errclass"
 	"github.com/ssestress/ssestress/internal/feed"
+	"github.com/ssestress/ssestress/internal/recording"
 	"github.com/ssestress/ssestress/internal/session"
 	"github.com/ssestress/ssestress/internal/sse"
 )
@@ -92,6 +93,22 @@ func readSession(t testing.TB, p *Proxy, w *session.Writer, path string) ([]sess
 		t.Fatal(err)
 	}
 	return hops, faults
+}
+
+// oneRecordedStream reads the recording of a closed session file that
+// must hold exactly one stream.
+func oneRecordedStream(t testing.TB, path string) *recording.Stored {
+	t.Helper()
+	r, err := session.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	loaded, err := recording.Read(r)
+	if err != nil || len(loaded.Streams) != 1 {
+		t.Fatalf("recording: %v, %d streams", err, len(loaded.Streams))
+	}
+	return loaded.Streams[0]
 }
 
 // client is a plain net/http client that never uses the environment's

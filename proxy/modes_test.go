@@ -310,19 +310,7 @@ func TestRecording(t *testing.T) {
 	}
 	p.Close()
 	w.Close()
-	r, err := session.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	loaded, err := recording.Read(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(loaded.Streams) != 1 {
-		t.Fatalf("%d recorded streams", len(loaded.Streams))
-	}
-	s := loaded.Streams[0]
+	s := oneRecordedStream(t, path)
 	events := 0
 	for _, e := range s.Events {
 		if e.Kind == session.RecKindEvent {
@@ -407,16 +395,7 @@ func TestRecordingCountsOnceThenFaulted(t *testing.T) {
 		t.Errorf("events_down: upstream hop %d (server sent %d), client hop %d (client got %d)",
 			down[session.HopUpstream], n, down[session.HopClient], len(g.events))
 	}
-	r, err := session.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	loaded, err := recording.Read(r)
-	if err != nil || len(loaded.Streams) != 1 {
-		t.Fatalf("recording: %v, %d streams", err, len(loaded.Streams))
-	}
-	s := loaded.Streams[0]
+	s := oneRecordedStream(t, path)
 	events, comments := 0, 0
 	for _, e := range s.Events {
 		switch e.Kind {

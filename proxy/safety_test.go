@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ssestress/ssestress/internal/recording"
-	"github.com/ssestress/ssestress/internal/session"
 )
 
 // TestListenDefaultsToLoopback: a listen address without a host binds
@@ -176,16 +175,7 @@ func TestRecordingRedactedByDefault(t *testing.T) {
 			t.Errorf("the session file holds %q", secret)
 		}
 	}
-	r, err := session.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	loaded, err := recording.Read(r)
-	if err != nil || len(loaded.Streams) != 1 {
-		t.Fatalf("%v, %d streams", err, len(loaded.Streams))
-	}
-	if h := loaded.Streams[0].Header; h.Get("Authorization") != recording.RedactedValue || h.Get("Cookie") != recording.RedactedValue {
+	if h := oneRecordedStream(t, path).Header; h.Get("Authorization") != recording.RedactedValue || h.Get("Cookie") != recording.RedactedValue {
 		t.Fatalf("recorded headers %v", h)
 	}
 }

@@ -92,11 +92,14 @@ type HopConn struct {
 	// Idle is the time with no byte either way on this hop before it
 	// closed (set once Closed is): a RST from the peer after exactly the
 	// proxy's keepalive period of silence answered the proxy's own probe.
-	Idle       Seconds `json:"idle_s,omitempty"`
-	Class      string  `json:"class,omitempty"` // error class seen on this hop, if any
-	BytesUp    int64   `json:"bytes_up"`        // toward the upstream
-	BytesDown  int64   `json:"bytes_down"`      // toward the client
-	EventsDown int64   `json:"events_down"`     // SSE events forwarded toward the client
+	Idle      Seconds `json:"idle_s,omitempty"`
+	Class     string  `json:"class,omitempty"` // error class seen on this hop, if any
+	BytesUp   int64   `json:"bytes_up"`        // toward the upstream
+	BytesDown int64   `json:"bytes_down"`      // toward the client
+	// EventsDown counts the SSE events that came down this hop: from the
+	// upstream on the upstream hop, to the client on the client hop (fewer
+	// when a fault dropped some).
+	EventsDown int64 `json:"events_down"`
 	// OnUpstreamError is set on the client hop when the upstream hop failed
 	// and the proxy ended this hop by its policy: "reset", "eof" or
 	// "abort" (ProxyInfo.OnUpstreamError).
