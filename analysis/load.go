@@ -947,7 +947,7 @@ func cmpFloat(x, y float64) int {
 func (a *accumulator) describeCluster(class, dim string, values []float64, members []errPoint, classTotal int) Cluster {
 	c := Cluster{
 		Dimension: dim, Class: class,
-		CenterS: quantileSorted(values, 0.5), LoS: values[0], HiS: values[len(values)-1],
+		CenterS: QuantileSorted(values, 0.5), LoS: values[0], HiS: values[len(values)-1],
 		Count: int64(len(values)), Share: float64(len(values)) / float64(classTotal),
 	}
 	// The origin most members share.
@@ -1042,7 +1042,7 @@ func (a *accumulator) thresholds(rep *Report, class string, pts []errPoint, labe
 		if covered {
 			continue
 		}
-		c := Cluster{Shape: "threshold", Dimension: "idle", Class: class, CenterS: quantileSorted(idle, 0.5), LoS: lo, HiS: hi,
+		c := Cluster{Shape: "threshold", Dimension: "idle", Class: class, CenterS: QuantileSorted(idle, 0.5), LoS: lo, HiS: hi,
 			Count: int64(len(idle)), Share: float64(len(idle)) / float64(len(pts))}
 		at := a.attrs[ai]
 		if at.Origin != OriginUnknown {

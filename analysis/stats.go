@@ -32,19 +32,19 @@ func distOf(values []float64) Dist {
 	return Dist{
 		N:    len(values),
 		Min:  values[0],
-		P10:  quantileSorted(values, 0.10),
-		P50:  quantileSorted(values, 0.50),
-		P90:  quantileSorted(values, 0.90),
-		P99:  quantileSorted(values, 0.99),
+		P10:  QuantileSorted(values, 0.10),
+		P50:  QuantileSorted(values, 0.50),
+		P90:  QuantileSorted(values, 0.90),
+		P99:  QuantileSorted(values, 0.99),
 		Max:  values[len(values)-1],
 		Mean: sum / float64(len(values)),
 	}
 }
 
-// quantileSorted is the nearest-rank quantile of sorted values: the value
+// QuantileSorted is the nearest-rank quantile of sorted values: the value
 // below which a fraction q of them lie. Nearest rank keeps results equal to
 // a value that was seen, which reads better in a report than interpolation.
-func quantileSorted(sorted []float64, q float64) float64 {
+func QuantileSorted(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}

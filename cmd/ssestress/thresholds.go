@@ -347,8 +347,7 @@ func statistic(th threshold, values []float64) float64 {
 		}
 		return sum / float64(len(sorted))
 	}
-	rank := int(math.Ceil(th.q*float64(len(sorted)))) - 1
-	return sorted[max(0, min(rank, len(sorted)-1))]
+	return analysis.QuantileSorted(sorted, th.q)
 }
 
 // judge evaluates the thresholds on the run whose records w holds and
