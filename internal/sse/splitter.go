@@ -2,6 +2,8 @@ package sse
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"time"
 )
 
@@ -270,11 +272,16 @@ func (s *Splitter) CountEvents(b []byte) int64 {
 // for the line-by-line scan.
 func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 	var n int64
+	if haveBlockScan {
+		var done int
+		n, done = s.countBlocksVector(b)
+		b = b[done:]
+	}
 	bound := min(boundOf(s.MaxLine, DefaultMaxLine), boundOf(s.MaxEvent, DefaultMaxEvent))
 	done := 0 // the bytes of the blocks counted
 	hasData, frames, size := s.hasData, int64(0), 0
 	for pos := 0; pos < len(b); {
-		i := bytes.IndexByte(b[pos:], '\n')
+		i := indexLF(b[pos:])
 		if i < 0 {
 			break
 		}
@@ -299,7 +306,7 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 		case ':':
 			frames++
 		case 'd':
-			if len(line) >= 4 && string(line[:4]) == "data" && (len(line) == 4 || line[4] == ':') {
+			if isDataField(line) {
 				hasData = true
 			}
 		case 'r':
@@ -312,6 +319,105 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 		}
 	}
 	return n, b[done:]
+}
+
+// countBlocksVector is countBlocks' first pass on CPUs with AVX2: the
+// first line here, the rest 32 bytes at a time (countEventsAVX2, or
+// countFramesAVX2 unless EventsOnly). It
+// returns the events counted and the offset just past the last blank line
+// counted, from where countBlocks goes on line by line (what follows that
+// line is scanned again). Counting frames too, it leaves to the line by
+// line scan a piece where a block may pass a bound, or a line begins
+// with 'r' (a retry field, maybe).
+func (s *Splitter) countBlocksVector(b []byte) (int64, int) {
+	f := bytes.IndexByte(b, '\n')
+	if f < 0 || len(b)-f < 64 {
+		return 0, 0
+	}
+	framesToo := !s.EventsOnly
+	if framesToo && len(b) > min(boundOf(s.MaxLine, DefaultMaxLine), boundOf(s.MaxEvent, DefaultMaxEvent)) {
+		return 0, 0
+	}
+	var n, frames int64
+	done := 0
+	hasData := s.hasData
+	switch line := b[:f]; {
+	case len(line) == 0:
+		if hasData {
+			n++
+			frames++
+		}
+		hasData, done = false, 1
+	case line[0] == ':':
+		frames++
+	case line[0] == 'r':
+		if framesToo {
+			return 0, 0
+		}
+	case isDataField(line):
+		hasData = true
+	}
+	var carry uint64
+	if hasData {
+		carry = 1
+	}
+	var events, comments int64
+	var end int
+	var retry bool
+	if framesToo {
+		events, comments, end, retry = countFramesAVX2(b[f:], carry)
+	} else {
+		events, end = countEventsAVX2(b[f:], carry)
+	}
+	switch {
+	case retry && framesToo:
+		return 0, 0
+	case end > 0:
+		n += events
+		frames += events + comments
+		done = f + end
+	case done == 0:
+		return 0, 0
+	}
+	s.inBlock, s.hasData, s.dataLen, s.unitLen = false, false, 0, 0
+	if framesToo {
+		s.frames += frames
+	}
+	return n, done
+}
+
+// isDataField says whether a line is a data field: "data", alone or
+// followed by a colon.
+func isDataField(line []byte) bool {
+	return len(line) >= 4 && string(line[:4]) == "data" && (len(line) == 4 || line[4] == ':')
+}
+
+// indexLF is bytes.IndexByte(b, '\n'). SSE lines are short (an id, an
+// event type, a blank line), often shorter than the cost of the call, so
+// it looks at the first 16 bytes two words at a time before it calls.
+func indexLF(b []byte) int {
+	if len(b) < 16 {
+		return bytes.IndexByte(b, '\n')
+	}
+	if m := lfBytes(binary.LittleEndian.Uint64(b)); m != 0 {
+		return bits.TrailingZeros64(m) >> 3
+	}
+	if m := lfBytes(binary.LittleEndian.Uint64(b[8:])); m != 0 {
+		return 8 + bits.TrailingZeros64(m)>>3
+	}
+	if i := bytes.IndexByte(b[16:], '\n'); i >= 0 {
+		return 16 + i
+	}
+	return -1
+}
+
+// lfBytes has the high bit set in exactly the bytes of w that are LF: a
+// byte's low seven bits plus 0x7f carry into its high bit unless they are
+// all zero, and never into the next byte.
+func lfBytes(w uint64) uint64 {
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	x := w ^ 0x0a0a0a0a0a0a0a0a
+	return ^((x&low7 + low7) | x | low7)
 }
 
 // lineEnd is the index of the first CR or LF in b, -1 for none: two

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -213,5 +214,101 @@ func BenchmarkCountEvents(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/event")
 		})
+	}
+}
+
+// longStream builds a stream without CR of blocks like real feeds' (an id,
+// an event type, data lines, comments inside and between blocks) mixed
+// with the awkward lines of randomStream, some blocks with no data field,
+// lines that begin like a data field and are not one, and long lines.
+func longStream(rng *rand.Rand, blocks int) []byte {
+	odd := []string{"dat", "datax: no", "data : not data", "d", "da", "dataa", "data", "data:", ":", ": hb", "id", "event: e",
+		"retry: 10", "retry: x", "x: y", "\xEF\xBB\xBFdata: bom inside"}
+	var b bytes.Buffer
+	for i := 0; i < blocks; i++ {
+		switch rng.IntN(6) {
+		case 0: // a run of odd lines
+			for k := rng.IntN(5); k >= 0; k-- {
+				b.WriteString(odd[rng.IntN(len(odd))])
+				b.WriteByte('\n')
+			}
+		case 1: // a heartbeat between blocks
+			b.WriteString(": keep-alive\n")
+		case 2: // a long data line
+			fmt.Fprintf(&b, "data: %s\n", bytes.Repeat([]byte("q"), rng.IntN(300)))
+		default:
+			fmt.Fprintf(&b, "id: %d\nevent: quote\ndata: {\"p\":%d}\n", i, rng.IntN(1e6))
+			if rng.IntN(4) == 0 {
+				b.WriteString(": inside\ndata: second\n")
+			}
+		}
+		for k := rng.IntN(3); k >= 0; k-- {
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+// TestLongPiecesMatchParser: on pieces long enough for the vectorised
+// scan (countBlocksVector, on CPUs with AVX2) the splitter counts the
+// events and frames a Parser emits and stops where it stops, however the
+// pieces are cut, with hasData and comments carried across them.
+func TestLongPiecesMatchParser(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 2000; i++ {
+		stream := longStream(rng, 1+rng.IntN(60))
+		maxLine, maxEvent := 0, 0
+		if i%3 == 0 {
+			maxLine, maxEvent = 100+rng.IntN(400), 200+rng.IntN(2000)
+		}
+		wantFrames, werr := parserFrames(stream, maxLine, maxEvent)
+		s := Splitter{MaxLine: maxLine, MaxEvent: maxEvent}
+		for rest := stream; len(rest) > 0; {
+			n := min(1+rng.IntN(2048), len(rest))
+			s.CountEvents(rest[:n])
+			rest = rest[n:]
+		}
+		if s.Frames() != wantFrames || (s.Err() == nil) != (werr == nil) {
+			t.Fatalf("stream %q bounds %d/%d: %d frames (%v), parser %d (%v)", stream, maxLine, maxEvent, s.Frames(), s.Err(), wantFrames, werr)
+		}
+		if maxLine > 0 {
+			continue
+		}
+		wantEvents := parserEvents(t, stream)
+		for _, eventsOnly := range []bool{true, false} {
+			s := Splitter{EventsOnly: eventsOnly}
+			var got int64
+			for rest := stream; len(rest) > 0; {
+				n := min(1+rng.IntN(2048), len(rest))
+				got += s.CountEvents(rest[:n])
+				rest = rest[n:]
+			}
+			if got != int64(wantEvents) {
+				t.Fatalf("EventsOnly=%v stream %q: %d events, parser %d", eventsOnly, stream, got, wantEvents)
+			}
+			if !eventsOnly && s.Frames() != wantFrames {
+				t.Fatalf("stream %q: %d frames, parser %d", stream, s.Frames(), wantFrames)
+			}
+		}
+	}
+}
+
+// TestVectorScanRuns: on a CPU with AVX2 the vectorised scan takes a
+// feed's piece (the test above would pass without it).
+func TestVectorScanRuns(t *testing.T) {
+	if !haveBlockScan {
+		t.Skip("no vectorised scan on this CPU or build (needs amd64 with AVX2, not -tags purego)")
+	}
+	piece := []byte(strings.Repeat("id: 1\nevent: quote\ndata: {\"p\":1}\n: c\n\n", 10))
+	for _, eventsOnly := range []bool{true, false} {
+		s := Splitter{EventsOnly: eventsOnly}
+		n, done := s.countBlocksVector(piece)
+		// The last block's end needs five bytes after it to be seen.
+		if n < 9 || done < len(piece)-80 {
+			t.Fatalf("EventsOnly=%v: vectorised scan counted %d events up to %d of %d bytes", eventsOnly, n, done, len(piece))
+		}
+		if !eventsOnly && s.Frames() != 2*n {
+			t.Fatalf("frames %d, want %d (an event and a comment a block)", s.Frames(), 2*n)
+		}
 	}
 }
