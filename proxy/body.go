@@ -169,7 +169,7 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 		case n == len(buf) && big == nil:
 			big = bodyBufs.Get().(*[]byte)
 			buf = *big
-		case n < len(buf) && big != nil:
+		case n <= len(small) && big != nil:
 			bodyBufs.Put(big)
 			big, buf = nil, small
 		}
@@ -244,7 +244,7 @@ func (b *streamBody) copyH1(rw *h1Writer) error {
 		case n == room && big == nil:
 			big = framedBufs.Get().(*[]byte)
 			buf = *big
-		case n < room && big != nil:
+		case n <= smallBufSize && big != nil:
 			framedBufs.Put(big)
 			big, buf = nil, small
 		}
