@@ -419,6 +419,9 @@ func (s *Stream) write(p []byte, at time.Time, sc *scanned) {
 		s.r.dropped.Add(completed)
 		return
 	}
+	if s.block != nil && !session.BlockFits(s.block, need) {
+		s.queueLocked()
+	}
 	if s.block == nil {
 		s.block = session.BlockBuf()
 		s.frames = s.rec.Frames

@@ -198,6 +198,11 @@ func GrowBlock(b []byte, n int) []byte {
 	return slices.Grow(b, n)
 }
 
+// BlockFits reports whether n more bytes fit b without leaving the
+// pooled buffers: a producer queues its block first when they do not,
+// rather than regrow it past them.
+func BlockFits(b []byte, n int) bool { return len(b)+n <= largeBlockCap }
+
 // ReleaseBlockBuf gives a block buffer back (one of another size is left
 // to the collector).
 func ReleaseBlockBuf(b []byte) {
