@@ -169,7 +169,7 @@ func (b *streamBody) WriteTo(w io.Writer) (int64, error) {
 		case n == len(buf) && big == nil:
 			big = bodyBufs.Get().(*[]byte)
 			buf = *big
-		case n <= len(small) && big != nil:
+		case n < len(buf) && big != nil:
 			bodyBufs.Put(big)
 			big, buf = nil, small
 		}
@@ -201,8 +201,8 @@ func (st *stream) runH1(rw *h1Writer) {
 }
 
 // copyH1 is the HTTP/1.1 copy loop. An idle stream waits holding only the
-// small buffer; a read that fills it takes a pooled large one for the
-// burst.
+// small buffer; a read that fills it takes a pooled large one, kept while
+// reads bring keepLargeAt or more.
 func (b *streamBody) copyH1(rw *h1Writer) error {
 	small := make([]byte, chunkRoom+smallBufSize+2)
 	var big *[]byte
@@ -244,7 +244,7 @@ func (b *streamBody) copyH1(rw *h1Writer) error {
 		case n == room && big == nil:
 			big = framedBufs.Get().(*[]byte)
 			buf = *big
-		case n <= smallBufSize && big != nil:
+		case n < keepLargeAt && big != nil:
 			framedBufs.Put(big)
 			big, buf = nil, small
 		}
@@ -256,6 +256,12 @@ var framedBufs = sync.Pool{New: func() any { b := make([]byte, chunkRoom+framedB
 
 // framedBufSize is the payload a large copy buffer holds.
 const framedBufSize = 32 << 10
+
+// keepLargeAt is the read that keeps copyH1's large buffer: a stream
+// whose reads bring this much is carrying a flood (giving the buffer back
+// would split each of the server's writes in two reads and two chunks),
+// while one whose events are a few hundred bytes waits on the small one.
+const keepLargeAt = 4 << 10
 
 // chunk is what the unit pump read from the upstream, stamped.
 type chunk struct {
