@@ -66,9 +66,10 @@ type Options struct {
 	// BlockAge is how long a block's first piece waits before the block
 	// is queued with the writer's next commit (default DefaultBlockAge).
 	BlockAge time.Duration
-	// MaxWait is how long a piece waits for the session writer when its
-	// byte budget is spent, before it is dropped (default DefaultMaxWait;
-	// negative: never wait).
+	// MaxWait is how long a piece waits for the session writer to free
+	// room when its byte budget is spent: it is dropped once no commit has
+	// freed any for MaxWait, or after ten times MaxWait in all (default
+	// DefaultMaxWait; negative: never wait).
 	MaxWait time.Duration
 }
 
@@ -81,9 +82,10 @@ type Options struct {
 // queued at every commit; among many, some age out at each).
 const DefaultBlockAge = 200 * time.Millisecond
 
-// DefaultMaxWait is Options.MaxWait's default: a stream that outruns the
-// disk is slowed by at most this much per piece, and the writer gets the
-// CPU to catch up, before anything is dropped.
+// DefaultMaxWait is Options.MaxWait's default: a stream that outruns a
+// busy writer is held back as long as commits free room (backpressure, at
+// most ten times this per piece), and drops pieces only when the disk
+// stalls this long.
 const DefaultMaxWait = 50 * time.Millisecond
 
 // DefaultBlockSize is a block's size when Options.BlockSize is zero: large

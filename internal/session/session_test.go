@@ -373,3 +373,48 @@ func TestRecChunksRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestReserveWaitHoldsWhileCommitsFree: a producer whose budget is spent
+// waits as long as commits keep freeing room, past its wait in all, and
+// gets the room; with no commit at all it gives up after its wait.
+func TestReserveWaitHoldsWhileCommitsFree(t *testing.T) {
+	const unit = 8 << 10
+	w, _ := newFile(t, Options{MaxPendingBytes: 64 << 10, FlushInterval: 5 * time.Millisecond, BatchSize: 1 << 30})
+	defer w.Close()
+	// Seven eighths of the budget, in blocks reserved and not yet queued.
+	held := 0
+	for w.Reserve(unit) {
+		held++
+	}
+	if held != 7 {
+		t.Fatalf("reserved %d blocks of 8 KiB in 64 KiB, want 7", held)
+	}
+
+	// No commit frees anything: the wait runs out.
+	start := time.Now()
+	if w.ReserveWait(unit, 50*time.Millisecond) {
+		t.Fatal("room reserved while nothing was committed")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("gave up after %v, want its 50ms wait", d)
+	}
+
+	// A block queued every 50 ms: each timed commit frees 8 KiB, and the
+	// producer asking for all seven waits about 350 ms, past its 200 ms.
+	go func() {
+		for i := 0; i < held; i++ {
+			time.Sleep(50 * time.Millisecond)
+			w.PutReserved(RecChunks{Proxy: "p", ConnID: "c", Block: i, Data: make([]byte, 100)}, unit)
+		}
+	}()
+	start = time.Now()
+	if !w.ReserveWait(held*unit, 200*time.Millisecond) {
+		t.Fatalf("dropped after %v while commits freed room", time.Since(start))
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("got the room after %v: the test did not wait past the producer's wait", d)
+	}
+	if d := w.Dropped(); d != 0 {
+		t.Fatalf("%d records dropped", d)
+	}
+}

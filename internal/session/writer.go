@@ -256,24 +256,27 @@ func (w *Writer) Reserve(n int) bool {
 	return true
 }
 
-// ReserveWait is Reserve, waiting at most wait for a commit to free the
-// budget when it is spent: a producer that outruns the disk slows down a
-// little (and lets the writer run) before it drops anything.
+// ReserveWait is Reserve, waiting for the writer when the budget is
+// spent: a producer that outruns the disk is held back while the writer
+// makes progress, and drops only when no commit has freed anything for
+// wait (the disk stalls), or after waitRounds times wait in all (others
+// took what was freed each time).
 func (w *Writer) ReserveWait(n int, wait time.Duration) bool {
 	if w.Reserve(n) {
 		return true
 	}
-	var t *time.Timer
+	if wait <= 0 {
+		return false
+	}
+	giveUp := time.Now().Add(waitRounds * wait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	for {
 		w.mu.Lock()
 		freed, stop := w.freed, w.closed || w.full
 		w.mu.Unlock()
 		if stop {
 			return false
-		}
-		if t == nil {
-			t = time.NewTimer(wait)
-			defer t.Stop()
 		}
 		select {
 		case <-freed:
@@ -283,8 +286,17 @@ func (w *Writer) ReserveWait(n int, wait time.Duration) bool {
 		if w.Reserve(n) {
 			return true
 		}
+		// A commit freed room: the writer is busy, not stuck.
+		left := time.Until(giveUp)
+		if left <= 0 {
+			return false
+		}
+		t.Reset(min(wait, left))
 	}
 }
+
+// waitRounds bounds ReserveWait in all, in multiples of its wait.
+const waitRounds = 10
 
 // Unreserve gives back n bytes taken by Reserve and not queued.
 func (w *Writer) Unreserve(n int) {
