@@ -2,6 +2,12 @@
 
 #include "textflag.h"
 
+// ANDBYTE keeps in Y1 the positions whose byte at off is the one in y.
+#define ANDBYTE(off, y) \
+	VMOVDQU  off(SI)(R11*1), Y3 \
+	VPCMPEQB y, Y3, Y3 \
+	VPAND    Y3, Y1, Y1
+
 // EVENTMARKS compares the 32 positions from off(SI)(R11*1) and the five
 // bytes after each, leaving in Y2 the LFs followed by a blank line (a
 // block's end) and in Y1 the LFs followed by a data field ("data:", or
@@ -14,15 +20,9 @@
 	VPAND    Y0, Y2, Y2 \
 	VPCMPEQB Y14, Y7, Y1 \
 	VPAND    Y0, Y1, Y1 \
-	VMOVDQU  off+2(SI)(R11*1), Y3 \
-	VPCMPEQB Y13, Y3, Y3 \
-	VPAND    Y3, Y1, Y1 \
-	VMOVDQU  off+3(SI)(R11*1), Y3 \
-	VPCMPEQB Y12, Y3, Y3 \
-	VPAND    Y3, Y1, Y1 \
-	VMOVDQU  off+4(SI)(R11*1), Y3 \
-	VPCMPEQB Y13, Y3, Y3 \
-	VPAND    Y3, Y1, Y1 \
+	ANDBYTE(off+2, Y13) \
+	ANDBYTE(off+3, Y12) \
+	ANDBYTE(off+4, Y13) \
 	VMOVDQU  off+5(SI)(R11*1), Y3 \
 	VPCMPEQB Y11, Y3, Y4 \
 	VPCMPEQB Y15, Y3, Y3 \
@@ -71,6 +71,13 @@
 	POPCNTQ DI, DI \
 	ADDQ    DI, R15
 
+// HIGHHALF puts the mask of y in the high half of r, the second 32
+// positions of a 64-position step.
+#define HIGHHALF(y, r) \
+	VPMOVMSKB y, CX \
+	SHLQ      $32, CX \
+	ORQ       CX, r
+
 #define BROADCAST(c, y) \
 	MOVL $c, AX \
 	MOVQ AX, X0 \
@@ -113,12 +120,8 @@ loop64:
 	VPMOVMSKB Y2, AX
 	VPMOVMSKB Y1, BX
 	EVENTMARKS(32)
-	VPMOVMSKB Y2, CX
-	SHLQ      $32, CX
-	ORQ       CX, AX
-	VPMOVMSKB Y1, CX
-	SHLQ      $32, CX
-	ORQ       CX, BX
+	HIGHHALF(Y2, AX)
+	HIGHHALF(Y1, BX)
 	EVENTS(NOTQ, BTQ, ADCQ, ANDQ, POPCNTQ)
 	ADDQ $64, R11
 	JMP  loop64
@@ -153,15 +156,9 @@ loop64:
 	VPMOVMSKB Y1, BX
 	VPMOVMSKB Y5, DI
 	FRAMEMARKS(32)
-	VPMOVMSKB Y2, CX
-	SHLQ      $32, CX
-	ORQ       CX, AX
-	VPMOVMSKB Y1, CX
-	SHLQ      $32, CX
-	ORQ       CX, BX
-	VPMOVMSKB Y5, CX
-	SHLQ      $32, CX
-	ORQ       CX, DI
+	HIGHHALF(Y2, AX)
+	HIGHHALF(Y1, BX)
+	HIGHHALF(Y5, DI)
 	EVENTS(NOTQ, BTQ, ADCQ, ANDQ, POPCNTQ)
 	COMMENTS
 	ADDQ $64, R11

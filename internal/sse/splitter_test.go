@@ -171,6 +171,18 @@ func TestSplitterFramesMatchParser(t *testing.T) {
 	}
 }
 
+// countInPieces feeds stream to s in pieces of 1 to most bytes and returns
+// the events it counted.
+func countInPieces(s *Splitter, stream []byte, most int, rng *rand.Rand) int64 {
+	var n int64
+	for rest := stream; len(rest) > 0; {
+		k := min(1+rng.IntN(most), len(rest))
+		n += s.CountEvents(rest[:k])
+		rest = rest[k:]
+	}
+	return n
+}
+
 // TestEventsOnlyMatchesParser: the block-by-block count agrees with the
 // parser however the stream is cut, CR or not.
 func TestEventsOnlyMatchesParser(t *testing.T) {
@@ -181,12 +193,7 @@ func TestEventsOnlyMatchesParser(t *testing.T) {
 			stream = bytes.ReplaceAll(bytes.ReplaceAll(stream, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
 		}
 		s := Splitter{EventsOnly: true}
-		var got int64
-		for rest := stream; len(rest) > 0; {
-			n := min(1+rng.IntN(40), len(rest))
-			got += s.CountEvents(rest[:n])
-			rest = rest[n:]
-		}
+		got := countInPieces(&s, stream, 40, rng)
 		if want := parserEvents(t, stream); got != int64(want) {
 			t.Fatalf("stream %q: %d events, parser %d", stream, got, want)
 		}
@@ -263,11 +270,7 @@ func TestLongPiecesMatchParser(t *testing.T) {
 		}
 		wantFrames, werr := parserFrames(stream, maxLine, maxEvent)
 		s := Splitter{MaxLine: maxLine, MaxEvent: maxEvent}
-		for rest := stream; len(rest) > 0; {
-			n := min(1+rng.IntN(2048), len(rest))
-			s.CountEvents(rest[:n])
-			rest = rest[n:]
-		}
+		countInPieces(&s, stream, 2048, rng)
 		if s.Frames() != wantFrames || (s.Err() == nil) != (werr == nil) {
 			t.Fatalf("stream %q bounds %d/%d: %d frames (%v), parser %d (%v)", stream, maxLine, maxEvent, s.Frames(), s.Err(), wantFrames, werr)
 		}
@@ -277,13 +280,7 @@ func TestLongPiecesMatchParser(t *testing.T) {
 		wantEvents := parserEvents(t, stream)
 		for _, eventsOnly := range []bool{true, false} {
 			s := Splitter{EventsOnly: eventsOnly}
-			var got int64
-			for rest := stream; len(rest) > 0; {
-				n := min(1+rng.IntN(2048), len(rest))
-				got += s.CountEvents(rest[:n])
-				rest = rest[n:]
-			}
-			if got != int64(wantEvents) {
+			if got := countInPieces(&s, stream, 2048, rng); got != int64(wantEvents) {
 				t.Fatalf("EventsOnly=%v stream %q: %d events, parser %d", eventsOnly, stream, got, wantEvents)
 			}
 			if !eventsOnly && s.Frames() != wantFrames {
