@@ -2,8 +2,6 @@ package sse
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/bits"
 	"time"
 )
 
@@ -281,7 +279,7 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 	done := 0 // the bytes of the blocks counted
 	hasData, frames, size := s.hasData, int64(0), 0
 	for pos := 0; pos < len(b); {
-		i := indexLF(b[pos:])
+		i := bytes.IndexByte(b[pos:], '\n')
 		if i < 0 {
 			break
 		}
@@ -323,12 +321,12 @@ func (s *Splitter) countBlocks(b []byte) (int64, []byte) {
 
 // countBlocksVector is countBlocks' first pass on CPUs with AVX2: the
 // first line here, the rest 32 bytes at a time (countEventsAVX2, or
-// countFramesAVX2 unless EventsOnly). It
-// returns the events counted and the offset just past the last blank line
-// counted, from where countBlocks goes on line by line (what follows that
-// line is scanned again). Counting frames too, it leaves to the line by
-// line scan a piece where a block may pass a bound, or a line begins
-// with 'r' (a retry field, maybe).
+// countFramesAVX2 unless EventsOnly). It returns the events counted and
+// the offset just past the last blank line counted, from where
+// countBlocks goes on line by line (what follows that line is scanned
+// again). Counting frames too, it leaves to the line-by-line scan a piece
+// where a block may pass a bound, or a line begins with 'r' (a retry
+// field, maybe).
 func (s *Splitter) countBlocksVector(b []byte) (int64, int) {
 	f := bytes.IndexByte(b, '\n')
 	if f < 0 || len(b)-f < 64 {
@@ -390,34 +388,6 @@ func (s *Splitter) countBlocksVector(b []byte) (int64, int) {
 // followed by a colon.
 func isDataField(line []byte) bool {
 	return len(line) >= 4 && string(line[:4]) == "data" && (len(line) == 4 || line[4] == ':')
-}
-
-// indexLF is bytes.IndexByte(b, '\n'). SSE lines are short (an id, an
-// event type, a blank line), often shorter than the cost of the call, so
-// it looks at the first 16 bytes two words at a time before it calls.
-func indexLF(b []byte) int {
-	if len(b) < 16 {
-		return bytes.IndexByte(b, '\n')
-	}
-	if m := lfBytes(binary.LittleEndian.Uint64(b)); m != 0 {
-		return bits.TrailingZeros64(m) >> 3
-	}
-	if m := lfBytes(binary.LittleEndian.Uint64(b[8:])); m != 0 {
-		return 8 + bits.TrailingZeros64(m)>>3
-	}
-	if i := bytes.IndexByte(b[16:], '\n'); i >= 0 {
-		return 16 + i
-	}
-	return -1
-}
-
-// lfBytes has the high bit set in exactly the bytes of w that are LF: a
-// byte's low seven bits plus 0x7f carry into its high bit unless they are
-// all zero, and never into the next byte.
-func lfBytes(w uint64) uint64 {
-	const low7 = 0x7f7f7f7f7f7f7f7f
-	x := w ^ 0x0a0a0a0a0a0a0a0a
-	return ^((x&low7 + low7) | x | low7)
 }
 
 // lineEnd is the index of the first CR or LF in b, -1 for none: two
