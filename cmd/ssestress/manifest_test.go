@@ -417,10 +417,13 @@ func expandK8s(s string, env map[string]string) string {
 // with FAKE_WAIT_TERM set to a file it first waits for SIGTERM, notes it in
 // that file and exits 130, as ssestress does after its summary.
 const fakeSSEStress = `#!/bin/sh
+if [ -n "${FAKE_WAIT_TERM-}" ]; then
+  # Before the arguments are recorded: a test signals once they are.
+  trap 'kill "$s" 2>/dev/null; echo TERM > "$FAKE_WAIT_TERM"; exit 130' TERM
+fi
 n=$(ls "$CAPTURE_DIR" | wc -l | tr -d ' ')
 printf '%s\0' "$@" > "$CAPTURE_DIR/$n.tmp" && mv "$CAPTURE_DIR/$n.tmp" "$CAPTURE_DIR/$n"
 if [ -n "${FAKE_WAIT_TERM-}" ]; then
-  trap 'kill "$s" 2>/dev/null; echo TERM > "$FAKE_WAIT_TERM"; exit 130' TERM
   sleep 60 & s=$!
   wait "$s"
   exit 1
@@ -757,7 +760,10 @@ func TestManifestFailFast(t *testing.T) {
 		err := p.cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 130 {
-			t.Fatalf("the shard's shell after SIGTERM: %v (%s), want exit 130, ssestress's", err, p.Output())
+			tn, _ := os.ReadFile(termNote)
+			fl, _ := os.ReadFile(filepath.Join(sessions, "shard-1.failed"))
+			ents, _ := os.ReadDir(sessions)
+			t.Fatalf("the shard's shell after SIGTERM: %v (%s), want exit 130, ssestress's; term %q failed %q sessions %v", err, p.Output(), tn, fl, ents)
 		}
 		if raw, err := os.ReadFile(termNote); err != nil || strings.TrimSpace(string(raw)) != "TERM" {
 			t.Errorf("ssestress did not get the SIGTERM: %q %v", raw, err)
