@@ -58,7 +58,7 @@ func TestSoak(t *testing.T) {
 	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 	runtime.MemProfileRate = 4096
 	srv := startFeed(t, feed.Config{Rate: feed.Rate{Min: 60000, Max: 60000}, Heartbeat: -1, History: 100})
-	w, path := newSession(t)
+	w, _ := newSession(t)
 	p := startProxy(t, Config{Upstream: srv.URL, Session: w})
 
 	// run makes n cycles with workers at once; it returns the first
@@ -100,7 +100,8 @@ func TestSoak(t *testing.T) {
 	quiet()
 	baseG, baseFDs, baseHeap := settle(t, 0, 0)
 	baseBolt := heapOf("go.etcd.io/bbolt")
-	baseConns, baseSize := p.Stats().Conns, fileSize(t, path)
+	w.Flush()
+	baseConns, baseSize := p.Stats().Conns, w.DataSize()
 
 	start := time.Now()
 	if err := run(cycles, workers); err != nil {
@@ -110,14 +111,15 @@ func TestSoak(t *testing.T) {
 	quiet()
 	g, fds, heap := settle(t, baseG, baseFDs)
 	bolt := heapOf("go.etcd.io/bbolt")
-	conns, size := p.Stats().Conns-baseConns, fileSize(t, path)-baseSize
+	w.Flush()
+	conns, size := p.Stats().Conns-baseConns, w.DataSize()-baseSize
 	// bbolt keeps a map entry for every page of the file in use
 	// (freelist allocs): memory that follows the session file's size, not
 	// the proxy's connections. It is reported, and left out of the 5 %.
 	baseHeap -= min(baseBolt, baseHeap)
 	heap -= min(bolt, heap)
 
-	t.Logf("%d cycles in %v: %.0f cycles/s; goroutines %d → %d, fds %d → %d; heap after GC without bbolt %.3f → %.3f MB (%+.1f%%); bbolt's %.2f → %.2f MB (%.1f KB per MB of file); session file +%d bytes (%.0f per connection)",
+	t.Logf("%d cycles in %v: %.0f cycles/s; goroutines %d → %d, fds %d → %d; heap after GC without bbolt %.3f → %.3f MB (%+.1f%%); bbolt's %.2f → %.2f MB (%.1f KB per MB of file); session file data +%d bytes (%.0f per connection)",
 		cycles, elapsed.Round(time.Millisecond), float64(cycles)/elapsed.Seconds(), baseG, g, baseFDs, fds,
 		float64(baseHeap)/(1<<20), float64(heap)/(1<<20), 100*(float64(heap)/float64(baseHeap)-1),
 		float64(baseBolt)/(1<<20), float64(bolt)/(1<<20), float64(bolt-min(baseBolt, bolt))/1024/(float64(size)/(1<<20)),
@@ -191,14 +193,6 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd: " + err.Error())
 	}
 	return len(entries)
-}
-
-func fileSize(t *testing.T, path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
 }
 
 // heapOf estimates the bytes in use on the heap that were allocated with

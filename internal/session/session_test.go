@@ -418,3 +418,31 @@ func TestReserveWaitHoldsWhileCommitsFree(t *testing.T) {
 		t.Fatalf("%d records dropped", d)
 	}
 }
+
+// TestDataSize: DataSize follows what the commits used, never past the
+// file's length, which bbolt grows ahead of it.
+func TestDataSize(t *testing.T) {
+	w, path := newFile(t, Options{})
+	defer w.Close()
+	if w.DataSize() != 0 {
+		t.Fatalf("DataSize %d before any commit", w.DataSize())
+	}
+	var sizes []int64
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 2000; i++ {
+			w.Put(ErrorRecord{Class: "EOF", Message: strings.Repeat("m", 1000)})
+		}
+		w.Flush()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := w.DataSize(); d <= 0 || d > fi.Size() {
+			t.Fatalf("round %d: DataSize %d, file %d bytes", round, d, fi.Size())
+		}
+		sizes = append(sizes, w.DataSize())
+	}
+	if sizes[1] < sizes[0]+2000*1000 {
+		t.Fatalf("DataSize %d after 2 MB more than %d", sizes[1], sizes[0])
+	}
+}

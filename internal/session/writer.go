@@ -113,6 +113,7 @@ type Writer struct {
 	done            chan struct{}
 	committed       atomic.Uint64
 	committedFrames atomic.Uint64
+	dataSize        atomic.Int64
 	dropped         uint64 // guarded by mu
 	full            bool   // MaxSize reached (guarded by mu)
 	lastErr         string // guarded by mu
@@ -362,6 +363,11 @@ func (w *Writer) Dropped() uint64 {
 // (RecChunks).
 func (w *Writer) CommittedFrames() uint64 { return w.committedFrames.Load() }
 
+// DataSize is the bytes of the file in use as of the last commit:
+// bbolt's high-water mark (the file itself grows ahead of it, in steps of
+// up to 16 MiB).
+func (w *Writer) DataSize() int64 { return w.dataSize.Load() }
+
 // Committed is the number of records on disk.
 func (w *Writer) Committed() uint64 { return w.committed.Load() }
 
@@ -472,6 +478,7 @@ func (w *Writer) commit(batch []queued) {
 		return nil
 	})
 	if err == nil {
+		w.dataSize.Store(size)
 		w.committed.Add(uint64(len(batch)))
 		var frames uint64
 		for _, q := range batch {
