@@ -1,10 +1,13 @@
 package session
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -420,7 +423,8 @@ func TestReserveWaitHoldsWhileCommitsFree(t *testing.T) {
 }
 
 // TestDataSize: DataSize follows what the commits used, never past the
-// file's length, which bbolt grows ahead of it.
+// file's length, which bbolt grows ahead of it; Flush returns with every
+// record committed.
 func TestDataSize(t *testing.T) {
 	w, path := newFile(t, Options{})
 	defer w.Close()
@@ -428,11 +432,25 @@ func TestDataSize(t *testing.T) {
 		t.Fatalf("DataSize %d before any commit", w.DataSize())
 	}
 	var sizes []int64
+	rng := rand.New(rand.NewPCG(1, 1))
+	msg := make([]byte, 500)
 	for round := 0; round < 2; round++ {
+		before := w.Committed()
 		for i := 0; i < 2000; i++ {
-			w.Put(ErrorRecord{Class: "EOF", Message: strings.Repeat("m", 1000)})
+			for k := range msg {
+				msg[k] = byte(rng.Uint32())
+			}
+			w.Put(ErrorRecord{Class: "EOF", Message: hex.EncodeToString(msg)}) // 1,000 bytes that do not compress
 		}
 		w.Flush()
+		if d := w.Dropped(); d != 0 {
+			t.Fatalf("%d records dropped", d)
+		}
+		// Flush returns once all is on disk, what the writer's goroutine
+		// was committing included.
+		if c := w.Committed() - before; c != 2000 {
+			t.Fatalf("round %d: %d of 2000 records committed when Flush returned", round, c)
+		}
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -442,7 +460,36 @@ func TestDataSize(t *testing.T) {
 		}
 		sizes = append(sizes, w.DataSize())
 	}
-	if sizes[1] < sizes[0]+2000*1000 {
+	// Pages freed by the first round's commits may take some of the
+	// second's 2 MB, not most of it.
+	if sizes[1] < sizes[0]+1000*1000 {
 		t.Fatalf("DataSize %d after 2 MB more than %d", sizes[1], sizes[0])
+	}
+}
+
+// TestFlushWaitsForTheWritersCommit: Flush returns with everything queued
+// before it on disk, also when the writer's goroutine has just taken the
+// last of it and is committing it (a block of 6 MiB: milliseconds).
+func TestFlushWaitsForTheWritersCommit(t *testing.T) {
+	w, _ := newFile(t, Options{})
+	defer w.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	data := make([]byte, 6<<20)
+	for i := range data {
+		data[i] = byte(rng.Uint32()) // incompressible: the commit writes it all
+	}
+	for round := 0; round < 3; round++ {
+		before := w.Committed()
+		w.Put(RecChunks{Proxy: "p", ConnID: "c", Block: round, Data: data}) // past 4 MiB: the writer is woken
+		for taken := false; !taken; {
+			w.mu.Lock()
+			taken = len(w.pending) == 0
+			w.mu.Unlock()
+			runtime.Gosched()
+		}
+		w.Flush()
+		if c := w.Committed() - before; c != 1 {
+			t.Fatalf("round %d: the block the writer took was not committed when Flush returned", round)
+		}
 	}
 }

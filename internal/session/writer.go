@@ -108,7 +108,8 @@ type Writer struct {
 	kick         chan struct{}
 	closed       bool
 	hooks        []func(all bool)
-	arena        []byte // keys and binary values of the commit in progress (writer goroutine)
+	arena        []byte // keys and binary values of the commit in progress (under commitMu)
+	commitMu     sync.Mutex
 
 	done            chan struct{}
 	committed       atomic.Uint64
@@ -425,6 +426,11 @@ func (w *Writer) loop() {
 // commitNext commits the oldest queued records, at most maxTxBytes of
 // them, in one transaction; it reports whether it committed any.
 func (w *Writer) commitNext() bool {
+	// One batch at a time, from taking it to its commit: a Flush that
+	// finds the queue empty while the writer's goroutine commits what it
+	// took returns only once that is on disk too.
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
 	w.mu.Lock()
 	n, bytes := 0, int64(0)
 	for n < len(w.pending) && (n == 0 || bytes+w.pending[n].size <= maxTxBytes) {
@@ -465,8 +471,7 @@ func (w *Writer) commit(batch []queued) {
 	var size int64
 	err := w.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		// Transactions are one at a time (the writer's loop, or Flush):
-		// the arena is theirs.
+		// Transactions are one at a time (commitMu): the arena is theirs.
 		w.arena, err = putAll(tx, batch, w.arena[:0])
 		if cap(w.arena) > 4*maxTxBytes {
 			w.arena = nil // a rare huge batch: not kept
